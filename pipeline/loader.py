@@ -174,8 +174,8 @@ class _Loader:
             self.fail_if_any()
         specs = self.read_processors(top["processors"][1])
         self.apply_overrides(specs, overrides)
-        self.fail_if_any()
         self.build_nodes(graph, specs)
+        self.fail_if_any()  # links to nodes that failed to build would only add noise
         if "links" in top:
             self.read_links(graph, top["links"][1])
         elif len(graph.nodes) > 1:

@@ -222,8 +222,17 @@ class Processor:
             if type(frame) is EndFrame:
                 await self._handle_end(frame)
                 continue
+            if self._stats is not None or self._stopped:
+                self._busy = frame
+                await self._call_process(frame, direction)
+                self._busy = None
+                continue
+            # the hot path: _call_process inlined, one coroutine level less per hop
             self._busy = frame
-            await self._call_process(frame, direction)
+            try:
+                await self.process(frame, direction)
+            except Exception as exc:
+                await self._report(exc, f"while processing {type(frame).__name__}")
             self._busy = None
 
     async def _handle_end(self, frame: EndFrame) -> None:

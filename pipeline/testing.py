@@ -47,6 +47,8 @@ class FrameSource(Processor):
             else:
                 await self.push(item)
             await anyio.lowlevel.checkpoint()
+        # let frames in flight settle (upstream ones included) before the end follows
+        await anyio.wait_all_tasks_blocked()
 
     async def process(self, frame: Frame, direction: Direction) -> None:
         self.received.append(frame)

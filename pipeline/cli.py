@@ -1,0 +1,218 @@
+"""The ``voxpipe`` command line.
+
+Every command imports what it needs when it runs, so ``voxpipe --help`` stays fast. A
+user mistake (bad YAML, bad file, unknown type) prints its message and exits with 2;
+a pipeline that failed while running exits with 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+__all__ = ["main"]
+
+PIPELINES = Path(__file__).resolve().parent.parent / "pipelines"
+
+
+def _add_load_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("pipeline", help="the pipeline YAML file")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="NODE.PARAM=VALUE",
+                   help="override a param, e.g. --set model.voice=nova (repeatable)")
+
+
+def _load(args):
+    from .loader import load
+
+    return load(args.pipeline, overrides=args.overrides)
+
+
+def cmd_run(args) -> int:
+    import anyio
+
+    from .runner import run
+
+    graph = _load(args)
+    result = anyio.run(lambda: run(graph, realtime=not args.fast, stats=args.stats, handle_signals=True))
+    for err in result.errors:
+        print(f"error in {err.processor}: {err.message}", file=sys.stderr)
+    if args.stats:
+        print(format_stats(result.stats))
+    if result.hung:
+        print(f"still busy when cancelled: {', '.join(result.hung)}", file=sys.stderr)
+    print(f"pipeline {graph.name!r} ended: {result.ended}", file=sys.stderr)
+    return 0 if result.ok else 1
+
+
+def format_stats(stats: dict) -> str:
+    """A table of per-processor queue and latency figures."""
+    head = f"{'processor':<22}{'frames':>8}{'p50 us':>10}{'p99 us':>10}{'max us':>10}{'dropped':>9}{'stale':>7}"
+    rows = [head, "-" * len(head)]
+    for name, s in stats.items():
+        rows.append(
+            f"{name:<22}{s.get('frames', 0):>8}{s.get('p50_us', 0):>10.1f}{s.get('p99_us', 0):>10.1f}"
+            f"{s.get('max_us', 0):>10.1f}{s.get('dropped', 0):>9}{s.get('stale', 0):>7}"
+        )
+        extra = {k: v for k, v in s.items() if k not in {"frames", "p50_us", "p99_us", "max_us", "mean_us", "dropped", "stale", "queued", "max_size"}}
+        if extra:
+            rows.append(f"{'':<4}{json.dumps(extra, default=str)}")
+    return "\n".join(rows)
+
+
+def cmd_validate(args) -> int:
+    graph = _load(args)
+    inserted = [n for n, node in graph.nodes.items() if node.inserted]
+    print(f"{args.pipeline}: ok ({len(graph.nodes)} processors, {len(graph.links)} links"
+          + (f"; inserted {', '.join(inserted)}" if inserted else "") + ")")
+    return 0
+
+
+def cmd_graph(args) -> int:
+    graph = _load(args)
+    print(graph.to_dot() if args.format == "dot" else graph.to_mermaid(), end="")
+    return 0
+
+
+def cmd_schema(args) -> int:
+    from .schema import pipeline_schema
+
+    print(json.dumps(pipeline_schema(), indent=2))
+    return 0
+
+
+def cmd_processors(args) -> int:
+    from .registry import ALIASES, available_types, resolve_type
+
+    aliases = {v: k for k, v in ALIASES.items()}
+    for name in sorted(available_types()):
+        try:
+            doc = (resolve_type(name).__doc__ or "").strip().splitlines()
+            line = doc[0] if doc else ""
+        except Exception as exc:  # an optional extra not installed
+            line = f"(unavailable: {exc})"
+        alias = f" (alias: {aliases[name]})" if name in aliases else ""
+        print(f"{name:<20} {line}{alias}")
+    return 0
+
+
+def cmd_devices(args) -> int:
+    from processors.devices import list_devices
+
+    print(list_devices())
+    return 0
+
+
+def cmd_realtime_server(args) -> int:
+    import anyio
+
+    from processors.realtime_server.server import main as server_main
+
+    anyio.run(lambda: server_main(args.host, args.port, args.rules, args.model_delay_ms))
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from .demo import run_demo
+
+    return run_demo(out_dir=Path(args.out), realtime=args.realtime)
+
+
+def cmd_bench(args) -> int:
+    from .bench import run_bench
+
+    return run_bench(quick=args.quick, json_path=args.json, plot_dir=args.plot, only=args.only)
+
+
+def cmd_serve(args) -> int:
+    import anyio
+
+    from processors.web.server import serve
+
+    anyio.run(lambda: serve(args.pipeline, host=args.host, port=args.port, token=args.token))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="voxpipe", description="Streaming voice agents as graphs of frame processors.")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("run", help="run a pipeline")
+    _add_load_args(p)
+    p.add_argument("--fast", action="store_true", help="as fast as possible instead of real time")
+    p.add_argument("--stats", action="store_true", help="print per-processor latency and queue figures at the end")
+    p.set_defaults(fn=cmd_run)
+
+    p = sub.add_parser("validate", help="check a pipeline without running it")
+    _add_load_args(p)
+    p.set_defaults(fn=cmd_validate)
+
+    p = sub.add_parser("graph", help="print a pipeline as Mermaid (or DOT)")
+    _add_load_args(p)
+    p.add_argument("--format", choices=["mermaid", "dot"], default="mermaid")
+    p.set_defaults(fn=cmd_graph)
+
+    p = sub.add_parser("schema", help="print the JSON Schema of pipeline files")
+    p.set_defaults(fn=cmd_schema)
+
+    p = sub.add_parser("processors", help="list the registered processor types")
+    p.set_defaults(fn=cmd_processors)
+
+    p = sub.add_parser("devices", help="list sound devices (needs the 'audio' extra)")
+    p.set_defaults(fn=cmd_devices)
+
+    p = sub.add_parser("realtime-server", help="serve the OpenAI Realtime API offline on 127.0.0.1")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8765)
+    p.add_argument("--rules", default=None, help="responder rules YAML (default: the demo rules)")
+    p.add_argument("--model-delay-ms", type=int, default=0, help="artificial delay before the first audio")
+    p.set_defaults(fn=cmd_realtime_server)
+
+    p = sub.add_parser("demo", help="run the offline voice-agent demo")
+    p.add_argument("--out", default="out", help="where to write the output WAV files")
+    p.add_argument("--realtime", action="store_true", help="pace the input at real time")
+    p.set_defaults(fn=cmd_demo)
+
+    p = sub.add_parser("bench", help="run the benchmarks and print a summary")
+    p.add_argument("--quick", action="store_true", help="fewer iterations")
+    p.add_argument("--json", default=None, help="write the figures to this JSON file")
+    p.add_argument("--plot", default=None, help="write PNG plots to this directory (needs matplotlib)")
+    p.add_argument("--only", action="append", default=None, help="run only these benchmarks (hops, dsp, turn)")
+    p.set_defaults(fn=cmd_bench)
+
+    p = sub.add_parser("serve", help="serve a pipeline to browsers (page + websocket)")
+    p.add_argument("pipeline", nargs="?", default=str(PIPELINES / "web_agent.yaml"))
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8080)
+    p.add_argument("--token", default=None, help="require this token in the websocket URL (env VOXPIPE_TOKEN)")
+    p.set_defaults(fn=cmd_serve)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "fn", None):
+        parser.print_help()
+        return 0
+    level = logging.WARNING - 10 * args.verbose
+    logging.basicConfig(level=max(level, logging.DEBUG), format="%(levelname)s %(name)s: %(message)s")
+    from .errors import PipelineError, VoxpipeError
+
+    try:
+        return args.fn(args)
+    except PipelineError as exc:  # already `file:line: message` lines
+        print(exc, file=sys.stderr)
+        return 2
+    except VoxpipeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
