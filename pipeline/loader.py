@@ -343,4 +343,5 @@ def _expected(model: type[BaseModel], loc: tuple) -> str | None:
         return None
     ann = field.annotation
     name = getattr(ann, "__name__", None) or str(ann).replace("typing.", "")
-    return f"expected {name}" + (f" (default {field.default!r})" if not field.is_required() else "")
+    default = "" if field.is_required() or field.default_factory is not None else f" (default {field.default!r})"
+    return f"expected {name}{default}"

@@ -30,11 +30,14 @@ __all__ = ["Collected", "CollectSink", "FrameSource", "run_frames", "run_graph",
 class FrameSource(Processor):
     """Pushes a fixed list of frames, then ends; records frames that come back upstream."""
 
-    def __init__(self, frames: Iterable[Frame | tuple[Frame, Direction]], *, name: str = "source") -> None:
+    def __init__(self, frames: Iterable[Frame | tuple[Frame, Direction]], *, name: str = "source",
+                 expect_upstream: int = 0) -> None:
         super().__init__(name=name)
         self.frames = list(frames)
         self.received: list[Frame] = []
         self.sink: CollectSink | None = None
+        self.expect_upstream = expect_upstream
+        self._enough = anyio.Event()
 
     async def produce(self) -> None:
         for item in self.frames:
@@ -49,9 +52,13 @@ class FrameSource(Processor):
             await anyio.lowlevel.checkpoint()
         # let frames in flight settle (upstream ones included) before the end follows
         await anyio.wait_all_tasks_blocked()
+        if self.expect_upstream and len(self.received) < self.expect_upstream:
+            await self._enough.wait()  # work in threads or timers: wait for what the test expects
 
     async def process(self, frame: Frame, direction: Direction) -> None:
         self.received.append(frame)
+        if self.expect_upstream and len(self.received) >= self.expect_upstream:
+            self._enough.set()
 
 
 class CollectSink(Processor):
@@ -94,10 +101,16 @@ async def run_frames(
     realtime: bool = False,
     stats: bool = False,
     timeout_s: float = 30.0,
+    expect_upstream: int = 0,
 ) -> Collected:
-    """Chain ``processors`` between a source of ``frames`` and a collector; run to the end."""
+    """Chain ``processors`` between a source of ``frames`` and a collector; run to the end.
+
+    The end of stream follows the last frame once everything in flight has settled; with
+    ``expect_upstream`` it waits until that many frames came back upstream (for work done
+    in threads or after a delay, such as tool calls).
+    """
     procs = [processors] if isinstance(processors, Processor) else list(processors)
-    source, sink = FrameSource(frames), CollectSink()
+    source, sink = FrameSource(frames, expect_upstream=expect_upstream), CollectSink()
     source.sink = sink
     graph = Graph.chain(source, *procs, sink, name="test")
     graph.check()
