@@ -22,7 +22,8 @@ class Counter(Processor):
     async def produce(self):
         n = self.params.rate // 50
         for i in range(self.params.count):
-            samples = np.full(n, i, dtype=np.int16)
+            await self.clock.wait_until(i * 0.02)
+            samples = np.full(n, i % 1000, dtype=np.int16)
             await self.push(AudioFrame(samples, self.params.rate, pts=i * n))
 
     def output_format(self, upstream):
