@@ -99,9 +99,9 @@ def cmd_processors(args) -> int:
 
 
 def cmd_devices(args) -> int:
-    from processors.devices import list_devices
+    from processors.devices import format_devices, list_devices
 
-    print(list_devices())
+    print(format_devices(list_devices()))
     return 0
 
 

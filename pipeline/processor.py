@@ -99,6 +99,7 @@ class Processor:
         self._started = False
         self._early: list[tuple[Frame, Direction]] = []
         self._stopped = False
+        self._cancelled = False
         self._busy: Frame | None = None
         self._stats: LatencyHistogram | None = None
         self._task_group: TaskGroup | None = None
@@ -136,6 +137,11 @@ class Processor:
         if self._task_group is None:
             raise RuntimeError(f"{self.name}: spawn() needs a running graph (call it from start() or later)")
         self._task_group.start_soon(self._guarded, fn, args)
+
+    @property
+    def cancelled(self) -> bool:
+        """True when the graph is being cancelled: ``stop()`` should release, not drain."""
+        return self._cancelled
 
     def statistics(self) -> dict[str, Any]:
         """Queue size, dropped and stale counts, and latency figures when stats are on."""

@@ -142,6 +142,7 @@ class Runner:
         pending = [p for p in self.processors if not p._stopped]
         with anyio.move_on_after(self.stop_timeout_s) as scope:
             for p in pending:
+                p._cancelled = True
                 p._down, p._up = [], []  # pushes from stop() on a cancel go nowhere
                 await p._finish()
         busy = [p.name for p in self.processors if p._busy is not None or not p._stopped]
