@@ -44,6 +44,8 @@ class ConsolePrinter(Processor):
         super().__init__(params, name=name)
         self.stream = stream or sys.stdout
         self._assistant: dict[str, list[str]] = {}
+        #: every MetricsFrame seen, as (name, values): the demo's latency table reads it
+        self.metrics: list[tuple[str, dict]] = []
 
     def _say(self, text: str) -> None:
         print(text, file=self.stream, flush=True)
@@ -71,6 +73,8 @@ class ConsolePrinter(Processor):
             what = "started" if isinstance(frame, UserStartedSpeakingFrame) else "stopped"
             at = frame.pts / frame.sample_rate if frame.sample_rate else 0.0
             self._say(f"  (user {what} speaking at {at:.2f} s)")
-        elif p.metrics and isinstance(frame, MetricsFrame):
-            self._say(f"  metrics   : {frame.name} {frame.values}")
+        elif isinstance(frame, MetricsFrame):
+            self.metrics.append((frame.name, dict(frame.values)))
+            if p.metrics:
+                self._say(f"  metrics   : {frame.name} {frame.values}")
         await self.push(frame, direction)

@@ -1,0 +1,128 @@
+"""Energy VAD: eSpeak speech in silence, white noise and 440 Hz hum; steady noise is not speech."""
+
+import numpy as np
+import pytest
+
+from pipeline.dsp import EnergyVAD, SpeechSegmenter, VADState
+from pipeline.dsp.vad import TRANSITIONS, VADInput
+from speech_fixtures import background, segments, speech_scene
+
+TOLERANCE_MS = 60
+
+
+def run(vad, x, chunk):
+    events = []
+    for i in range(0, x.shape[0] - chunk + 1, chunk):
+        events += vad.process(x[i : i + chunk])
+    return events + list(vad.finish())
+
+
+def assert_matches(found, truth, rate):
+    assert len(found) == len(truth), f"found {found}, truth {truth}"
+    tol = TOLERANCE_MS * rate / 1000
+    for (s, e), (ts, te) in zip(found, truth):
+        assert abs(s - ts) <= tol and abs(e - te) <= tol, (
+            f"segment {s / rate:.3f}-{e / rate:.3f}s vs truth {ts / rate:.3f}-{te / rate:.3f}s")
+
+
+@pytest.mark.parametrize("kind", ["silence", "noise", "hum"])
+@pytest.mark.parametrize("rate,chunk_ms", [(24000, 20), (16000, 10), (48000, 30), (8000, 20)])
+def test_speech_segments_within_60ms(kind, rate, chunk_ms):
+    """Three utterances, each found once, start and stop within 60 ms of the truth."""
+    scene = speech_scene(kind, rate)
+    vad = EnergyVAD(rate, silence_duration_ms=500, min_speech_ms=100)
+    events = run(vad, scene.int16(), rate * chunk_ms // 1000)
+    assert_matches(segments(events), scene.truth, rate)
+
+
+def test_float32_and_stereo_input_give_the_same_segments():
+    """float32 samples and a two-channel copy are segmented like the int16 mono signal."""
+    scene = speech_scene("noise")
+    mono = run(EnergyVAD(24000, silence_duration_ms=500), scene.int16(), 480)
+    f32 = run(EnergyVAD(24000, silence_duration_ms=500), scene.samples.astype(np.float32), 480)
+    stereo = np.repeat(scene.int16()[:, None], 2, axis=1)
+    st = run(EnergyVAD(24000, silence_duration_ms=500), stereo, 480)
+    assert segments(mono) == segments(st)
+    assert [abs(a.pts - b.pts) <= 96 for a, b in zip(mono, f32)] == [True] * len(mono)
+
+
+@pytest.mark.parametrize("kind", ["noise", "hum"])
+def test_ten_seconds_of_steady_noise_is_not_speech(kind):
+    """10 s of white noise or 440 Hz hum at -30 dBFS never opens a segment."""
+    x = background(kind, 240000, 24000, -30.0, seed=3)
+    vad = EnergyVAD(24000)
+    x16 = np.rint(x * 32768).astype(np.int16)
+    assert run(vad, x16, 480) == []
+    assert vad.noise_floor_dbfs == pytest.approx(-30.0, abs=1.5)
+
+
+def test_noise_that_starts_later_becomes_the_floor():
+    """Noise switching on after digital silence gives at most one short false segment, then
+    none: the floor adapts within a second."""
+    x = np.concatenate([np.zeros(24000, np.float32), background("noise", 240000, 24000, -30.0)])
+    events = run(EnergyVAD(24000, silence_duration_ms=200), x, 480)
+    segs = segments(events)
+    assert len(segs) <= 1
+    if segs:
+        assert segs[0][1] - segs[0][0] <= 1.3 * 24000
+
+
+def test_events_follow_realtime_semantics():
+    """padded_pts = onset - prefix_padding (start) and end + silence_duration (stop);
+    the stop is decided silence_duration after the end of speech."""
+    scene = speech_scene("silence")
+    vad = EnergyVAD(24000, prefix_padding_ms=300, silence_duration_ms=500, min_speech_ms=100)
+    events = run(vad, scene.int16(), 480)
+    start, stop = events[0], events[1]
+    assert start.started and not stop.started
+    assert start.padded_pts == start.pts - 7200
+    assert stop.padded_pts == stop.pts + 12000
+    assert 0 <= stop.detected_pts - stop.padded_pts < 480
+    assert 100 <= start.latency_ms <= 140
+    assert start.ms == pytest.approx(1000 * start.pts / 24000)
+
+
+def test_short_blip_is_not_speech_but_min_speech_zero_takes_it():
+    """A 40 ms click burst is dropped with min_speech_ms=100 and reported with 0."""
+    x = np.zeros(48000, np.float32)
+    x[12000:12960] = background("noise", 960, 24000, -10.0)
+    assert run(EnergyVAD(24000, min_speech_ms=100), x, 480) == []
+    got = segments(run(EnergyVAD(24000, min_speech_ms=0), x, 480))
+    assert len(got) == 1 and abs(got[0][0] - 12000) <= 96 and abs(got[0][1] - 12960) <= 96
+
+
+def test_long_chunks_are_analysed_in_windows():
+    """A whole second per call finds the same segments as 20 ms frames."""
+    scene = speech_scene("hum")
+    a = segments(run(EnergyVAD(24000, silence_duration_ms=500), scene.int16(), 480))
+    b = segments(run(EnergyVAD(24000, silence_duration_ms=500), scene.int16(), 24000))
+    assert len(a) == len(b) == 3
+    assert all(abs(x - y) <= 240 for pa, pb in zip(a, b) for x, y in zip(pa, pb))
+
+
+def test_explicit_pts_and_reset():
+    """Events carry the media time given with each chunk; reset starts a new stream."""
+    scene = speech_scene("silence")
+    x = scene.int16()
+    vad = EnergyVAD(24000, silence_duration_ms=500)
+    events = []
+    for i in range(0, x.shape[0] - 479, 480):
+        events += vad.process(x[i : i + 480], pts=100000 + i)
+    assert events[0].pts == pytest.approx(100000 + scene.truth[0][0], abs=24 * 60)
+    vad.reset()
+    assert vad.state is VADState.SILENCE and vad.noise_floor_dbfs == -120.0
+
+
+def test_threshold_is_validated():
+    """The Realtime threshold is 0..1; the error says so."""
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        EnergyVAD(24000, threshold=2)
+
+
+def test_transition_table_is_complete_and_enforced():
+    """Every state handles ACTIVE and INACTIVE; an illegal input names input and state."""
+    for state in VADState:
+        assert (state, VADInput.ACTIVE) in TRANSITIONS and (state, VADInput.INACTIVE) in TRANSITIONS
+    seg = SpeechSegmenter(16000)
+    with pytest.raises(RuntimeError, match="SPEECH_HELD in state SILENCE"):
+        seg._go(VADInput.SPEECH_HELD)
