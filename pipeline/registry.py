@@ -39,6 +39,9 @@ BUILTINS: dict[str, str] = {
     "brain.scripted": "processors.brain:ScriptedResponder",
     # debugging
     "debug.console": "processors.console:ConsolePrinter",
+    # browser
+    "transport.websocket.input": "processors.web.transport:WebsocketInput",
+    "transport.websocket.output": "processors.web.transport:WebsocketOutput",
 }
 
 #: Short names kept for convenience.

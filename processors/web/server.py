@@ -1,0 +1,403 @@
+"""``voxpipe serve``: one HTTP + websocket server, a graph per browser connection.
+
+Theory of operation
+-------------------
+One ``websockets`` server (asyncio) listens on ``host:port``. Its ``process_request``
+hook answers plain HTTP GETs with the page (``/``, ``/app.js``, ``/worklet.js``) and
+vets websocket upgrades to ``/ws``: the token (when one is set), the ``Origin`` (same host,
+or one of ``origins``) and the number of open sessions. Everything else is a 404.
+
+Each accepted websocket is a session. Its handler builds a fresh graph from the pipeline
+text (read and validated once at start), binds the graph's ``transport.websocket``
+processors to the session, and runs it with :class:`~pipeline.runner.Runner` in a task
+group of its own, beside the reader task that decodes the page's messages (a malformed
+message gets an ``error`` event; too many close the connection with 1008; a message over
+``max_message_bytes`` is closed with 1009 by ``websockets`` itself). When the page leaves,
+the graph is cancelled (its ``stop()`` hooks get ``stop_timeout_s``); when the graph ends
+or fails, the page is told why and the socket is closed. A session's failure stays in its
+handler: other sessions never see it.
+
+When the pipeline uses ``realtime.openai`` with ``url: local``, the server starts one
+offline realtime server for all sessions (the speech models load once, before the first
+page connects) and points each session's model at it.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import itertools
+import logging
+import os
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from http import HTTPStatus
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import anyio
+from websockets.asyncio.server import Server, ServerConnection
+from websockets.asyncio.server import serve as ws_serve
+from websockets.datastructures import Headers
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
+
+from pipeline.errors import PipelineError, Problem, VoxpipeError
+from pipeline.graph import Graph
+from pipeline.loader import load_text
+from pipeline.runner import Runner, RunResult
+
+from .session import WebSession
+from .transport import WebsocketInput, WebsocketOutput
+from .wire import (
+    ClientAudio,
+    ClientHello,
+    ClientPlayed,
+    ClientText,
+    WireError,
+    error_event,
+    max_audio_bytes,
+    parse_client_message,
+    ready_event,
+)
+
+__all__ = ["STATIC_DIR", "TOKEN_ENV", "WebServer", "serve", "web_server"]
+
+log = logging.getLogger("voxpipe.web")
+
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+TOKEN_ENV = "VOXPIPE_TOKEN"
+WS_PATH = "/ws"
+#: Malformed messages tolerated per session before it is closed as abusive.
+MAX_BAD_MESSAGES = 20
+
+_PAGES = {"/": "index.html", "/index.html": "index.html", "/app.js": "app.js", "/worklet.js": "worklet.js"}
+_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8"}
+_CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+        "connect-src 'self' ws: wss:; img-src 'self' data:")
+
+
+def is_loopback(host: str) -> bool:
+    """True when ``host`` only accepts connections from this machine."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@dataclass
+class _Transports:
+    inputs: list[WebsocketInput]
+    outputs: list[WebsocketOutput]
+
+
+def _transports(graph: Graph) -> _Transports:
+    procs = [node.processor for node in graph.nodes.values()]
+    return _Transports([p for p in procs if isinstance(p, WebsocketInput)],
+                       [p for p in procs if isinstance(p, WebsocketOutput)])
+
+
+class WebServer:
+    """Serves a pipeline to browsers: the page over HTTP, one graph per websocket session.
+
+    ``token`` (default: ``$VOXPIPE_TOKEN``) must then be given as ``?token=`` by every
+    websocket client; it is required when ``host`` is not a loopback address. ``origins``
+    lists the page origins allowed besides the server's own. Start with :meth:`start`
+    (or :func:`web_server`), stop with :meth:`aclose`.
+    """
+
+    def __init__(
+        self,
+        pipeline_path: str | os.PathLike,
+        *,
+        token: str | None = None,
+        origins: Sequence[str] = (),
+        max_sessions: int = 16,
+        max_message_bytes: int = 256 * 1024,
+        stop_timeout_s: float = 2.0,
+        share_local_realtime: bool = True,
+    ) -> None:
+        self.path = Path(pipeline_path)
+        try:
+            self.text = self.path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise PipelineError(Problem(f"no such pipeline file: {self.path}",
+                                        hint="check the path (shipped pipelines live in pipelines/)")) from None
+        env_token = os.environ.get(TOKEN_ENV) or None
+        self.token = token if token is not None else env_token
+        self.origins = set(origins)
+        self.max_sessions = max_sessions
+        self.max_message_bytes = max_message_bytes
+        self.stop_timeout_s = stop_timeout_s
+        self.share_local_realtime = share_local_realtime
+        self.host = "127.0.0.1"
+        self.port = 0
+        self.sessions: dict[str, WebSession] = {}
+        self.sessions_total = 0
+        self.results: dict[str, RunResult] = {}  # the last few sessions' results (for logs and tests)
+        self._overrides: list[str] = []
+        self._ids = itertools.count(1)
+        self._idle = anyio.Event()
+        self._idle.set()
+        self._server: Server | None = None
+        self._local: Any = None  # the shared local realtime server
+        self._static = {path: (STATIC_DIR / name).read_bytes() for path, name in _PAGES.items()}
+        graph = self._graph()  # validate once, before anything listens
+        found = _transports(graph)
+        if not found.inputs and not found.outputs:
+            raise PipelineError(Problem(
+                "this pipeline has no transport.websocket.input nor transport.websocket.output, so a browser "
+                "has nothing to connect to", str(self.path), None,
+                "add `{type: transport.websocket.input}` as the source and `{type: transport.websocket.output}` "
+                "where the answer comes out"))
+        if len(found.inputs) > 1 or len(found.outputs) > 1:
+            raise PipelineError(Problem("a pipeline served to browsers takes at most one transport.websocket.input "
+                                        "and one transport.websocket.output", str(self.path)))
+        self._input_rate = found.inputs[0].params.sample_rate if found.inputs else None
+        self._frame_ms = found.inputs[0].params.frame_ms if found.inputs else 20.0
+        # audio messages are checked against the highest rate a page may declare (hello)
+        self._max_audio = max_audio_bytes(48000, found.inputs[0].params.max_message_ms if found.inputs else 200)
+        self._local_models = [n for n, node in graph.nodes.items()
+                              if getattr(node.processor.params, "url", None) == "local"
+                              and type(node.processor).__name__ == "OpenAIRealtime"]
+        self._local_rules = {graph.nodes[n].processor.params.local_rules for n in self._local_models}
+        self._keyless = [n for n in self._local_models if graph.nodes[n].processor.params.api_key is None]
+
+    # --- lifecycle ------------------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        """The page's URL."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}/"
+
+    @property
+    def ws_url(self) -> str:
+        """The websocket endpoint (add ``?token=`` when a token is set)."""
+        return self.url.replace("http://", "ws://", 1) + WS_PATH.lstrip("/")
+
+    async def start(self, host: str = "127.0.0.1", port: int = 8080) -> None:
+        """Start the shared local realtime server when needed, then listen on ``host:port``."""
+        if not is_loopback(host) and not self.token:
+            raise VoxpipeError(f"refusing to serve on {host} without a token: anyone who can reach it could use "
+                               f"the pipeline; pass --token SECRET (or set {TOKEN_ENV}), or bind 127.0.0.1")
+        if self._local_models and self.share_local_realtime and len(self._local_rules) == 1:
+            from processors.realtime_server import RealtimeServer  # heavy: speech models
+
+            local = RealtimeServer(rules=next(iter(self._local_rules)))
+            await local.start("127.0.0.1", 0)
+            self._local = local
+            self._overrides = [f"{n}.url={local.url}/realtime" for n in self._local_models]
+            self._overrides += [f"{n}.api_key=local" for n in self._keyless]
+        try:
+            self._server = await ws_serve(
+                self._handle, host, port, process_request=self._process_request, max_size=self.max_message_bytes,
+                compression=None, close_timeout=2, logger=logging.getLogger("voxpipe.web.websockets"))
+        except OSError as exc:
+            await self.aclose()
+            raise VoxpipeError(f"cannot listen on {host}:{port}: {exc.strerror or exc}; pick another --port "
+                               "(or stop what uses it)") from None
+        sock = self._server.sockets[0].getsockname() if self._server.sockets else (host, port)
+        self.host, self.port = host, int(sock[1])
+        log.info("serving %s on %s", self.path, self.url)
+
+    async def aclose(self) -> None:
+        """Close every session (1001), stop listening and stop the shared local server."""
+        server, self._server = self._server, None
+        if server is not None:
+            server.close(close_connections=True)
+            with anyio.move_on_after(self.stop_timeout_s + 3.0) as scope:
+                await server.wait_closed()
+            if scope.cancelled_caught:
+                log.warning("web server close passed %.1fs with sessions %s still open",
+                            self.stop_timeout_s + 3.0, ", ".join(self.sessions) or "none")
+        local, self._local = self._local, None
+        if local is not None:
+            await local.aclose()
+
+    async def wait_idle(self) -> None:
+        """Return once no session is open (every graph has ended and been freed)."""
+        await self._idle.wait()
+
+    # --- HTTP -----------------------------------------------------------------------------------
+
+    def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+        url = urlsplit(request.path)
+        if url.path != WS_PATH:
+            if url.path == "/favicon.ico":
+                return Response(HTTPStatus.NO_CONTENT.value, "No Content", Headers([("Content-Length", "0")]), b"")
+            body = self._static.get(url.path)
+            if body is None:
+                return _text(HTTPStatus.NOT_FOUND, f"nothing at {url.path}; the page is at /\n")
+            headers = Headers([("Content-Type", _TYPES[Path(_PAGES[url.path]).suffix]),
+                               ("Content-Length", str(len(body))), ("Cache-Control", "no-cache"),
+                               ("X-Content-Type-Options", "nosniff"), ("Content-Security-Policy", _CSP)])
+            return Response(HTTPStatus.OK.value, "OK", headers, body)
+        if self.token:
+            given = parse_qs(url.query).get("token", [""])[0]
+            if not hmac.compare_digest(given.encode(), self.token.encode()):
+                log.warning("refused a websocket from %s: %s token", _peer(connection), "wrong" if given else "no")
+                return _text(HTTPStatus.UNAUTHORIZED, "a token is required: open the page as /?token=SECRET\n")
+        origin = request.headers.get("Origin")
+        if origin is not None and not self._origin_ok(origin, request.headers.get("Host", "")):
+            log.warning("refused a websocket from %s: origin %s", _peer(connection), origin)
+            return _text(HTTPStatus.FORBIDDEN, f"origin {origin} is not allowed; open the page from this server "
+                                               "or add the origin to the server's allowed origins\n")
+        if len(self.sessions) >= self.max_sessions:
+            return _text(HTTPStatus.SERVICE_UNAVAILABLE, f"all {self.max_sessions} sessions are in use; try again later\n")
+        return None
+
+    def _origin_ok(self, origin: str, host: str) -> bool:
+        if origin in self.origins:
+            return True
+        return urlsplit(origin).netloc.lower() == host.lower() and host != ""
+
+    # --- sessions -------------------------------------------------------------------------------
+
+    def _graph(self) -> Graph:
+        return load_text(self.text, file=str(self.path), overrides=self._overrides, base_dir=self.path.parent)
+
+    async def _send(self, ws: ServerConnection, message: str | bytes) -> bool:
+        try:
+            await ws.send(message)
+            return True
+        except ConnectionClosed:
+            return False
+
+    async def _handle(self, ws: ServerConnection) -> None:
+        sid = f"s{next(self._ids)}"
+
+        async def send(message: str | bytes) -> bool:
+            return await self._send(ws, message)
+
+        session = WebSession(sid, send)
+        try:
+            graph = self._graph()
+        except Exception as exc:  # the file passed at start; a broken environment can still fail here
+            log.error("session %s: cannot build the graph: %s", sid, exc)
+            await session.send_event(error_event("pipeline_error", f"cannot build the pipeline: {exc}", fatal=True))
+            await ws.close(1011, "pipeline error")
+            return
+        found = _transports(graph)
+        for proc in [*found.inputs, *found.outputs]:
+            proc.bind(session)
+        runner = Runner(graph, realtime=True, stop_timeout_s=self.stop_timeout_s)
+        self.sessions[sid] = session
+        self.sessions_total += 1
+        self._idle = anyio.Event()
+        log.info("session %s: opened from %s", sid, _peer(ws))
+        ended = anyio.Event()
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._run_graph, runner, session, ws, ended)
+                session.transition("started")
+                await session.send_event(ready_event(sid, input_rate=self._input_rate, frame_ms=self._frame_ms,
+                                                     max_audio=self._max_audio))
+                await self._read(ws, session)
+                session.transition("client_closed")
+                runner.cancel()
+                with anyio.move_on_after(self.stop_timeout_s + 1.0) as scope:
+                    await ended.wait()
+                if scope.cancelled_caught:
+                    log.warning("session %s: graph still running %.1fs after the page left; cancelling it",
+                                sid, self.stop_timeout_s + 1.0)
+                tg.cancel_scope.cancel()
+        finally:
+            session.transition("freed")
+            del self.sessions[sid]
+            if not self.sessions:
+                self._idle.set()
+            log.info("session %s: closed (%s)", sid, session.statistics())
+
+    async def _run_graph(self, runner: Runner, session: WebSession, ws: ServerConnection, ended: anyio.Event) -> None:
+        try:
+            result = await runner.run()
+        except Exception as exc:  # a bug in the runner or a processor's shell: keep it in this session
+            log.exception("session %s: the graph failed", session.id)
+            result = RunResult(ok=False, ended="error")
+            await session.send_event(error_event("internal_error", f"the pipeline failed: {exc}", fatal=True))
+        finally:
+            ended.set()
+        self.results[session.id] = result
+        while len(self.results) > 32:
+            self.results.pop(next(iter(self.results)))
+        if session.transition("graph_ended"):  # the page is still there: tell it why, then close
+            for err in result.errors:
+                await session.send_event(error_event(err.code or "processor_error", err.message,
+                                                     fatal=err.fatal, processor=err.processor))
+            code, reason = (1000, "pipeline ended") if result.ok else (1011, "pipeline failed")
+            await ws.close(code, reason)
+
+    async def _read(self, ws: ServerConnection, session: WebSession) -> None:
+        """Decode the page's messages until it leaves (or the session is closed)."""
+        rate = self._input_rate
+        try:
+            async for message in ws:
+                try:
+                    msg = parse_client_message(message, max_audio=self._max_audio)
+                    if isinstance(msg, ClientAudio):
+                        if rate is None:
+                            raise WireError("no_input", "this pipeline takes no microphone audio")
+                        session.put_audio(msg.samples, session.client_rate or rate)
+                    elif isinstance(msg, ClientPlayed):
+                        session.report_played(msg.item_id, msg.ms, msg.done)
+                    elif isinstance(msg, ClientHello):
+                        session.client_rate = msg.sample_rate
+                    elif isinstance(msg, ClientText):
+                        session.put_text(msg.text)
+                except WireError as exc:
+                    session.bad_messages += 1
+                    await session.send_event(exc.event())
+                    if session.bad_messages >= MAX_BAD_MESSAGES:
+                        log.warning("session %s: %d malformed messages; closing it", session.id, session.bad_messages)
+                        await ws.close(1008, "too many malformed messages")
+                        return
+        except ConnectionClosed as exc:
+            if exc.rcvd is not None and exc.rcvd.code not in (1000, 1001):
+                log.info("session %s: the page closed with %s", session.id, exc.rcvd)
+            elif exc.sent is not None and exc.sent.code == 1009:
+                log.warning("session %s: closed for a message over %d bytes", session.id, self.max_message_bytes)
+
+
+def _text(status: HTTPStatus, body: str) -> Response:
+    data = body.encode()
+    headers = Headers([("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(data)))])
+    return Response(status.value, status.phrase, headers, data)
+
+
+def _peer(connection: ServerConnection) -> str:
+    try:
+        host, port = connection.remote_address[:2]
+        return f"{host}:{port}"
+    except Exception:
+        return "?"
+
+
+@asynccontextmanager
+async def web_server(pipeline_path: str | os.PathLike, *, host: str = "127.0.0.1", port: int = 0,
+                     **options: Any) -> AsyncIterator[WebServer]:
+    """Serve ``pipeline_path`` for the ``async with`` block (``port=0``: any free port).
+
+    ``options`` go to :class:`WebServer` (``token``, ``origins``, ``max_sessions``,
+    ``max_message_bytes``, ``stop_timeout_s``). Every session is closed on exit.
+    """
+    server = WebServer(pipeline_path, **options)
+    await server.start(host, port)
+    try:
+        yield server
+    finally:
+        with anyio.CancelScope(shield=True):
+            await server.aclose()
+
+
+async def serve(pipeline_path: str | os.PathLike, *, host: str = "127.0.0.1", port: int = 8080,
+                token: str | None = None) -> None:
+    """``voxpipe serve``: serve the page and a graph per browser connection until interrupted."""
+    async with web_server(pipeline_path, host=host, port=port, token=token) as server:
+        query = "?token=..." if server.token else ""
+        print(f"voxpipe: serving {server.path} on {server.url}{query}  (Ctrl-C to stop)", flush=True)
+        await anyio.sleep_forever()

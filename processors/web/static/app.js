@@ -1,0 +1,416 @@
+// voxpipe browser page: one websocket session with the server's pipeline.
+//
+// Wire format (docs/web.md): binary messages are 16-bit little-endian mono PCM (our
+// microphone up, the assistant's speech down); text messages are JSON events. Assistant
+// audio follows an {"type":"audio", item_id, turn, rate} event; {"type":"flush"} drops
+// everything queued for playback at once. We report what the speaker actually played
+// with {"type":"played", item_id, ms, done}: the server truncates an interrupted answer
+// to exactly that.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+
+const state = {
+  ws: null,
+  ready: null, // the server's `ready` event
+  ctx: null, // AudioContext, created on the first click (browsers require a gesture)
+  player: null,
+  capture: null,
+  stream: null,
+  talking: false,
+  header: null, // the last `audio` event: what the binary messages that follow are
+  flushedTurn: 0,
+  stoppedAt: null, // when the server said the user stopped speaking (performance.now())
+  turns: new Map(), // turn -> latency row (of this session)
+  answers: 0, // latency rows so far
+  bubbles: new Map(), // role:item_id -> bubble element
+  tools: new Map(), // call_id -> tool card
+  itemTurns: new Map(), // assistant item_id -> turn
+  items: new Map(), // assistant item_id -> {receivedMs, playedMs, done, interrupted}
+  closing: false,
+};
+
+let playerReady = null; // resolves to the player node; audio and commands go through it, in order
+
+// Figures for people and for tests (window.voxpipe).
+const stats = { connected: false, sentFrames: 0, receivedChunks: 0, playedMs: 0, queuedMs: 0, underruns: 0,
+  flushes: 0, reports: 0, errors: [] };
+window.voxpipe = { state, stats };
+
+// --- connection ---------------------------------------------------------------------------
+
+function wsUrl() {
+  const params = new URLSearchParams(location.search);
+  const token = params.get("token");
+  const proto = location.protocol === "https:" ? "wss:" : "ws:";
+  return `${proto}//${location.host}/ws` + (token ? `?token=${encodeURIComponent(token)}` : "");
+}
+
+function setStatus(text, kind) {
+  const el = $("status");
+  el.textContent = text;
+  el.dataset.kind = kind;
+}
+
+function showError(message) {
+  stats.errors.push(message);
+  const li = document.createElement("li");
+  li.textContent = message;
+  $("errors").prepend(li);
+  $("errors-box").hidden = false;
+}
+
+function connect() {
+  state.closing = false;
+  state.header = null; // a new session numbers its turns from the start again
+  state.flushedTurn = 0;
+  state.turns = new Map();
+  setStatus("connecting…", "pending");
+  let ws;
+  try {
+    ws = new WebSocket(wsUrl());
+  } catch (err) {
+    setStatus("cannot connect", "error");
+    showError(`Cannot open the connection: ${err.message}`);
+    return;
+  }
+  ws.binaryType = "arraybuffer";
+  state.ws = ws;
+  ws.onmessage = (e) => (typeof e.data === "string" ? onEvent(JSON.parse(e.data)) : onAudio(e.data));
+  ws.onerror = () => {
+    if (!stats.connected) showError(`Cannot reach the voxpipe server at ${location.host} (is \`voxpipe serve\` running, and is the token right?).`);
+  };
+  ws.onclose = (e) => {
+    stats.connected = false;
+    state.ready = null;
+    stopTalking();
+    flushPlayback();
+    const why = e.reason ? `${e.code} ${e.reason}` : `code ${e.code}`;
+    setStatus(`disconnected (${why})`, "error");
+    if (!state.closing && e.code !== 1000) showError(`Connection closed: ${why}.`);
+    $("talk").textContent = "Reconnect";
+  };
+}
+
+function send(obj) {
+  if (state.ws && state.ws.readyState === WebSocket.OPEN) state.ws.send(JSON.stringify(obj));
+}
+
+// --- events from the server ---------------------------------------------------------------
+
+function onEvent(ev) {
+  switch (ev.type) {
+    case "ready":
+      state.ready = ev;
+      stats.connected = true;
+      setStatus(`connected · session ${ev.session}`, "ok");
+      $("talk").textContent = state.talking ? "Stop" : "Talk";
+      $("talk").disabled = ev.input_rate == null;
+      break;
+    case "audio":
+      state.header = ev;
+      if (ev.item_id) state.itemTurns.set(ev.item_id, ev.turn);
+      break;
+    case "flush":
+      state.flushedTurn = Math.max(state.flushedTurn, ev.turn);
+      stats.flushes++;
+      flushPlayback();
+      markInterrupted();
+      break;
+    case "speech.started":
+      $("speaking").hidden = false;
+      state.stoppedAt = null;
+      break;
+    case "speech.stopped":
+      $("speaking").hidden = true;
+      state.stoppedAt = performance.now();
+      break;
+    case "transcript.delta":
+      bubble(ev.role, ev.item_id).text.textContent += ev.text;
+      break;
+    case "transcript.done": {
+      const b = bubble(ev.role, ev.item_id);
+      b.text.textContent = ev.text;
+      b.el.classList.remove("partial");
+      break;
+    }
+    case "response.end":
+      if (playerReady) playerReady.then((player) => player.port.postMessage({ type: "end" })); // after the audio
+      for (const [key, b] of state.bubbles) if (key.startsWith("assistant:")) b.el.classList.remove("partial");
+      if (ev.status !== "completed" && state.turns.has(ev.turn)) state.turns.get(ev.turn).status.textContent = ev.status;
+      break;
+    case "tool.call":
+      toolCall(ev);
+      break;
+    case "tool.result":
+      toolResult(ev);
+      break;
+    case "latency":
+      latencyRow(ev.turn).server.textContent = `${Math.round(ev.first_audio_ms)} ms`;
+      break;
+    case "metrics":
+      // the model's own figure: response created -> its first audio (turns that spoke only)
+      if (ev.name === "realtime.turn" && ev.values && ev.values.turn && ev.values.first_audio_ms != null) {
+        latencyRow(ev.values.turn).model.textContent = `${Math.round(ev.values.first_audio_ms)} ms`;
+      }
+      break;
+    case "error":
+      showError(ev.processor ? `${ev.processor}: ${ev.message}` : ev.message);
+      if (ev.fatal) state.closing = true;
+      break;
+    default:
+      break; // newer servers may send more; ignore what we do not know
+  }
+}
+
+function onAudio(buf) {
+  const h = state.header;
+  if (!h || h.turn < state.flushedTurn) return; // audio of an interrupted turn
+  stats.receivedChunks++;
+  if (h.item_id) item(h.item_id).receivedMs += (1000 * buf.byteLength) / 2 / h.rate;
+  ensurePlayer().then((player) => {
+    if (h.turn < state.flushedTurn) return;
+    player.port.postMessage({ type: "audio", pcm: buf, item: h.item_id, rate: h.rate }, [buf]);
+  });
+}
+
+// --- transcript, tools, latency -----------------------------------------------------------
+
+function bubble(role, itemId) {
+  const key = `${role}:${itemId || "typed-" + Math.random()}`;
+  let b = state.bubbles.get(key);
+  if (!b) {
+    const el = document.createElement("div");
+    el.className = `bubble ${role} partial`;
+    el.dataset.item = itemId || "";
+    const who = document.createElement("span");
+    who.className = "who";
+    who.textContent = role === "user" ? "You" : "Assistant";
+    const text = document.createElement("span");
+    text.className = "text";
+    el.append(who, text);
+    $("transcript").append(el);
+    b = { el, text };
+    state.bubbles.set(key, b);
+  }
+  $("transcript").scrollTop = $("transcript").scrollHeight;
+  return b;
+}
+
+function markInterrupted() {
+  // every answer still streaming or not yet fully played was cut short
+  for (const [id, it] of state.items) {
+    if (it.done) continue;
+    it.interrupted = true;
+    const b = state.bubbles.get(`assistant:${id}`);
+    if (b) b.el.classList.add("interrupted");
+  }
+  for (const [key, b] of state.bubbles) {
+    if (key.startsWith("assistant:") && b.el.classList.contains("partial")) {
+      b.el.classList.remove("partial");
+      b.el.classList.add("interrupted");
+    }
+  }
+}
+
+function item(id) {
+  let it = state.items.get(id);
+  if (!it) {
+    it = { receivedMs: 0, playedMs: 0, done: false, interrupted: false };
+    state.items.set(id, it);
+  }
+  return it;
+}
+
+function toolCall(ev) {
+  const card = document.createElement("div");
+  card.className = "tool running";
+  card.dataset.call = ev.call_id;
+  const head = document.createElement("div");
+  head.className = "tool-head";
+  head.textContent = `${ev.name}(${JSON.stringify(ev.arguments)})`;
+  const result = document.createElement("pre");
+  result.className = "tool-result";
+  result.textContent = "running…";
+  card.append(head, result);
+  $("tools").append(card);
+  state.tools.set(ev.call_id, { card, result });
+}
+
+function toolResult(ev) {
+  let t = state.tools.get(ev.call_id);
+  if (!t) {
+    toolCall({ call_id: ev.call_id, name: ev.name, arguments: {} });
+    t = state.tools.get(ev.call_id);
+  }
+  let text = ev.output;
+  try {
+    text = JSON.stringify(JSON.parse(ev.output), null, 1);
+  } catch (_) {
+    /* not JSON: show as is */
+  }
+  t.result.textContent = text;
+  t.card.classList.remove("running");
+  t.card.classList.add(ev.is_error ? "failed" : "ok");
+}
+
+function latencyRow(turn) {
+  let row = state.turns.get(turn);
+  if (!row) {
+    const tr = document.createElement("tr");
+    state.answers++;
+    const cells = [`${state.answers}`, "…", "…", "…", ""].map((text) => {
+      const td = document.createElement("td");
+      td.textContent = text;
+      tr.append(td);
+      return td;
+    });
+    $("latency").append(tr);
+    row = { tr, server: cells[1], heard: cells[2], model: cells[3], status: cells[4] };
+    state.turns.set(turn, row);
+  }
+  return row;
+}
+
+// --- audio --------------------------------------------------------------------------------
+
+async function ensureContext() {
+  if (!state.ctx) {
+    state.ctx = new AudioContext({ latencyHint: "interactive" });
+    await state.ctx.audioWorklet.addModule("worklet.js");
+  }
+  if (state.ctx.state === "suspended") await state.ctx.resume();
+  return state.ctx;
+}
+
+function ensurePlayer() {
+  if (!playerReady) {
+    playerReady = ensureContext().then((ctx) => {
+      const node = new AudioWorkletNode(ctx, "vp-player", { numberOfInputs: 0, outputChannelCount: [1],
+        processorOptions: { prebufferMs: 80 } });
+      node.port.onmessage = (e) => onPlayer(e.data);
+      node.connect(ctx.destination);
+      state.player = node;
+      return node;
+    });
+  }
+  return playerReady;
+}
+
+function onPlayer(m) {
+  if (m.type === "started") {
+    const turn = state.itemTurns.get(m.item) || 0;
+    if (state.stoppedAt !== null && turn > 0) {
+      latencyRow(turn).heard.textContent = `${Math.round(performance.now() - state.stoppedAt)} ms`;
+      state.stoppedAt = null;
+    }
+    return;
+  }
+  if (m.type !== "progress") return;
+  for (const it of m.items) {
+    send({ type: "played", item_id: it.item, ms: it.ms, done: it.done });
+    stats.reports++;
+    const known = item(it.item);
+    known.playedMs = it.ms;
+    known.done = known.done || it.done;
+    if (it.done && known.interrupted) {
+      // the server truncates the answer to exactly this: say how much was heard
+      const b = state.bubbles.get(`assistant:${it.item}`);
+      if (b) b.text.dataset.heard = ` after ${(it.ms / 1000).toFixed(1)} s of ${(known.receivedMs / 1000).toFixed(1)} s`;
+    }
+  }
+  stats.queuedMs = Math.round(m.queuedMs);
+  stats.underruns = m.underruns;
+  stats.playedMs = Math.round((1000 * m.playedFrames) / state.ctx.sampleRate);
+  $("played").textContent = `${(stats.playedMs / 1000).toFixed(1)} s played · ${stats.queuedMs} ms queued · ${stats.underruns} underruns`;
+}
+
+function flushPlayback() {
+  if (playerReady) playerReady.then((player) => player.port.postMessage({ type: "flush" }));
+}
+
+async function startTalking() {
+  if (!state.ready || state.ready.input_rate == null) return;
+  const ctx = await ensureContext();
+  await ensurePlayer();
+  try {
+    state.stream = await navigator.mediaDevices.getUserMedia({
+      audio: { channelCount: 1, echoCancellation: true, noiseSuppression: true, autoGainControl: true },
+    });
+  } catch (err) {
+    const why = err.name === "NotAllowedError" ? "microphone permission was denied; allow it in the address bar"
+      : err.name === "NotFoundError" ? "no microphone was found" : `${err.name}: ${err.message}`;
+    showError(`Cannot use the microphone: ${why}.`);
+    return;
+  }
+  const source = ctx.createMediaStreamSource(state.stream);
+  const capture = new AudioWorkletNode(ctx, "vp-capture", {
+    numberOfOutputs: 0,
+    processorOptions: { targetRate: state.ready.input_rate, frameMs: state.ready.frame_ms },
+  });
+  capture.port.onmessage = (e) => {
+    if (state.ws && state.ws.readyState === WebSocket.OPEN) {
+      state.ws.send(e.data.pcm);
+      stats.sentFrames++;
+    }
+    $("level").style.width = `${Math.min(100, Math.round(100 * Math.sqrt(e.data.peak)))}%`;
+  };
+  source.connect(capture);
+  state.capture = { source, node: capture };
+  state.talking = true;
+  $("talk").textContent = "Stop";
+  $("talk").classList.add("live");
+}
+
+function stopTalking() {
+  if (state.capture) {
+    state.capture.node.port.postMessage("stop");
+    state.capture.source.disconnect();
+    state.capture = null;
+  }
+  if (state.stream) {
+    for (const track of state.stream.getTracks()) track.stop();
+    state.stream = null;
+  }
+  state.talking = false;
+  $("talk").textContent = "Talk";
+  $("talk").classList.remove("live");
+  $("level").style.width = "0%";
+}
+
+// --- controls -----------------------------------------------------------------------------
+
+$("talk").addEventListener("click", async () => {
+  if (!state.ws || state.ws.readyState === WebSocket.CLOSED) {
+    connect();
+    return;
+  }
+  if (state.talking) stopTalking();
+  else await startTalking();
+});
+
+$("say").addEventListener("submit", async (e) => {
+  e.preventDefault();
+  const text = $("typed").value.trim();
+  if (!text) return;
+  if (!state.ready) {
+    showError("Not connected to the server: press Reconnect, then send again.");
+    return;
+  }
+  await ensurePlayer(); // a click is a gesture: audio may start
+  send({ type: "text", text });
+  const b = bubble("user", null);
+  b.text.textContent = text;
+  b.el.classList.remove("partial");
+  $("typed").value = "";
+});
+
+window.addEventListener("beforeunload", () => {
+  state.closing = true;
+  if (state.ws) state.ws.close(1000, "page closed");
+});
+
+if (!window.AudioWorkletNode || !navigator.mediaDevices) {
+  showError("This browser cannot capture audio here: AudioWorklet and getUserMedia need a recent browser and a secure origin (https, or http://localhost).");
+}
+connect();
