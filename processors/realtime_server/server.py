@@ -1,0 +1,260 @@
+"""The websocket shell of the local realtime server (websockets 15, asyncio).
+
+It serves ``ws://HOST:PORT/v1/realtime?model=...`` like the real API (reference §1, §8):
+
+* the handshake needs ``Authorization: Bearer <anything non-empty>`` or, for browsers, the
+  ``openai-insecure-api-key.<key>`` subprotocol; the ``realtime`` subprotocol is selected
+  only when the client offers it; a client that offers none is accepted too;
+* the dialect is chosen once per connection: beta when the client sends
+  ``OpenAI-Beta: realtime=v1`` or offers the ``openai-beta.realtime-v1`` subprotocol, GA
+  otherwise; ``?intent=transcription`` opens a transcription session;
+* permessage-deflate is declined (clients that offer it still connect): base64 audio hardly
+  compresses and deflating it was the largest CPU cost under load;
+* inbound messages may be up to 32 MiB (a 15 MiB append is 20 MiB of base64); outbound
+  messages stay far below 1 MiB (audio deltas of at most 200 ms), which older SDKs need;
+* bad input never closes the connection: the core answers with an ``error`` event.
+
+Each connection gets its own :class:`~.conversation.ServerConversation` (the protocol
+state) and :class:`~.engine.ConnectionEngine` (its speech work) in one task group: a
+reader task feeds client messages to the core, a writer task sends the core's events in
+order, and the engine's tasks run recognition and responses. Everything a connection
+started ends with it. Closing the server closes every connection (code 1001) and waits
+at most ``close_timeout_s``.
+
+Use :func:`serve_local` in-process (tests, ``url: local`` in the client processor) and
+:func:`main` for ``voxpipe realtime-server``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from http import HTTPStatus
+from pathlib import Path
+from typing import Any, AsyncIterator
+from urllib.parse import parse_qs, urlsplit
+
+import anyio
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.datastructures import Headers
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
+
+from .conversation import ServerConversation
+from .engine import ConnectionEngine, SpeechResources
+from .session import Dialect
+
+__all__ = ["MAX_INBOUND_BYTES", "MAX_OUTBOUND_BYTES", "Handshake", "RealtimeServer", "main", "read_handshake",
+           "serve_local"]
+
+log = logging.getLogger("voxpipe.realtime_server")
+
+#: Largest client message accepted: a 15 MiB append is 20 MiB once base64-encoded.
+MAX_INBOUND_BYTES = 32 * 1024 * 1024
+#: Every server message stays below this (SDK <= 2.x clients keep websockets' 1 MiB limit).
+MAX_OUTBOUND_BYTES = 1024 * 1024
+_KEY_PROTOCOL = "openai-insecure-api-key."
+_BETA_PROTOCOL = "openai-beta.realtime-v1"
+
+
+@dataclass(frozen=True)
+class Handshake:
+    """What the opening request asked for: dialect, model, session kind."""
+
+    dialect: Dialect
+    model: str
+    kind: str
+
+
+def _offered_protocols(headers: Headers) -> list[str]:
+    return [p.strip() for value in headers.get_all("Sec-WebSocket-Protocol") for p in value.split(",") if p.strip()]
+
+
+def _json_error(status: HTTPStatus, message: str, code: str | None = None) -> Response:
+    body = json.dumps({"error": {"message": message, "type": "invalid_request_error", "code": code,
+                                 "param": None}}).encode()
+    headers = Headers([("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+    return Response(status.value, status.phrase, headers, body)
+
+
+def read_handshake(request: Request) -> Handshake | Response:
+    """The connection's settings, or the HTTP error response that refuses it."""
+    url = urlsplit(request.path)
+    if not url.path.rstrip("/").endswith("/realtime"):
+        return _json_error(HTTPStatus.NOT_FOUND, f"No route for {url.path!r}: the local realtime server serves "
+                           "/v1/realtime?model=... (set websocket_base_url='ws://HOST:PORT/v1').")
+    offered = _offered_protocols(request.headers)
+    auth = request.headers.get("Authorization", "")
+    has_bearer = auth.startswith("Bearer ") and auth[7:].strip() != ""
+    has_key = any(p.startswith(_KEY_PROTOCOL) and len(p) > len(_KEY_PROTOCOL) for p in offered)
+    if not (has_bearer or has_key):
+        return _json_error(HTTPStatus.UNAUTHORIZED, "You didn't provide an API key. Send 'Authorization: Bearer "
+                           "<any key>' (the local server accepts any non-empty key) or offer the "
+                           "'openai-insecure-api-key.<key>' subprotocol.", "missing_api_key")
+    query = parse_qs(url.query)
+    if "call_id" in query:
+        return _json_error(HTTPStatus.BAD_REQUEST, "call_id (sideband control of a WebRTC or SIP call) is not "
+                           "supported by the local realtime server; connect with ?model=... instead.")
+    kind = "transcription" if query.get("intent", [""])[0] == "transcription" else "realtime"
+    model = query.get("model", ["gpt-realtime"])[0] or "gpt-realtime"
+    beta = "realtime=v1" in request.headers.get("OpenAI-Beta", "") or _BETA_PROTOCOL in offered
+    return Handshake(Dialect.BETA if beta else Dialect.GA, model, kind)
+
+
+def _select_subprotocol(connection: ServerConnection, offered: Any) -> Any:
+    # select `realtime` only when offered (browsers fail if offered protocols get no echo)
+    return "realtime" if "realtime" in offered else None
+
+
+class RealtimeServer:
+    """The local realtime server: OpenAI Realtime protocol over websockets, offline.
+
+    ``rules`` is the responder's YAML file (default: the shipped demo rules);
+    ``model_delay_ms`` holds back each response's first audio (emulated model latency);
+    ``voice`` is the eSpeak NG voice; ``workers`` bounds concurrent recognitions;
+    ``output_pace`` > 0 streams response audio at most that many times faster than real
+    time (0: as fast as it is synthesised).
+    Start it with :meth:`start` (or use :func:`serve_local`), stop it with :meth:`aclose`.
+    """
+
+    def __init__(self, *, rules: str | Path | None = None, model_delay_ms: float = 0.0,
+                 voice: str = "en-us+klatt", workers: int = 2, close_timeout_s: float = 5.0,
+                 max_delta_ms: int = 200, output_pace: float = 0.0) -> None:
+        self.resources = SpeechResources(rules, voice=voice, workers=workers)
+        self.model_delay_ms = model_delay_ms
+        self.close_timeout_s = close_timeout_s
+        self.max_delta_ms = max_delta_ms
+        self.output_pace = output_pace
+        self.host = "127.0.0.1"
+        self.port = 0
+        self.connections = 0  # open now
+        self.connections_total = 0
+        self._server: Server | None = None
+
+    @property
+    def url(self) -> str:
+        """The base URL for clients: ``ws://HOST:PORT/v1`` (the SDK appends ``/realtime``)."""
+        return f"ws://{self.host}:{self.port}/v1"
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        """Load the speech models, then listen on ``host:port`` (0: any free port)."""
+        await self.resources.warm_up()
+        self._server = await serve(
+            self._handle, host, port, process_request=self._process_request,
+            select_subprotocol=_select_subprotocol, max_size=MAX_INBOUND_BYTES, close_timeout=2,
+            compression=None,  # base64 audio barely compresses; deflate cost 1 s of CPU at 50 sessions
+            logger=logging.getLogger("voxpipe.realtime_server.websockets"))
+        sockname = self._server.sockets[0].getsockname() if self._server.sockets else (host, port)
+        self.host, self.port = host, int(sockname[1])
+        log.info("local realtime server listening on %s", self.url)
+
+    async def aclose(self) -> None:
+        """Close every connection (1001) and stop listening, within ``close_timeout_s``."""
+        server, self._server = self._server, None
+        if server is None:
+            return
+        server.close(close_connections=True)
+        with anyio.move_on_after(self.close_timeout_s) as scope:
+            await server.wait_closed()
+        if scope.cancelled_caught:
+            log.warning("realtime server close passed %.1fs with %d connection(s) still open",
+                        self.close_timeout_s, self.connections)
+
+    def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+        found = read_handshake(request)
+        return found if isinstance(found, Response) else None
+
+    async def _handle(self, ws: ServerConnection) -> None:
+        handshake = read_handshake(ws.request)  # type: ignore[arg-type]
+        assert isinstance(handshake, Handshake)  # refused requests never reach here
+        self.connections += 1
+        self.connections_total += 1
+        try:
+            await _Connection(self, ws, handshake).run()
+        finally:
+            self.connections -= 1
+
+
+class _Connection:
+    """One websocket: reader, writer and the engine's tasks in one task group."""
+
+    def __init__(self, server: RealtimeServer, ws: ServerConnection, handshake: Handshake) -> None:
+        self.ws = ws
+        self.server = server
+        self.core = ServerConversation(dialect=handshake.dialect, model=handshake.model, kind=handshake.kind,
+                                       max_delta_ms=server.max_delta_ms, max_event_bytes=MAX_OUTBOUND_BYTES)
+        self._send, self._receive = anyio.create_memory_object_stream[dict](math.inf)
+
+    def flush(self) -> None:
+        for event in self.core.events_to_send():
+            try:
+                self._send.send_nowait(event)
+            except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+                return  # the writer is gone: the connection is closing
+
+    async def run(self) -> None:
+        async with anyio.create_task_group() as tg:
+            engine = ConnectionEngine(self.core, self.server.resources, tg, self.flush,
+                                      model_delay_ms=self.server.model_delay_ms,
+                                      output_pace=self.server.output_pace)
+            tg.start_soon(self._writer, tg.cancel_scope)
+            self.flush()
+            try:
+                async for message in self.ws:
+                    self.core.receive_text(message)
+                    engine.run_commands()
+                    self.flush()
+            except ConnectionClosed:
+                pass
+            finally:
+                self._send.close()
+                tg.cancel_scope.cancel()
+
+    async def _writer(self, scope: anyio.CancelScope) -> None:
+        try:
+            async with self._receive:
+                async for event in self._receive:
+                    text = json.dumps(event, separators=(",", ":"))
+                    if len(text) >= MAX_OUTBOUND_BYTES:
+                        log.warning("%s event of %d bytes exceeds %d: older clients will close the connection",
+                                    event.get("type"), len(text), MAX_OUTBOUND_BYTES)
+                    await self.ws.send(text)
+        except ConnectionClosed:
+            scope.cancel()
+
+
+@asynccontextmanager
+async def serve_local(host: str = "127.0.0.1", port: int = 0, *, rules: str | Path | None = None,
+                      model_delay_ms: float = 0.0, voice: str = "en-us+klatt",
+                      **options: Any) -> AsyncIterator[RealtimeServer]:
+    """Run a local realtime server in this process for the ``async with`` block.
+
+    Yields the :class:`RealtimeServer`; point a client at ``server.url``
+    (``ws://127.0.0.1:PORT/v1``). ``options`` go to :class:`RealtimeServer` (``workers``,
+    ``output_pace``, ``max_delta_ms``, ``close_timeout_s``). The server is closed,
+    connections included, on exit.
+    """
+    server = RealtimeServer(rules=rules, model_delay_ms=model_delay_ms, voice=voice, **options)
+    await server.start(host, port)
+    try:
+        yield server
+    finally:
+        with anyio.CancelScope(shield=True):
+            await server.aclose()
+
+
+async def main(host: str = "127.0.0.1", port: int = 8765, rules: str | Path | None = None,
+               model_delay_ms: float = 0.0, *, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
+    """``voxpipe realtime-server``: serve until interrupted (Ctrl-C) or cancelled.
+
+    Under ``task_group.start(main, ...)`` it reports the server's base URL once listening.
+    """
+    async with serve_local(host, port, rules=rules, model_delay_ms=model_delay_ms) as server:
+        print(f"voxpipe local realtime server on {server.url}/realtime  (rules: {server.resources.rules_path})",
+              flush=True)
+        print(f"  python: AsyncOpenAI(api_key='local', websocket_base_url='{server.url}')", flush=True)
+        task_status.started(server.url)
+        await anyio.sleep_forever()
