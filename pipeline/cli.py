@@ -117,7 +117,7 @@ def cmd_realtime_server(args) -> int:
 def cmd_demo(args) -> int:
     from .demo import run_demo
 
-    return run_demo(out_dir=Path(args.out), realtime=args.realtime)
+    return run_demo(out_dir=Path(args.out))
 
 
 def cmd_bench(args) -> int:
@@ -173,7 +173,6 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="run the offline voice-agent demo")
     p.add_argument("--out", default="out", help="where to write the output WAV files")
-    p.add_argument("--realtime", action="store_true", help="pace the input at real time")
     p.set_defaults(fn=cmd_demo)
 
     p = sub.add_parser("bench", help="run the benchmarks and print a summary")

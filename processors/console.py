@@ -11,7 +11,9 @@ from pipeline.frames import (
     Direction,
     ErrorFrame,
     Frame,
+    InterruptionFrame,
     MetricsFrame,
+    PlaybackProgressFrame,
     ResponseEndFrame,
     TextFrame,
     ToolCallFrame,
@@ -44,6 +46,7 @@ class ConsolePrinter(Processor):
         super().__init__(params, name=name)
         self.stream = stream or sys.stdout
         self._assistant: dict[str, list[str]] = {}
+        self._interrupted = False
         #: every MetricsFrame seen, as (name, values): the demo's latency table reads it
         self.metrics: list[tuple[str, dict]] = []
 
@@ -67,6 +70,12 @@ class ConsolePrinter(Processor):
             self._say(f"  tool call : {frame.name}({frame.arguments})")
         elif isinstance(frame, ToolResultFrame):
             self._say(f"  tool {'error' if frame.is_error else 'result'}: {frame.name} -> {frame.output}")
+        elif isinstance(frame, InterruptionFrame):
+            self._say("  (the user barged in: playback flushed)")
+            self._interrupted = True
+        elif isinstance(frame, PlaybackProgressFrame) and frame.done and self._interrupted:
+            self._interrupted = False
+            self._say(f"  (the user heard {frame.played_ms / 1000:.1f} s of the interrupted reply)")
         elif isinstance(frame, ErrorFrame):
             self._say(f"  error     : {frame.processor}: {frame.message}")
         elif p.speaking and isinstance(frame, (UserStartedSpeakingFrame, UserStoppedSpeakingFrame)):

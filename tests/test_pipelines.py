@@ -1,0 +1,89 @@
+"""Every shipped pipeline validates; the ones that run offline are run."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipeline.loader import load
+from pipeline.runner import Runner
+from pipeline.wavfile import read_wav
+
+PIPELINES = Path(__file__).resolve().parent.parent / "pipelines"
+SHIPPED = sorted(PIPELINES.glob("*.yaml"))
+
+
+def test_the_expected_pipelines_ship():
+    """The pipelines the README and the issues promise are all there."""
+    names = {p.stem for p in SHIPPED}
+    assert {"demo", "voice_agent", "telephony", "transcribe", "web_agent", "wav_vad"} <= names
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.stem)
+def test_shipped_pipeline_validates(path):
+    """Loading checks types, params, links and formats of every shipped pipeline."""
+    graph = load(path)
+    assert graph.nodes and graph.formats is not None
+
+
+@pytest.mark.anyio
+async def test_transcribe_pipeline_prints_what_was_said(capsys):
+    """transcribe.yaml cuts two turns and recognises the first exactly."""
+    graph = load(PIPELINES / "transcribe.yaml")
+    result = await Runner(graph, realtime=False).run()
+    assert result.ok
+    out = capsys.readouterr().out
+    assert "user      : what is the weather like in paris today" in out
+    assert out.count("user started speaking") == 2
+
+
+@pytest.mark.anyio
+async def test_wav_vad_pipeline_writes_a_correct_file(tmp_path):
+    """capture.wav -> resample -> vad.energy (gated) -> playback.wav writes the speech at 24 kHz."""
+    out = tmp_path / "speech.wav"
+    graph = load(PIPELINES / "wav_vad.yaml", overrides=[f"out.path={out}"])
+    result = await Runner(graph, realtime=False).run()
+    assert result.ok
+    samples, rate = read_wav(out)
+    source, source_rate = read_wav(PIPELINES / "samples" / "two_turns_16k.wav")
+    assert rate == 24000
+    # the file keeps media time: as long as the input (gated silence written as zeros)
+    assert abs(len(samples) / rate - len(source) / source_rate) < 0.6
+    speech = np.abs(samples.astype(np.int32)) > 300
+    assert 0.2 < speech.mean() < 0.9  # speech kept, the silence between turns is zeros
+    assert np.abs(samples.astype(np.int32)).max() > 1000
+
+
+@pytest.mark.anyio
+async def test_telephony_pipeline_talks_g711_with_the_local_server(tmp_path, capsys):
+    """telephony.yaml: 8 kHz G.711 both ways; the weather question gets its tool answer."""
+    out = tmp_path / "tel.wav"
+    graph = load(PIPELINES / "telephony.yaml", overrides=[f"out.path={out}"])
+    assert "resample_vad_model" in graph.nodes  # auto_resample inserted 16 -> 8 kHz
+    result = await Runner(graph, realtime=True).run()
+    assert result.ok, result.errors
+    text = capsys.readouterr().out
+    assert "tool call : get_weather({'location': 'Paris'})" in text
+    assert "It is 18 degrees and partly cloudy in Paris." in text
+    samples, rate = read_wav(out)
+    assert rate == 8000 and len(samples) > rate  # more than a second of assistant speech
+
+
+@pytest.mark.anyio
+async def test_demo_pipeline_runs_the_whole_conversation(tmp_path, capsys):
+    """The demo: five turns, a tool call, a barge-in, and the two WAV files, offline."""
+    conv, assistant = tmp_path / "conversation.wav", tmp_path / "assistant.wav"
+    graph = load(PIPELINES / "demo.yaml", overrides=[f"record.path={conv}", f"assistant_wav.path={assistant}"])
+    result = await Runner(graph, realtime=True).run()
+    assert result.ok, result.errors
+    text = capsys.readouterr().out
+    for line in ("user      : hello", "tool call : get_weather({'location': 'Paris'})",
+                 "(the user barged in: playback flushed)", "user      : what is the weather in tokyo",
+                 "It is 25 degrees and humid and clear in Tokyo.", "assistant : Goodbye! Talk to you soon."):
+        assert line in text
+    stereo, rate = read_wav(conv)
+    assert rate == 24000 and stereo.shape[1] == 2
+    user, bot = np.abs(stereo.astype(np.int32)).T
+    assert user.max() > 1000 and bot.max() > 1000
+    turns = [v for name, v in graph.nodes["console"].processor.metrics if name == "realtime.turn"]
+    assert len(turns) >= 7 and all("response_id" in t for t in turns)
