@@ -201,7 +201,7 @@ def test_float_audio_is_converted_and_stereo_refused():
 
 def test_g711_audio_in_and_out():
     """mu-law in, A-law out: 8 kHz int16 in the graph, G.711 bytes on the wire."""
-    from processors.realtime.codec import alaw_encode, ulaw_decode
+    from pipeline.dsp.g711 import alaw_encode, ulaw_decode
 
     p = connect(RealtimeParams(input_audio_format="g711_ulaw", output_audio_format="g711_alaw", append_ms=20))
     x = tone(40, rate=8000)
@@ -216,29 +216,6 @@ def test_g711_audio_in_and_out():
     (audio,) = [f for f in p.frames_out() if isinstance(f, AudioFrame)]
     assert audio.sample_rate == 8000 and audio.samples.dtype == np.int16 and audio.num_samples == 800
     assert np.abs(audio.samples.astype(np.int32) - y).max() <= np.abs(y).max() // 16
-
-
-def test_codec_matches_the_g711_reference():
-    """The table codecs equal the standard library's G.711 (audioop) for every sample and code."""
-    import warnings
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        audioop = pytest.importorskip("audioop")
-    from processors.realtime.codec import (
-        alaw_decode,
-        alaw_encode,
-        ulaw_decode,
-        ulaw_encode,
-    )
-
-    x = np.arange(-32768, 32768, dtype=np.int16)
-    raw = x.astype("<i2").tobytes()
-    codes = np.arange(256, dtype=np.uint8)
-    assert ulaw_encode(x).tobytes() == audioop.lin2ulaw(raw, 2)
-    assert alaw_encode(x).tobytes() == audioop.lin2alaw(raw, 2)
-    assert ulaw_decode(codes).astype("<i2").tobytes() == audioop.ulaw2lin(codes.tobytes(), 2)
-    assert alaw_decode(codes).astype("<i2").tobytes() == audioop.alaw2lin(codes.tobytes(), 2)
 
 
 def test_pcm16_delta_split_mid_sample():
