@@ -210,9 +210,31 @@ async def measure(quick: bool = False) -> dict:
     }
 
 
+def startup_time(repeats: int = 5) -> dict:
+    """Wall time of ``import pipeline`` and of ``voxpipe --help`` in fresh interpreters (median)."""
+    import subprocess
+
+    root = str(Path(__file__).resolve().parent.parent)
+
+    def timed(args: list[str]) -> float:
+        runs = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            subprocess.run([sys.executable, *args], cwd=root, check=True, capture_output=True)
+            runs.append(time.perf_counter() - t0)
+        return statistics.median(runs)
+
+    return {
+        "python_s": timed(["-c", "pass"]),
+        "import_pipeline_s": timed(["-c", "import pipeline"]),
+        "help_s": timed(["-m", "pipeline.cli", "--help"]),
+    }
+
+
 def run(quick: bool = False) -> dict:
     """Measure and return the figures (used by ``voxpipe bench``)."""
     result = asyncio.run(measure(quick))
+    result["startup"] = startup_time(3 if quick else 5)
     result["versions"] = {"python": platform.python_version(), "numpy": np.__version__, "machine": platform.machine()}
     return result
 
@@ -238,6 +260,12 @@ def table(result: dict) -> str:
         f"CPU per frame per hop (burst slope): {result['cpu_per_frame_per_hop_us']:.2f} us (target <= 2 us)"
         f" vs floor {result['floor_cpu_per_frame_per_hop_us']:.2f} us -> {result['cpu_ratio']:.2f}x"
     )
+    if "startup" in result:
+        st = result["startup"]
+        lines.append(
+            f"startup: voxpipe --help {st['help_s'] * 1000:.0f} ms, import pipeline {st['import_pipeline_s'] * 1000:.0f} ms"
+            f" (bare python {st['python_s'] * 1000:.0f} ms; target < 500 ms)"
+        )
     return "\n".join(lines)
 
 
