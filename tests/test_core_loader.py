@@ -156,3 +156,17 @@ async def test_yaml_pipeline_runs_end_to_end(tmp_path):
     result = await run_yaml(path)
     assert result.ok
     assert [int(f.samples[0]) for f in Collect.seen["out"]] == [0, 3, 6, 9, 12]
+
+
+def test_entry_point_types_are_found(tmp_path, monkeypatch):
+    """A package's `voxpipe.processors` entry points are registered types usable in YAML."""
+    dist = tmp_path / "voxpipe_extra-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: voxpipe-extra\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text("[voxpipe.processors]\nextra.gain = procs:Gain\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    from pipeline.registry import available_types
+
+    assert available_types()["extra.gain"] == "procs:Gain"
+    g = load_text(GOOD.replace('"procs:Gain"', "extra.gain"))
+    assert g.nodes["gain"].type == "extra.gain"
