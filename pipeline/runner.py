@@ -121,11 +121,11 @@ class Runner:
     async def _run_source(self, source, scope: anyio.CancelScope) -> None:
         with scope:
             try:
-                await source.produce()
+                if not source._stopped:  # a source whose start() failed produces nothing
+                    await source.produce()
             except Exception as exc:
                 await source._report(exc, "in produce()")
-                return
-        if not source._stopped:
+        if not source._ended.is_set():  # the end follows even a failure (policy `continue`)
             await source._handle_end(EndFrame())
 
     async def _watch_end(self) -> None:

@@ -213,3 +213,34 @@ async def test_source_counter_runs_with_stats():
     result = await Runner(g, realtime=False, stats=True).run()
     assert result.stats["Gain"]["frames"] == 30
     assert result.stats["Gain"]["p99_us"] >= result.stats["Gain"]["p50_us"] > 0
+
+
+class FailingStartSource(Processor):
+    """A source whose start() raises."""
+
+    async def start(self):
+        raise OSError("device busy")
+
+    async def produce(self):
+        await self.push(audio(1))
+
+
+class FailingProduce(Processor):
+    """A source whose produce() raises after one frame."""
+
+    async def produce(self):
+        await self.push(audio(1))
+        raise OSError("file went away")
+
+
+@pytest.mark.parametrize("source_cls", [FailingStartSource, FailingProduce])
+async def test_a_failing_source_still_ends_the_graph_with_on_error_continue(source_cls):
+    """With on_error: continue, a source that fails in start() or produce() still ends the run."""
+    sink = CollectSink()
+    g = Graph.chain(source_cls(), Gain(), sink)
+    g.on_error = "continue"
+    g.check()
+    with anyio.fail_after(5):
+        result = await Runner(g, realtime=False).run()
+    assert result.ended == "end" and len(result.errors) == 1
+    assert len(sink.received) == (1 if source_cls is FailingProduce else 0)
