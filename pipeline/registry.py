@@ -42,6 +42,12 @@ BUILTINS: dict[str, str] = {
     # browser
     "transport.websocket.input": "processors.web.transport:WebsocketInput",
     "transport.websocket.output": "processors.web.transport:WebsocketOutput",
+    # the local realtime server's per-connection graph (pipelines/realtime_server.yaml)
+    "realtime_server.input": "processors.realtime_server.graph_io:ProtocolInput",
+    "realtime_server.output": "processors.realtime_server.graph_io:ProtocolOutput",
+    "realtime_server.stt": "processors.realtime_server.stages:SegmentRecognizer",
+    "realtime_server.responder": "processors.realtime_server.stages:SessionResponder",
+    "realtime_server.tts": "processors.realtime_server.stages:SessionSynthesizer",
 }
 
 #: Short names kept for convenience.

@@ -340,3 +340,123 @@ async def test_model_delay_holds_the_first_output_and_barge_in_cancels_it():
             await events.until("response.created")  # the next response now waits 30 s...
         # ...and leaving the connection cancels that wait: the server closes without its deadline
     assert server.connections == 0
+
+
+async def test_each_connection_runs_the_shipped_graph(capsys, tmp_path):
+    """pipelines/realtime_server.yaml validates, has the protocol/stage nodes, renders, and is built per connection."""
+    from pipeline.cli import main as cli_main
+    from pipeline.loader import load
+    from processors.realtime_server.connection_graph import CONNECTION_PIPELINE, ConnectionGraphTemplate
+    from processors.realtime_server.graph_io import ConnectionContext
+
+    assert CONNECTION_PIPELINE.name == "realtime_server.yaml" and CONNECTION_PIPELINE.parent.name == "pipelines"
+    graph = load(CONNECTION_PIPELINE)
+    assert [graph.nodes[n].type for n in graph.topological()] == [
+        "realtime_server.input", "realtime_server.stt", "realtime_server.responder", "realtime_server.tts",
+        "realtime_server.output"]
+    assert cli_main(["graph", str(CONNECTION_PIPELINE)]) == 0
+    drawn = capsys.readouterr().out
+    assert drawn.startswith("flowchart LR") and "protocol_in --> stt" in drawn and "tts --> protocol_out" in drawn
+    async with serve_local() as server:
+        assert server.graph_template.path == CONNECTION_PIPELINE
+        contexts = [ConnectionContext(None, server.resources, lambda: None) for _ in range(2)]
+        one, two = (server.graph_template.build(c) for c in contexts)
+        assert {n: node.type for n, node in one.nodes.items()} == {n: graph.nodes[n].type for n in graph.nodes}
+        for n in one.nodes:  # fresh processors per connection, each bound to its own connection
+            assert one.nodes[n].processor is not two.nodes[n].processor
+            assert one.nodes[n].processor.connection is contexts[0]
+    with pytest.raises(Exception, match="realtime_server.output"):
+        ConnectionGraphTemplate(_connection_yaml(tmp_path, "protocol_out", "protocol_in -> stt -> responder -> tts"))
+
+
+def _connection_yaml(tmp_path, drop: str, links: str) -> str:
+    """The shipped connection graph without node ``drop``, linked as ``links``."""
+    from processors.realtime_server.connection_graph import CONNECTION_PIPELINE
+
+    kept = [line for line in CONNECTION_PIPELINE.read_text().splitlines() if not line.lstrip().startswith(f"{drop}:")]
+    text = "\n".join(kept).replace("protocol_in -> stt -> responder -> tts -> protocol_out", links)
+    path = tmp_path / "connection.yaml"
+    path.write_text(text)
+    return str(path)
+
+
+async def test_the_connection_graph_file_is_what_answers(tmp_path):
+    """A connection graph with no synthesis stage answers in words only: the server runs the given file."""
+    validate, checker = STRICT[Dialect.GA], InvariantChecker(Dialect.GA)
+    pipeline = _connection_yaml(tmp_path, "tts", "protocol_in -> stt -> responder -> protocol_out")
+    async with serve_local(pipeline=pipeline) as server:
+        async with await _raw(server.url, additional_headers={"Authorization": "Bearer x"}) as ws:
+            validate(checker.check(await ws.recv()))
+            await ws.send(json.dumps({"type": "conversation.item.create", "item": {
+                "type": "message", "role": "user", "content": [{"type": "input_text", "text": "hello"}]}}))
+            await ws.send(json.dumps({"type": "response.create"}))
+            seen = []
+            with anyio.fail_after(20):
+                while not seen or seen[-1]["type"] != "response.done":
+                    seen.append(checker.check(await ws.recv()))
+                    validate(seen[-1])
+    assert seen[-1]["response"]["status"] == "completed"
+    assert of_type(seen, "response.output_audio_transcript.done")[0]["transcript"] == HELLO_REPLY
+    assert len(audio_of(seen)) == 0
+
+
+async def test_text_and_g711_responses_take_their_settings_from_the_request():
+    """Per-response settings travel with the request frame: text-only, tool_choice none, then G.711 speech."""
+    validate, checker = STRICT[Dialect.GA], InvariantChecker(Dialect.GA)
+
+    async def until_done(ws) -> list[dict]:
+        seen = []
+        with anyio.fail_after(20):
+            while not seen or seen[-1]["type"] != "response.done":
+                seen.append(checker.check(await ws.recv()))
+                validate(seen[-1])
+        return seen
+
+    async with serve_local() as server:
+        async with await _raw(server.url, additional_headers={"Authorization": "Bearer x"}) as ws:
+            validate(checker.check(await ws.recv()))
+            await ws.send(json.dumps({"type": "session.update", "session": {"type": "realtime", "tools": [WEATHER_TOOL],
+                                      "audio": {"output": {"format": {"type": "audio/pcmu"}}}}}))
+            await ws.send(json.dumps({"type": "conversation.item.create", "item": {"type": "message", "role": "user",
+                                      "content": [{"type": "input_text", "text": "what is the weather in paris"}]}}))
+            await ws.send(json.dumps({"type": "response.create", "response": {"output_modalities": ["text"],
+                                                                               "tool_choice": "none"}}))
+            text = await until_done(ws)
+            (part,) = text[-1]["response"]["output"][0]["content"]
+            assert part["type"] == "output_text" and "get weather" in part["text"]
+            assert not of_type(text, "response.output_audio.delta")
+            await ws.send(json.dumps({"type": "response.create", "response": {"tool_choice": "none"}}))
+            spoken = await until_done(ws)
+            ulaw = b"".join(base64.b64decode(e["delta"]) for e in of_type(spoken, "response.output_audio.delta"))
+            transcript = of_type(spoken, "response.output_audio_transcript.done")[0]["transcript"]
+            assert transcript == part["text"]
+    checker.finish()
+    from processors.realtime_server.engine import split_clauses
+    from processors.speech.espeak import native_sample_rate, synthesize
+
+    native = native_sample_rate()  # one byte a sample at 8 kHz: as long as eSpeak's speech of the clauses
+    expected = sum(synthesize(c)[0].shape[0] for c in split_clauses(transcript)) * 8000 / native
+    assert abs(len(ulaw) - expected) < 0.02 * expected
+
+
+async def test_a_failed_connection_graph_closes_its_connection(tmp_path):
+    """A processor failing in the connection graph stops it (on_error: stop); the client gets 1011, the server lives."""
+    from processors.realtime_server.connection_graph import CONNECTION_PIPELINE
+
+    text = CONNECTION_PIPELINE.read_text().replace("processors:\n", "processors:\n  boom: {type: \"procs:Boom\"}\n")
+    path = tmp_path / "connection.yaml"
+    path.write_text(text.replace("protocol_in -> stt", "protocol_in -> boom -> stt"))
+    silence = json.dumps({"type": "input_audio_buffer.append", "audio": base64.b64encode(bytes(48 * 200)).decode()})
+    async with serve_local(pipeline=str(path)) as server:
+        async with await _raw(server.url, additional_headers={"Authorization": "Bearer x"}) as ws:
+            await ws.send(json.dumps({"type": "session.update", "session": {"type": "realtime", "audio": {
+                "input": {"turn_detection": None}}}}))
+            with pytest.raises(ConnectionClosed) as closed, anyio.fail_after(20):
+                for _ in range(3):  # procs:Boom raises on the third audio frame: the third committed segment
+                    await ws.send(silence)
+                    await ws.send(json.dumps({"type": "input_audio_buffer.commit"}))
+                while True:
+                    await ws.recv()
+        assert closed.value.rcvd.code == 1011
+        async with await _raw(server.url, additional_headers={"Authorization": "Bearer x"}) as ws:
+            assert json.loads(await ws.recv())["type"] == "session.created"

@@ -12,8 +12,11 @@ rules (and calls the session's tools), and speaks with eSpeak NG.
   any server's events against the SDK's types and the protocol's cross-event rules.
 
 Modules: :mod:`.conversation` (core), :mod:`.session`, :mod:`.items`, :mod:`.responses`,
-:mod:`.input_buffer`, :mod:`.turns` (server VAD), :mod:`.errors`, :mod:`.engine` (speech
-work), :mod:`.server` (websocket shell), :mod:`.conformance`.
+:mod:`.input_buffer`, :mod:`.turns` (server VAD), :mod:`.errors`, :mod:`.commands`; each
+connection's graph (``pipelines/realtime_server.yaml``): :mod:`.connection_graph`,
+:mod:`.graph_io` (the protocol's input and output processors), :mod:`.stages` (recognition,
+responder, synthesis), :mod:`.engine` (the speech resources they share); :mod:`.server`
+(websocket shell), :mod:`.conformance`.
 """
 
 from .conformance import ConformanceError, InvariantChecker, strict_validator

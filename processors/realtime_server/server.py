@@ -15,11 +15,14 @@ It serves ``ws://HOST:PORT/v1/realtime?model=...`` like the real API (reference 
 * bad input never closes the connection: the core answers with an ``error`` event.
 
 Each connection gets its own :class:`~.conversation.ServerConversation` (the protocol
-state) and :class:`~.engine.ConnectionEngine` (its speech work) in one task group: a
-reader task feeds client messages to the core, a writer task sends the core's events in
-order, and the engine's tasks run recognition and responses. Everything a connection
-started ends with it. Closing the server closes every connection (code 1001) and waits
-at most ``close_timeout_s``.
+state) and its own voxpipe graph, built from ``pipelines/realtime_server.yaml`` (loaded and
+checked once per server, see :mod:`.connection_graph`): protocol in -> speech recognition
+-> responder -> speech synthesis -> protocol out (:mod:`.graph_io`, :mod:`.stages`), with
+server VAD inside the core. A reader task feeds client messages to the core and hands the
+core's commands to the graph; a writer task sends the core's events in order; the graph's
+runner runs beside them. Everything a connection started ends with it: on close the graph
+is cancelled (its ``stop()`` hooks get ``close_timeout_s``). Closing the server closes every
+connection (code 1001) and waits at most ``close_timeout_s``.
 
 Use :func:`serve_local` in-process (tests, ``url: local`` in the client processor) and
 :func:`main` for ``voxpipe realtime-server``.
@@ -43,8 +46,12 @@ from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
+from pipeline.runner import Runner
+
+from .connection_graph import ConnectionGraphTemplate
 from .conversation import ServerConversation
-from .engine import ConnectionEngine, SpeechResources
+from .engine import SpeechResources
+from .graph_io import ConnectionContext
 from .session import Dialect
 
 __all__ = ["MAX_INBOUND_BYTES", "MAX_OUTBOUND_BYTES", "Handshake", "RealtimeServer", "main", "read_handshake",
@@ -116,14 +123,17 @@ class RealtimeServer:
     ``model_delay_ms`` holds back each response's first audio (emulated model latency);
     ``voice`` is the eSpeak NG voice; ``workers`` bounds concurrent recognitions;
     ``output_pace`` > 0 streams response audio at most that many times faster than real
-    time (0: as fast as it is synthesised).
+    time (0: as fast as it is synthesised); ``pipeline`` is the graph each connection runs
+    (default ``pipelines/realtime_server.yaml``).
     Start it with :meth:`start` (or use :func:`serve_local`), stop it with :meth:`aclose`.
     """
 
     def __init__(self, *, rules: str | Path | None = None, model_delay_ms: float = 0.0,
                  voice: str = "en-us+klatt", workers: int = 2, close_timeout_s: float = 5.0,
-                 max_delta_ms: int = 200, output_pace: float = 0.0) -> None:
+                 max_delta_ms: int = 200, output_pace: float = 0.0,
+                 pipeline: str | Path | None = None) -> None:
         self.resources = SpeechResources(rules, voice=voice, workers=workers)
+        self.graph_template = ConnectionGraphTemplate(pipeline)
         self.model_delay_ms = model_delay_ms
         self.close_timeout_s = close_timeout_s
         self.max_delta_ms = max_delta_ms
@@ -179,7 +189,7 @@ class RealtimeServer:
 
 
 class _Connection:
-    """One websocket: reader, writer and the engine's tasks in one task group."""
+    """One websocket: reader, writer and the connection's graph in one task group."""
 
     def __init__(self, server: RealtimeServer, ws: ServerConnection, handshake: Handshake) -> None:
         self.ws = ws
@@ -187,6 +197,11 @@ class _Connection:
         self.core = ServerConversation(dialect=handshake.dialect, model=handshake.model, kind=handshake.kind,
                                        max_delta_ms=server.max_delta_ms, max_event_bytes=MAX_OUTBOUND_BYTES)
         self._send, self._receive = anyio.create_memory_object_stream[dict](math.inf)
+        self.context = ConnectionContext(self.core, server.resources, self.flush,
+                                         model_delay_s=max(0.0, server.model_delay_ms) / 1000.0,
+                                         output_pace=server.output_pace)
+        self.graph = server.graph_template.build(self.context)
+        self._closing = False
 
     def flush(self) -> None:
         for event in self.core.events_to_send():
@@ -196,22 +211,29 @@ class _Connection:
                 return  # the writer is gone: the connection is closing
 
     async def run(self) -> None:
+        runner = Runner(self.graph, realtime=False, stop_timeout_s=self.server.close_timeout_s)
         async with anyio.create_task_group() as tg:
-            engine = ConnectionEngine(self.core, self.server.resources, tg, self.flush,
-                                      model_delay_ms=self.server.model_delay_ms,
-                                      output_pace=self.server.output_pace)
             tg.start_soon(self._writer, tg.cancel_scope)
+            tg.start_soon(self._run_graph, runner)
             self.flush()
             try:
                 async for message in self.ws:
                     self.core.receive_text(message)
-                    engine.run_commands()
-                    self.flush()
+                    self.context.after_core_call()
             except ConnectionClosed:
                 pass
             finally:
+                self._closing = True
                 self._send.close()
-                tg.cancel_scope.cancel()
+                self.context.close()
+                runner.cancel()  # the graph's stop() hooks get their deadline, then it is cancelled
+
+    async def _run_graph(self, runner: Runner) -> None:
+        result = await runner.run()
+        if not self._closing:  # the graph failed (on_error: stop) while the client is still there
+            log.error("connection graph %r ended (%s%s): closing the connection", self.graph.name, result.ended,
+                      "".join(f"; {e.processor}: {e.message}" for e in result.errors))
+            await self.ws.close(1011, "the local realtime server's connection graph failed; see the server log")
 
     async def _writer(self, scope: anyio.CancelScope) -> None:
         try:
@@ -234,7 +256,7 @@ async def serve_local(host: str = "127.0.0.1", port: int = 0, *, rules: str | Pa
 
     Yields the :class:`RealtimeServer`; point a client at ``server.url``
     (``ws://127.0.0.1:PORT/v1``). ``options`` go to :class:`RealtimeServer` (``workers``,
-    ``output_pace``, ``max_delta_ms``, ``close_timeout_s``). The server is closed,
+    ``output_pace``, ``max_delta_ms``, ``close_timeout_s``, ``pipeline``). The server is closed,
     connections included, on exit.
     """
     server = RealtimeServer(rules=rules, model_delay_ms=model_delay_ms, voice=voice, **options)

@@ -1,0 +1,283 @@
+"""The processors that speak the protocol inside each connection's graph.
+
+Each websocket connection of the local realtime server runs its own voxpipe graph
+(``pipelines/realtime_server.yaml``)::
+
+    protocol_in -> stt -> responder -> tts -> protocol_out
+
+around one :class:`~.conversation.ServerConversation` (the sans-I/O protocol core). The
+graph's processors share a :class:`ConnectionContext`: the core, the server's shared speech
+resources, and the callbacks that send the core's events. The server binds it to every
+:class:`ConnectionProcessor` of the graph before the graph runs.
+
+* :class:`ProtocolInput` (``realtime_server.input``, the source) turns the core's commands
+  into frames: a committed user audio segment (:class:`~.commands.Transcribe`) becomes one
+  :class:`AudioFrame` tagged with the item id (turn 0: never stale); a response
+  (:class:`~.commands.Generate`) becomes a :class:`ResponseRequestFrame` with a turn of its
+  own; a cancelled response (:class:`~.commands.StopGeneration`) becomes a
+  :class:`ResponseCancelledFrame` and, usually, an :class:`InterruptionFrame` (below).
+* :class:`ProtocolOutput` (``realtime_server.output``, the sink) turns what the stages
+  produce back into core calls: transcripts into ``transcription_done``, a tool call into
+  ``add_function_call``, text into ``add_text``, audio into ``add_audio`` (each clause's
+  words go with its first audio), the end into ``finish_response``.
+
+Server VAD is not a node of the graph: it lives in the core, with the input audio buffer.
+``session.update`` retunes it mid-stream, a commit must take exactly the VAD's segment, and
+``speech_started`` must cancel the active response in the same step as the append that
+found it; a VAD node downstream of the protocol would see the audio later than the buffer
+and could not keep those guarantees. The graph starts where the core hands out work.
+
+A response is a turn: frames of one response carry its turn number, and a stage tells
+concurrent responses apart by it. When the core cancels response *t* (barge-in,
+``response.cancel``, a truncate) the input pushes a :class:`ResponseCancelledFrame` (a system
+frame: it overtakes queued work, and the responder abandons that response's pending reply)
+and, when no response started before *t* is still running, an :class:`InterruptionFrame` of
+turn *t + 1*, which drops the cancelled response's queued frames everywhere at once. An
+out-of-band response started earlier is never cut by another's cancel: then the stages stop
+the cancelled response by the core's state instead (synthesis checks it between pieces).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable, ClassVar
+
+import anyio
+import numpy as np
+
+from pipeline.frames import (
+    AudioFrame,
+    Direction,
+    Frame,
+    FrameKind,
+    InterruptionFrame,
+    ResponseEndFrame,
+    TextFrame,
+    ToolCallFrame,
+    TranscriptionFrame,
+)
+from pipeline.processor import Processor
+
+from .commands import Command, Generate, StopGeneration, Transcribe
+
+__all__ = ["ConnectionContext", "ConnectionProcessor", "ProtocolInput", "ProtocolOutput", "ResponseCancelledFrame",
+           "ResponseRequestFrame", "TranscriptionFailedFrame", "bind_connection"]
+
+log = logging.getLogger("voxpipe.realtime_server")
+
+_DOWN = Direction.DOWNSTREAM
+
+
+@dataclass(slots=True)
+class ResponseRequestFrame(Frame):
+    """Produce the response ``command`` describes (control: travels in order, never dropped).
+
+    Pushed by the protocol input; the responder passes it on ahead of the response's
+    content so that synthesis and the protocol output learn the response's settings
+    (modalities, output format, speed) from the frame itself.
+    """
+
+    kind: ClassVar[FrameKind] = FrameKind.CONTROL
+    command: Generate
+
+
+@dataclass(slots=True)
+class ResponseCancelledFrame(Frame):
+    """The core cancelled ``response_id`` (system: overtakes queued frames); stop working on it."""
+
+    kind: ClassVar[FrameKind] = FrameKind.SYSTEM
+    response_id: str
+
+
+@dataclass(slots=True)
+class TranscriptionFailedFrame(Frame):
+    """Recognition of user item ``item_id`` failed with ``error`` (a message for the client)."""
+
+    item_id: str
+    error: str
+
+
+@dataclass
+class ConnectionContext:
+    """What one connection's graph shares: the protocol core, speech resources, callbacks.
+
+    ``flush`` sends the events the core produced; ``model_delay_s`` holds back each
+    response's first output; ``output_pace`` > 0 streams audio at most that many times
+    faster than real time. The maps are the graph's shared bookkeeping: ``emit_transcripts``
+    (item id -> whether the session asked for transcription events), ``call_ids`` (the
+    core's call_id -> the responder's own), ``failures`` (response id -> error message).
+    """
+
+    core: Any  # ServerConversation
+    resources: Any  # SpeechResources
+    flush: Callable[[], None]
+    model_delay_s: float = 0.0
+    output_pace: float = 0.0
+    emit_transcripts: dict[str, bool] = field(default_factory=dict)
+    call_ids: dict[str, str] = field(default_factory=dict)
+    failures: dict[str, str] = field(default_factory=dict)
+    _send: Any = field(init=False, repr=False)
+    _receive: Any = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._send, self._receive = anyio.create_memory_object_stream[Command](math.inf)
+
+    def dispatch(self) -> None:
+        """Hand the core's queued commands to the graph's input (call after each core call)."""
+        for command in self.core.commands():
+            try:
+                self._send.send_nowait(command)
+            except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+                return  # the graph is gone: the connection is closing
+
+    def after_core_call(self) -> None:
+        """Dispatch new commands and send new events: what a shell does after driving the core."""
+        self.dispatch()
+        self.flush()
+
+    def close(self) -> None:
+        """No more commands: the input ends its stream once it has pushed what is queued."""
+        self._send.close()
+
+
+class ConnectionProcessor(Processor):
+    """A processor that works for one server connection: it needs a bound :class:`ConnectionContext`."""
+
+    connection: ConnectionContext | None = None
+
+    def context(self) -> ConnectionContext:
+        """The bound context; raises a RuntimeError saying where this processor can run."""
+        if self.connection is None:
+            raise RuntimeError(f"{self.name}: {type(self).__name__} runs only inside the local realtime server "
+                               "(`voxpipe realtime-server`, pipelines/realtime_server.yaml), which binds each "
+                               "connection to its graph; it cannot run in a standalone pipeline")
+        return self.connection
+
+
+def bind_connection(graph: Any, context: ConnectionContext) -> None:
+    """Give every :class:`ConnectionProcessor` of ``graph`` the connection's context."""
+    for node in graph.nodes.values():
+        if isinstance(node.processor, ConnectionProcessor):
+            node.processor.connection = context
+
+
+class ProtocolInput(ConnectionProcessor):
+    """Source: turns the protocol core's commands into frames for the connection's graph."""
+
+    async def start(self) -> None:
+        self._ctx = self.context()
+        self._turn = 0
+        self._turns: dict[str, int] = {}  # response id -> its turn (pruned as responses end)
+
+    async def produce(self) -> None:
+        async with self.context()._receive as commands:
+            async for command in commands:
+                await self._push_command(command)
+
+    async def _push_command(self, command: Command) -> None:
+        if isinstance(command, Transcribe):  # the segment is its own stream: pts from 0
+            self._ctx.emit_transcripts[command.item_id] = command.emit_events
+            await self.push(AudioFrame(command.samples, command.sample_rate, item_id=command.item_id))
+        elif isinstance(command, Generate):
+            core = self._ctx.core
+            self._turns = {rid: t for rid, t in self._turns.items() if core.response_is_active(rid)}
+            self._turn += 1
+            self._turns[command.response_id] = self._turn
+            await self.push(ResponseRequestFrame(command=command, turn=self._turn))
+        elif isinstance(command, StopGeneration):
+            turn = self._turns.pop(command.response_id, None)
+            if turn is None:
+                return
+            await self.push(ResponseCancelledFrame(command.response_id))
+            core = self._ctx.core
+            if not any(t < turn and core.response_is_active(r) for r, t in self._turns.items()):
+                self._turn = max(self._turn, turn + 1)
+                await self.push(InterruptionFrame(turn=turn + 1))
+
+    async def process(self, frame: Frame, direction: Direction) -> None:
+        """Frames coming back upstream end here."""
+
+
+@dataclass
+class _Reply:
+    """The protocol output's view of one response in flight."""
+
+    response_id: str
+    audio: bool
+    begun: bool = False
+    called: bool = False
+    words: str = ""  # transcript waiting for the next audio
+
+
+class ProtocolOutput(ConnectionProcessor):
+    """Sink: turns transcripts, tool calls, text and speech back into protocol core calls."""
+
+    async def start(self) -> None:
+        self._ctx = self.context()
+        self._replies: dict[int, _Reply] = {}  # turn -> response
+
+    async def process(self, frame: Frame, direction: Direction) -> None:
+        if direction is not _DOWN:
+            return
+        core = self._ctx.core
+        kind = type(frame)
+        if kind is AudioFrame:
+            reply = self._reply(frame.turn)
+            if reply is not None:
+                core.add_audio(reply.response_id, frame.samples, reply.words)
+                reply.words = ""
+        elif kind is TextFrame:
+            reply = self._reply(frame.turn)
+            if reply is None:
+                return
+            if reply.audio:
+                reply.words += frame.text
+                return
+            core.add_text(reply.response_id, frame.text)  # False: the core ended the response; it said so
+        elif kind is ResponseRequestFrame:
+            command = frame.command
+            self._replies[frame.turn] = _Reply(command.response_id, "audio" in command.modalities)
+            return
+        elif kind is TranscriptionFrame and frame.role == "user" and frame.final and frame.item_id:
+            emit = self._ctx.emit_transcripts.pop(frame.item_id, True)
+            core.transcription_done(frame.item_id, frame.text, emit_events=emit)
+        elif kind is TranscriptionFailedFrame:
+            emit = self._ctx.emit_transcripts.pop(frame.item_id, True)
+            core.transcription_done(frame.item_id, None, error=frame.error, emit_events=emit)
+        elif kind is ToolCallFrame:
+            reply = self._replies.get(frame.turn)
+            if reply is None:
+                return
+            reply.called = True
+            call_id = core.add_function_call(reply.response_id, frame.name, json.dumps(frame.arguments))
+            if call_id is not None:
+                self._ctx.call_ids[call_id] = frame.call_id
+        elif kind is ResponseEndFrame:
+            reply = self._replies.pop(frame.turn, None)
+            if reply is None:
+                return
+            error = self._ctx.failures.pop(reply.response_id, None)
+            if error is None and not reply.called:
+                if not reply.begun:
+                    reply.begun = core.begin_message(reply.response_id) is not None
+                if reply.words and reply.audio:
+                    core.add_audio(reply.response_id, np.zeros(0, np.int16), reply.words)
+            core.finish_response(reply.response_id, error=error)
+        else:
+            return
+        self._ctx.after_core_call()
+
+    def _reply(self, turn: int) -> _Reply | None:
+        """The response of ``turn``, its assistant message opened (None once the core ended it)."""
+        reply = self._replies.get(turn)
+        if reply is None:
+            return None
+        if not reply.begun:
+            if self._ctx.core.begin_message(reply.response_id) is None:
+                return None
+            reply.begun = True
+            self._ctx.flush()
+        return reply
