@@ -16,7 +16,7 @@ SHIPPED = sorted(PIPELINES.glob("*.yaml"))
 def test_the_expected_pipelines_ship():
     """The pipelines the README and the issues promise are all there."""
     names = {p.stem for p in SHIPPED}
-    assert {"demo", "voice_agent", "telephony", "transcribe", "web_agent", "wav_vad"} <= names
+    assert {"demo", "voice_agent", "realtime_server", "telephony", "transcribe", "web_agent", "wav_vad"} <= names
 
 
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.stem)
