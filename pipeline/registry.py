@@ -1,12 +1,14 @@
 """Registry: how a YAML ``type`` becomes a Processor class.
 
 A type is found, in this order, among the built-in names below, the ``voxpipe.processors``
-entry-point group of installed packages, or as an import path ``package.module:Class``.
+entry-point group of installed packages (read once per process), or as an import path
+``package.module:Class``.
 Built-ins are import paths resolved lazily, so listing them imports nothing heavy.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib
 from importlib.metadata import entry_points
 
@@ -54,6 +56,7 @@ BUILTINS: dict[str, str] = {
 ALIASES: dict[str, str] = {"resample": "audio.resample", "gain": "audio.gain", "mix": "audio.mix"}
 
 
+@functools.lru_cache(maxsize=1)
 def _entry_points() -> dict[str, str]:
     try:
         eps = entry_points(group="voxpipe.processors")

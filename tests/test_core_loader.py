@@ -165,8 +165,12 @@ def test_entry_point_types_are_found(tmp_path, monkeypatch):
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: voxpipe-extra\nVersion: 1.0\n")
     (dist / "entry_points.txt").write_text("[voxpipe.processors]\nextra.gain = procs:Gain\n")
     monkeypatch.syspath_prepend(str(tmp_path))
-    from pipeline.registry import available_types
+    from pipeline.registry import _entry_points, available_types
 
-    assert available_types()["extra.gain"] == "procs:Gain"
-    g = load_text(GOOD.replace('"procs:Gain"', "extra.gain"))
-    assert g.nodes["gain"].type == "extra.gain"
+    _entry_points.cache_clear()  # entry points are read once per process
+    try:
+        assert available_types()["extra.gain"] == "procs:Gain"
+        g = load_text(GOOD.replace('"procs:Gain"', "extra.gain"))
+        assert g.nodes["gain"].type == "extra.gain"
+    finally:
+        _entry_points.cache_clear()
