@@ -321,7 +321,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model-delay-ms", type=float, default=MODEL_DELAY_MS)
     ap.add_argument("--seed", type=int, default=8)
     ap.add_argument("--vad-first", action="store_true",
-                    help="experiment: run the VAD on the 16 kHz capture, before the resampler")
+                    help="move the VAD before the resampler (the shipped demo already has it there)")
     ap.add_argument("--json", default=None, metavar="FILE", help="write the figures, records and versions as JSON")
     args = ap.parse_args(argv)
     result = run(args.quick, cycles=args.cycles, model_delay_ms=args.model_delay_ms, seed=args.seed,
