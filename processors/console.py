@@ -8,6 +8,7 @@ from typing import ClassVar
 from pydantic import BaseModel, ConfigDict
 
 from pipeline.frames import (
+    AudioFrame,
     Direction,
     ErrorFrame,
     Frame,
@@ -54,6 +55,9 @@ class ConsolePrinter(Processor):
         print(text, file=self.stream, flush=True)
 
     async def process(self, frame: Frame, direction: Direction) -> None:
+        if type(frame) is AudioFrame:  # the hot path: audio is never printed
+            await self.push(frame, direction)
+            return
         p = self.params
         if isinstance(frame, TranscriptionFrame) and (frame.final or p.partial):
             self._say(f"  user      : {frame.text}" if frame.role == "user" else f"  {frame.role:<10}: {frame.text}")
