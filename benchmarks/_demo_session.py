@@ -69,7 +69,7 @@ from pipeline.frames import (  # noqa: E402
 )
 from pipeline.processor import Processor  # noqa: E402
 from processors.audio import ResampleProcessor  # noqa: E402
-from processors.playback import NullPlayback  # noqa: E402
+from processors.files.playback import NullPlayback  # noqa: E402
 
 __all__ = [
     "BENCH_RULES",
@@ -148,7 +148,7 @@ class Conversation:
         return self.audio.shape[0] / self.rate
 
     def write(self, path: Path) -> Path:
-        from pipeline.wavfile import write_wav
+        from processors.files.wavfile import write_wav
 
         write_wav(path, self.audio, self.rate)
         return path

@@ -157,7 +157,7 @@ def bench_energy_vad(n: int) -> dict:
 
 
 def bench_energy_vad_processor(n: int) -> dict:
-    from processors.vad import EnergyVADProcessor
+    from processors.audio.vad import EnergyVADProcessor
 
     xs = _speechlike_frames(24000, 480, n)
     frames = [AudioFrame(x, 24000, pts=i * 480) for i, x in enumerate(xs)]
@@ -169,7 +169,7 @@ def bench_energy_vad_processor(n: int) -> dict:
 
 def bench_silero(n: int) -> dict:
     from pipeline.dsp.silero import _session, silero_model_path
-    from processors.vad import SileroVADProcessor
+    from processors.audio.vad import SileroVADProcessor
 
     xs = _speechlike_frames(16000, 512, n)
     frames = [AudioFrame(x, 16000, pts=i * 512) for i, x in enumerate(xs)]

@@ -15,7 +15,6 @@ from pathlib import Path
 
 __all__ = ["main"]
 
-PIPELINES = Path(__file__).resolve().parent.parent / "pipelines"
 
 
 def _add_load_args(p: argparse.ArgumentParser) -> None:
@@ -24,10 +23,27 @@ def _add_load_args(p: argparse.ArgumentParser) -> None:
                    help="override a param, e.g. --set model.voice=nova (repeatable)")
 
 
+def pipeline_path(name: str | None, default: str) -> Path:
+    """A pipeline argument as a path: a file that exists, else a pipeline voxpipe ships.
+
+    ``voxpipe run demo.yaml`` works from any directory: a bare name that is not a file
+    here is looked up among the shipped pipelines (package data, see :mod:`pipelines`).
+    """
+    path = Path(name or default)
+    if path.exists() or path.parent != Path("."):
+        return path
+    from pipelines import shipped
+
+    try:
+        return shipped(path.name)
+    except FileNotFoundError:
+        return path  # the loader says it does not exist, with the shipped names
+
+
 def _load(args):
     from .loader import load
 
-    return load(args.pipeline, overrides=args.overrides)
+    return load(pipeline_path(args.pipeline, ""), overrides=args.overrides)
 
 
 def cmd_run(args) -> int:
@@ -99,7 +115,7 @@ def cmd_processors(args) -> int:
 
 
 def cmd_devices(args) -> int:
-    from processors.devices import format_devices, list_devices
+    from processors.devices.sound import format_devices, list_devices
 
     print(format_devices(list_devices()))
     return 0
@@ -108,20 +124,20 @@ def cmd_devices(args) -> int:
 def cmd_realtime_server(args) -> int:
     import anyio
 
-    from processors.realtime_server.server import main as server_main
+    from processors.realtime.server.server import main as server_main
 
     anyio.run(lambda: server_main(args.host, args.port, args.rules, args.model_delay_ms))
     return 0
 
 
 def cmd_demo(args) -> int:
-    from .demo import run_demo
+    from pipelines.demo import run_demo
 
     return run_demo(out_dir=Path(args.out))
 
 
 def cmd_bench(args) -> int:
-    from .bench import run_bench
+    from pipelines.bench import run_bench
 
     return run_bench(quick=args.quick, json_path=args.json, plot_dir=args.plot, only=args.only)
 
@@ -131,7 +147,7 @@ def cmd_serve(args) -> int:
 
     from processors.web.server import serve
 
-    anyio.run(lambda: serve(args.pipeline, host=args.host, port=args.port, token=args.token))
+    anyio.run(lambda: serve(pipeline_path(args.pipeline, "web_agent.yaml"), host=args.host, port=args.port, token=args.token))
     return 0
 
 
@@ -183,7 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(fn=cmd_bench)
 
     p = sub.add_parser("serve", help="serve a pipeline to browsers (page + websocket)")
-    p.add_argument("pipeline", nargs="?", default=str(PIPELINES / "web_agent.yaml"))
+    p.add_argument("pipeline", nargs="?", default=None, help="pipeline YAML (default: the shipped web_agent.yaml)")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8080)
     p.add_argument("--token", default=None, help="require this token in the websocket URL (env VOXPIPE_TOKEN)")

@@ -51,7 +51,10 @@ def load(path: str | os.PathLike, *, overrides: list[str] | None = None, env: di
     try:
         text = p.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise PipelineError(Problem(f"no such pipeline file: {p}", hint="check the path (shipped pipelines live in pipelines/)")) from None
+        from pipelines import available
+
+        raise PipelineError(Problem(f"no such pipeline file: {p}",
+                                    hint=f"check the path; voxpipe ships {', '.join(available())} (name one alone)")) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise PipelineError(Problem(f"cannot read pipeline file {p}: {exc}")) from None
     return load_text(text, file=str(path), overrides=overrides, env=env, base_dir=p.parent)

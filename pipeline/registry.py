@@ -19,37 +19,37 @@ __all__ = ["BUILTINS", "available_types", "resolve_type"]
 #: Built-in processor types: YAML name -> "module:Class".
 BUILTINS: dict[str, str] = {
     # audio (DSP)
-    "audio.resample": "processors.audio:ResampleProcessor",
-    "audio.gain": "processors.audio:GainProcessor",
-    "audio.mix": "processors.audio:MixProcessor",
-    "vad.energy": "processors.vad:EnergyVADProcessor",
-    "vad.silero": "processors.vad:SileroVADProcessor",
+    "audio.resample": "processors.audio.transforms:ResampleProcessor",
+    "audio.gain": "processors.audio.transforms:GainProcessor",
+    "audio.mix": "processors.audio.transforms:MixProcessor",
+    "vad.energy": "processors.audio.vad:EnergyVADProcessor",
+    "vad.silero": "processors.audio.vad:SileroVADProcessor",
     # edges
-    "capture.wav": "processors.capture:WavCapture",
-    "capture.tone": "processors.capture:ToneCapture",
-    "capture.noise": "processors.capture:NoiseCapture",
-    "capture.microphone": "processors.devices:MicrophoneCapture",
-    "playback.wav": "processors.playback:WavPlayback",
-    "playback.null": "processors.playback:NullPlayback",
-    "playback.speaker": "processors.devices:SpeakerPlayback",
-    "record": "processors.record:ConversationRecorder",
+    "capture.wav": "processors.files.capture:WavCapture",
+    "capture.tone": "processors.files.capture:ToneCapture",
+    "capture.noise": "processors.files.capture:NoiseCapture",
+    "capture.microphone": "processors.devices.sound:MicrophoneCapture",
+    "playback.wav": "processors.files.playback:WavPlayback",
+    "playback.null": "processors.files.playback:NullPlayback",
+    "playback.speaker": "processors.devices.sound:SpeakerPlayback",
+    "record": "processors.files.record:ConversationRecorder",
     # model, tools, speech
-    "realtime.openai": "processors.realtime:OpenAIRealtime",
-    "tools.router": "processors.tools:ToolRouter",
+    "realtime.openai": "processors.realtime.client:OpenAIRealtime",
+    "tools.router": "processors.tools.router:ToolRouter",
     "stt.pocketsphinx": "processors.speech.stt:PocketsphinxSTT",
     "tts.espeak": "processors.speech.tts:EspeakTTS",
-    "brain.scripted": "processors.brain:ScriptedResponder",
+    "brain.scripted": "processors.brain.scripted:ScriptedResponder",
     # debugging
-    "debug.console": "processors.console:ConsolePrinter",
+    "debug.console": "processors.debug.console:ConsolePrinter",
     # browser
     "transport.websocket.input": "processors.web.transport:WebsocketInput",
     "transport.websocket.output": "processors.web.transport:WebsocketOutput",
     # the local realtime server's per-connection graph (pipelines/realtime_server.yaml)
-    "realtime_server.input": "processors.realtime_server.graph_io:ProtocolInput",
-    "realtime_server.output": "processors.realtime_server.graph_io:ProtocolOutput",
-    "realtime_server.stt": "processors.realtime_server.stages:SegmentRecognizer",
-    "realtime_server.responder": "processors.realtime_server.stages:SessionResponder",
-    "realtime_server.tts": "processors.realtime_server.stages:SessionSynthesizer",
+    "realtime_server.input": "processors.realtime.server.graph_io:ProtocolInput",
+    "realtime_server.output": "processors.realtime.server.graph_io:ProtocolOutput",
+    "realtime_server.stt": "processors.realtime.server.stages:SegmentRecognizer",
+    "realtime_server.responder": "processors.realtime.server.stages:SessionResponder",
+    "realtime_server.tts": "processors.realtime.server.stages:SessionSynthesizer",
 }
 
 #: Short names kept for convenience.

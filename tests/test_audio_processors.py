@@ -8,7 +8,7 @@ from pipeline import (AudioFormat, AudioFrame, Graph, InterruptionFrame, Pipelin
 from pipeline.dsp import Resampler, dbfs, resample, to_float32
 from pipeline.testing import CollectSink, FrameSource, run_frames
 from processors.audio import GainProcessor, MixProcessor, ResampleProcessor
-from processors.vad import EnergyVADProcessor, SileroVADProcessor
+from processors.audio.vad import EnergyVADProcessor, SileroVADProcessor
 from speech_fixtures import speech_scene
 
 pytestmark = pytest.mark.anyio

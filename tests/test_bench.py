@@ -11,7 +11,7 @@ import math
 
 import pytest
 
-from pipeline.bench import BENCHMARKS, format_summary, load_benchmark, run_bench, summarize, write_plots
+from pipelines.bench import BENCHMARKS, format_summary, load_benchmark, run_bench, summarize, write_plots
 
 pytestmark = pytest.mark.slow
 

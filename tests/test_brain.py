@@ -21,8 +21,8 @@ from pipeline.frames import (
 )
 from pipeline.graph import Graph
 from pipeline.testing import CollectSink, FrameSource, run_frames, run_graph
-from processors.brain import DEMO_RULES, Brain, Call, RulesError, Say, ScriptedResponder
-from processors.brain_rules import normalize_transcript, schema_errors
+from processors.brain.scripted import DEMO_RULES, Brain, Call, RulesError, Say, ScriptedResponder
+from processors.brain.rules import normalize_transcript, schema_errors
 
 WEATHER = {
     "type": "function",

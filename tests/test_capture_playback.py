@@ -23,10 +23,10 @@ from pipeline.loader import load_text
 from pipeline.processor import Processor
 from pipeline.runner import Runner
 from pipeline.testing import CollectSink, run_frames, run_graph, run_yaml
-from pipeline.wavfile import WavError, WavWriter, read_wav, write_wav
-from processors.capture import NoiseCapture, ToneCapture, WavCapture
-from processors.playback import NullPlayback, WavPlayback
-from processors.record import ConversationRecorder, ConversationTimeline
+from processors.files.wavfile import WavError, WavWriter, read_wav, write_wav
+from processors.files.capture import NoiseCapture, ToneCapture, WavCapture
+from processors.files.playback import NullPlayback, WavPlayback
+from processors.files.record import ConversationRecorder, ConversationTimeline
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "pipelines" / "samples" / "two_turns_16k.wav"

@@ -36,8 +36,8 @@ from pipeline.graph import Graph
 from pipeline.processor import Processor
 from pipeline.runner import Runner
 from pipeline.testing import CollectSink
-from pipeline.wavfile import read_wav
-from processors.devices import (
+from processors.files.wavfile import read_wav
+from processors.devices.sound import (
     MicrophoneCapture,
     SpeakerPlayback,
     format_devices,
@@ -52,7 +52,7 @@ RATE = 16000
 def test_device_modules_import_without_sounddevice():
     """sounddevice (and PortAudio) load only when a device processor starts."""
     code = (
-        "import sys, processors.devices, processors.capture, processors.playback, processors.record\n"
+        "import sys, processors.devices.sound, processors.files.capture, processors.files.playback, processors.files.record\n"
         "assert 'sounddevice' not in sys.modules, 'sounddevice imported at module import'\n"
     )
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, timeout=60)

@@ -9,7 +9,7 @@ import pytest
 import pipeline
 import processors
 
-HEAVY_OPTIONAL = {"processors.devices"}  # imports fine without PortAudio, but say so if not
+HEAVY_OPTIONAL = {"processors.devices.sound"}  # imports fine without PortAudio, but say so if not
 
 
 def modules():

@@ -7,7 +7,7 @@ import pytest
 
 from pipeline.loader import load
 from pipeline.runner import Runner
-from pipeline.wavfile import read_wav
+from processors.files.wavfile import read_wav
 
 PIPELINES = Path(__file__).resolve().parent.parent / "pipelines"
 SHIPPED = sorted(PIPELINES.glob("*.yaml"))

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from pipeline.frames import PlaybackProgressFrame
-from processors.playout import PlayoutProgress, PlayoutRing, fade_out_ramp
+from processors.devices.playout import PlayoutProgress, PlayoutRing, fade_out_ramp
 
 
 def P(item: str, ms: int, done: bool = False, turn: int = 1) -> PlaybackProgressFrame:

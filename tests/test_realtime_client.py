@@ -39,7 +39,7 @@ from pipeline.frames import (
 from pipeline.graph import Graph
 from pipeline.processor import Processor
 from pipeline.runner import Runner
-from processors.realtime import OpenAIRealtime
+from processors.realtime.client import OpenAIRealtime
 
 RATE = 24000
 KEY = "sk-test-do-not-log-9f3a"
@@ -365,7 +365,7 @@ async def test_barge_in_truncates_at_the_position_playback_reports():
 @pytest.mark.anyio
 async def test_function_call_through_the_tool_router():
     """The router's tools reach the session; its result goes back as function_call_output plus one response.create."""
-    from processors.tools import ToolRouter
+    from processors.tools.router import ToolRouter
 
     async def script(conn: PeerConnection) -> None:
         update = await conn.open_session()
@@ -391,7 +391,7 @@ async def test_function_call_through_the_tool_router():
     async with Peer(script) as peer:
         sink = Sink()
         answered = sink.when(lambda f: isinstance(f, ResponseEndFrame) and f.response_id == "resp_4")
-        router = ToolRouter({"modules": ["processors.sample_tools"]}, name="tools")
+        router = ToolRouter({"modules": ["processors.tools.examples"]}, name="tools")
         result = await run(ScriptSource([answered]), model(peer.url), sink, router)
     assert result.ok, result.errors
     assert not sink.of(ToolCallFrame)  # consumed by the router
@@ -484,13 +484,13 @@ def test_missing_key_is_a_start_error(monkeypatch):
 
 def test_exports():
     """The package exports exactly its public names."""
-    import processors.realtime as pkg
+    import processors.realtime.client as pkg
 
     assert sorted(pkg.__all__) == ["OpenAIRealtime", "Phase", "RealtimeError", "RealtimeParams",
                                    "RealtimeProtocol", "RealtimeProtocolError"]
     for module in ("protocol", "session", "codec", "backoff", "client", "state", "events", "errors", "user_audio",
                    "assistant_audio", "tool_calls", "responses"):
-        mod = __import__(f"processors.realtime.{module}", fromlist=["__all__"])
+        mod = __import__(f"processors.realtime.client.{module}", fromlist=["__all__"])
         assert mod.__all__ and all(hasattr(mod, name) for name in mod.__all__)
 
 
@@ -501,7 +501,7 @@ async def test_end_to_end_with_the_local_server():
     pytest.importorskip("espeakng_loader")
     from pipeline.dsp import resample
     from processors.speech.espeak import synthesize
-    from processors.tools import ToolRouter
+    from processors.tools.router import ToolRouter
 
     x, sr = synthesize("what is the weather in paris")
     speech = (np.clip(resample(x.astype(np.float32) / 32768.0, sr, RATE), -1, 1) * 32767).astype(np.int16)
@@ -509,7 +509,7 @@ async def test_end_to_end_with_the_local_server():
     sink = Sink()
     answered = sink.when(lambda f: isinstance(f, ResponseEndFrame) and f.turn == 2)
     m = OpenAIRealtime({"url": "local", "input_transcription": "whisper-1"}, name="model")
-    router = ToolRouter({"modules": ["processors.sample_tools"]}, name="tools")
+    router = ToolRouter({"modules": ["processors.tools.examples"]}, name="tools")
     result = await run(ScriptSource([*mic_frames(mic), answered]), m, sink, router, timeout_s=60)
     assert result.ok, result.errors
     assert m.url.startswith("ws://127.0.0.1:") and m.url.endswith("/v1/realtime?model=gpt-realtime")

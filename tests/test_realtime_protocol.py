@@ -32,8 +32,8 @@ from pipeline.frames import (
     UserStartedSpeakingFrame,
     UserStoppedSpeakingFrame,
 )
-from processors.realtime import Phase, RealtimeProtocol, RealtimeProtocolError
-from processors.realtime.session import RealtimeParams
+from processors.realtime.client import Phase, RealtimeProtocol, RealtimeProtocolError
+from processors.realtime.client.session import RealtimeParams
 
 RATE = 24000
 WEATHER_TOOL = {"type": "function", "name": "get_weather", "description": "Weather for a city",
@@ -842,7 +842,7 @@ def test_params_errors_say_what_to_change(params, message):
 
 def test_api_key_is_resolved_and_never_shown(monkeypatch):
     """The key comes from params or OPENAI_API_KEY and never appears in a repr or an error."""
-    from processors.realtime.session import resolve_api_key
+    from processors.realtime.client.session import resolve_api_key
 
     p = RealtimeParams(api_key="sk-secret-123")
     assert resolve_api_key(p) == "sk-secret-123"
@@ -856,7 +856,7 @@ def test_api_key_is_resolved_and_never_shown(monkeypatch):
 
 def test_connect_url_adds_the_model():
     """The model goes in the query unless the URL already names a model or a call."""
-    from processors.realtime.session import connect_url
+    from processors.realtime.client.session import connect_url
 
     assert connect_url("wss://api.openai.com/v1/realtime", "gpt-realtime") == \
         "wss://api.openai.com/v1/realtime?model=gpt-realtime"
@@ -865,7 +865,7 @@ def test_connect_url_adds_the_model():
 
 def test_backoff_delays_are_exponential_jittered_and_reproducible():
     """Delays grow by the factor within +-jitter, cap at max, stop after max_attempts; a seed repeats them."""
-    from processors.realtime.backoff import Backoff
+    from processors.realtime.client.backoff import Backoff
 
     b = Backoff(initial_delay_s=0.5, factor=2.0, max_delay_s=6.0, jitter=0.25, max_attempts=6, seed=7)
     delays = [b.next_delay() for _ in range(7)]
@@ -884,7 +884,7 @@ def test_retry_classification():
     """Network failures, going-away closes, 429 and 5xx are retried; auth and protocol errors are not."""
     from types import SimpleNamespace
 
-    from processors.realtime.backoff import (
+    from processors.realtime.client.backoff import (
         retry_after_close,
         retry_after_handshake,
         retry_after_status,

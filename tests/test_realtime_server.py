@@ -20,8 +20,8 @@ from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from pipeline.dsp.resample import resample
-from processors.realtime_server import Dialect, InvariantChecker, serve_local, strict_validator
-from processors.realtime_server.server import main
+from processors.realtime.server import Dialect, InvariantChecker, serve_local, strict_validator
+from processors.realtime.server.server import main
 from processors.speech.sphinx import Recognizer
 
 pytestmark = pytest.mark.anyio
@@ -346,8 +346,8 @@ async def test_each_connection_runs_the_shipped_graph(capsys, tmp_path):
     """pipelines/realtime_server.yaml validates, has the protocol/stage nodes, renders, and is built per connection."""
     from pipeline.cli import main as cli_main
     from pipeline.loader import load
-    from processors.realtime_server.connection_graph import CONNECTION_PIPELINE, ConnectionGraphTemplate
-    from processors.realtime_server.graph_io import ConnectionContext
+    from processors.realtime.server.connection_graph import CONNECTION_PIPELINE, ConnectionGraphTemplate
+    from processors.realtime.server.graph_io import ConnectionContext
 
     assert CONNECTION_PIPELINE.name == "realtime_server.yaml" and CONNECTION_PIPELINE.parent.name == "pipelines"
     graph = load(CONNECTION_PIPELINE)
@@ -371,7 +371,7 @@ async def test_each_connection_runs_the_shipped_graph(capsys, tmp_path):
 
 def _connection_yaml(tmp_path, drop: str, links: str) -> str:
     """The shipped connection graph without node ``drop``, linked as ``links``."""
-    from processors.realtime_server.connection_graph import CONNECTION_PIPELINE
+    from processors.realtime.server.connection_graph import CONNECTION_PIPELINE
 
     kept = [line for line in CONNECTION_PIPELINE.read_text().splitlines() if not line.lstrip().startswith(f"{drop}:")]
     text = "\n".join(kept).replace("protocol_in -> stt -> responder -> tts -> protocol_out", links)
@@ -431,7 +431,7 @@ async def test_text_and_g711_responses_take_their_settings_from_the_request():
             transcript = of_type(spoken, "response.output_audio_transcript.done")[0]["transcript"]
             assert transcript == part["text"]
     checker.finish()
-    from processors.realtime_server.engine import split_clauses
+    from processors.realtime.server.engine import split_clauses
     from processors.speech.espeak import native_sample_rate, synthesize
 
     native = native_sample_rate()  # one byte a sample at 8 kHz: as long as eSpeak's speech of the clauses
@@ -441,7 +441,7 @@ async def test_text_and_g711_responses_take_their_settings_from_the_request():
 
 async def test_a_failed_connection_graph_closes_its_connection(tmp_path):
     """A processor failing in the connection graph stops it (on_error: stop); the client gets 1011, the server lives."""
-    from processors.realtime_server.connection_graph import CONNECTION_PIPELINE
+    from processors.realtime.server.connection_graph import CONNECTION_PIPELINE
 
     text = CONNECTION_PIPELINE.read_text().replace("processors:\n", "processors:\n  boom: {type: \"procs:Boom\"}\n")
     path = tmp_path / "connection.yaml"

@@ -16,10 +16,10 @@ import pytest
 
 from pipeline.dsp.g711 import ulaw_decode, ulaw_encode
 from pipeline.dsp.resample import resample
-from processors.realtime_server.conformance import InvariantChecker, strict_validator
-from processors.realtime_server.conversation import Generate, ServerConversation, StopGeneration, Transcribe
-from processors.realtime_server.items import Conversation, StoredItem
-from processors.realtime_server.session import Dialect
+from processors.realtime.server.conformance import InvariantChecker, strict_validator
+from processors.realtime.server.conversation import Generate, ServerConversation, StopGeneration, Transcribe
+from processors.realtime.server.items import Conversation, StoredItem
+from processors.realtime.server.session import Dialect
 
 GA, BETA = Dialect.GA, Dialect.BETA
 VALIDATORS = {GA: strict_validator(GA), BETA: strict_validator(BETA)}
@@ -727,7 +727,7 @@ def test_client_audio_item_is_recognised_for_the_responder():
 
 def test_conformance_checker_catches_broken_streams():
     """The invariant checker fails on reused ids, wrong done text and a second response.done."""
-    from processors.realtime_server.conformance import ConformanceError
+    from processors.realtime.server.conformance import ConformanceError
 
     h = Harness()
     h.text_item("hi")
@@ -763,9 +763,9 @@ def test_public_names():
 
     for module in ("commands", "conformance", "conversation", "engine", "errors", "input_buffer", "items",
                    "responses", "server", "session", "turns", ""):
-        mod = importlib.import_module("processors.realtime_server" + (f".{module}" if module else ""))
+        mod = importlib.import_module("processors.realtime.server" + (f".{module}" if module else ""))
         assert mod.__all__ and all(hasattr(mod, name) for name in mod.__all__), module
-    code = ("import sys, processors.realtime_server; "
+    code = ("import sys, processors.realtime.server; "
             "print(sorted({'openai', 'pocketsphinx', 'espeakng_loader'} & set(sys.modules)))")
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert loaded.strip() == "[]"

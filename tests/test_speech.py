@@ -20,7 +20,7 @@ from pipeline.frames import (
     UserStoppedSpeakingFrame,
 )
 from pipeline.testing import run_frames
-from processors.brain import DEMO_RULES, Brain
+from processors.brain.scripted import DEMO_RULES, Brain
 from processors.speech import espeak, sphinx
 from processors.speech.stt import PocketsphinxSTT
 from processors.speech.tts import EspeakTTS

@@ -26,15 +26,15 @@ from pipeline.frames import (
 from pipeline.graph import Graph
 from pipeline.processor import Processor
 from pipeline.testing import CollectSink, run_frames, run_graph
-from processors.sample_tools import get_weather
-from processors.toolschema import (
+from processors.tools.examples import get_weather
+from processors.tools.schema import (
     ToolArgumentsError,
     ToolDefinitionError,
     build_tool_spec,
     parse_docstring,
     tool,
 )
-from processors.tools import ToolRegistry, ToolRouter, ToolRouterParams, result_output
+from processors.tools.router import ToolRegistry, ToolRouter, ToolRouterParams, result_output
 
 # --- schemas ----------------------------------------------------------------------------------
 
@@ -287,7 +287,7 @@ def test_modules_collect_decorated_functions(toolmod):
 
     toolmod.ping, toolmod.helper, toolmod.alias = ping, helper, ping
     toolmod.get_weather = get_weather  # re-exported from another module
-    reg = ToolRegistry.from_params(ToolRouterParams(modules=["vp_test_tools", "processors.sample_tools"]))
+    reg = ToolRegistry.from_params(ToolRouterParams(modules=["vp_test_tools", "processors.tools.examples"]))
     assert reg.names() == ["ping", "get_weather"]
 
 
@@ -295,7 +295,7 @@ def test_overrides_and_schemas_params_apply(toolmod):
     """`overrides` and `schemas` in YAML params beat the docstring and the hints."""
     schema = {"type": "object", "properties": {"location": {"type": "string"}}, "required": ["location"]}
     params = ToolRouterParams(
-        functions={"weather": "processors.sample_tools:get_weather"},
+        functions={"weather": "processors.tools.examples:get_weather"},
         schemas={"weather": schema},
         overrides={"weather": {"description": "Weather now.", "timeout_s": 3, "cancel_on_interruption": True}},
     )
@@ -307,15 +307,15 @@ def test_overrides_and_schemas_params_apply(toolmod):
 def test_param_errors_point_at_the_param():
     """Bad import paths, unknown tool names in schemas/overrides and duplicates are reported clearly."""
     with pytest.raises(ValidationError, match="write it as 'package.module:function'"):
-        ToolRouterParams(functions={"w": "processors.sample_tools.get_weather"})
+        ToolRouterParams(functions={"w": "processors.tools.examples.get_weather"})
     with pytest.raises(ValidationError, match="has no 'get_wether' \\(did you mean 'get_weather'\\?\\)"):
-        ToolRouterParams(functions={"w": "processors.sample_tools:get_wether"})
+        ToolRouterParams(functions={"w": "processors.tools.examples:get_wether"})
     with pytest.raises(ValidationError, match="cannot import module 'no_such_mod'"):
         ToolRouterParams(modules=["no_such_mod"])
     with pytest.raises(ToolDefinitionError, match="params.schemas.get_wether: .*did you mean 'get_weather'"):
-        ToolRouter({"modules": ["processors.sample_tools"], "schemas": {"get_wether": {"type": "object"}}})
+        ToolRouter({"modules": ["processors.tools.examples"], "schemas": {"get_wether": {"type": "object"}}})
     with pytest.raises(ToolDefinitionError, match="two tools are named 'get_weather'"):
-        ToolRouter({"modules": ["processors.sample_tools"], "functions": {"get_weather": "processors.tools:error_output"}})
+        ToolRouter({"modules": ["processors.tools.examples"], "functions": {"get_weather": "processors.tools.router:error_output"}})
     with pytest.raises(ToolDefinitionError, match="no tools: list functions in params.functions"):
         ToolRouter({})
 
@@ -373,7 +373,7 @@ async def test_announces_tools_upstream_and_passes_frames_untouched():
     audio = AudioFrame(np.arange(480, dtype=np.int16), 24000, pts=0)
     text = TextFrame("hello")
     progress_up = TextFrame("from the sink")
-    router = ToolRouter({"modules": ["processors.sample_tools"]})
+    router = ToolRouter({"modules": ["processors.tools.examples"]})
     out = await run_frames(router, [audio, text, (progress_up, Direction.UPSTREAM)])
     assert out.downstream[0] is audio and out.downstream[1] is text
     announced = out.of_type(ToolsAvailableFrame, Direction.UPSTREAM)
@@ -404,7 +404,7 @@ async def test_sync_tool_runs_in_a_worker_thread_and_answers_upstream(toolmod):
 @pytest.mark.anyio
 async def test_sample_weather_tool_through_yaml_style_params():
     """The demo's get_weather, registered by import path, answers known cities and errors on others."""
-    router = ToolRouter({"functions": {"get_weather": "processors.sample_tools:get_weather"}})
+    router = ToolRouter({"functions": {"get_weather": "processors.tools.examples:get_weather"}})
     up, _ = await run_calls(
         router, [call("c1", "get_weather", location="new york"), call("c2", "get_weather", location="Atlantis")], expect=2
     )
@@ -435,7 +435,7 @@ async def test_async_tool_runs_on_the_loop(toolmod):
 @pytest.mark.anyio
 async def test_unknown_tool_and_invalid_arguments_answer_errors():
     """Unknown tools and bad arguments get error results the model can act on; nothing raises."""
-    router = ToolRouter({"modules": ["processors.sample_tools"]})
+    router = ToolRouter({"modules": ["processors.tools.examples"]})
     out = await run_frames(
         router,
         [
@@ -634,7 +634,7 @@ def test_yaml_errors_name_the_line_and_the_fix():
         "  tools:\n"
         "    type: tools.router\n"
         "    params:\n"
-        '      functions: {get_weather: "processors.sample_tools:get_wether"}\n'
+        '      functions: {get_weather: "processors.tools.examples:get_wether"}\n'
         "links:\n"
         "  - src -> tools\n"
     )
@@ -642,7 +642,7 @@ def test_yaml_errors_name_the_line_and_the_fix():
         load_text(text, file="agent.yaml")
     assert str(err.value).startswith(
         "agent.yaml:8: processor 'tools': param 'functions.get_weather': "
-        "module 'processors.sample_tools' has no 'get_wether' (did you mean 'get_weather'?)"
+        "module 'processors.tools.examples' has no 'get_wether' (did you mean 'get_weather'?)"
     )
     fixed = text.replace("get_wether", "get_weather")
     with pytest.raises(PipelineError, match="processor 'tools': params.schemas.weather: no tool is named 'weather'"):
@@ -658,7 +658,7 @@ def test_demo_rules_weather_calls_are_answerable():
 
     import yaml
 
-    rules = yaml.safe_load((Path(__file__).parent.parent / "pipelines/rules/demo_rules.yaml").read_text())["rules"]
+    rules = yaml.safe_load((Path(__file__).parent.parent / "processors/brain/demo_rules.yaml").read_text())["rules"]
     weather = [r for r in rules if r.get("call", {}).get("name") == "get_weather"]
     assert weather
     for rule in weather:

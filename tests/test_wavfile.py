@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from pipeline.errors import MediaError
-from pipeline.wavfile import (
+from processors.files.wavfile import (
     WavError,
     WavReader,
     WavWriter,
@@ -240,7 +240,7 @@ def test_header_valid_after_process_killed(tmp_path):
     path = tmp_path / "killed.wav"
     script = (
         "import os, numpy as np\n"
-        "from pipeline.wavfile import WavWriter\n"
+        "from processors.files.wavfile import WavWriter\n"
         f"w = WavWriter({str(path)!r}, 24000, 2, 'float32')\n"
         "x = np.full((480, 2), 0.25, np.float32)\n"
         "for _ in range(50): w.write(x)\n"

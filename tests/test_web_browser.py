@@ -43,7 +43,7 @@ pytestmark = [pytest.mark.skipif(_missing() is not None, reason=_missing() or ""
 
 def microphone_wav(path: Path) -> Path:
     """The three utterances spoken by eSpeak NG between silences."""
-    from pipeline.wavfile import write_wav
+    from processors.files.wavfile import write_wav
     from processors.speech.espeak import synthesize
 
     parts, rate = [], 22050

@@ -86,7 +86,7 @@ class PocketsphinxSTT(Processor):
 
         phrases = list(self.params.phrases or [])
         if self.params.rules:
-            from processors.brain_rules import Brain
+            from processors.brain.rules import Brain
 
             phrases += Brain.from_yaml(Path(self.params.rules)).phrases()
         self._recognizer = await anyio.to_thread.run_sync(_make_recognizer, phrases or None)

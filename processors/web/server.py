@@ -33,6 +33,7 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from http import HTTPStatus
+from importlib.resources import files
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -67,7 +68,7 @@ __all__ = ["STATIC_DIR", "TOKEN_ENV", "WebServer", "serve", "web_server"]
 
 log = logging.getLogger("voxpipe.web")
 
-STATIC_DIR = Path(__file__).resolve().parent / "static"
+STATIC_DIR = Path(str(files(__package__).joinpath("static")))
 TOKEN_ENV = "VOXPIPE_TOKEN"
 WS_PATH = "/ws"
 #: Malformed messages tolerated per session before it is closed as abusive.
@@ -186,7 +187,7 @@ class WebServer:
             raise VoxpipeError(f"refusing to serve on {host} without a token: anyone who can reach it could use "
                                f"the pipeline; pass --token SECRET (or set {TOKEN_ENV}), or bind 127.0.0.1")
         if self._local_models and self.share_local_realtime and len(self._local_rules) == 1:
-            from processors.realtime_server import RealtimeServer  # heavy: speech models
+            from processors.realtime.server import RealtimeServer  # heavy: speech models
 
             local = RealtimeServer(rules=next(iter(self._local_rules)))
             await local.start("127.0.0.1", 0)

@@ -15,7 +15,7 @@ bytes and frames. It owns three tasks, all spawned on the graph's task group:
   Interruption and speaking frames skip the pusher and go out immediately; data frames
   of a turn older than the latest interruption are dropped before pushing;
 * with ``url: local``, the **local server** task runs the offline realtime server of
-  :mod:`processors.realtime_server` on an ephemeral 127.0.0.1 port.
+  :mod:`processors.realtime.server` on an ephemeral 127.0.0.1 port.
 
 Client events are written under one lock that also drains the core, so they reach the
 socket in the order the core produced them, whichever task caused them. A fatal condition
@@ -77,10 +77,10 @@ async def run_local_server(params: RealtimeParams, started: Any, stop: anyio.Eve
     This is all ``url: local`` means: the processor runs it as a task of the graph and
     connects to the URL it reports, like any other server.
 
-    The server (:func:`processors.realtime_server.serve_local`) listens on an ephemeral
+    The server (:func:`processors.realtime.server.serve_local`) listens on an ephemeral
     127.0.0.1 port; ``params.local_rules`` is its responder's rules file.
     """
-    from processors.realtime_server import serve_local  # heavy: speech models
+    from processors.realtime.server import serve_local  # heavy: speech models
 
     async with serve_local(host="127.0.0.1", port=0, rules=params.local_rules) as server:
         started(f"{server.url}/realtime")

@@ -24,9 +24,9 @@ from pipeline.frames import (
     ResponseEndFrame,
 )
 from pipeline.processor import Processor
-from pipeline.wavfile import WavWriter
+from processors.files.wavfile import WavWriter
 
-from .playout import PlayoutProgress
+from processors.devices.playout import PlayoutProgress
 
 __all__ = ["NullPlayback", "WavPlayback"]
 

@@ -45,12 +45,12 @@ class SpeechResources:
     """What every connection of one server shares: responder, recognisers, voice."""
 
     def __init__(self, rules: str | Path | None = None, *, voice: str = "en-us+klatt", workers: int = 2) -> None:
-        from processors.brain import DEMO_RULES, Brain
+        from processors.brain.scripted import DEMO_RULES, Brain
 
         self.rules_path = Path(rules) if rules is not None else DEMO_RULES
         if not self.rules_path.is_file():
             raise FileNotFoundError(f"realtime server rules file {self.rules_path} does not exist; pass "
-                                    "--rules FILE (see pipelines/rules/demo_rules.yaml for the format)")
+                                    "--rules FILE (see processors/brain/demo_rules.yaml for the format)")
         self.brain = Brain.from_yaml(self.rules_path)
         self.phrases = list(self.brain.phrases() or [])
         self.voice = voice

@@ -22,7 +22,7 @@ from pipeline.dsp.formats import to_int16
 from pipeline.dsp.rechunk import frame_samples
 from pipeline.frames import AudioFormat, AudioFrame
 from pipeline.processor import Processor
-from pipeline.wavfile import WavError, WavInfo, WavReader, read_wav_info
+from processors.files.wavfile import WavError, WavInfo, WavReader, read_wav_info
 
 __all__ = ["NoiseCapture", "ToneCapture", "WavCapture"]
 

@@ -9,7 +9,7 @@ PortAudio 19.6 on JACK).
   The loop side keeps a bounded queue; when the graph falls behind, the oldest block is
   dropped and counted as an overrun (so are PortAudio's input overflows).
 * :class:`SpeakerPlayback`: the event loop writes into a preallocated
-  :class:`~processors.playout.PlayoutRing` that the callback reads; an interruption asks
+  :class:`~processors.devices.playout.PlayoutRing` that the callback reads; an interruption asks
   the callback to fade out over ``fade_ms`` and drop what is queued. Playback progress is
   computed from the samples the callback consumed and sent upstream every
   ``progress_interval_ms``.

@@ -1,6 +1,6 @@
 """Regenerate the shipped sample WAV files (spoken sentences synthesised with eSpeak NG).
 
-Run from the repository root: ``python pipelines/samples/make_samples.py``. The output is
+Run from the repository root: ``python tests/make_samples.py``. The output is
 deterministic for a given eSpeak NG version, so the committed files only change when the
 texts below do. Speech comes from ``processors.speech.espeak.synthesize`` when that module
 is installed, else straight from the ``espeakng-loader`` wheel through ctypes; it is then
@@ -16,10 +16,11 @@ from pathlib import Path
 import numpy as np
 import soxr
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parents[1]))  # run from anywhere in a checkout
+ROOT = Path(__file__).resolve().parents[1]
+HERE = ROOT / "pipelines" / "samples"  # where the shipped samples live
+sys.path.insert(0, str(ROOT))  # run from anywhere in a checkout
 
-from pipeline.wavfile import write_wav
+from processors.files.wavfile import write_wav
 
 RATE = 16000
 VOICE = "en-us+klatt"

@@ -55,7 +55,7 @@ from pipeline.frames import (
 from pipeline.metrics import LatencyHistogram
 from pipeline.processor import Processor
 
-from .toolschema import (
+from .schema import (
     ToolArgumentsError,
     ToolDefinitionError,
     ToolSpec,

@@ -1,6 +1,6 @@
 """``brain.scripted``: a rules-driven stand-in for a language model, for offline graphs.
 
-The rules engine itself is :class:`Brain` (pure, in :mod:`processors.brain_rules`, re-exported
+The rules engine itself is :class:`Brain` (pure, in :mod:`processors.brain.rules`, re-exported
 here with :class:`Say` and :class:`Call`). :class:`ScriptedResponder` wraps it as a processor
 that behaves like a model in a graph:
 
@@ -22,6 +22,7 @@ that behaves like a model in a graph:
 from __future__ import annotations
 
 import itertools
+from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
@@ -42,12 +43,12 @@ from pipeline.frames import (
 )
 from pipeline.processor import Processor
 
-from .brain_rules import Brain, Call, Reply, RulesError, Say
+from .rules import Brain, Call, Reply, RulesError, Say
 
 __all__ = ["DEMO_RULES", "Brain", "Call", "Reply", "RulesError", "Say", "ScriptedResponder"]
 
 #: The rules shipped with voxpipe (greeting, weather tool, a long story, time, goodbye).
-DEMO_RULES = Path(__file__).resolve().parents[1] / "pipelines" / "rules" / "demo_rules.yaml"
+DEMO_RULES = Path(str(files(__package__).joinpath("demo_rules.yaml")))
 
 
 class ScriptedResponder(Processor):
@@ -58,7 +59,7 @@ class ScriptedResponder(Processor):
     """
 
     class Params(BaseModel, extra="forbid"):
-        rules: str | None = Field(None, description="rules YAML file; default: pipelines/rules/demo_rules.yaml")
+        rules: str | None = Field(None, description="rules YAML file; default: processors/brain/demo_rules.yaml")
         echo: bool | None = Field(None, description="repeat the user's words (overrides the file's `echo`)")
         tools: list[dict[str, Any]] = Field(default_factory=list, description="tools declared up front (flat Realtime schemas)")
         interrupt_on_speech: bool = Field(True, description="barge-in: speech after a response flushes its rest")

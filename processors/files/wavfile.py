@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, BinaryIO
 
 import numpy as np
 
-from .errors import MediaError
+from pipeline.errors import MediaError
 
 if TYPE_CHECKING:
     from typing_extensions import Self

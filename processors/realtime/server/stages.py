@@ -110,7 +110,7 @@ class SessionResponder(ConnectionProcessor):
         await self.push(frame, direction)
 
     async def _respond(self, request: ResponseRequestFrame, scope: anyio.CancelScope) -> None:
-        from processors.brain import Call
+        from processors.brain.scripted import Call
 
         command, turn = request.command, request.turn
         rid = command.response_id
@@ -140,7 +140,7 @@ class SessionResponder(ConnectionProcessor):
         await self.push(ResponseEndFrame(rid, turn=turn))
 
     def _reply(self, command: Generate) -> Any:
-        from processors.brain import Call
+        from processors.brain.scripted import Call
 
         ctx, brain = command.context, self._ctx.resources.brain
         if ctx.tool_call is not None:

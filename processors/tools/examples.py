@@ -2,15 +2,15 @@
 
 Register it in YAML with either form::
 
-    tools: {type: tools.router, params: {functions: {get_weather: "processors.sample_tools:get_weather"}}}
-    tools: {type: tools.router, params: {modules: [processors.sample_tools]}}
+    tools: {type: tools.router, params: {functions: {get_weather: "processors.tools.examples:get_weather"}}}
+    tools: {type: tools.router, params: {modules: [processors.tools.examples]}}
 """
 
 from __future__ import annotations
 
 from typing import Literal
 
-from .toolschema import tool
+from .schema import tool
 
 __all__ = ["KNOWN_CITIES", "get_weather"]
 

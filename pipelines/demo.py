@@ -11,9 +11,11 @@ import sys
 import time
 from pathlib import Path
 
+from . import shipped
+
 __all__ = ["DEMO", "run_demo", "turn_table"]
 
-DEMO = Path(__file__).resolve().parent.parent / "pipelines" / "demo.yaml"
+DEMO = shipped("demo.yaml")
 
 
 def turn_table(metrics: list[tuple[str, dict]]) -> str:
@@ -43,8 +45,8 @@ def run_demo(*, out_dir: Path = Path("out"), pipeline: Path = DEMO) -> int:
     """Run the demo pipeline at real time (the barge-in needs it); return the exit code."""
     import anyio
 
-    from .loader import load
-    from .runner import run
+    from pipeline.loader import load
+    from pipeline.runner import run
 
     out_dir = Path(out_dir)
     conversation, assistant = out_dir / "conversation.wav", out_dir / "assistant.wav"

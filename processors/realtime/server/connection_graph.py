@@ -19,13 +19,14 @@ from typing import Any
 from pipeline.errors import PipelineError, Problem
 from pipeline.graph import Graph
 from pipeline.loader import load
+from pipelines import shipped
 
 from .graph_io import ConnectionContext, ProtocolInput, ProtocolOutput, bind_connection
 
 __all__ = ["CONNECTION_PIPELINE", "ConnectionGraphTemplate"]
 
 #: The graph each connection runs, shipped with voxpipe.
-CONNECTION_PIPELINE = Path(__file__).resolve().parents[2] / "pipelines" / "realtime_server.yaml"
+CONNECTION_PIPELINE = shipped("realtime_server.yaml")
 
 
 @dataclass(frozen=True)

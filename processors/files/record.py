@@ -15,7 +15,7 @@ timeline counted in samples at the recording rate:
   was queued, never heard), with a 5 ms fade so the cut does not click.
 
 Everything before the user's position is final and is written out, at least a second at
-a time, through :class:`~pipeline.wavfile.WavWriter`; what lies ahead waits in a buffer of
+a time, through :class:`~processors.files.wavfile.WavWriter`; what lies ahead waits in a buffer of
 ``max_pending_s``, so memory stays bounded on hour-long calls. When the buffer fills
 (assistant audio with no user audio, say), its oldest part is written anyway.
 """
@@ -31,9 +31,9 @@ from pipeline.dsp.formats import as_dtype
 from pipeline.errors import MediaError
 from pipeline.frames import AudioFormat, AudioFrame, Direction, Frame, InterruptionFrame
 from pipeline.processor import Processor
-from pipeline.wavfile import WavWriter
+from processors.files.wavfile import WavWriter
 
-from .playout import fade_out_ramp
+from processors.devices.playout import fade_out_ramp
 
 __all__ = ["ConversationRecorder", "ConversationTimeline"]
 

@@ -1,7 +1,7 @@
 """Regenerate ``demo_conversation_16k.wav``: the user's side of the offline demo.
 
-Run from the repository root: ``python pipelines/samples/make_demo_wav.py``. Each turn is
-a sentence the demo rules (``pipelines/rules/demo_rules.yaml``) know, followed by the
+Run from the repository root: ``python tests/make_demo_wav.py``. Each turn is
+a sentence the demo rules (``processors/brain/demo_rules.yaml``) know, followed by the
 silence in which the assistant answers. The gap after "tell me a story" is deliberately
 shorter than the story: the next question barges in while the assistant is speaking.
 """
@@ -14,10 +14,11 @@ from pathlib import Path
 import numpy as np
 import soxr
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parents[1]))
+ROOT = Path(__file__).resolve().parents[1]
+HERE = ROOT / "pipelines" / "samples"  # where the shipped samples live
+sys.path.insert(0, str(ROOT))
 
-from pipeline.wavfile import write_wav  # noqa: E402
+from processors.files.wavfile import write_wav  # noqa: E402
 from processors.speech.espeak import synthesize  # noqa: E402
 
 RATE = 16000

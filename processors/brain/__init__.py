@@ -1,0 +1,7 @@
+"""The local model's responder: YAML rules that answer transcripts and call tools.
+
+:mod:`.rules` is the pure rules engine (:class:`~.rules.Brain`); :mod:`.scripted` is the
+``brain.scripted`` processor; ``demo_rules.yaml`` is the rules file voxpipe ships.
+"""
+
+__all__: list[str] = []
