@@ -101,6 +101,11 @@ class Recognizer:
                 self._decoder.activate_search("lm")
         else:
             self._decoder = pocketsphinx.Decoder(loglevel="FATAL")
+        # Live cepstral mean normalisation adapts its estimate across utterances, so the
+        # same audio decoded after other audio gave another transcript (and one session's
+        # speech changed a pooled recogniser's results for the next). Every utterance
+        # starts from the decoder's initial estimate instead: same audio, same words.
+        self._cmn_initial = self._decoder.get_cmn(False)
         self._in_utterance = False
 
     @property
@@ -137,6 +142,7 @@ class Recognizer:
         """Begin a new utterance (ends an unfinished one, discarding it)."""
         if self._in_utterance:
             self._decoder.end_utt()
+        self._decoder.set_cmn(self._cmn_initial)
         self._decoder.start_utt()
         self._floor.reset()
         self._in_utterance = True

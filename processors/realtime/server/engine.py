@@ -90,6 +90,12 @@ class SpeechResources:
         """The words in ``samples`` (int16 at ``rate``), from a pooled recogniser in a thread."""
         async with self._limiter:
             recognizer = self._idle.pop() if self._idle else None
-            recognizer, text = await anyio.to_thread.run_sync(self._recognize_sync, recognizer, samples, rate)
-            self._idle.append(recognizer)
+            if recognizer is None:
+                recognizer = await anyio.to_thread.run_sync(self._new_recognizer)
+            try:
+                # not cancellable while the thread runs; a cancel lands after it, and the
+                # recogniser still goes back to the pool (it starts each utterance afresh)
+                _, text = await anyio.to_thread.run_sync(self._recognize_sync, recognizer, samples, rate)
+            finally:
+                self._idle.append(recognizer)
         return text

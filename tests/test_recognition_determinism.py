@@ -1,0 +1,81 @@
+"""Recognition is a function of the audio alone: no history, no other session changes it."""
+
+from __future__ import annotations
+
+import base64
+
+import anyio
+import numpy as np
+import pytest
+from openai import AsyncOpenAI
+
+from pipeline.dsp.resample import resample
+from pipelines import shipped
+from processors.files.wavfile import read_wav
+from processors.realtime.server import serve_local
+from processors.speech.sphinx import Recognizer
+
+
+def _samples():
+    hello, rate = read_wav(shipped("samples/hello_16k.wav"))
+    other, _ = read_wav(shipped("samples/demo_conversation_16k.wav"))
+    return hello, other, rate
+
+
+def test_same_audio_same_transcript_whatever_came_before():
+    """A recogniser gives one transcript for one recording, before and after other speech."""
+    hello, other, rate = _samples()
+    rec = Recognizer(None)  # the general model: the most history-sensitive case
+    first = rec.recognize(hello, rate)
+    again = []
+    for i in range(4):
+        rec.recognize(other[i * 40000:(i + 1) * 40000], rate)  # different speech in between
+        again.append(rec.recognize(hello, rate))
+    assert first and again == [first] * 4
+    assert Recognizer(None).recognize(hello, rate) == first  # and a fresh recogniser agrees
+
+
+async def _transcript(server, audio24: bytes, before: bytes | None) -> str:
+    client = AsyncOpenAI(api_key="sk-local", websocket_base_url=server.url)
+    async with client.realtime.connect(model="gpt-realtime") as conn:
+        await conn.session.update(session={"type": "realtime", "output_modalities": ["text"], "audio": {
+            "input": {"transcription": {"model": "whisper-1"}, "turn_detection": None}}})
+        transcripts = []
+        for chunk in ([before] if before else []) + [audio24]:
+            await conn.input_audio_buffer.append(audio=base64.b64encode(chunk).decode())
+            await conn.input_audio_buffer.commit()
+            with anyio.fail_after(30):
+                async for event in conn:
+                    if event.type == "conversation.item.input_audio_transcription.completed":
+                        transcripts.append(event.transcript)
+                        break
+        return transcripts[-1]
+
+
+@pytest.mark.slow
+@pytest.mark.anyio
+async def test_one_recording_on_ten_connections_gives_ten_identical_transcripts(tmp_path):
+    """6 sequential and 4 concurrent connections, each after different speech: one transcript.
+
+    The rules have no examples, so the pooled recognisers use the general language model,
+    where history used to change the words (a grammar hides most of it).
+    """
+    rules = tmp_path / "rules.yaml"
+    rules.write_text('fallback: "I heard you."\nrules:\n  - pattern: "^never$"\n    reply: "no"\n')
+    hello, other, rate = _samples()
+    to24 = lambda x: resample(x, rate, 24000).astype("<i2").tobytes()
+    audio = to24(hello)
+    befores = [to24(other[(i % 8) * 30000:(i % 8) * 30000 + 24000]) if i % 2 else None for i in range(10)]
+    results: list[str] = []
+    async with serve_local(rules=rules) as server:
+        for i in range(6):
+            results.append(await _transcript(server, audio, befores[i]))
+
+        async def one(i: int) -> None:
+            results.append(await _transcript(server, audio, befores[i]))
+
+        async with anyio.create_task_group() as tg:
+            for i in range(6, 10):
+                tg.start_soon(one, i)
+    assert len(results) == 10
+    assert len(set(results)) == 1, sorted(set(results))
