@@ -98,16 +98,13 @@ class _Sink(Processor):
 async def voxpipe_load(n: int, load: str, n_frames: int, inline: bool = False):
     driver, sink = _Driver(load, n_frames), _Sink()
     driver.sink = sink
-    hops = []
-    for _ in range(n):
-        p = Passthrough()
-        if inline:
-            p.inline = True
-        hops.append(p)
-    if load == "burst":
-        for p in hops + [sink]:
-            p._queue.max_size = n_frames + 1
+    hops = [Passthrough() for _ in range(n)]
     graph = Graph.chain(driver, *hops, sink)
+    for spec in list(graph.nodes.values())[1:]:
+        if inline and spec.processor is not sink:
+            spec.inline = True
+        if load == "burst":
+            spec.queue_size = n_frames + 1
     graph.check()
     await Runner(graph, realtime=False).run()
     return driver.samples, driver.cpu
