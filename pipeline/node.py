@@ -61,31 +61,35 @@ _DOWN = Direction.DOWNSTREAM
 _SYSTEM = FrameKind.SYSTEM
 _DATA = FrameKind.DATA
 
-_TAKES_LINK: dict[type, bool] = {}
+_TAKES_LINK: dict[Any, bool] = {}  # keyed by the process function itself, so a patched class is seen anew
 _FRAMEWORK_DIR = os.path.dirname(os.path.abspath(__file__))
 _LIBRARY_DIRS = (os.path.dirname(os.__file__), os.path.dirname(os.path.dirname(anyio.__file__)))
 
 
 def takes_link(cls: type) -> bool:
-    """Whether ``cls.process`` takes a third positional parameter (the link); cached per class."""
+    """Whether ``cls.process`` takes a third named positional parameter (the link); cached.
+
+    ``*args`` does not count: a wrapper that forwards its arguments gets the usual two.
+    """
+    fn = cls.process
     try:
-        return _TAKES_LINK[cls]
-    except KeyError:
+        return _TAKES_LINK[fn]
+    except (KeyError, TypeError):
         pass
     positional = 0
     try:
-        sig = inspect.signature(cls.process)
+        sig = inspect.signature(fn)
     except (TypeError, ValueError):
         sig = None
     if sig is not None:
         for p in sig.parameters.values():
-            if p.kind is p.VAR_POSITIONAL:
-                positional = 99
-                break
             if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD):
                 positional += 1
     result = positional >= 4  # self, frame, direction, link
-    _TAKES_LINK[cls] = result
+    try:
+        _TAKES_LINK[fn] = result
+    except TypeError:
+        pass
     return result
 
 

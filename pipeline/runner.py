@@ -153,7 +153,7 @@ class Runner:
             ok=self._reason != "error",
             ended=self._reason or "end",
             errors=list(self.errors),
-            stats={node.id: node.processor.statistics() for node in nodes},
+            stats={node.id: _statistics(node) for node in nodes},
             hung=hung,
         )
 
@@ -187,6 +187,14 @@ class Runner:
         elif busy:
             log.info("cancelling %s while busy", ", ".join(busy))
         return busy
+
+
+def _statistics(node: Node) -> dict[str, Any]:
+    try:
+        return node.processor.statistics()
+    except Exception as exc:  # a subclass's statistics() must not lose the run's result
+        log.error("processor %r (%s): statistics() failed: %s: %s", node.id, node.type, type(exc).__name__, exc)
+        return node.statistics()
 
 
 async def run(graph: Graph, *, realtime: bool = True, stats: bool = False, handle_signals: bool = False,
