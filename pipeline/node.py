@@ -161,8 +161,9 @@ class Node:
                 await self.call(frame, direction, sender)
             return
         link = sender.id if sender is not None else None
-        if not self.queue.put_nowait(frame, direction, link):
-            await self.queue.put(frame, direction, link)
+        queue = self.queue
+        if not queue.put_nowait(frame, direction, link):
+            await queue.put(frame, direction, link)
 
     async def call(self, frame: Frame, direction: Direction, sender: Node | None) -> None:
         """Run ``process`` for one frame, timing it when stats are on; report what it raises."""
@@ -211,15 +212,17 @@ class Node:
                     return
                 await self._one(*item)
         process = self.process
+        slow = self.stats is not None or self.takes_link
+        get_nowait = queue.get_nowait
         while True:
-            item = queue.get_nowait()
+            item = get_nowait()
             if item is None:
                 item = await queue.get()
             frame, direction, link = item
             if frame.kind is _DATA and 0 < frame.turn < self.turn:
                 queue.stale += 1
                 continue
-            if self.stats is not None or self.stopped or self.takes_link or type(frame) is EndFrame:
+            if slow or self.stopped or type(frame) is EndFrame:
                 await self._one(frame, direction, link)
                 continue
             # the hot path: call() inlined, one coroutine level less per hop
