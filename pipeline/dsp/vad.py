@@ -251,6 +251,7 @@ _EMPTY: tuple = ()
 _F32 = np.dtype(np.float32)
 _I16 = np.dtype(np.int16)
 _INV_FS2 = 1.0 / (32768.0 * 32768.0)
+_MAX_PLANS = 64  # window shapes whose buffer views are kept (frames of varying size: the latest)
 
 
 def _db(ms: float) -> float:
@@ -337,6 +338,11 @@ class EnergyVAD:
         self._max_window = int(sample_rate * _MAX_WINDOW_MS / 1000)
         self._window = int(sample_rate * _WINDOW_MS / 1000)
         self._refine = max(1, int(sample_rate * _REFINE_MS / 1000))
+        # buffers of the boundary search (see _block_levels), grown to the largest window seen
+        self._f = np.zeros(self._max_window, _F32)
+        self._sq = np.zeros(self._max_window + self._refine, _F32)
+        self._sums = np.zeros(self._sq.shape[0] // self._refine + 1, _F32)
+        self._plans: dict[tuple, tuple] = {}
         self.reset()
 
     # --- state ------------------------------------------------------------------------------
@@ -446,51 +452,97 @@ class EnergyVAD:
         return events
 
     # --- placing boundaries inside windows (only on transitions) ----------------------------
+    #
+    # Block levels are computed into buffers kept between calls (squares, block sums and the
+    # per-block divisors for each window length seen), then searched as a Python list of a
+    # handful of floats: no numpy temporaries on the boundary path. The arithmetic is the
+    # float32 arithmetic of the plain formulation (square, per-sample channel mean, sums of
+    # zero-padded blocks, divide by the block's length), so the levels and therefore the
+    # boundaries are the same to the bit; int16 samples are squared unscaled and the 2**-30
+    # folded into the divisor, which is exact.
 
-    def _block_levels(self, x: np.ndarray) -> np.ndarray:
-        """Mean square of consecutive blocks of ``_refine`` samples (the last may be shorter)."""
-        f = x.reshape(x.shape[0], -1).astype(np.float32)
-        if x.dtype == np.int16:
-            f *= np.float32(1.0 / 32768.0)
-        sq = np.einsum("ij,ij->i", f, f) / f.shape[1]
+    def _block_levels(self, x: np.ndarray) -> list[float]:
+        """Mean square of consecutive blocks of ``_refine`` samples (the last may be shorter),
+        in full-scale units, as float32 values."""
+        dtype = x.dtype
+        plan = self._plans.get((x.shape, dtype))
+        if plan is None:
+            plan = self._plan(x.shape, dtype)
+        f, sq, blocks, sums, divisors, pad = plan
+        if f is None:  # float32 mono: square straight into the buffer
+            np.multiply(x, x, out=sq)
+        elif x.ndim == 1:  # int16 mono: convert, then square (cheaper than a casting multiply)
+            np.copyto(f, x)
+            np.multiply(f, f, out=sq)
+        else:  # the mean over the channels of each sample's squares
+            np.multiply(x, x, out=f, dtype=_F32)
+            np.add.reduce(f, axis=1, out=sq)
+            np.divide(sq, _F32.type(x.shape[1]), out=sq)
+        if pad is not None:
+            pad.fill(0.0)
+        np.add.reduce(blocks, axis=1, out=sums)
+        np.divide(sums, divisors, out=sums)
+        return sums.tolist()
+
+    def _plan(self, shape: tuple[int, ...], dtype: np.dtype) -> tuple:
+        """Views into the search buffers for windows of this shape and type, made once."""
+        if dtype is not _I16 and dtype is not _F32:
+            raise TypeError(f"EnergyVAD expects int16 or float32 samples, got {dtype}")
+        n = shape[0]
+        size = n * (shape[1] if len(shape) > 1 else 1)
         b = self._refine
-        k = -(-sq.shape[0] // b)
-        padded = np.zeros(k * b, np.float32)
-        padded[: sq.shape[0]] = sq
-        levels = padded.reshape(k, b).sum(axis=1)
-        counts = np.full(k, b, np.float32)
-        counts[-1] = sq.shape[0] - (k - 1) * b
-        return levels / counts
+        k = -(-n // b)
+        if self._sq.shape[0] < k * b or self._f.shape[0] < size or len(self._plans) >= _MAX_PLANS:
+            self._sq = np.zeros(max(k * b, self._sq.shape[0]), _F32)
+            self._f = np.zeros(max(size, self._f.shape[0]), _F32)
+            self._sums = np.zeros(self._sq.shape[0] // b + 1, _F32)
+            self._plans.clear()  # their views are of the old buffers
+        counts = np.full(k, b, np.float64)
+        counts[-1] = n - (k - 1) * b
+        if dtype is _I16:  # the squares are of unscaled samples: fold the 2**-30 in (exact)
+            counts *= 32768.0 * 32768.0
+        if len(shape) == 1:
+            f = None if dtype is _F32 else self._f[:n]
+        else:
+            f = self._f[:size].reshape(shape)
+        plan = (f, self._sq[:n], self._sq[: k * b].reshape(k, b), self._sums[:k], counts.astype(_F32),
+                self._sq[n : k * b] if n != k * b else None)
+        self._plans[(shape, dtype)] = plan
+        return plan
 
     def _onset(self, prev: np.ndarray | None, prev_start: int, x: np.ndarray, start: int) -> int:
         """The first loud block in the previous window's tail or in this window."""
-        thr = self._thr_off
+        thr = float(_F32.type(self._thr_off))  # the comparison is in float32, as the levels
         b = self._refine
         if prev is not None and prev_start + prev.shape[0] == start:
             lv = self._block_levels(prev)
-            quiet = np.flatnonzero(lv <= thr)
             # loud blocks at the very end of the previous window (after its last quiet block)
-            first_loud = int(quiet[-1]) + 1 if quiet.size else 0
-            if first_loud < lv.shape[0]:
+            first_loud = len(lv)
+            while first_loud and not lv[first_loud - 1] <= thr:
+                first_loud -= 1
+            if first_loud < len(lv):
                 return prev_start + first_loud * b
-        lv = self._block_levels(x)
-        loud = np.flatnonzero(lv > thr)
-        return start + (int(loud[0]) * b if loud.size else 0)
+        for i, level in enumerate(self._block_levels(x)):
+            if level > thr:
+                return start + i * b
+        return start
 
     def _offset(self, prev: np.ndarray | None, prev_start: int, x: np.ndarray, start: int) -> int:
         """The end of the last loud block in this window, else in the previous one."""
-        thr = self._thr_off
+        thr = float(_F32.type(self._thr_off))
         b = self._refine
         lv = self._block_levels(x)
-        loud = np.flatnonzero(lv > thr)
-        if loud.size and loud[0] == 0:
+        if lv[0] > thr:
             # activity continues into this window: it ends after the leading loud run
-            run = np.flatnonzero(lv <= thr)
-            end_block = int(run[0]) if run.size else lv.shape[0]
+            end_block = len(lv)
+            for i, level in enumerate(lv):
+                if level <= thr:
+                    end_block = i
+                    break
             return min(start + end_block * b, start + x.shape[0])
         if prev is not None and prev_start + prev.shape[0] == start:
             lv = self._block_levels(prev)
-            loud = np.flatnonzero(lv > thr)
-            if loud.size:
-                return min(prev_start + (int(loud[-1]) + 1) * b, start)
+            for i in range(len(lv) - 1, -1, -1):
+                if lv[i] > thr:
+                    return min(prev_start + (i + 1) * b, start)
         return start
