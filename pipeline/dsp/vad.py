@@ -249,6 +249,7 @@ _MAX_WINDOW_MS = 32.0  # longer chunks are analysed in windows of _WINDOW_MS
 _WINDOW_MS = 20.0
 _EMPTY: tuple = ()
 _F32 = np.dtype(np.float32)
+_vdot = np.vdot
 _I16 = np.dtype(np.int16)
 _INV_FS2 = 1.0 / (32768.0 * 32768.0)
 _MAX_PLANS = 64  # window shapes whose buffer views are kept (frames of varying size: the latest)
@@ -392,19 +393,15 @@ class EnergyVAD:
         if self._fresh:
             self._fresh = False
             self.segmenter.begin(start)
-        self._pos = start + n
-        # the window's mean square (the whole per-frame cost when nothing changes)
-        if x.ndim == 1:
-            flat, m = x, n
-        else:
-            flat = x.reshape(-1)
-            m = flat.shape[0]
-        dtype = flat.dtype
+        end = self._pos = start + n
+        # the window's mean square (the whole per-frame cost when nothing changes); vdot
+        # flattens (n, channels) itself
+        dtype = x.dtype
         if dtype is _I16:
-            f = flat.astype(_F32)  # cheaper than a ufunc into a preallocated buffer at this size
-            ms = float(np.vdot(f, f)) * _INV_FS2 / m
+            f = x.astype(_F32)  # cheaper than a ufunc into a preallocated buffer at this size
+            ms = float(_vdot(f, f)) * _INV_FS2 / x.size
         elif dtype is _F32:
-            ms = float(np.vdot(flat, flat)) / m
+            ms = float(_vdot(x, x)) / x.size
         else:
             raise TypeError(f"EnergyVAD expects int16 or float32 samples, got {x.dtype}")
         self.level = ms
@@ -414,29 +411,30 @@ class EnergyVAD:
             self._thr_on = max(self._abs_on, floor * self._margin_on)
             self._thr_off = max(self._abs_off, floor * self._margin_off)
         seg = self.segmenter
-        prev = self._prev
-        prev_start = self._prev_start
-        self._prev = x
-        self._prev_start = start
         state = seg.state
-        end = start + n
         if ms > self._thr_off:
             if state is _SPEECH:
                 seg.last_active = end  # the hot path: speech goes on, no table lookup
+                self._prev = x
+                self._prev_start = start
                 return _EMPTY
             if state is _SILENCE:
-                event = seg.update(True, start, end, onset=self._onset(prev, prev_start, x, start),
-                                   strong=ms > self._thr_on)
+                onset = self._onset(self._prev, self._prev_start, x, start)
+                event = seg.update(True, start, end, onset=onset, strong=ms > self._thr_on)
             else:
                 event = seg.update(True, start, end, strong=ms > self._thr_on)
         elif state is _SILENCE:
+            self._prev = x  # the other hot path: silence goes on
+            self._prev_start = start
             return _EMPTY
         elif state is _SPEECH:
-            event = seg.update(False, start, end, offset=self._offset(prev, prev_start, x, start))
+            event = seg.update(False, start, end, offset=self._offset(self._prev, self._prev_start, x, start))
         elif end - seg.last_active < seg.silence:
-            return _EMPTY  # a pause still shorter than silence_duration_ms: no change of state
+            event = None  # a pause still shorter than silence_duration_ms: no change of state
         else:
             event = seg.update(False, start, end)
+        self._prev = x
+        self._prev_start = start
         return _EMPTY if event is None else [event]
 
     def finish(self) -> tuple[VADEvent, ...] | list[VADEvent]:
