@@ -200,3 +200,22 @@ def test_boundaries_are_those_of_the_plain_numpy_search(kind, rate, chunk_ms):
         want = run(_PlainNumpyVAD(rate, silence_duration_ms=500), x, chunk)
         assert got == want
         assert len(got) == 6
+
+
+@pytest.mark.parametrize("n1,n2", [(480, 480), (470, 480), (480, 7), (96, 200), (768, 768)])
+@pytest.mark.parametrize("dtype", [np.int16, np.float32])
+def test_levels_of_two_windows_in_one_pass_are_each_windows_levels(n1, n2, dtype):
+    """The one-pass levels of a window and the one before it equal the reference's levels
+    of each window to the bit; a window that does not follow the previous one gets none."""
+    rng = np.random.default_rng(6)
+    vad, ref = EnergyVAD(24000), _PlainNumpyVAD(24000)
+    for scale in (20000.0, 40.0):
+        a, b = (rng.standard_normal(n) * scale for n in (n1, n2))
+        if dtype is np.int16:
+            a, b = (np.clip(v, -32768, 32767).astype(np.int16) for v in (a, b))
+        else:
+            a, b = ((v / 32768).astype(np.float32) for v in (a, b))
+        lv_a, lv_b = vad._levels(a, 1000, b, 1000 + n1)
+        assert np.array_equal(np.asarray(lv_a, np.float32), ref._block_levels(a))
+        assert np.array_equal(np.asarray(lv_b, np.float32), ref._block_levels(b))
+        assert vad._levels(a, 0, b, 1000 + n1)[0] is None

@@ -255,6 +255,17 @@ _INV_FS2 = 1.0 / (32768.0 * 32768.0)
 _MAX_PLANS = 64  # window shapes whose buffer views are kept (frames of varying size: the latest)
 
 
+def _divisors(n: int, b: int, dtype: np.dtype) -> np.ndarray:
+    """Each block's length (the last may be shorter), times 2**30 for int16 squares: the
+    squares are of unscaled samples, and folding the scale in here is exact."""
+    k = -(-n // b)
+    counts = np.full(k, b, np.float64)
+    counts[-1] = n - (k - 1) * b
+    if dtype is _I16:
+        counts *= 32768.0 * 32768.0
+    return counts.astype(_F32)
+
+
 def _db(ms: float) -> float:
     return 10.0 * math.log10(ms) if ms > 0 else -120.0
 
@@ -495,32 +506,79 @@ class EnergyVAD:
             self._f = np.zeros(max(size, self._f.shape[0]), _F32)
             self._sums = np.zeros(self._sq.shape[0] // b + 1, _F32)
             self._plans.clear()  # their views are of the old buffers
-        counts = np.full(k, b, np.float64)
-        counts[-1] = n - (k - 1) * b
-        if dtype is _I16:  # the squares are of unscaled samples: fold the 2**-30 in (exact)
-            counts *= 32768.0 * 32768.0
         if len(shape) == 1:
             f = None if dtype is _F32 else self._f[:n]
         else:
             f = self._f[:size].reshape(shape)
-        plan = (f, self._sq[:n], self._sq[: k * b].reshape(k, b), self._sums[:k], counts.astype(_F32),
+        plan = (f, self._sq[:n], self._sq[: k * b].reshape(k, b), self._sums[:k], _divisors(n, b, dtype),
                 self._sq[n : k * b] if n != k * b else None)
         self._plans[(shape, dtype)] = plan
+        return plan
+
+    def _levels(self, prev: np.ndarray | None, prev_start: int, x: np.ndarray,
+                start: int) -> tuple[list[float] | None, list[float]]:
+        """Block levels of the previous window (None unless it ends where this one starts)
+        and of this one; for two mono windows of one type in a single pass over the buffers."""
+        if prev is None or prev_start + prev.shape[0] != start:
+            return None, self._block_levels(x)
+        dtype = x.dtype
+        if prev.dtype is not dtype or prev.ndim != 1 or x.ndim != 1:
+            return self._block_levels(prev), self._block_levels(x)
+        key = (prev.shape[0], x.shape[0], dtype)
+        plan = self._plans.get(key)
+        if plan is None:
+            plan = self._pair_plan(key)
+        f_prev, f_x, sq_prev, sq_x, blocks, sums, divisors, pads, k = plan
+        if f_prev is None:  # float32: square straight into the buffer
+            np.multiply(prev, prev, out=sq_prev)
+            np.multiply(x, x, out=sq_x)
+        else:
+            np.copyto(f_prev, prev)
+            np.multiply(f_prev, f_prev, out=sq_prev)
+            np.copyto(f_x, x)
+            np.multiply(f_x, f_x, out=sq_x)
+        for pad in pads:
+            pad.fill(0.0)
+        np.add.reduce(blocks, axis=1, out=sums)
+        np.divide(sums, divisors, out=sums)
+        lv = sums.tolist()
+        return lv[:k], lv[k:]
+
+    def _pair_plan(self, key: tuple) -> tuple:
+        """Like :meth:`_plan` for two mono windows laid out one after the other, each
+        starting a block."""
+        n1, n2, dtype = key
+        b = self._refine
+        k1, k2 = -(-n1 // b), -(-n2 // b)
+        total = (k1 + k2) * b
+        if self._sq.shape[0] < total or self._f.shape[0] < n1 + n2 or len(self._plans) >= _MAX_PLANS:
+            self._sq = np.zeros(max(total, self._sq.shape[0]), _F32)
+            self._f = np.zeros(max(n1 + n2, self._f.shape[0]), _F32)
+            self._sums = np.zeros(self._sq.shape[0] // b + 1, _F32)
+            self._plans.clear()
+        sq, f = self._sq, self._f
+        divisors = np.concatenate([_divisors(n1, b, dtype), _divisors(n2, b, dtype)])
+        o2 = k1 * b
+        pads = tuple(sq[lo:hi] for lo, hi in ((n1, o2), (o2 + n2, total)) if hi > lo)
+        plan = (None if dtype is _F32 else f[:n1], None if dtype is _F32 else f[n1 : n1 + n2],
+                sq[:n1], sq[o2 : o2 + n2], sq[:total].reshape(k1 + k2, b), self._sums[: k1 + k2],
+                divisors, pads, k1)
+        self._plans[key] = plan
         return plan
 
     def _onset(self, prev: np.ndarray | None, prev_start: int, x: np.ndarray, start: int) -> int:
         """The first loud block in the previous window's tail or in this window."""
         thr = float(_F32.type(self._thr_off))  # the comparison is in float32, as the levels
         b = self._refine
-        if prev is not None and prev_start + prev.shape[0] == start:
-            lv = self._block_levels(prev)
+        lv_prev, lv = self._levels(prev, prev_start, x, start)
+        if lv_prev is not None:
             # loud blocks at the very end of the previous window (after its last quiet block)
-            first_loud = len(lv)
-            while first_loud and not lv[first_loud - 1] <= thr:
+            first_loud = len(lv_prev)
+            while first_loud and not lv_prev[first_loud - 1] <= thr:
                 first_loud -= 1
-            if first_loud < len(lv):
+            if first_loud < len(lv_prev):
                 return prev_start + first_loud * b
-        for i, level in enumerate(self._block_levels(x)):
+        for i, level in enumerate(lv):
             if level > thr:
                 return start + i * b
         return start
@@ -529,7 +587,7 @@ class EnergyVAD:
         """The end of the last loud block in this window, else in the previous one."""
         thr = float(_F32.type(self._thr_off))
         b = self._refine
-        lv = self._block_levels(x)
+        lv_prev, lv = self._levels(prev, prev_start, x, start)
         if lv[0] > thr:
             # activity continues into this window: it ends after the leading loud run
             end_block = len(lv)
@@ -538,9 +596,8 @@ class EnergyVAD:
                     end_block = i
                     break
             return min(start + end_block * b, start + x.shape[0])
-        if prev is not None and prev_start + prev.shape[0] == start:
-            lv = self._block_levels(prev)
-            for i in range(len(lv) - 1, -1, -1):
-                if lv[i] > thr:
+        if lv_prev is not None:
+            for i in range(len(lv_prev) - 1, -1, -1):
+                if lv_prev[i] > thr:
                     return min(prev_start + (i + 1) * b, start)
         return start
