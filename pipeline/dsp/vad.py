@@ -295,18 +295,22 @@ class NoiseFloor:
         """Feed one window's mean square; returns the floor."""
         if ms < self._sub_min:
             self._sub_min = ms
-        floor = self.floor
-        if floor < 0.0 or ms < floor:
-            floor = self.floor = ms
-        self._sub_fill += n
-        if self._sub_fill >= self._subwindow:
-            minima = self._minima
-            minima.append(self._sub_min)
-            if len(minima) > _SUBWINDOWS:
-                del minima[0]
-            self._sub_min = math.inf
-            self._sub_fill = 0
-            floor = self.floor = min(minima)
+            # the floor is never above the current sub-window's minimum, so only a new
+            # minimum can lower it (and the first window, below the initial inf, sets it)
+            floor = self.floor
+            if floor < 0.0 or ms < floor:
+                self.floor = ms
+        fill = self._sub_fill + n
+        if fill < self._subwindow:
+            self._sub_fill = fill
+            return self.floor
+        minima = self._minima  # the sub-window is complete
+        minima.append(self._sub_min)
+        if len(minima) > _SUBWINDOWS:
+            del minima[0]
+        self._sub_min = math.inf
+        self._sub_fill = 0
+        floor = self.floor = min(minima)
         return floor
 
 
