@@ -91,10 +91,13 @@ class ResampleProcessor(Processor):
                 return
             try:
                 kernel = self._kernel
-                if kernel is not None and x.ndim == 1:  # the type was checked above
-                    y = kernel(x[:, None], False).reshape(-1)
-                else:
+                if kernel is None:
                     y = convert(x)
+                else:
+                    try:  # the type was checked above
+                        y = kernel(x[:, None], False).reshape(-1)
+                    except TypeError:  # not 1-D (the kernel converts nothing else): soxr's own checks
+                        y = convert(x)
             except ValueError:  # soxr refuses another channel count: reconfigure for it
                 if (1 if x.ndim == 1 else x.shape[1]) == self._in_channels:
                     raise
@@ -110,7 +113,12 @@ class ResampleProcessor(Processor):
                     return
                 out_pts = self._out_pts
                 self._out_pts = out_pts + n
-                await self.push(AudioFrame(y, self._out_rate, out_pts, frame.item_id, turn=frame.turn), direction)
+                turn = frame.turn
+                if turn:
+                    out = AudioFrame(y, self._out_rate, out_pts, frame.item_id, turn=turn)
+                else:  # turn 0 (live capture audio) is the default: no keyword to pass
+                    out = AudioFrame(y, self._out_rate, out_pts, frame.item_id)
+                await self.push(out, direction)
             return
         if type(frame) is InterruptionFrame and 0 < self._last.turn < frame.turn:
             # the held audio belongs to the interrupted response
