@@ -159,3 +159,40 @@ def test_bad_configuration_is_refused_with_the_fix():
     with pytest.raises(ValueError, match="'int16' or 'float32'"):
         Resampler(48000, 24000, dtype="float64")
     assert [Resampler(48000, 24000, quality=q.lower()).quality for q in QUALITIES] == list(QUALITIES)
+
+
+@pytest.mark.parametrize("in_rate,out_rate", [(48000, 24000), (24000, 16000), (16000, 24000)])
+def test_direct_call_equals_soxr_resample_chunk(in_rate, out_rate):
+    """The per-chunk path that skips soxr's Python layer gives soxr's public call's output
+    to the bit (float32), chunk by chunk: same shapes, 1-D, contiguous; strided views too."""
+    import soxr
+
+    x = (0.3 * np.sin(2 * np.pi * 440 * np.arange(in_rate) / in_rate)).astype(np.float32)
+    r = Resampler(in_rate, out_rate, dtype="float32")
+    raw = soxr.ResampleStream(in_rate, out_rate, 1, dtype="float32", quality=r.quality)
+    f = r.chunk_function()
+    assert f is not raw.resample_chunk  # the direct path is in use (this soxr has it)
+    n = in_rate // 50
+    for i in range(0, x.shape[0] - n + 1, n):
+        chunk = x[i : i + n] if i % (4 * n) else np.repeat(x[i : i + n], 2)[::2]  # some strided
+        got, want = f(chunk), raw.resample_chunk(chunk)
+        assert got.ndim == 1 and got.flags.c_contiguous and got.dtype == np.float32
+        assert np.array_equal(got, want)
+    assert np.array_equal(r.flush(), raw.resample_chunk(np.zeros(0, np.float32), last=True))
+
+
+def test_direct_call_hands_other_input_to_soxr():
+    """Another type or a 2-D chunk is not converted silently: soxr's own checks refuse it."""
+    r = Resampler(48000, 24000, dtype="int16")
+    f = r.chunk_function()
+    with pytest.raises(TypeError):
+        f(np.zeros(960, np.float32))
+    with pytest.raises(TypeError):
+        f(np.zeros(960, np.int16).byteswap().view(np.dtype(">i2")))
+    with pytest.raises(ValueError):
+        f(np.zeros((960, 2), np.int16))
+    assert f(np.zeros((960, 1), np.int16)).shape[1] == 1  # (n, 1) is soxr's mono too
+    k = r.mono_kernel()
+    assert k is not None and k(np.zeros((960, 1), np.int16), False).ndim == 2
+    assert Resampler(48000, 24000, channels=2).mono_kernel() is None
+    assert Resampler(24000, 24000).mono_kernel() is None

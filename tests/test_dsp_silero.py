@@ -112,3 +112,38 @@ def test_model_is_found_without_importing_silero_vad_or_torch():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "1"
     assert silero_model_path().endswith("silero_vad.onnx")
+
+
+def _raw_probabilities(session, x, rate):
+    """The model run plainly with onnxruntime: each chunk after the previous one's tail,
+    the state fed back, a new feed dict per call."""
+    n, ctx = (512, 64) if rate == 16000 else (256, 32)
+    state = np.zeros((2, 1, 128), np.float32)
+    prev = np.zeros(ctx, np.float32)
+    probs = []
+    for i in range(0, x.shape[0] - n + 1, n):
+        chunk = x[i : i + n].astype(np.float32) / 32768.0 if x.dtype == np.int16 else x[i : i + n]
+        inp = np.concatenate([prev, chunk])[None, :]
+        out, state = session.run(None, {"input": inp, "state": state, "sr": np.array(rate, np.int64)})
+        probs.append(float(out[0, 0]))
+        prev = chunk[-ctx:]
+    return probs
+
+
+@pytest.mark.parametrize("rate,dtype", [(16000, np.int16), (16000, np.float32), (8000, np.int16)])
+def test_probabilities_are_the_raw_models(rate, dtype):
+    """Through the bound buffers (two state buffers in turn) the probabilities are those of
+    a plain session.run to 1e-6, over speech in noise, and again after a reset."""
+    from pipeline.dsp.silero import _session
+
+    scene = speech_scene("noise", rate)
+    x = scene.int16() if dtype is np.int16 else scene.samples.astype(np.float32)
+    x = x[: 6 * rate]
+    want = _raw_probabilities(_session(silero_model_path()), x, rate)
+    assert max(want) > 0.9 and min(want) < 0.1  # speech and pauses both in there
+    vad = SileroVAD(rate)
+    n = vad.chunk_size
+    for _ in range(2):
+        got = [vad.infer(x[i : i + n]) for i in range(0, x.shape[0] - n + 1, n)]
+        assert np.max(np.abs(np.asarray(got) - np.asarray(want))) <= 1e-6
+        vad.reset()

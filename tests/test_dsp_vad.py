@@ -126,3 +126,96 @@ def test_transition_table_is_complete_and_enforced():
     seg = SpeechSegmenter(16000)
     with pytest.raises(RuntimeError, match="SPEECH_HELD in state SILENCE"):
         seg._go(VADInput.SPEECH_HELD)
+
+
+class _PlainNumpyVAD(EnergyVAD):
+    """The boundary search as first written (whole-array numpy, a temporary per step): the
+    reference the buffered search must reproduce to the bit."""
+
+    def _block_levels(self, x):
+        f = x.reshape(x.shape[0], -1).astype(np.float32)
+        if x.dtype == np.int16:
+            f *= np.float32(1.0 / 32768.0)
+        sq = np.einsum("ij,ij->i", f, f) / f.shape[1]
+        b = self._refine
+        k = -(-sq.shape[0] // b)
+        padded = np.zeros(k * b, np.float32)
+        padded[: sq.shape[0]] = sq
+        counts = np.full(k, b, np.float32)
+        counts[-1] = sq.shape[0] - (k - 1) * b
+        return padded.reshape(k, b).sum(axis=1) / counts
+
+    def _onset(self, prev, prev_start, x, start):
+        thr, b = self._thr_off, self._refine
+        if prev is not None and prev_start + prev.shape[0] == start:
+            lv = self._block_levels(prev)
+            quiet = np.flatnonzero(lv <= thr)
+            first_loud = int(quiet[-1]) + 1 if quiet.size else 0
+            if first_loud < lv.shape[0]:
+                return prev_start + first_loud * b
+        loud = np.flatnonzero(self._block_levels(x) > thr)
+        return start + (int(loud[0]) * b if loud.size else 0)
+
+    def _offset(self, prev, prev_start, x, start):
+        thr, b = self._thr_off, self._refine
+        lv = self._block_levels(x)
+        loud = np.flatnonzero(lv > thr)
+        if loud.size and loud[0] == 0:
+            run = np.flatnonzero(lv <= thr)
+            end_block = int(run[0]) if run.size else lv.shape[0]
+            return min(start + end_block * b, start + x.shape[0])
+        if prev is not None and prev_start + prev.shape[0] == start:
+            loud = np.flatnonzero(self._block_levels(prev) > thr)
+            if loud.size:
+                return min(prev_start + (int(loud[-1]) + 1) * b, start)
+        return start
+
+
+@pytest.mark.parametrize("shape", [(480,), (470,), (96,), (7,), (768,), (480, 2), (470, 3), (160, 6)])
+@pytest.mark.parametrize("dtype", [np.int16, np.float32])
+def test_block_levels_are_the_plain_numpy_levels_to_the_bit(shape, dtype):
+    """The buffered block levels equal the whole-array formulation exactly, for window
+    lengths that are and are not whole blocks, mono and multichannel, one VAD reused."""
+    rng = np.random.default_rng(5)
+    vad, ref = EnergyVAD(24000), _PlainNumpyVAD(24000)
+    for scale in (30000.0, 300.0, 3.0):
+        x = rng.standard_normal(shape) * scale
+        x = np.clip(x, -32768, 32767).astype(np.int16) if dtype is np.int16 else (x / 32768).astype(np.float32)
+        got = vad._block_levels(x)
+        want = ref._block_levels(x)
+        assert isinstance(got, list) and len(got) == want.shape[0]
+        assert np.array_equal(np.asarray(got, np.float32), want)
+
+
+@pytest.mark.parametrize("kind", ["silence", "noise", "hum"])
+@pytest.mark.parametrize("rate,chunk_ms", [(24000, 20), (16000, 10), (48000, 30), (8000, 20), (24000, 15)])
+def test_boundaries_are_those_of_the_plain_numpy_search(kind, rate, chunk_ms):
+    """Every event (start and stop pts, padding, decision point) is the reference's, on the
+    speech scenes, for int16, float32 and stereo input."""
+    scene = speech_scene(kind, rate)
+    chunk = rate * chunk_ms // 1000
+    inputs = [scene.int16(), scene.samples.astype(np.float32), np.repeat(scene.int16()[:, None], 2, axis=1)]
+    for x in inputs:
+        got = run(EnergyVAD(rate, silence_duration_ms=500), x, chunk)
+        want = run(_PlainNumpyVAD(rate, silence_duration_ms=500), x, chunk)
+        assert got == want
+        assert len(got) == 6
+
+
+@pytest.mark.parametrize("n1,n2", [(480, 480), (470, 480), (480, 7), (96, 200), (768, 768)])
+@pytest.mark.parametrize("dtype", [np.int16, np.float32])
+def test_levels_of_two_windows_in_one_pass_are_each_windows_levels(n1, n2, dtype):
+    """The one-pass levels of a window and the one before it equal the reference's levels
+    of each window to the bit; a window that does not follow the previous one gets none."""
+    rng = np.random.default_rng(6)
+    vad, ref = EnergyVAD(24000), _PlainNumpyVAD(24000)
+    for scale in (20000.0, 40.0):
+        a, b = (rng.standard_normal(n) * scale for n in (n1, n2))
+        if dtype is np.int16:
+            a, b = (np.clip(v, -32768, 32767).astype(np.int16) for v in (a, b))
+        else:
+            a, b = ((v / 32768).astype(np.float32) for v in (a, b))
+        lv_a, lv_b = vad._levels(a, 1000, b, 1000 + n1)
+        assert np.array_equal(np.asarray(lv_a, np.float32), ref._block_levels(a))
+        assert np.array_equal(np.asarray(lv_b, np.float32), ref._block_levels(b))
+        assert vad._levels(a, 0, b, 1000 + n1)[0] is None

@@ -36,6 +36,37 @@ def _identity(x: np.ndarray) -> np.ndarray:
     return x
 
 
+def _direct_chunk(stream, channels: int, dtype: np.dtype):
+    """``stream.resample_chunk`` without soxr's per-call Python layer, where it can be skipped.
+
+    soxr's ``resample_chunk`` checks the array type and dtype, adds a channel axis to mono
+    input, calls its extension and squeezes the axis off again (``np.squeeze``: about half
+    a microsecond of a 10 us call). The type is fixed per stream, so for mono arrays of it
+    this calls the extension function soxr itself calls, with the view soxr itself builds,
+    and takes the channel off with a reshape (the same view ``np.squeeze`` returns). Anything
+    else (other dtype, 2-D or 3-D input, a subclass) goes through ``resample_chunk``, which
+    raises soxr's own errors. If a soxr release no longer has the extension function
+    (``ResampleStream._process``), it is ``resample_chunk`` throughout.
+    """
+    chunk = stream.resample_chunk
+    process = _kernel(stream, channels)
+    if process is None:
+        return chunk
+    ndarray = np.ndarray
+
+    def resample_mono(x: np.ndarray) -> np.ndarray:
+        if type(x) is ndarray and x.ndim == 1 and x.dtype is dtype:
+            return process(x[:, None], False).reshape(-1)
+        return chunk(x)
+
+    return resample_mono
+
+
+def _kernel(stream, channels: int):
+    process = getattr(stream, "_process", None)
+    return process if channels == 1 and callable(process) else None
+
+
 def _check_quality(quality: str) -> str:
     q = str(quality).upper()
     if q not in QUALITIES:
@@ -83,7 +114,7 @@ class Resampler:
     in Python; a mismatch raises ``TypeError`` naming both types.
     """
 
-    __slots__ = ("in_rate", "out_rate", "channels", "dtype", "quality", "_stream")
+    __slots__ = ("in_rate", "out_rate", "channels", "dtype", "quality", "_stream", "_chunk")
 
     def __init__(
         self,
@@ -105,28 +136,39 @@ class Resampler:
         self.quality = _check_quality(quality)
         if in_rate == out_rate:
             self._stream = None
+            self._chunk = _identity
         else:
             import soxr
 
             self._stream = soxr.ResampleStream(in_rate, out_rate, channels, dtype=self.dtype.name, quality=self.quality)
+            self._chunk = _direct_chunk(self._stream, channels, self.dtype)
 
     def process(self, x: np.ndarray) -> np.ndarray:
         """Resample the next chunk of the stream; returns a new array (maybe empty)."""
-        stream = self._stream
-        if stream is None:
-            return x
         try:
-            return stream.resample_chunk(x)
+            return self._chunk(x)
         except (TypeError, ValueError) as exc:
             raise self._explain(x, exc) from exc
 
     def chunk_function(self):
-        """The bare function behind :meth:`process` (soxr's ``resample_chunk``, or identity).
+        """The bare function behind :meth:`process` (identity with equal rates).
 
         For hot loops that checked the sample type and channels once already: it skips
         this wrapper's call and error translation (a fraction of a microsecond per frame).
+        It takes what ``soxr.ResampleStream.resample_chunk`` takes and returns the same.
         """
-        return _identity if self._stream is None else self._stream.resample_chunk
+        return self._chunk
+
+    def mono_kernel(self):
+        """soxr's extension function behind :meth:`process` for a mono stream, or None.
+
+        It takes a C-ordered ``(n, 1)`` array and ``last`` (False but for a stream's end)
+        and returns ``(m, 1)``. It checks nothing: given another sample type it converts
+        silently, so callers must have checked that the type is :attr:`dtype` (a processor
+        that resyncs on a format change has). None for multichannel streams, equal rates,
+        or a soxr release without it.
+        """
+        return None if self._stream is None else _kernel(self._stream, self.channels)
 
     def flush(self) -> np.ndarray:
         """The withheld tail at the end of a stream; the next ``process`` starts a new stream."""

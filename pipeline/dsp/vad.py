@@ -249,8 +249,21 @@ _MAX_WINDOW_MS = 32.0  # longer chunks are analysed in windows of _WINDOW_MS
 _WINDOW_MS = 20.0
 _EMPTY: tuple = ()
 _F32 = np.dtype(np.float32)
+_vdot = np.vdot
 _I16 = np.dtype(np.int16)
 _INV_FS2 = 1.0 / (32768.0 * 32768.0)
+_MAX_PLANS = 64  # window shapes whose buffer views are kept (frames of varying size: the latest)
+
+
+def _divisors(n: int, b: int, dtype: np.dtype) -> np.ndarray:
+    """Each block's length (the last may be shorter), times 2**30 for int16 squares: the
+    squares are of unscaled samples, and folding the scale in here is exact."""
+    k = -(-n // b)
+    counts = np.full(k, b, np.float64)
+    counts[-1] = n - (k - 1) * b
+    if dtype is _I16:
+        counts *= 32768.0 * 32768.0
+    return counts.astype(_F32)
 
 
 def _db(ms: float) -> float:
@@ -282,18 +295,22 @@ class NoiseFloor:
         """Feed one window's mean square; returns the floor."""
         if ms < self._sub_min:
             self._sub_min = ms
-        floor = self.floor
-        if floor < 0.0 or ms < floor:
-            floor = self.floor = ms
-        self._sub_fill += n
-        if self._sub_fill >= self._subwindow:
-            minima = self._minima
-            minima.append(self._sub_min)
-            if len(minima) > _SUBWINDOWS:
-                del minima[0]
-            self._sub_min = math.inf
-            self._sub_fill = 0
-            floor = self.floor = min(minima)
+            # the floor is never above the current sub-window's minimum, so only a new
+            # minimum can lower it (and the first window, below the initial inf, sets it)
+            floor = self.floor
+            if floor < 0.0 or ms < floor:
+                self.floor = ms
+        fill = self._sub_fill + n
+        if fill < self._subwindow:
+            self._sub_fill = fill
+            return self.floor
+        minima = self._minima  # the sub-window is complete
+        minima.append(self._sub_min)
+        if len(minima) > _SUBWINDOWS:
+            del minima[0]
+        self._sub_min = math.inf
+        self._sub_fill = 0
+        floor = self.floor = min(minima)
         return floor
 
 
@@ -337,6 +354,11 @@ class EnergyVAD:
         self._max_window = int(sample_rate * _MAX_WINDOW_MS / 1000)
         self._window = int(sample_rate * _WINDOW_MS / 1000)
         self._refine = max(1, int(sample_rate * _REFINE_MS / 1000))
+        # buffers of the boundary search (see _block_levels), grown to the largest window seen
+        self._f = np.zeros(self._max_window, _F32)
+        self._sq = np.zeros(self._max_window + self._refine, _F32)
+        self._sums = np.zeros(self._sq.shape[0] // self._refine + 1, _F32)
+        self._plans: dict[tuple, tuple] = {}
         self.reset()
 
     # --- state ------------------------------------------------------------------------------
@@ -386,19 +408,15 @@ class EnergyVAD:
         if self._fresh:
             self._fresh = False
             self.segmenter.begin(start)
-        self._pos = start + n
-        # the window's mean square (the whole per-frame cost when nothing changes)
-        if x.ndim == 1:
-            flat, m = x, n
-        else:
-            flat = x.reshape(-1)
-            m = flat.shape[0]
-        dtype = flat.dtype
+        end = self._pos = start + n
+        # the window's mean square (the whole per-frame cost when nothing changes); vdot
+        # flattens (n, channels) itself
+        dtype = x.dtype
         if dtype is _I16:
-            f = flat.astype(_F32)  # cheaper than a ufunc into a preallocated buffer at this size
-            ms = float(np.vdot(f, f)) * _INV_FS2 / m
+            f = x.astype(_F32)  # cheaper than a ufunc into a preallocated buffer at this size
+            ms = float(_vdot(f, f)) * _INV_FS2 / x.size
         elif dtype is _F32:
-            ms = float(np.vdot(flat, flat)) / m
+            ms = float(_vdot(x, x)) / x.size
         else:
             raise TypeError(f"EnergyVAD expects int16 or float32 samples, got {x.dtype}")
         self.level = ms
@@ -408,29 +426,30 @@ class EnergyVAD:
             self._thr_on = max(self._abs_on, floor * self._margin_on)
             self._thr_off = max(self._abs_off, floor * self._margin_off)
         seg = self.segmenter
-        prev = self._prev
-        prev_start = self._prev_start
-        self._prev = x
-        self._prev_start = start
         state = seg.state
-        end = start + n
         if ms > self._thr_off:
             if state is _SPEECH:
                 seg.last_active = end  # the hot path: speech goes on, no table lookup
+                self._prev = x
+                self._prev_start = start
                 return _EMPTY
             if state is _SILENCE:
-                event = seg.update(True, start, end, onset=self._onset(prev, prev_start, x, start),
-                                   strong=ms > self._thr_on)
+                onset = self._onset(self._prev, self._prev_start, x, start)
+                event = seg.update(True, start, end, onset=onset, strong=ms > self._thr_on)
             else:
                 event = seg.update(True, start, end, strong=ms > self._thr_on)
         elif state is _SILENCE:
+            self._prev = x  # the other hot path: silence goes on
+            self._prev_start = start
             return _EMPTY
         elif state is _SPEECH:
-            event = seg.update(False, start, end, offset=self._offset(prev, prev_start, x, start))
+            event = seg.update(False, start, end, offset=self._offset(self._prev, self._prev_start, x, start))
         elif end - seg.last_active < seg.silence:
-            return _EMPTY  # a pause still shorter than silence_duration_ms: no change of state
+            event = None  # a pause still shorter than silence_duration_ms: no change of state
         else:
             event = seg.update(False, start, end)
+        self._prev = x
+        self._prev_start = start
         return _EMPTY if event is None else [event]
 
     def finish(self) -> tuple[VADEvent, ...] | list[VADEvent]:
@@ -446,51 +465,143 @@ class EnergyVAD:
         return events
 
     # --- placing boundaries inside windows (only on transitions) ----------------------------
+    #
+    # Block levels are computed into buffers kept between calls (squares, block sums and the
+    # per-block divisors for each window length seen), then searched as a Python list of a
+    # handful of floats: no numpy temporaries on the boundary path. The arithmetic is the
+    # float32 arithmetic of the plain formulation (square, per-sample channel mean, sums of
+    # zero-padded blocks, divide by the block's length), so the levels and therefore the
+    # boundaries are the same to the bit; int16 samples are squared unscaled and the 2**-30
+    # folded into the divisor, which is exact.
 
-    def _block_levels(self, x: np.ndarray) -> np.ndarray:
-        """Mean square of consecutive blocks of ``_refine`` samples (the last may be shorter)."""
-        f = x.reshape(x.shape[0], -1).astype(np.float32)
-        if x.dtype == np.int16:
-            f *= np.float32(1.0 / 32768.0)
-        sq = np.einsum("ij,ij->i", f, f) / f.shape[1]
+    def _block_levels(self, x: np.ndarray) -> list[float]:
+        """Mean square of consecutive blocks of ``_refine`` samples (the last may be shorter),
+        in full-scale units, as float32 values."""
+        dtype = x.dtype
+        plan = self._plans.get((x.shape, dtype))
+        if plan is None:
+            plan = self._plan(x.shape, dtype)
+        f, sq, blocks, sums, divisors, pad = plan
+        if f is None:  # float32 mono: square straight into the buffer
+            np.multiply(x, x, out=sq)
+        elif x.ndim == 1:  # int16 mono: convert, then square (cheaper than a casting multiply)
+            np.copyto(f, x)
+            np.multiply(f, f, out=sq)
+        else:  # the mean over the channels of each sample's squares
+            np.multiply(x, x, out=f, dtype=_F32)
+            np.add.reduce(f, axis=1, out=sq)
+            np.divide(sq, _F32.type(x.shape[1]), out=sq)
+        if pad is not None:
+            pad.fill(0.0)
+        np.add.reduce(blocks, axis=1, out=sums)
+        np.divide(sums, divisors, out=sums)
+        return sums.tolist()
+
+    def _plan(self, shape: tuple[int, ...], dtype: np.dtype) -> tuple:
+        """Views into the search buffers for windows of this shape and type, made once."""
+        if dtype is not _I16 and dtype is not _F32:
+            raise TypeError(f"EnergyVAD expects int16 or float32 samples, got {dtype}")
+        n = shape[0]
+        size = n * (shape[1] if len(shape) > 1 else 1)
         b = self._refine
-        k = -(-sq.shape[0] // b)
-        padded = np.zeros(k * b, np.float32)
-        padded[: sq.shape[0]] = sq
-        levels = padded.reshape(k, b).sum(axis=1)
-        counts = np.full(k, b, np.float32)
-        counts[-1] = sq.shape[0] - (k - 1) * b
-        return levels / counts
+        k = -(-n // b)
+        if self._sq.shape[0] < k * b or self._f.shape[0] < size or len(self._plans) >= _MAX_PLANS:
+            self._sq = np.zeros(max(k * b, self._sq.shape[0]), _F32)
+            self._f = np.zeros(max(size, self._f.shape[0]), _F32)
+            self._sums = np.zeros(self._sq.shape[0] // b + 1, _F32)
+            self._plans.clear()  # their views are of the old buffers
+        if len(shape) == 1:
+            f = None if dtype is _F32 else self._f[:n]
+        else:
+            f = self._f[:size].reshape(shape)
+        plan = (f, self._sq[:n], self._sq[: k * b].reshape(k, b), self._sums[:k], _divisors(n, b, dtype),
+                self._sq[n : k * b] if n != k * b else None)
+        self._plans[(shape, dtype)] = plan
+        return plan
+
+    def _levels(self, prev: np.ndarray | None, prev_start: int, x: np.ndarray,
+                start: int) -> tuple[list[float] | None, list[float]]:
+        """Block levels of the previous window (None unless it ends where this one starts)
+        and of this one; for two mono windows of one type in a single pass over the buffers."""
+        if prev is None or prev_start + prev.shape[0] != start:
+            return None, self._block_levels(x)
+        dtype = x.dtype
+        if prev.dtype is not dtype or prev.ndim != 1 or x.ndim != 1:
+            return self._block_levels(prev), self._block_levels(x)
+        key = (prev.shape[0], x.shape[0], dtype)
+        plan = self._plans.get(key)
+        if plan is None:
+            plan = self._pair_plan(key)
+        f_prev, f_x, sq_prev, sq_x, blocks, sums, divisors, pads, k = plan
+        if f_prev is None:  # float32: square straight into the buffer
+            np.multiply(prev, prev, out=sq_prev)
+            np.multiply(x, x, out=sq_x)
+        else:
+            np.copyto(f_prev, prev)
+            np.multiply(f_prev, f_prev, out=sq_prev)
+            np.copyto(f_x, x)
+            np.multiply(f_x, f_x, out=sq_x)
+        for pad in pads:
+            pad.fill(0.0)
+        np.add.reduce(blocks, axis=1, out=sums)
+        np.divide(sums, divisors, out=sums)
+        lv = sums.tolist()
+        return lv[:k], lv[k:]
+
+    def _pair_plan(self, key: tuple) -> tuple:
+        """Like :meth:`_plan` for two mono windows laid out one after the other, each
+        starting a block."""
+        n1, n2, dtype = key
+        b = self._refine
+        k1, k2 = -(-n1 // b), -(-n2 // b)
+        total = (k1 + k2) * b
+        if self._sq.shape[0] < total or self._f.shape[0] < n1 + n2 or len(self._plans) >= _MAX_PLANS:
+            self._sq = np.zeros(max(total, self._sq.shape[0]), _F32)
+            self._f = np.zeros(max(n1 + n2, self._f.shape[0]), _F32)
+            self._sums = np.zeros(self._sq.shape[0] // b + 1, _F32)
+            self._plans.clear()
+        sq, f = self._sq, self._f
+        divisors = np.concatenate([_divisors(n1, b, dtype), _divisors(n2, b, dtype)])
+        o2 = k1 * b
+        pads = tuple(sq[lo:hi] for lo, hi in ((n1, o2), (o2 + n2, total)) if hi > lo)
+        plan = (None if dtype is _F32 else f[:n1], None if dtype is _F32 else f[n1 : n1 + n2],
+                sq[:n1], sq[o2 : o2 + n2], sq[:total].reshape(k1 + k2, b), self._sums[: k1 + k2],
+                divisors, pads, k1)
+        self._plans[key] = plan
+        return plan
 
     def _onset(self, prev: np.ndarray | None, prev_start: int, x: np.ndarray, start: int) -> int:
         """The first loud block in the previous window's tail or in this window."""
-        thr = self._thr_off
+        thr = float(_F32.type(self._thr_off))  # the comparison is in float32, as the levels
         b = self._refine
-        if prev is not None and prev_start + prev.shape[0] == start:
-            lv = self._block_levels(prev)
-            quiet = np.flatnonzero(lv <= thr)
+        lv_prev, lv = self._levels(prev, prev_start, x, start)
+        if lv_prev is not None:
             # loud blocks at the very end of the previous window (after its last quiet block)
-            first_loud = int(quiet[-1]) + 1 if quiet.size else 0
-            if first_loud < lv.shape[0]:
+            first_loud = len(lv_prev)
+            while first_loud and not lv_prev[first_loud - 1] <= thr:
+                first_loud -= 1
+            if first_loud < len(lv_prev):
                 return prev_start + first_loud * b
-        lv = self._block_levels(x)
-        loud = np.flatnonzero(lv > thr)
-        return start + (int(loud[0]) * b if loud.size else 0)
+        for i, level in enumerate(lv):
+            if level > thr:
+                return start + i * b
+        return start
 
     def _offset(self, prev: np.ndarray | None, prev_start: int, x: np.ndarray, start: int) -> int:
         """The end of the last loud block in this window, else in the previous one."""
-        thr = self._thr_off
+        thr = float(_F32.type(self._thr_off))
         b = self._refine
-        lv = self._block_levels(x)
-        loud = np.flatnonzero(lv > thr)
-        if loud.size and loud[0] == 0:
+        lv_prev, lv = self._levels(prev, prev_start, x, start)
+        if lv[0] > thr:
             # activity continues into this window: it ends after the leading loud run
-            run = np.flatnonzero(lv <= thr)
-            end_block = int(run[0]) if run.size else lv.shape[0]
+            end_block = len(lv)
+            for i, level in enumerate(lv):
+                if level <= thr:
+                    end_block = i
+                    break
             return min(start + end_block * b, start + x.shape[0])
-        if prev is not None and prev_start + prev.shape[0] == start:
-            lv = self._block_levels(prev)
-            loud = np.flatnonzero(lv > thr)
-            if loud.size:
-                return min(prev_start + (int(loud[-1]) + 1) * b, start)
+        if lv_prev is not None:
+            for i in range(len(lv_prev) - 1, -1, -1):
+                if lv_prev[i] > thr:
+                    return min(prev_start + (i + 1) * b, start)
         return start

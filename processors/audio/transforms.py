@@ -63,6 +63,7 @@ class ResampleProcessor(Processor):
         self._out_dtype = np.dtype(p.dtype) if p.dtype else None
         self._resampler: Resampler | None = None
         self._convert = None  # samples in -> samples out, None for pass-through (set by _configure)
+        self._kernel = None  # soxr's own function when only the rate of mono audio changes
         self._after = None  # channel/type conversion after resampling, if any
         self._frames: Rechunker | None = None  # fixed output frames (frame_ms)
         self._in_rate = 0
@@ -89,7 +90,14 @@ class ResampleProcessor(Processor):
                 await self.push(frame, direction)
                 return
             try:
-                y = convert(x)
+                kernel = self._kernel
+                if kernel is None:
+                    y = convert(x)
+                else:
+                    try:  # the type was checked above
+                        y = kernel(x[:, None], False).reshape(-1)
+                    except TypeError:  # not 1-D (the kernel converts nothing else): soxr's own checks
+                        y = convert(x)
             except ValueError:  # soxr refuses another channel count: reconfigure for it
                 if (1 if x.ndim == 1 else x.shape[1]) == self._in_channels:
                     raise
@@ -105,7 +113,12 @@ class ResampleProcessor(Processor):
                     return
                 out_pts = self._out_pts
                 self._out_pts = out_pts + n
-                await self.push(AudioFrame(y, self._out_rate, out_pts, frame.item_id, turn=frame.turn), direction)
+                turn = frame.turn
+                if turn:
+                    out = AudioFrame(y, self._out_rate, out_pts, frame.item_id, turn=turn)
+                else:  # turn 0 (live capture audio) is the default: no keyword to pass
+                    out = AudioFrame(y, self._out_rate, out_pts, frame.item_id)
+                await self.push(out, direction)
             return
         if type(frame) is InterruptionFrame and 0 < self._last.turn < frame.turn:
             # the held audio belongs to the interrupted response
@@ -188,6 +201,7 @@ class ResampleProcessor(Processor):
         if self.params.frame_ms is not None:
             size = frame_samples(self._out_rate, self.params.frame_ms)
             self._frames = Rechunker(size, channels=out_channels, dtype=out_dtype)
+        self._kernel = None
         if frame.sample_rate == self._out_rate and after is None and not downmix_first:
             self._resampler = None
             self._convert = None if self._frames is None else _identity  # pass-through
@@ -195,6 +209,10 @@ class ResampleProcessor(Processor):
         self._resampler = Resampler(frame.sample_rate, self._out_rate, channels=channels, dtype=x.dtype.name,
                                     quality=self.params.quality)
         convert = self._resampler.chunk_function()
+        if not downmix_first and after is None:
+            # soxr's extension function, called with soxr's own (n, 1) view: no per-frame
+            # checks but the format test at the top of process(), which resyncs on a change
+            self._kernel = self._resampler.mono_kernel()
         if downmix_first:
             resample_only = convert
 
