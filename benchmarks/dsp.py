@@ -166,7 +166,7 @@ def _vad_frames(rate: int, frame: int, count: int) -> list[np.ndarray]:
     bursts (a 4 Hz on/off envelope, every gap a speech pause), cut into frames and repeated
     up to ``count`` frames."""
     from pipeline.dsp import resample
-    from pipeline.wavfile import read_wav
+    from processors.files.wavfile import read_wav
 
     parts = []
     for path in sorted(_SAMPLES.glob("*.wav")):
