@@ -216,14 +216,16 @@ def main(argv: list[str] | None = None) -> int:
     level = logging.WARNING - 10 * args.verbose
     logging.basicConfig(level=max(level, logging.DEBUG), format="%(levelname)s %(name)s: %(message)s")
     from .errors import PipelineError, VoxpipeError
+    from .redact import install, redact
 
+    install()  # no key or token in any log line, whatever logger writes it
     try:
         return args.fn(args)
     except PipelineError as exc:  # already `file:line: message` lines
-        print(exc, file=sys.stderr)
+        print(redact(str(exc)), file=sys.stderr)
         return 2
     except VoxpipeError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {redact(str(exc))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

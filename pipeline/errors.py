@@ -37,7 +37,9 @@ class Problem:
         text = f"{where}{self.message}"
         if self.hint:
             text += f"\n  {self.hint}"
-        return text
+        from .redact import redact  # a key put in the wrong param must not be printed back
+
+        return redact(text)
 
 
 class PipelineError(VoxpipeError):

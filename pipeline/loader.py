@@ -30,12 +30,68 @@ from pydantic import BaseModel, ValidationError
 
 from .errors import PipelineError, Problem, RegistryError, VoxpipeError
 from .graph import Graph
+from .redact import SECRET_NAME, add_secret
 
 __all__ = ["load", "load_text", "parse_override", "suggest"]
 
 TOP_LEVEL = {"voxpipe", "name", "description", "processors", "links", "auto_resample", "on_error"}
 NODE_KEYS = {"type", "params", "queue_size", "drop_oldest", "inline"}
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+#: Limits no real pipeline meets: nesting depth, and values once aliases are expanded.
+MAX_DEPTH = 64
+MAX_EXPANDED = 100_000
+
+
+class _TooDeep(Exception):
+    def __init__(self, line: int) -> None:
+        self.line = line
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """PyYAML's safe loader with a nesting limit: its composer recurses once per level."""
+
+    _depth = 0
+
+    def compose_node(self, parent, index):  # type: ignore[override]
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                raise _TooDeep(self.peek_event().start_mark.line + 1)
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+
+def _expanded_size(root: yaml.Node) -> tuple[int, yaml.Node | None]:
+    """How many values ``root`` holds with its aliases expanded, and a node that contains itself.
+
+    Iterative, memoised per node: an alias is the same node object as its anchor, so a
+    billion laughs costs one visit per distinct node here, not a billion.
+    """
+    size: dict[int, int] = {}
+    on_path: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, done = stack.pop()
+        key = id(node)
+        children = [] if isinstance(node, yaml.ScalarNode) else (
+            [c for pair in node.value for c in pair] if isinstance(node, yaml.MappingNode) else node.value)
+        if done:
+            on_path.discard(key)
+            size[key] = min(1 + sum(size[id(c)] for c in children), MAX_EXPANDED + 1)
+            continue
+        if key in size:
+            continue
+        if key in on_path:
+            return 0, node
+        on_path.add(key)
+        stack.append((node, True))
+        for child in children:
+            if id(child) in on_path:
+                return 0, child
+            if id(child) not in size:
+                stack.append((child, False))
+    return size[id(root)], None
 _ID = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]*$")
 
 
@@ -102,8 +158,15 @@ class _Loader:
     # --- YAML with lines --------------------------------------------------------------------
 
     def compose(self, text: str) -> yaml.Node | None:
+        loader = _BoundedLoader(text)
         try:
-            return yaml.compose(text, Loader=yaml.SafeLoader)
+            root = loader.get_single_node()
+        except _TooDeep as exc:
+            raise PipelineError(Problem(f"values are nested more than {MAX_DEPTH} levels deep", self.file, exc.line,
+                                        "flatten the structure; no pipeline needs this depth")) from None
+        except RecursionError:
+            raise PipelineError(Problem("values are nested too deeply to read", self.file, None,
+                                        "flatten the structure")) from None
         except yaml.MarkedYAMLError as exc:
             mark = exc.problem_mark or exc.context_mark
             line = mark.line + 1 if mark else None
@@ -111,6 +174,18 @@ class _Loader:
             raise PipelineError(Problem(f"not valid YAML: {what}", self.file, line, "check indentation, colons and quotes")) from None
         except yaml.YAMLError as exc:
             raise PipelineError(Problem(f"not valid YAML: {exc}", self.file)) from None
+        finally:
+            loader.dispose()
+        if root is not None:
+            size, loop = _expanded_size(root)
+            if loop is not None:
+                raise PipelineError(Problem("an alias refers to a value that contains it (a loop)", self.file,
+                                            loop.start_mark.line + 1, "give the value in full instead of `*alias`"))
+            if size > MAX_EXPANDED:
+                raise PipelineError(Problem(f"the file expands to more than {MAX_EXPANDED:,} values once its "
+                                            "aliases are expanded", self.file, None,
+                                            "use fewer nested `*alias` references"))
+        return root
 
     def value(self, node: yaml.Node) -> Any:
         """Plain Python value of a node, with ${VAR} interpolation in strings."""
@@ -126,6 +201,8 @@ class _Loader:
         def sub(m: re.Match) -> str:
             name, default = m.group(1), m.group(2)
             if name in self.env:
+                if SECRET_NAME.search(name):
+                    add_secret(self.env[name])
                 return self.env[name]
             if default is not None:
                 return default
@@ -258,6 +335,9 @@ class _Loader:
                 continue
             params_model: type[BaseModel] = cls.Params
             raw = dict(spec.get("params") or {})
+            for key, value in raw.items():  # a secret param's value is never echoed in a message
+                if SECRET_NAME.search(str(key)):
+                    add_secret(value)
             if self.base_dir is not None and hasattr(cls, "resolve_paths"):
                 raw = cls.resolve_paths(raw, self.base_dir)
             try:

@@ -123,6 +123,8 @@ def parse_client_message(message: str | bytes, *, max_audio: int) -> ClientMessa
         data = json.loads(message)
     except ValueError:
         raise WireError("bad_json", "text message is not JSON; send a JSON object with a `type`") from None
+    except RecursionError:  # the C decoder recurses per level: 2 KB of `[` reaches the limit
+        raise WireError("bad_json", "text message is nested too deeply; the page's messages are flat objects") from None
     if not isinstance(data, dict) or not isinstance(data.get("type"), str):
         raise WireError("bad_json", "text message must be a JSON object with a string `type`")
     kind = data["type"]

@@ -1,0 +1,84 @@
+"""Secrets never reach a log line or an error message: redaction at the logging layer.
+
+Keys and tokens travel through voxpipe in headers (``Authorization: Bearer ...``), websocket
+subprotocols (``openai-insecure-api-key.<key>``), query strings (``/ws?token=...``) and, by
+mistake, in params a user put a ``${OPENAI_API_KEY}`` into. Rather than trust every log call
+(ours, ``websockets``', a user's processor) to leave them out, :func:`install` puts one
+filter on the root handlers that rewrites every record, whatever logger it came from, and
+:func:`redact` is applied to every message the CLI prints.
+
+Two things are hidden: the *values* known to be secret (environment variables whose names
+say key, token, secret or password, and values registered with :func:`add_secret`, such as
+a param named ``api_key``), wherever they appear; and anything in the *shapes* secrets take
+on the wire (bearer credentials, ``sk-`` keys, ``token=`` query values, the API-key
+subprotocol), even when the value itself was never registered.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+
+__all__ = ["SECRET_NAME", "add_secret", "install", "redact"]
+
+#: A variable or param name that holds a secret.
+SECRET_NAME = re.compile(r"(?i)(api[_-]?key|token|secret|password|passwd|auth)")
+_MASK = "[redacted]"
+_SHAPES = [
+    (re.compile(r"(?i)(authorization:?\s*['\"]?\s*(?:bearer|basic)\s+)[^\s'\",;]+"), r"\1" + _MASK),
+    (re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._\-+/=]{8,}"), r"\1" + _MASK),
+    (re.compile(r"\bsk-[A-Za-z0-9_\-]{6,}"), "sk-" + _MASK),
+    (re.compile(r"(?i)([?&](?:token|key|api_key|access_token)=)[^&\s'\"]+"), r"\1" + _MASK),
+    (re.compile(r"(openai-insecure-api-key\.)[^\s,'\"]+"), r"\1" + _MASK),
+]
+_values: set[str] = set()
+_pattern: re.Pattern | None = None
+
+
+def add_secret(value: object) -> None:
+    """Hide ``value`` wherever it appears from now on (values under 6 characters are not hidden)."""
+    global _pattern
+    if isinstance(value, str) and len(value) >= 6 and value not in _values:
+        _values.add(value)
+        _pattern = re.compile("|".join(re.escape(v) for v in sorted(_values, key=len, reverse=True)))
+
+
+def _secrets_from_environment() -> None:
+    for name, value in os.environ.items():
+        if SECRET_NAME.search(name):
+            add_secret(value)
+
+
+def redact(text: str) -> str:
+    """``text`` with every known secret value and every secret-shaped credential masked."""
+    if _pattern is not None:
+        text = _pattern.sub(_MASK, text)
+    for shape, replacement in _SHAPES:
+        text = shape.sub(replacement, text)
+    return text
+
+
+class _RedactingFilter(logging.Filter):
+    """Rewrites a record's message (and traceback text) with secrets masked."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # a broken format string: leave it for logging to report
+            return True
+        record.msg, record.args = redact(message), None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
+        elif record.exc_text:
+            record.exc_text = redact(record.exc_text)
+        return True
+
+
+def install() -> None:
+    """Redact every record that reaches the root logger's handlers; read secrets from the environment."""
+    _secrets_from_environment()
+    root = logging.getLogger()
+    for handler in root.handlers:
+        if not any(isinstance(f, _RedactingFilter) for f in handler.filters):
+            handler.addFilter(_RedactingFilter())
