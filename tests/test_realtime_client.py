@@ -488,7 +488,7 @@ def test_exports():
 
     assert sorted(pkg.__all__) == ["OpenAIRealtime", "Phase", "RealtimeError", "RealtimeParams",
                                    "RealtimeProtocol", "RealtimeProtocolError"]
-    for module in ("protocol", "session", "codec", "backoff", "client", "state", "events", "errors", "user_audio",
+    for module in ("protocol", "session", "backoff", "client", "state", "events", "errors", "user_audio",
                    "assistant_audio", "tool_calls", "responses"):
         mod = __import__(f"processors.realtime.client.{module}", fromlist=["__all__"])
         assert mod.__all__ and all(hasattr(mod, name) for name in mod.__all__)

@@ -55,6 +55,7 @@ from pipeline.frames import (
 )
 from pipeline.processor import Processor
 
+from ..wire import PCM_RATE
 from .backoff import Backoff, retry_after_close, retry_after_handshake
 from .errors import RealtimeError
 from .protocol import RealtimeProtocol
@@ -100,7 +101,7 @@ class OpenAIRealtime(Processor):
     """
 
     Params = RealtimeParams
-    input_format = AudioFormat(24000, 1, "int16")
+    input_format = AudioFormat(PCM_RATE, 1, "int16")
 
     def __init__(self, params: RealtimeParams | dict[str, Any] | None = None, *, name: str | None = None) -> None:
         super().__init__(params, name=name)

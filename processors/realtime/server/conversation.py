@@ -31,14 +31,12 @@ codes for every bad client event (:mod:`.errors`). Nothing a client sends can ra
 of :meth:`receive_text`: a refused event becomes one ``error`` event and the session lives on.
 
 Dialect: events are built with GA names and renamed once, in :meth:`_emit`, for a beta
-connection (``response.audio.delta``, ``conversation.item.created`` and no
+connection (by :data:`..wire.GA_TO_BETA`) (``response.audio.delta``, ``conversation.item.created`` and no
 ``conversation.item.done``), so the two can never mix on one connection (reference §7.5).
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import itertools
 import json
 import logging
@@ -50,6 +48,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from ..wire import GA_TO_BETA, MIN_COMMIT_MS, NOT_IN_BETA, SAMPLE_RATE, bytes_per_ms, decode, decode_base64, encode
 from .errors import (
     ClientEventError,
     active_response,
@@ -60,7 +59,7 @@ from .errors import (
     missing_parameter,
 )
 from .commands import Command, Generate, ResponseContext, StopGeneration, Transcribe, build_context, input_tokens
-from .input_buffer import WIRE_RATE, InputAudioBuffer, decode_wire, encode_wire
+from .input_buffer import InputAudioBuffer
 from .items import Conversation, StoredItem, normalize_client_item, render_item
 from .responses import ResponseLadder, settings_from_request
 from .session import Dialect, Session
@@ -88,17 +87,6 @@ CLIENT_EVENTS = {
 }
 CLIENT_EVENTS[Dialect.BETA] = CLIENT_EVENTS[Dialect.GA] + ("transcription_session.update",)
 
-_BETA_NAMES = {
-    "response.output_audio.delta": "response.audio.delta",
-    "response.output_audio.done": "response.audio.done",
-    "response.output_audio_transcript.delta": "response.audio_transcript.delta",
-    "response.output_audio_transcript.done": "response.audio_transcript.done",
-    "response.output_text.delta": "response.text.delta",
-    "response.output_text.done": "response.text.done",
-    "conversation.item.added": "conversation.item.created",
-    "conversation.item.done": None,  # beta announces an item once, with `created`
-}
-MIN_COMMIT_MS = 100.0  # reference §2: a commit needs at least 100 ms of audio
 _BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 
 
@@ -270,8 +258,8 @@ class ServerConversation:
         if not isinstance(audio, str):
             raise invalid_type("audio", "a base64-encoded string", audio)
         try:
-            data = base64.b64decode(audio, validate=True)
-        except (binascii.Error, ValueError):
+            data = decode_base64(audio)
+        except ValueError:
             raise invalid_value("audio", "Invalid 'audio': expected base64-encoded audio bytes.") from None
         self.append_audio(data)
 
@@ -362,7 +350,7 @@ class ServerConversation:
         self._emit("input_audio_buffer.committed", previous_item_id=previous, item_id=item_id)
         self._announce_item(stored, previous)
         transcribe = self.session.transcription is not None
-        self._commands.append(Transcribe(item_id, decode_wire(fmt, data), self.buffer.rate, transcribe))
+        self._commands.append(Transcribe(item_id, decode(fmt, data), self.buffer.rate, transcribe))
 
     # --- transcription results -------------------------------------------------------------------
 
@@ -420,8 +408,8 @@ class ServerConversation:
         if item["type"] == "message" and item["role"] == "user" and audio:
             part = item["content"][0]
             if part.get("type") == "input_audio" and part.get("transcript") is None:
-                samples = decode_wire(stored.audio_format, bytes(audio))
-                self._commands.append(Transcribe(stored.id, samples, WIRE_RATE[stored.audio_format], False))
+                samples = decode(stored.audio_format, bytes(audio))
+                self._commands.append(Transcribe(stored.id, samples, SAMPLE_RATE[stored.audio_format], False))
 
     def _announce_item(self, stored: StoredItem, previous: str | None) -> None:
         rendered = render_item(stored, self.dialect)
@@ -487,8 +475,7 @@ class ServerConversation:
             end_ms = have_ms
         data = stored.audio.get(0)
         if data is not None:
-            width = 48 if stored.audio_format == "pcm16" else 8
-            del data[end_ms * width:]
+            del data[end_ms * bytes_per_ms(stored.audio_format):]
         for part in parts:
             if part["type"] == "output_audio":
                 part["transcript"] = ""  # no unheard text stays in the context (reference §2)
@@ -583,7 +570,7 @@ class ServerConversation:
         ladder = self._responses.get(response_id)
         if ladder is None:
             return False
-        ok = ladder.add_audio(encode_wire(ladder.settings.output_format, samples), transcript_delta)
+        ok = ladder.add_audio(encode(ladder.settings.output_format, samples), transcript_delta)
         self._assistant_audio |= ladder.audio_sent
         if not ok:
             self._end(response_id)
@@ -626,11 +613,10 @@ class ServerConversation:
     # --- emitting ---------------------------------------------------------------------------------
 
     def _emit(self, etype: str, **fields: Any) -> None:
-        if self.dialect is Dialect.BETA and etype in _BETA_NAMES:
-            renamed = _BETA_NAMES[etype]
-            if renamed is None:
+        if self.dialect is Dialect.BETA:
+            if etype in NOT_IN_BETA:
                 return
-            etype = renamed
+            etype = GA_TO_BETA.get(etype, etype)
         self._events.append({"type": etype, "event_id": self._new_id("event"), **fields})
 
     def _error(self, err: ClientEventError) -> None:
