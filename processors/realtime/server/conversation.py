@@ -63,6 +63,7 @@ from .input_buffer import InputAudioBuffer
 from .items import Conversation, StoredItem, normalize_client_item, render_item
 from .responses import ResponseLadder, settings_from_request
 from .session import Dialect, Session
+from .state import TRANSITIONS, Phase
 from .turns import TurnDetector
 
 __all__ = [
@@ -133,13 +134,29 @@ class ServerConversation:
         self._events: list[dict[str, Any]] = []
         self._commands: list[Command] = []
         self._responses: dict[str, ResponseLadder] = {}
-        self._default_response: str | None = None
+        self._default_response: str | None = None  # its id while the phase is RESPONDING
+        self.phase = Phase.TRANSCRIPTION if kind == "transcription" else Phase.IDLE
         self._assistant_audio = False
         self._max_delta_ms = max_delta_ms
         self._max_event_bytes = max_event_bytes
         self._client_event_id: str | None = None
         self._idle_start = 0
         self._idle_deadline: int | None = None  # timeline position of the idle timeout
+        handlers: dict[str, Callable[[dict[str, Any]], None]] = {
+            "session.update": self._on_session_update,
+            "input_audio_buffer.append": self._on_input_audio_buffer_append,
+            "input_audio_buffer.commit": self._on_input_audio_buffer_commit,
+            "input_audio_buffer.clear": self._on_input_audio_buffer_clear,
+            "conversation.item.create": self._on_conversation_item_create,
+            "conversation.item.truncate": self._on_conversation_item_truncate,
+            "conversation.item.delete": self._on_conversation_item_delete,
+            "conversation.item.retrieve": self._on_conversation_item_retrieve,
+            "response.create": self._on_response_create,
+            "response.cancel": self._on_response_cancel,
+            "output_audio_buffer.clear": self._on_output_audio_buffer_clear,
+            "transcription_session.update": self._on_transcription_session_update,  # beta only
+        }
+        self._handlers = {etype: handlers[etype] for etype in CLIENT_EVENTS[dialect]}
         self._configure_turns()
         self._emit("session.created", session=self.session.render())
 
@@ -197,11 +214,36 @@ class ServerConversation:
         etype = event.get("type")
         if etype is None:
             raise ClientEventError("invalid_event", "The 'type' field is missing.", "type")
-        if not isinstance(etype, str) or etype not in CLIENT_EVENTS[self.dialect]:
+        handler = self._handlers.get(etype) if isinstance(etype, str) else None
+        if handler is None:
             known = ", ".join(f"'{t}'" for t in CLIENT_EVENTS[self.dialect])
             raise ClientEventError("invalid_event", f"Invalid value: '{etype}'. Supported values are: {known}.",
                                    "type")
-        getattr(self, "_on_" + etype.replace(".", "_"))(event)
+        handler(event)
+
+    # --- phase (the one table is in .state) ------------------------------------------------------
+
+    def _next_phase(self, trigger: str) -> Phase:
+        """The phase ``trigger`` leads to; raises the client's error when it is not allowed now."""
+        new = TRANSITIONS.get((self.phase, trigger))
+        if new is not None:
+            return new
+        if trigger == "response.create" and self.phase is Phase.RESPONDING:
+            raise active_response(self._default_response or "")
+        if trigger == "response.create" and self.phase is Phase.TRANSCRIPTION:
+            raise invalid_value("type", "A transcription session does not create responses; open a realtime "
+                                "session (?model=...) to get responses.")
+        if trigger == "response.cancel":
+            raise cancel_not_active()
+        raise ClientEventError("invalid_event", f"'{trigger}' cannot be applied while the session is "
+                               f"{self.phase.name}.", "type")
+
+    def _set_phase(self, trigger: str, response_id: str | None, why: str = "") -> None:
+        """Apply ``trigger`` (see :mod:`.state`); ``response_id`` is the default response from now on."""
+        new = self._next_phase(trigger)
+        log.debug("phase %s -> %s on %s%s", self.phase.name, new.name, trigger, f" ({why})" if why else "")
+        self.phase = new
+        self._default_response = response_id if new is Phase.RESPONDING else None
 
     # --- session -------------------------------------------------------------------------------
 
@@ -288,7 +330,7 @@ class ServerConversation:
         self._emit("input_audio_buffer.timeout_triggered", audio_start_ms=self.buffer.ms(start),
                    audio_end_ms=self.buffer.ms(self.buffer.end), item_id=item_id)
         self._commit(item_id)
-        if self._default_response is None:
+        if self.phase is Phase.IDLE:
             self._start_response({}, trigger="idle timeout")
 
     def _arm_idle_timeout(self, ladder: ResponseLadder) -> None:
@@ -309,7 +351,7 @@ class ServerConversation:
         self.buffer.trim_to(start)
         self._emit("input_audio_buffer.speech_started", audio_start_ms=self.buffer.ms(start),
                    item_id=self._speech_item)
-        if turn.get("interrupt_response", True) and self._default_response is not None:
+        if turn.get("interrupt_response", True) and self.phase is Phase.RESPONDING:
             self._cancel(self._default_response, "turn_detected")
 
     def _speech_stopped(self, end: int) -> None:
@@ -318,8 +360,8 @@ class ServerConversation:
         self._emit("input_audio_buffer.speech_stopped", audio_end_ms=self.buffer.ms(end), item_id=item_id)
         self._commit(item_id, upto=end)
         turn = self.session.turn_detection or {}
-        if turn.get("create_response", True) and self.session.kind == "realtime":
-            if self._default_response is None:
+        if turn.get("create_response", True) and self.phase is not Phase.TRANSCRIPTION:
+            if self.phase is Phase.IDLE:
                 self._start_response({}, trigger="turn")
             else:
                 log.info("speech stopped while %s is active (interrupt_response is off): no new response",
@@ -494,16 +536,15 @@ class ServerConversation:
             params = {}
         if not isinstance(params, dict):
             raise invalid_type("response", "an object", params)
-        if self.session.kind != "realtime":
-            raise invalid_value("type", "A transcription session does not create responses; open a realtime "
-                                "session (?model=...) to get responses.")
         self._start_response(params, trigger="client")
 
     def _start_response(self, params: dict[str, Any], *, trigger: str) -> None:
+        if self.phase is Phase.TRANSCRIPTION:
+            self._next_phase("response.create")  # refused: says why
         settings = settings_from_request(self.session, params)
         oob = settings.conversation == "none"
-        if not oob and self._default_response is not None:
-            raise active_response(self._default_response)
+        if not oob:
+            self._next_phase("response.create")  # refused now, before any work, if one is running
         context_items = self._context_items(params.get("input"))
         response_id = self._new_id("resp")
         ladder = ResponseLadder(response_id, settings, dialect=self.dialect,
@@ -512,7 +553,7 @@ class ServerConversation:
                                 max_delta_ms=self._max_delta_ms)
         self._responses[response_id] = ladder
         if not oob:
-            self._default_response = response_id
+            self._set_phase("response.create", response_id, trigger)
             self._idle_deadline = None
         context = build_context(context_items, settings.tools, settings.tool_choice, settings.instructions)
         speed = (self.session.config["audio"].get("output") or {}).get("speed", 1.0)
@@ -550,7 +591,7 @@ class ServerConversation:
     def _cancel(self, response_id: str, reason: str) -> None:
         ladder = self._responses.pop(response_id)
         if self._default_response == response_id:
-            self._default_response = None
+            self._set_phase("response.cancel", None, reason)
         ladder.finish("cancelled", reason=reason)
         self._assistant_audio |= ladder.audio_sent
         self._commands.append(StopGeneration(response_id))
@@ -608,7 +649,7 @@ class ServerConversation:
             self._assistant_audio |= ladder.audio_sent
             self._arm_idle_timeout(ladder)
         if self._default_response == response_id:
-            self._default_response = None
+            self._set_phase("response.done", None)
 
     # --- emitting ---------------------------------------------------------------------------------
 
