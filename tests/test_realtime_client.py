@@ -488,7 +488,7 @@ def test_exports():
 
     assert sorted(pkg.__all__) == ["OpenAIRealtime", "Phase", "RealtimeError", "RealtimeParams",
                                    "RealtimeProtocol", "RealtimeProtocolError"]
-    for module in ("protocol", "session", "codec", "backoff", "client", "state", "events", "errors", "user_audio",
+    for module in ("protocol", "session", "backoff", "client", "state", "events", "errors", "user_audio",
                    "assistant_audio", "tool_calls", "responses"):
         mod = __import__(f"processors.realtime.client.{module}", fromlist=["__all__"])
         assert mod.__all__ and all(hasattr(mod, name) for name in mod.__all__)
@@ -540,3 +540,10 @@ def test_voice_agent_pipeline_validates(monkeypatch, overrides, url):
     m = graph.nodes["model"].processor
     assert isinstance(m, OpenAIRealtime) and m.params.url == url and m.params.api_key is None
     assert m.params.turn_detection.type == "server_vad" and graph.formats["model"].rate == RATE
+
+
+def test_push_queue_is_bounded_and_in_statistics():
+    """The pusher's queue is a bounded FrameQueue (block policy) whose figures show in statistics()."""
+    proc = OpenAIRealtime({"url": "ws://127.0.0.1:9/v1/realtime", "api_key": "k"})
+    assert proc.statistics()["push_queue"] == {"queued": 0, "max_size": 4096, "dropped": 0, "stale": 0}
+    assert proc._push_queue.drop_oldest is False

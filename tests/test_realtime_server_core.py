@@ -769,3 +769,66 @@ def test_public_names():
             "print(sorted({'openai', 'pocketsphinx', 'espeakng_loader'} & set(sys.modules)))")
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert loaded.strip() == "[]"
+
+
+# --- dispatch table and phases -----------------------------------------------------------------
+
+
+def test_every_client_event_has_a_handler_in_the_table():
+    """The dispatch table holds exactly the dialect's client events; an unknown type is refused."""
+    from processors.realtime.server.conversation import CLIENT_EVENTS
+
+    for dialect in (GA, BETA):
+        h = Harness(dialect)
+        assert list(h.core._handlers) == list(CLIENT_EVENTS[dialect])
+    err = Harness(GA).error({"type": "transcription_session.update", "session": {}})
+    assert err["code"] == "invalid_event" and err["param"] == "type"
+    assert err["message"].startswith("Invalid value: 'transcription_session.update'. Supported values are: "
+                                     "'session.update', 'input_audio_buffer.append'")
+
+
+def test_phase_follows_the_default_response_and_logs_each_change(caplog):
+    """IDLE -> RESPONDING on response.create, back to IDLE on cancel and on done; each change logged."""
+    import logging
+
+    from processors.realtime.server.state import Phase
+
+    caplog.set_level(logging.DEBUG, logger="voxpipe.realtime_server")
+    h = Harness()
+    assert h.core.phase is Phase.IDLE
+    h.text_item("hello")
+    h.send({"type": "response.create"})
+    (gen,) = h.take(Generate)
+    assert h.core.phase is Phase.RESPONDING and h.core.active_response_id == gen.response_id
+    h.send({"type": "response.cancel"})
+    assert h.core.phase is Phase.IDLE and h.core.active_response_id is None
+    h.send({"type": "response.create"})
+    (gen,) = h.take(Generate)
+    h.respond_audio(gen.response_id)
+    h.core.finish_response(gen.response_id)
+    h.events()
+    assert h.core.phase is Phase.IDLE
+    changes = [r.getMessage() for r in caplog.records if r.getMessage().startswith("phase ")]
+    assert changes == ["phase IDLE -> RESPONDING on response.create (client)",
+                       "phase RESPONDING -> IDLE on response.cancel (client_cancelled)",
+                       "phase IDLE -> RESPONDING on response.create (client)",
+                       "phase RESPONDING -> IDLE on response.done"]
+
+
+def test_illegal_transitions_are_refused_naming_event_and_phase():
+    """No row in the table: the API's code where it has one, else an error naming event and phase."""
+    from processors.realtime.server.errors import ClientEventError
+    from processors.realtime.server.state import Phase
+
+    h = Harness()
+    with pytest.raises(ClientEventError, match=r"^'response.done' cannot be applied while the session is IDLE\.$"):
+        h.core._set_phase("response.done", None)
+    assert h.core.phase is Phase.IDLE
+    assert h.error({"type": "response.cancel"})["code"] == "response_cancel_not_active"
+    h.send({"type": "response.create"})
+    err = h.error({"type": "response.create"})
+    assert err["code"] == "conversation_already_has_active_response" and h.core.phase is Phase.RESPONDING
+    t = Harness(kind="transcription")
+    assert t.core.phase is Phase.TRANSCRIPTION
+    err = t.error({"type": "response.create"})
+    assert err["code"] == "invalid_value" and err["message"].startswith("A transcription session does not create")

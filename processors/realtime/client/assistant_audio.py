@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .codec import AudioCodec
+from ..wire import SAMPLE_RATE, AudioCodec
 
 __all__ = ["AssistantAudio", "AudioItem", "Cut"]
 
@@ -62,7 +62,7 @@ class AssistantAudio:
 
     def __init__(self, output_format: str) -> None:
         self.format = output_format
-        self.rate = 24000 if output_format == "pcm16" else 8000
+        self.rate = SAMPLE_RATE[output_format]
         self.progress_seen = False
         self.unknown_reports = 0
         self._items: dict[str, AudioItem] = {}

@@ -12,8 +12,13 @@ bytes and frames. It owns three tasks, all spawned on the graph's task group:
 * the **pusher** task pushes the core's in-order frames (audio, text, tool calls, response
   start/end, metrics, errors) downstream. The reader never waits for playback: the
   server sends audio faster than real time, and a barge-in must be seen at once.
-  Interruption and speaking frames skip the pusher and go out immediately; data frames
-  of a turn older than the latest interruption are dropped before pushing;
+  The frames wait in a bounded :class:`~pipeline.queue.FrameQueue` (``push_queue`` in
+  ``statistics()``) of :data:`PUSH_QUEUE_SIZE` with the block policy: what is queued is a
+  response (its audio, text, tool calls, start and end), none of which may be lost, and
+  the bound is far above what a response queues, so a full queue means downstream is stuck.
+  Interruption and speaking frames skip the pusher and go out immediately; an interruption
+  purges the queued data frames of older turns (``FrameQueue.purge_stale``, the runner's
+  own mechanism; the core itself stops producing frames of an interrupted response);
 * with ``url: local``, the **local server** task runs the offline realtime server of
   :mod:`processors.realtime.server` on an ephemeral 127.0.0.1 port.
 
@@ -30,11 +35,11 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import re
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
@@ -42,9 +47,9 @@ from pipeline.frames import (
     AudioFormat,
     AudioFrame,
     Direction,
+    EndFrame,
     ErrorFrame,
     Frame,
-    FrameKind,
     InterruptionFrame,
     PlaybackProgressFrame,
     TextFrame,
@@ -54,7 +59,9 @@ from pipeline.frames import (
     UserStoppedSpeakingFrame,
 )
 from pipeline.processor import Processor
+from pipeline.queue import FrameQueue
 
+from ..wire import PCM_RATE
 from .backoff import Backoff, retry_after_close, retry_after_handshake
 from .errors import RealtimeError
 from .protocol import RealtimeProtocol
@@ -64,7 +71,9 @@ from .state import Phase
 __all__ = ["OpenAIRealtime", "run_local_server"]
 
 _DOWN = Direction.DOWNSTREAM
-_DATA = FrameKind.DATA
+#: Frames of the core waiting for the pusher; a 200 ms audio delta is one frame, so this is
+#: minutes of a response: only a downstream that stopped taking frames fills it.
+PUSH_QUEUE_SIZE = 4096
 #: Frames that overtake the in-order ones: a barge-in must reach playback at once.
 _AT_ONCE = (InterruptionFrame, UserStartedSpeakingFrame, UserStoppedSpeakingFrame)
 #: How long an interrupted item waits for playback's final report before truncating at the last one.
@@ -100,7 +109,7 @@ class OpenAIRealtime(Processor):
     """
 
     Params = RealtimeParams
-    input_format = AudioFormat(24000, 1, "int16")
+    input_format = AudioFormat(PCM_RATE, 1, "int16")
 
     def __init__(self, params: RealtimeParams | dict[str, Any] | None = None, *, name: str | None = None) -> None:
         super().__init__(params, name=name)
@@ -112,7 +121,8 @@ class OpenAIRealtime(Processor):
         self._ws: Any = None
         self._closing = False
         self._conn_done = False
-        self._out_turn = 0
+        self._push_queue = FrameQueue(PUSH_QUEUE_SIZE)
+        self._end_marker = EndFrame()  # put after the last frame: the pusher stops at it
         self._unpushed = 0
         self._settling = False
 
@@ -123,6 +133,8 @@ class OpenAIRealtime(Processor):
         """Queue figures plus connections and what the protocol core skipped or dropped."""
         out = super().statistics()
         out["connections"] = self.connections
+        q = self._push_queue.statistics()
+        out["push_queue"] = {"queued": q.size, "max_size": q.max_size, "dropped": q.dropped, "stale": q.stale}
         out.update({f"realtime_{k}": v for k, v in self.core.stats.items()})
         return out
 
@@ -135,7 +147,6 @@ class OpenAIRealtime(Processor):
         self._send_lock = anyio.Lock()
         self._changed = anyio.Event()
         self._stop_local = anyio.Event()
-        self._frames_in, self._frames_out = anyio.create_memory_object_stream[Frame](math.inf)
         self._pushed_all = anyio.Event()
         self._pushed_all.set()
         self.spawn(self._pusher)
@@ -163,7 +174,7 @@ class OpenAIRealtime(Processor):
             with anyio.move_on_after(2.0):
                 await ws.close(1000, "pipeline ended")
         self._stop_local.set()
-        self._frames_in.close()
+        await self._push_queue.put(self._end_marker, _DOWN)
         await self._pushed_all.wait()  # everything in order reaches downstream before the end
 
     # --- frames from the graph ------------------------------------------------------------
@@ -185,7 +196,7 @@ class OpenAIRealtime(Processor):
                 core.user_stopped_speaking()
             elif isinstance(frame, InterruptionFrame):
                 core.sync_turn(frame.turn)
-                self._out_turn = max(self._out_turn, frame.turn)
+                self._purge(frame.turn)
                 await self.push(frame)
                 core.interrupt(announce=False)
             elif isinstance(frame, TextFrame) and frame.role == "user":
@@ -213,16 +224,14 @@ class OpenAIRealtime(Processor):
                     continue  # raised by the connection task: the runner reports it once
                 if type(frame) in _AT_ONCE:
                     if type(frame) is InterruptionFrame:
-                        self._out_turn = max(self._out_turn, frame.turn)
+                        self._purge(frame.turn)
                     await self.push(frame)
                     continue
-                try:
-                    self._frames_in.send_nowait(frame)
-                except (anyio.ClosedResourceError, anyio.BrokenResourceError):
-                    continue  # stopped: nothing more goes downstream
                 self._unpushed += 1
                 if self._pushed_all.is_set():
                     self._pushed_all = anyio.Event()
+                if not self._push_queue.put_nowait(frame, _DOWN):
+                    await self._push_queue.put(frame, _DOWN)
             async with self._send_lock:  # drained under the lock: events leave in the core's order
                 ws = self._ws
                 for event in core.events_to_send():
@@ -237,14 +246,26 @@ class OpenAIRealtime(Processor):
             self.spawn(self._settle_later)
         self._changed.set()
 
+    def _purge(self, turn: int) -> None:
+        """Drop queued data frames of turns before ``turn`` (an interruption announced it)."""
+        self._unpushed -= self._push_queue.purge_stale(turn)
+        if self._unpushed == 0:
+            self._pushed_all.set()
+
     async def _pusher(self) -> None:
-        async with self._frames_out:
-            async for frame in self._frames_out:
-                if not (frame.kind is _DATA and 0 < frame.turn < self._out_turn):
-                    await self.push(frame)
-                self._unpushed -= 1
-                if self._unpushed == 0:
-                    self._pushed_all.set()
+        queue = self._push_queue
+        while True:
+            frame, _ = await queue.get()
+            if frame is self._end_marker:
+                break
+            await self.push(frame)
+            self._unpushed -= 1
+            if self._unpushed == 0:
+                self._pushed_all.set()
+            # let downstream take each frame before the next: a system frame (metrics) pushed
+            # right behind a queued control frame (response end) would overtake it there
+            await anyio.lowlevel.checkpoint()
+        self._unpushed = 0
         self._pushed_all.set()
 
     async def _settle_later(self) -> None:

@@ -1,7 +1,8 @@
-"""Server event names and fields as the client core reads them: one model for both dialects.
+"""Server events as the client core reads them: one model for both dialects.
 
-Beta names are mapped to GA names on the way in (reference §3.1); beta's single
-``conversation.item.created`` stands for GA's ``conversation.item.added``. Events the
+Beta names are mapped to GA names on the way in with :data:`..wire.BETA_TO_GA` (reference
+§3.1); beta's single ``conversation.item.created`` stands for GA's
+``conversation.item.added``. Events the
 client has no use for are listed so that they are not counted as unknown. Fields are read
 with :func:`field`, which raises :class:`MalformedEvent` instead of guessing.
 """
@@ -10,19 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["BETA_TO_GA", "IGNORED_EVENTS", "MalformedEvent", "field"]
-
-#: Beta server event names -> GA names (reference §3.1).
-BETA_TO_GA: dict[str, str] = {
-    "response.text.delta": "response.output_text.delta",
-    "response.text.done": "response.output_text.done",
-    "response.audio.delta": "response.output_audio.delta",
-    "response.audio.done": "response.output_audio.done",
-    "response.audio_transcript.delta": "response.output_audio_transcript.delta",
-    "response.audio_transcript.done": "response.output_audio_transcript.done",
-    "conversation.item.created": "conversation.item.added",
-    "transcription_session.updated": "session.updated",
-}
+__all__ = ["IGNORED_EVENTS", "MalformedEvent", "field"]
 
 #: Known server events (GA names) this client has no use for.
 IGNORED_EVENTS = frozenset({

@@ -11,8 +11,9 @@ graph, in order). It never awaits, never reads a socket, and reads time only thr
 injected ``now`` (for latency metrics); event ids come from the injected ``new_id``.
 
 It is assembled from small parts, each with its own theory of operation:
-:mod:`.state` (phases and the one transition table), :mod:`.events` (the dialect name map:
-server events are renamed to GA names on the way in, so one set of handlers serves both),
+:mod:`.state` (phases and the one transition table), :mod:`..wire` (the wire facts shared
+with the local server: audio codecs and the dialect name map, by which server events are
+renamed to GA names on the way in, so one set of handlers serves both), :mod:`.events`,
 :mod:`.user_audio` (batched appends, audio kept while offline), :mod:`.assistant_audio`
 (audio received versus heard, where to cut on barge-in), :mod:`.tool_calls` (calls
 batched by response) and :mod:`.errors` (error classification).
@@ -58,9 +59,9 @@ from pipeline.frames import (
 )
 
 from .assistant_audio import AssistantAudio, Cut
-from .codec import AudioCodec
 from .errors import BENIGN_ERROR_CODES, RealtimeProtocolError, describe_error
-from .events import BETA_TO_GA, IGNORED_EVENTS, MalformedEvent, field
+from ..wire import BETA_TO_GA, MIN_COMMIT_MS, AudioCodec
+from .events import IGNORED_EVENTS, MalformedEvent, field
 from .responses import Response
 from .session import RealtimeParams, check_tool, session_payload, tools_update
 from .state import LOCAL_TRIGGERS, ONLINE, OPEN, TRANSITIONS, Phase
@@ -70,8 +71,6 @@ from .user_audio import UserAudio, as_int16_mono
 __all__ = ["RealtimeProtocol", "random_ids"]
 
 log = logging.getLogger("voxpipe.realtime")
-
-_MIN_COMMIT_MS = 100  # the server refuses a commit of less (input_audio_buffer_commit_empty)
 
 
 def random_ids(prefix: str = "evt") -> Callable[[], str]:
@@ -587,7 +586,7 @@ class RealtimeProtocol:
     def commit_and_respond(self) -> bool:
         """Commit the user's audio and ask for a response (turn detection off).
 
-        Returns False when less than 100 ms were appended since the last commit (the server
+        Returns False when less than ``MIN_COMMIT_MS`` (100 ms) were appended since the last commit (the server
         would refuse it). While disconnected the commit waits for the next session.
         """
         self._check_open("commit_and_respond")
@@ -596,10 +595,10 @@ class RealtimeProtocol:
             return True
         self.flush_audio()
         uncommitted = self._audio_in.uncommitted
-        if uncommitted * 1000 < _MIN_COMMIT_MS * self._in_rate:
+        if uncommitted * 1000 < MIN_COMMIT_MS * self._in_rate:
             self._count("short_commits_skipped")
             log.info("%s: not committing %d ms of user audio (the server needs %d ms)",
-                     self.name, uncommitted * 1000 // self._in_rate, _MIN_COMMIT_MS)
+                     self.name, uncommitted * 1000 // self._in_rate, MIN_COMMIT_MS)
             return False
         self._send({"type": "input_audio_buffer.commit"})
         self._audio_in.uncommitted = 0

@@ -30,6 +30,8 @@ from pydantic import (
     model_validator,
 )
 
+from ..wire import SAMPLE_RATE, AudioFormatName, ga_format
+
 __all__ = [
     "DEFAULT_URL",
     "InputTranscription",
@@ -47,16 +49,6 @@ __all__ = [
 
 DEFAULT_URL = "wss://api.openai.com/v1/realtime"
 
-AudioFormatName = Literal["pcm16", "g711_ulaw", "g711_alaw"]
-
-#: Sample rate of each wire format (pcm16 is 24 kHz only; G.711 is 8 kHz).
-FORMAT_RATES: dict[str, int] = {"pcm16": 24000, "g711_ulaw": 8000, "g711_alaw": 8000}
-
-_GA_FORMATS: dict[str, dict[str, Any]] = {
-    "pcm16": {"type": "audio/pcm", "rate": 24000},
-    "g711_ulaw": {"type": "audio/pcmu"},
-    "g711_alaw": {"type": "audio/pcma"},
-}
 
 
 class TurnDetection(BaseModel):
@@ -222,12 +214,12 @@ class RealtimeParams(BaseModel):
     @property
     def input_rate(self) -> int:
         """Sample rate of the user audio on the wire (and of the processor's input)."""
-        return FORMAT_RATES[self.input_audio_format]
+        return SAMPLE_RATE[self.input_audio_format]
 
     @property
     def output_rate(self) -> int:
         """Sample rate of the model's audio (and of the processor's output)."""
-        return FORMAT_RATES[self.output_audio_format]
+        return SAMPLE_RATE[self.output_audio_format]
 
     @property
     def audio_out(self) -> bool:
@@ -295,12 +287,12 @@ def _tools(params: RealtimeParams, extra_tools: list[dict[str, Any]] | None) -> 
 def ga_session(params: RealtimeParams, tools: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """The GA ``session`` object of ``session.update`` (reference §5, GA column)."""
     audio_in = _without_none({
-        "format": _GA_FORMATS[params.input_audio_format],
+        "format": ga_format(params.input_audio_format),
         "transcription": params.input_transcription.model_dump(exclude_none=True) if params.input_transcription else None,
         "noise_reduction": {"type": params.noise_reduction} if params.noise_reduction else None,
     })
     audio_in["turn_detection"] = _turn_detection(params.turn_detection, ga=True)
-    audio_out = _without_none({"format": _GA_FORMATS[params.output_audio_format], "voice": params.voice,
+    audio_out = _without_none({"format": ga_format(params.output_audio_format), "voice": params.voice,
                                "speed": params.speed})
     session = {
         "type": "realtime",

@@ -14,7 +14,7 @@ from collections import deque
 
 import numpy as np
 
-from .codec import AudioCodec
+from ..wire import AudioCodec
 
 __all__ = ["UserAudio", "as_int16_mono"]
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 from typing import Any, Callable
 
+from ..wire import BETA_TO_GA, GA_TO_BETA, NOT_IN_BETA
 from .session import Dialect
 
 __all__ = ["ConformanceError", "InvariantChecker", "strict_validator"]
@@ -56,12 +57,10 @@ def strict_validator(dialect: Dialect = Dialect.GA) -> Callable[[Any], Any]:
     return validate
 
 
-_GA_ONLY = {"conversation.item.added", "conversation.item.done", "response.output_audio.delta",
-            "response.output_audio.done", "response.output_audio_transcript.delta",
-            "response.output_audio_transcript.done", "response.output_text.delta", "response.output_text.done"}
-_BETA_ONLY = {"response.audio.delta", "response.audio.done", "response.audio_transcript.delta",
-              "response.audio_transcript.done", "response.text.delta", "response.text.done",
-              "transcription_session.updated"}
+# Names of one dialect that must not appear on a connection of the other (reference §3.1);
+# `conversation.item.created` is still in the GA schema, so a GA stream may not be faulted for it.
+_GA_ONLY = set(GA_TO_BETA) | NOT_IN_BETA
+_BETA_ONLY = set(BETA_TO_GA) - {"conversation.item.created"}
 _DELTA_DONE = {  # delta type -> (done type, done field)
     "response.output_audio_transcript.delta": ("response.output_audio_transcript.done", "transcript"),
     "response.output_text.delta": ("response.output_text.done", "text"),

@@ -31,14 +31,12 @@ codes for every bad client event (:mod:`.errors`). Nothing a client sends can ra
 of :meth:`receive_text`: a refused event becomes one ``error`` event and the session lives on.
 
 Dialect: events are built with GA names and renamed once, in :meth:`_emit`, for a beta
-connection (``response.audio.delta``, ``conversation.item.created`` and no
+connection (by :data:`..wire.GA_TO_BETA`) (``response.audio.delta``, ``conversation.item.created`` and no
 ``conversation.item.done``), so the two can never mix on one connection (reference §7.5).
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import itertools
 import json
 import logging
@@ -50,6 +48,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from ..wire import GA_TO_BETA, MIN_COMMIT_MS, NOT_IN_BETA, SAMPLE_RATE, bytes_per_ms, decode, decode_base64, encode
 from .errors import (
     ClientEventError,
     active_response,
@@ -60,10 +59,11 @@ from .errors import (
     missing_parameter,
 )
 from .commands import Command, Generate, ResponseContext, StopGeneration, Transcribe, build_context, input_tokens
-from .input_buffer import WIRE_RATE, InputAudioBuffer, decode_wire, encode_wire
+from .input_buffer import InputAudioBuffer
 from .items import Conversation, StoredItem, normalize_client_item, render_item
 from .responses import ResponseLadder, settings_from_request
 from .session import Dialect, Session
+from .state import TRANSITIONS, Phase
 from .turns import TurnDetector
 
 __all__ = [
@@ -88,17 +88,6 @@ CLIENT_EVENTS = {
 }
 CLIENT_EVENTS[Dialect.BETA] = CLIENT_EVENTS[Dialect.GA] + ("transcription_session.update",)
 
-_BETA_NAMES = {
-    "response.output_audio.delta": "response.audio.delta",
-    "response.output_audio.done": "response.audio.done",
-    "response.output_audio_transcript.delta": "response.audio_transcript.delta",
-    "response.output_audio_transcript.done": "response.audio_transcript.done",
-    "response.output_text.delta": "response.text.delta",
-    "response.output_text.done": "response.text.done",
-    "conversation.item.added": "conversation.item.created",
-    "conversation.item.done": None,  # beta announces an item once, with `created`
-}
-MIN_COMMIT_MS = 100.0  # reference §2: a commit needs at least 100 ms of audio
 _BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 
 
@@ -145,13 +134,29 @@ class ServerConversation:
         self._events: list[dict[str, Any]] = []
         self._commands: list[Command] = []
         self._responses: dict[str, ResponseLadder] = {}
-        self._default_response: str | None = None
+        self._default_response: str | None = None  # its id while the phase is RESPONDING
+        self.phase = Phase.TRANSCRIPTION if kind == "transcription" else Phase.IDLE
         self._assistant_audio = False
         self._max_delta_ms = max_delta_ms
         self._max_event_bytes = max_event_bytes
         self._client_event_id: str | None = None
         self._idle_start = 0
         self._idle_deadline: int | None = None  # timeline position of the idle timeout
+        handlers: dict[str, Callable[[dict[str, Any]], None]] = {
+            "session.update": self._on_session_update,
+            "input_audio_buffer.append": self._on_input_audio_buffer_append,
+            "input_audio_buffer.commit": self._on_input_audio_buffer_commit,
+            "input_audio_buffer.clear": self._on_input_audio_buffer_clear,
+            "conversation.item.create": self._on_conversation_item_create,
+            "conversation.item.truncate": self._on_conversation_item_truncate,
+            "conversation.item.delete": self._on_conversation_item_delete,
+            "conversation.item.retrieve": self._on_conversation_item_retrieve,
+            "response.create": self._on_response_create,
+            "response.cancel": self._on_response_cancel,
+            "output_audio_buffer.clear": self._on_output_audio_buffer_clear,
+            "transcription_session.update": self._on_transcription_session_update,  # beta only
+        }
+        self._handlers = {etype: handlers[etype] for etype in CLIENT_EVENTS[dialect]}
         self._configure_turns()
         self._emit("session.created", session=self.session.render())
 
@@ -209,11 +214,36 @@ class ServerConversation:
         etype = event.get("type")
         if etype is None:
             raise ClientEventError("invalid_event", "The 'type' field is missing.", "type")
-        if not isinstance(etype, str) or etype not in CLIENT_EVENTS[self.dialect]:
+        handler = self._handlers.get(etype) if isinstance(etype, str) else None
+        if handler is None:
             known = ", ".join(f"'{t}'" for t in CLIENT_EVENTS[self.dialect])
             raise ClientEventError("invalid_event", f"Invalid value: '{etype}'. Supported values are: {known}.",
                                    "type")
-        getattr(self, "_on_" + etype.replace(".", "_"))(event)
+        handler(event)
+
+    # --- phase (the one table is in .state) ------------------------------------------------------
+
+    def _next_phase(self, trigger: str) -> Phase:
+        """The phase ``trigger`` leads to; raises the client's error when it is not allowed now."""
+        new = TRANSITIONS.get((self.phase, trigger))
+        if new is not None:
+            return new
+        if trigger == "response.create" and self.phase is Phase.RESPONDING:
+            raise active_response(self._default_response or "")
+        if trigger == "response.create" and self.phase is Phase.TRANSCRIPTION:
+            raise invalid_value("type", "A transcription session does not create responses; open a realtime "
+                                "session (?model=...) to get responses.")
+        if trigger == "response.cancel":
+            raise cancel_not_active()
+        raise ClientEventError("invalid_event", f"'{trigger}' cannot be applied while the session is "
+                               f"{self.phase.name}.", "type")
+
+    def _set_phase(self, trigger: str, response_id: str | None, why: str = "") -> None:
+        """Apply ``trigger`` (see :mod:`.state`); ``response_id`` is the default response from now on."""
+        new = self._next_phase(trigger)
+        log.debug("phase %s -> %s on %s%s", self.phase.name, new.name, trigger, f" ({why})" if why else "")
+        self.phase = new
+        self._default_response = response_id if new is Phase.RESPONDING else None
 
     # --- session -------------------------------------------------------------------------------
 
@@ -270,8 +300,8 @@ class ServerConversation:
         if not isinstance(audio, str):
             raise invalid_type("audio", "a base64-encoded string", audio)
         try:
-            data = base64.b64decode(audio, validate=True)
-        except (binascii.Error, ValueError):
+            data = decode_base64(audio)
+        except ValueError:
             raise invalid_value("audio", "Invalid 'audio': expected base64-encoded audio bytes.") from None
         self.append_audio(data)
 
@@ -300,7 +330,7 @@ class ServerConversation:
         self._emit("input_audio_buffer.timeout_triggered", audio_start_ms=self.buffer.ms(start),
                    audio_end_ms=self.buffer.ms(self.buffer.end), item_id=item_id)
         self._commit(item_id)
-        if self._default_response is None:
+        if self.phase is Phase.IDLE:
             self._start_response({}, trigger="idle timeout")
 
     def _arm_idle_timeout(self, ladder: ResponseLadder) -> None:
@@ -321,7 +351,7 @@ class ServerConversation:
         self.buffer.trim_to(start)
         self._emit("input_audio_buffer.speech_started", audio_start_ms=self.buffer.ms(start),
                    item_id=self._speech_item)
-        if turn.get("interrupt_response", True) and self._default_response is not None:
+        if turn.get("interrupt_response", True) and self.phase is Phase.RESPONDING:
             self._cancel(self._default_response, "turn_detected")
 
     def _speech_stopped(self, end: int) -> None:
@@ -330,8 +360,8 @@ class ServerConversation:
         self._emit("input_audio_buffer.speech_stopped", audio_end_ms=self.buffer.ms(end), item_id=item_id)
         self._commit(item_id, upto=end)
         turn = self.session.turn_detection or {}
-        if turn.get("create_response", True) and self.session.kind == "realtime":
-            if self._default_response is None:
+        if turn.get("create_response", True) and self.phase is not Phase.TRANSCRIPTION:
+            if self.phase is Phase.IDLE:
                 self._start_response({}, trigger="turn")
             else:
                 log.info("speech stopped while %s is active (interrupt_response is off): no new response",
@@ -362,7 +392,7 @@ class ServerConversation:
         self._emit("input_audio_buffer.committed", previous_item_id=previous, item_id=item_id)
         self._announce_item(stored, previous)
         transcribe = self.session.transcription is not None
-        self._commands.append(Transcribe(item_id, decode_wire(fmt, data), self.buffer.rate, transcribe))
+        self._commands.append(Transcribe(item_id, decode(fmt, data), self.buffer.rate, transcribe))
 
     # --- transcription results -------------------------------------------------------------------
 
@@ -420,8 +450,8 @@ class ServerConversation:
         if item["type"] == "message" and item["role"] == "user" and audio:
             part = item["content"][0]
             if part.get("type") == "input_audio" and part.get("transcript") is None:
-                samples = decode_wire(stored.audio_format, bytes(audio))
-                self._commands.append(Transcribe(stored.id, samples, WIRE_RATE[stored.audio_format], False))
+                samples = decode(stored.audio_format, bytes(audio))
+                self._commands.append(Transcribe(stored.id, samples, SAMPLE_RATE[stored.audio_format], False))
 
     def _announce_item(self, stored: StoredItem, previous: str | None) -> None:
         rendered = render_item(stored, self.dialect)
@@ -487,8 +517,7 @@ class ServerConversation:
             end_ms = have_ms
         data = stored.audio.get(0)
         if data is not None:
-            width = 48 if stored.audio_format == "pcm16" else 8
-            del data[end_ms * width:]
+            del data[end_ms * bytes_per_ms(stored.audio_format):]
         for part in parts:
             if part["type"] == "output_audio":
                 part["transcript"] = ""  # no unheard text stays in the context (reference §2)
@@ -507,16 +536,15 @@ class ServerConversation:
             params = {}
         if not isinstance(params, dict):
             raise invalid_type("response", "an object", params)
-        if self.session.kind != "realtime":
-            raise invalid_value("type", "A transcription session does not create responses; open a realtime "
-                                "session (?model=...) to get responses.")
         self._start_response(params, trigger="client")
 
     def _start_response(self, params: dict[str, Any], *, trigger: str) -> None:
+        if self.phase is Phase.TRANSCRIPTION:
+            self._next_phase("response.create")  # refused: says why
         settings = settings_from_request(self.session, params)
         oob = settings.conversation == "none"
-        if not oob and self._default_response is not None:
-            raise active_response(self._default_response)
+        if not oob:
+            self._next_phase("response.create")  # refused now, before any work, if one is running
         context_items = self._context_items(params.get("input"))
         response_id = self._new_id("resp")
         ladder = ResponseLadder(response_id, settings, dialect=self.dialect,
@@ -525,7 +553,7 @@ class ServerConversation:
                                 max_delta_ms=self._max_delta_ms)
         self._responses[response_id] = ladder
         if not oob:
-            self._default_response = response_id
+            self._set_phase("response.create", response_id, trigger)
             self._idle_deadline = None
         context = build_context(context_items, settings.tools, settings.tool_choice, settings.instructions)
         speed = (self.session.config["audio"].get("output") or {}).get("speed", 1.0)
@@ -563,7 +591,7 @@ class ServerConversation:
     def _cancel(self, response_id: str, reason: str) -> None:
         ladder = self._responses.pop(response_id)
         if self._default_response == response_id:
-            self._default_response = None
+            self._set_phase("response.cancel", None, reason)
         ladder.finish("cancelled", reason=reason)
         self._assistant_audio |= ladder.audio_sent
         self._commands.append(StopGeneration(response_id))
@@ -583,7 +611,7 @@ class ServerConversation:
         ladder = self._responses.get(response_id)
         if ladder is None:
             return False
-        ok = ladder.add_audio(encode_wire(ladder.settings.output_format, samples), transcript_delta)
+        ok = ladder.add_audio(encode(ladder.settings.output_format, samples), transcript_delta)
         self._assistant_audio |= ladder.audio_sent
         if not ok:
             self._end(response_id)
@@ -621,16 +649,15 @@ class ServerConversation:
             self._assistant_audio |= ladder.audio_sent
             self._arm_idle_timeout(ladder)
         if self._default_response == response_id:
-            self._default_response = None
+            self._set_phase("response.done", None)
 
     # --- emitting ---------------------------------------------------------------------------------
 
     def _emit(self, etype: str, **fields: Any) -> None:
-        if self.dialect is Dialect.BETA and etype in _BETA_NAMES:
-            renamed = _BETA_NAMES[etype]
-            if renamed is None:
+        if self.dialect is Dialect.BETA:
+            if etype in NOT_IN_BETA:
                 return
-            etype = renamed
+            etype = GA_TO_BETA.get(etype, etype)
         self._events.append({"type": etype, "event_id": self._new_id("event"), **fields})
 
     def _error(self, err: ClientEventError) -> None:

@@ -24,6 +24,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..wire import MIN_COMMIT_MS
+
 __all__ = [
     "ClientEventError",
     "active_response",
@@ -90,7 +92,7 @@ def item_not_found(param: str, item_id: str, what: str = "item") -> ClientEventE
 def commit_empty(buffered_ms: float) -> ClientEventError:
     return ClientEventError("input_audio_buffer_commit_empty",
                             "Error committing input audio buffer: buffer too small. Expected at least "
-                            f"100ms of audio, but buffer only has {buffered_ms:.2f}ms of audio.")
+                            f"{MIN_COMMIT_MS}ms of audio, but buffer only has {buffered_ms:.2f}ms of audio.")
 
 
 def active_response(response_id: str) -> ClientEventError:

@@ -1,7 +1,7 @@
 """The input audio buffer: wire audio in, millisecond accounting, commits.
 
 Audio arrives as bytes in the session's input format (``pcm16`` at 24 kHz, G.711 at 8 kHz;
-reference §5) and is kept as those bytes, so a committed item holds exactly what the client
+reference §5, the facts in :mod:`..wire`) and is kept as those bytes, so a committed item holds exactly what the client
 sent. Two clocks are kept in samples:
 
 * the **session timeline**: every sample ever appended; ``speech_started.audio_start_ms``
@@ -11,40 +11,17 @@ sent. Two clocks are kept in samples:
   audio after it stays for the next turn); ``trim_to`` drops old audio that no speech can
   claim any more, so an idle VAD session holds only its prefix padding.
 
-An odd trailing byte of ``pcm16`` is held until its pair arrives, so clients may cut their
-byte stream anywhere.
+An odd trailing byte of ``pcm16`` is held (:class:`..wire.SampleCarry`) until its pair
+arrives, so clients may cut their byte stream anywhere.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from pipeline.dsp.g711 import alaw_decode, alaw_encode, ulaw_decode, ulaw_encode
+from ..wire import BYTES_PER_SAMPLE, SAMPLE_RATE, SampleCarry, decode
 
-__all__ = ["BYTES_PER_SAMPLE", "InputAudioBuffer", "WIRE_RATE", "decode_wire", "encode_wire"]
-
-#: Sample rate of each wire format (reference §5: pcm16 is 24 kHz only, G.711 is 8 kHz).
-WIRE_RATE = {"pcm16": 24000, "g711_ulaw": 8000, "g711_alaw": 8000}
-BYTES_PER_SAMPLE = {"pcm16": 2, "g711_ulaw": 1, "g711_alaw": 1}
-
-
-def decode_wire(fmt: str, data: bytes | bytearray | memoryview) -> np.ndarray:
-    """Wire bytes of ``fmt`` (whole samples) as int16 samples at ``WIRE_RATE[fmt]``."""
-    if fmt == "pcm16":
-        whole = len(data) - len(data) % 2
-        return np.frombuffer(data, dtype="<i2", count=whole // 2).astype(np.int16, copy=False)
-    if fmt == "g711_ulaw":
-        return ulaw_decode(bytes(data) if isinstance(data, memoryview) else data)
-    return alaw_decode(bytes(data) if isinstance(data, memoryview) else data)
-
-
-def encode_wire(fmt: str, samples: np.ndarray) -> bytes:
-    """int16 samples at ``WIRE_RATE[fmt]`` as wire bytes of ``fmt``."""
-    if fmt == "pcm16":
-        return np.ascontiguousarray(samples, dtype="<i2").tobytes()
-    if fmt == "g711_ulaw":
-        return ulaw_encode(samples).tobytes()
-    return alaw_encode(samples).tobytes()
+__all__ = ["InputAudioBuffer"]
 
 
 class InputAudioBuffer:
@@ -52,10 +29,10 @@ class InputAudioBuffer:
 
     def __init__(self, fmt: str = "pcm16") -> None:
         self.format = fmt
-        self.rate = WIRE_RATE[fmt]
+        self.rate = SAMPLE_RATE[fmt]
         self._width = BYTES_PER_SAMPLE[fmt]
         self._data = bytearray()
-        self._odd = b""
+        self._carry = SampleCarry(fmt)
         self.end = 0  # session timeline position after the last whole sample appended
 
     @property
@@ -81,16 +58,11 @@ class InputAudioBuffer:
 
     def append(self, data: bytes) -> np.ndarray:
         """Add wire bytes; returns the new whole samples decoded (for the VAD)."""
-        if self._odd:
-            data = self._odd + data
-            self._odd = b""
-        extra = len(data) % self._width
-        if extra:
-            data, self._odd = data[:-extra], data[-extra:]
+        data = self._carry.whole(data)
         self._data += data
         new = len(data) // self._width
         self.end += new
-        return decode_wire(self.format, data)
+        return decode(self.format, data)
 
     def commit(self, upto: int | None = None) -> bytes:
         """Take the buffered audio up to timeline position ``upto`` (all of it by default)."""
@@ -111,13 +83,13 @@ class InputAudioBuffer:
     def clear(self) -> None:
         """Drop everything buffered (the timeline keeps counting)."""
         self._data.clear()
-        self._odd = b""
+        self._carry.reset()
 
     def reformat(self, fmt: str) -> None:
         """Switch the wire format: buffered audio is dropped, the timeline is kept in ms."""
         if fmt == self.format:
             return
         ms = self.ms(self.end)
-        self.format, self.rate, self._width = fmt, WIRE_RATE[fmt], BYTES_PER_SAMPLE[fmt]
-        self._data, self._odd = bytearray(), b""
+        self.format, self.rate, self._width = fmt, SAMPLE_RATE[fmt], BYTES_PER_SAMPLE[fmt]
+        self._data, self._carry = bytearray(), SampleCarry(fmt)
         self.end = self.position(ms)

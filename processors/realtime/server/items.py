@@ -15,11 +15,11 @@ in the connection's dialect (beta items carry ``object`` and use ``audio`` / ``t
 from __future__ import annotations
 
 import base64
-import binascii
 import copy
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
+from ..wire import decode_base64, duration_ms
 from .errors import invalid_type, invalid_value, item_not_found, missing_parameter
 from .session import Dialect
 
@@ -61,9 +61,7 @@ class StoredItem:
         data = self.audio.get(content_index)
         if not data:
             return 0.0
-        if self.audio_format == "pcm16":
-            return len(data) / 48.0  # 24 kHz, 2 bytes a sample: 48 bytes per ms
-        return len(data) / 8.0  # G.711: 8 kHz, 1 byte a sample
+        return duration_ms(self.audio_format, len(data))
 
 
 class Conversation:
@@ -158,8 +156,8 @@ def _b64(value: Any, param: str) -> bytes:
     if not isinstance(value, str):
         raise invalid_type(param, "a string", value)
     try:
-        return base64.b64decode(value, validate=True)
-    except (binascii.Error, ValueError):
+        return decode_base64(value)
+    except ValueError:
         raise invalid_value(param, f"Invalid '{param}': expected base64-encoded audio.") from None
 
 

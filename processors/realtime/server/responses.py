@@ -28,16 +28,19 @@ import enum
 import math
 from typing import Any, Callable
 
+from ..wire import FORMAT_TYPES, FORMATS, bytes_per_ms, format_name, ga_format
 from .errors import invalid_type, invalid_value
 from .items import Conversation, StoredItem, render_item
-from .session import PCM, Dialect, Session, audio_format_kind
+from .session import Dialect, Session
 
 __all__ = ["LadderState", "ResponseLadder", "ResponseSettings", "settings_from_request"]
 
 Emit = Callable[..., None]
 
-_BYTES_PER_MS = {"pcm16": 48, "g711_ulaw": 8, "g711_alaw": 8}
-_FORMAT_OBJECT = {"pcm16": PCM, "g711_ulaw": {"type": "audio/pcmu"}, "g711_alaw": {"type": "audio/pcma"}}
+
+
+def _quoted(values: Any) -> str:
+    return ", ".join(f"'{v}'" for v in values)
 
 
 class LadderState(enum.Enum):
@@ -103,20 +106,19 @@ def settings_from_request(session: Session, params: dict[str, Any]) -> ResponseS
             voice = params["voice"]
         if params.get("output_audio_format") is not None:
             fmt = params["output_audio_format"]
-            if fmt not in ("pcm16", "g711_ulaw", "g711_alaw"):
+            if fmt not in FORMATS:
                 raise invalid_value("response.output_audio_format", f"Invalid value: '{fmt}'. Supported "
-                                    "values are: 'pcm16', 'g711_ulaw', 'g711_alaw'.")
+                                    f"values are: {_quoted(FORMATS)}.")
     else:
         out = ((params.get("audio") or {}).get("output") or {}) if isinstance(params.get("audio"), dict) else {}
         if out.get("voice") is not None:
             voice = out["voice"]
         if out.get("format") is not None:
             fmt_obj = out["format"]
-            kinds = {"audio/pcm": "pcm16", "audio/pcmu": "g711_ulaw", "audio/pcma": "g711_alaw"}
-            if not isinstance(fmt_obj, dict) or fmt_obj.get("type") not in kinds:
+            if not isinstance(fmt_obj, dict) or fmt_obj.get("type") not in FORMAT_TYPES.values():
                 raise invalid_value("response.audio.output.format.type", "Invalid value. Supported values are: "
-                                    "'audio/pcm', 'audio/pcmu', 'audio/pcma'.")
-            fmt = audio_format_kind({"type": fmt_obj["type"]})
+                                    f"{_quoted(FORMAT_TYPES.values())}.")
+            fmt = format_name(fmt_obj)
     tools = params.get("tools") if params.get("tools") is not None else s.tools
     if not isinstance(tools, list):
         raise invalid_type("response.tools", "an array", tools)
@@ -179,7 +181,7 @@ class ResponseLadder:
         self._input_tokens = input_tokens or {"text_tokens": 0, "audio_tokens": 0}
         self._text_tokens = 0
         self._audio_tokens = 0
-        self._max_delta_bytes = max(1, max_delta_ms) * _BYTES_PER_MS[settings.output_format]
+        self._max_delta_bytes = max(1, max_delta_ms) * bytes_per_ms(settings.output_format)
         self._emit("response.created", response=self._response_object())
 
     @property
@@ -188,7 +190,7 @@ class ResponseLadder:
 
     @property
     def bytes_per_ms(self) -> int:
-        return _BYTES_PER_MS[self.settings.output_format]
+        return bytes_per_ms(self.settings.output_format)
 
     # --- what the responder produced --------------------------------------------------------
 
@@ -354,7 +356,7 @@ class ResponseLadder:
         }
         if self.dialect is Dialect.GA:
             obj["output_modalities"] = list(s.modalities)
-            obj["audio"] = {"output": {"format": dict(_FORMAT_OBJECT[s.output_format]), "voice": s.voice}}
+            obj["audio"] = {"output": {"format": ga_format(s.output_format), "voice": s.voice}}
         else:
             obj["modalities"] = ["text", "audio"] if s.audio else ["text"]
             obj["voice"] = s.voice if isinstance(s.voice, str) else s.voice.get("id", "alloy")

@@ -29,9 +29,10 @@ import copy
 import enum
 from typing import Any
 
+from ..wire import FORMAT_TYPES, FORMATS, PCM_RATE, format_name, ga_format
 from .errors import cannot_update_voice, invalid_type, invalid_value, missing_parameter, unknown_parameter
 
-__all__ = ["DEFAULT_INSTRUCTIONS", "Dialect", "Session", "audio_format_kind"]
+__all__ = ["DEFAULT_INSTRUCTIONS", "Dialect", "Session"]
 
 
 class Dialect(enum.Enum):
@@ -46,10 +47,6 @@ DEFAULT_INSTRUCTIONS = (
     "that hears through pocketsphinx and speaks through eSpeak NG. No network is used."
 )
 
-PCM = {"type": "audio/pcm", "rate": 24000}
-_FORMAT_TYPES = ("audio/pcm", "audio/pcmu", "audio/pcma")
-_BETA_FORMATS = {"pcm16": "audio/pcm", "g711_ulaw": "audio/pcmu", "g711_alaw": "audio/pcma"}
-_BETA_FORMAT_OF = {v: k for k, v in _BETA_FORMATS.items()}
 _BETA_MODELS = {
     "gpt-realtime", "gpt-realtime-2025-08-28", "gpt-4o-realtime-preview", "gpt-4o-realtime-preview-2024-10-01",
     "gpt-4o-realtime-preview-2024-12-17", "gpt-4o-realtime-preview-2025-06-03", "gpt-4o-mini-realtime-preview",
@@ -68,14 +65,9 @@ _VAD_DEFAULTS = {
 _TRANSCRIBE_MODEL = "whisper-1"
 
 
-def audio_format_kind(fmt: dict[str, Any]) -> str:
-    """'pcm16', 'g711_ulaw' or 'g711_alaw' for a GA format object."""
-    return _BETA_FORMAT_OF[fmt["type"]]
-
-
 def _default_config(kind: str, session_id: str, model: str, expires_at: int) -> dict[str, Any]:
     turn = dict(_VAD_DEFAULTS["server_vad"])
-    audio_in = {"format": dict(PCM), "transcription": None, "noise_reduction": None, "turn_detection": turn}
+    audio_in = {"format": ga_format("pcm16"), "transcription": None, "noise_reduction": None, "turn_detection": turn}
     if kind == "transcription":
         audio_in["transcription"] = {"model": _TRANSCRIBE_MODEL, "language": None, "prompt": ""}
         return {"type": "transcription", "object": "realtime.transcription_session", "id": session_id,
@@ -84,7 +76,7 @@ def _default_config(kind: str, session_id: str, model: str, expires_at: int) -> 
         "type": "realtime", "object": "realtime.session", "id": session_id, "model": model,
         "output_modalities": ["audio"], "instructions": DEFAULT_INSTRUCTIONS, "tools": [], "tool_choice": "auto",
         "max_output_tokens": "inf", "tracing": None, "truncation": "auto", "prompt": None, "expires_at": expires_at,
-        "audio": {"input": audio_in, "output": {"format": dict(PCM), "voice": "alloy", "speed": 1.0}},
+        "audio": {"input": audio_in, "output": {"format": ga_format("pcm16"), "voice": "alloy", "speed": 1.0}},
         "include": None,
     }
 
@@ -137,18 +129,15 @@ def _check_enum(value: Any, param: str, allowed: tuple[str, ...]) -> str:
 
 def _ga_format(value: Any, param: str) -> dict[str, Any]:
     fmt = _check_dict(value, param)
-    kind = _check_enum(fmt.get("type"), f"{param}.type", _FORMAT_TYPES)
-    if kind != "audio/pcm":
-        return {"type": kind}
-    rate = fmt.get("rate", 24000)
-    if rate != 24000:
-        raise invalid_value(f"{param}.rate", f"Invalid value: {rate!r}. Supported values are: 24000.")
-    return {"type": kind, "rate": 24000}
+    kind = _check_enum(fmt.get("type"), f"{param}.type", tuple(FORMAT_TYPES.values()))
+    rate = fmt.get("rate", PCM_RATE) if kind == FORMAT_TYPES["pcm16"] else PCM_RATE
+    if rate != PCM_RATE:
+        raise invalid_value(f"{param}.rate", f"Invalid value: {rate!r}. Supported values are: {PCM_RATE}.")
+    return ga_format(format_name({"type": kind}))
 
 
 def _beta_format(value: Any, param: str) -> dict[str, Any]:
-    kind = _check_enum(value, param, tuple(_BETA_FORMATS))
-    return _ga_format({"type": _BETA_FORMATS[kind]}, param)
+    return ga_format(_check_enum(value, param, FORMATS))
 
 
 def _turn_detection(current: dict[str, Any] | None, value: Any, param: str) -> dict[str, Any] | None:
@@ -286,12 +275,12 @@ class Session:
 
     @property
     def input_format(self) -> str:
-        return audio_format_kind(self.audio_in["format"])
+        return format_name(self.audio_in["format"])
 
     @property
     def output_format(self) -> str:
         out = self.config["audio"].get("output")
-        return audio_format_kind(out["format"]) if out else "pcm16"
+        return format_name(out["format"]) if out else "pcm16"
 
     @property
     def voice(self) -> str | dict[str, str]:
@@ -316,7 +305,7 @@ class Session:
             return copy.deepcopy(self.config)
         c = self.config
         audio_in = c["audio"]["input"]
-        out = c["audio"].get("output", {"format": PCM, "voice": "alloy", "speed": 1.0})
+        out = c["audio"].get("output", {"format": ga_format("pcm16"), "voice": "alloy", "speed": 1.0})
         turn = audio_in["turn_detection"]
         if turn is not None:
             turn = {k: v for k, v in turn.items() if k != "idle_timeout_ms"}
@@ -329,8 +318,8 @@ class Session:
             "modalities": ["text", "audio"] if self.output_modalities == ["audio"] else ["text"],
             "instructions": c.get("instructions", ""),
             "voice": out["voice"] if isinstance(out["voice"], str) else out["voice"]["id"],
-            "input_audio_format": audio_format_kind(audio_in["format"]),
-            "output_audio_format": audio_format_kind(out["format"]),
+            "input_audio_format": format_name(audio_in["format"]),
+            "output_audio_format": format_name(out["format"]),
             "input_audio_transcription": transcription,
             "turn_detection": turn,
             "input_audio_noise_reduction": audio_in["noise_reduction"],

@@ -37,10 +37,10 @@ from pipeline.frames import (
     TranscriptionFrame,
 )
 
+from ..wire import SAMPLE_RATE
 from .commands import Generate
 from .engine import split_clauses
 from .graph_io import ConnectionProcessor, ResponseCancelledFrame, ResponseRequestFrame, TranscriptionFailedFrame
-from .input_buffer import WIRE_RATE
 
 __all__ = ["SegmentRecognizer", "SessionResponder", "SessionSynthesizer"]
 
@@ -169,7 +169,7 @@ class _Speech:
     def __init__(self, command: Generate, native: int) -> None:
         self.response_id = command.response_id
         self.audio = "audio" in command.modalities
-        self.rate = WIRE_RATE[command.output_format]
+        self.rate = SAMPLE_RATE[command.output_format]
         self.rate_wpm = min(450, max(80, round(_WPM * command.speed)))  # session audio.output.speed
         self.resampler = Resampler(native, self.rate)
         self.started = anyio.current_time()
