@@ -36,12 +36,14 @@ from pipeline.frames import (
     AudioFormat,
     AudioFrame,
     Direction,
+    EndFrame,
     Frame,
     InterruptionFrame,
     ResponseEndFrame,
     ResponseStartFrame,
 )
 from pipeline.processor import Processor
+from pipeline.queue import FrameQueue
 
 from .playout import PlayoutProgress, PlayoutRing
 
@@ -152,11 +154,10 @@ class MicrophoneCapture(Processor):
         super().__init__(params, name=name)
         p = self.params
         self.block = frame_samples(p.sample_rate, p.frame_ms)
-        self.overruns = 0
         self._overflows = 0  # written by the audio thread only
         self._captured = 0  # written by the audio thread only
         self._stream = None
-        self._send = self._receive = None
+        self._blocks: FrameQueue | None = None  # the audio thread's blocks, drop-oldest (counted)
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def output_format(self, upstream: AudioFormat | None) -> AudioFormat:
@@ -168,7 +169,7 @@ class MicrophoneCapture(Processor):
         p = self.params
         device = _resolve_device(sd, p.device, "input")
         depth = max(2, math.ceil(p.max_queue_ms / p.frame_ms))
-        self._send, self._receive = anyio.create_memory_object_stream(depth)
+        self._blocks = FrameQueue(depth, drop_oldest=True)
         self._loop = asyncio.get_running_loop()
         try:
             self._stream = sd.InputStream(
@@ -187,56 +188,61 @@ class MicrophoneCapture(Processor):
         pts = self._captured
         self._captured += frames
         data = indata[:, 0].copy() if indata.shape[1] == 1 else indata.copy()
+        frame = AudioFrame(data, self.params.sample_rate, pts=pts)
         try:
-            self._loop.call_soon_threadsafe(self._deliver, pts, data)  # type: ignore[union-attr]
+            self._loop.call_soon_threadsafe(self._deliver, frame)  # type: ignore[union-attr]
         except RuntimeError:  # the loop is closed: the graph is gone
             pass
 
-    def _deliver(self, pts: int, data: np.ndarray) -> None:
-        """The loop's side: queue the block, dropping the oldest when the graph is behind."""
-        send = self._send
-        if send is None:
-            return
-        try:
-            send.send_nowait((pts, data))
-        except anyio.WouldBlock:
-            self._receive.receive_nowait()  # type: ignore[union-attr]
-            self.overruns += 1
-            send.send_nowait((pts, data))
-        except (anyio.ClosedResourceError, anyio.BrokenResourceError):
-            pass
+    def _deliver(self, frame: AudioFrame) -> None:
+        """The loop's side: queue the block; the queue drops the oldest when the graph is behind."""
+        if self._blocks is not None and self._stream is not None:
+            self._blocks.put_nowait(frame, Direction.DOWNSTREAM)
 
     async def produce(self) -> None:
         p = self.params
         limit = None if p.duration_s is None else round(p.duration_s * p.sample_rate)
-        if self._receive is None:  # start() failed; the error is already reported
+        blocks = self._blocks
+        if blocks is None:  # start() failed; the error is already reported
             return
-        async for pts, data in self._receive:  # type: ignore[union-attr]
+        while True:
+            frame = (await blocks.get())[0]
+            if type(frame) is EndFrame:
+                break
+            pts, data = frame.pts, frame.samples
             if limit is not None and pts >= limit:
                 break
             if limit is not None and pts + data.shape[0] > limit:
                 data = data[: limit - pts]
-            await self.push(AudioFrame(data, p.sample_rate, pts=pts))
+            await self.push(frame if data is frame.samples else AudioFrame(data, p.sample_rate, pts=pts))
             if limit is not None and pts + data.shape[0] >= limit:
                 break
 
     async def stop(self) -> None:
         self._close()
-        overruns = self.overruns + self._overflows
+        overruns = self.overruns
         if overruns:
             self.log.warning("%s: %d blocks of input were lost (overruns)", self.name, overruns)
+
+    @property
+    def overruns(self) -> int:
+        """Blocks lost: dropped because the graph was behind, or lost by PortAudio itself."""
+        return (self._blocks.dropped if self._blocks is not None else 0) + self._overflows
 
     def _close(self) -> None:
         stream, self._stream = self._stream, None
         if stream is not None:
             stream.stop()
             stream.close()
-        if self._send is not None:
-            self._send.close()
+        if self._blocks is not None:
+            self._blocks.put_front(EndFrame(), Direction.DOWNSTREAM)
 
     def statistics(self) -> dict[str, Any]:
         out = super().statistics()
-        out["overruns"] = self.overruns + self._overflows
+        if self._blocks is not None:
+            q = self._blocks.statistics()
+            out["capture_queue"] = {"queued": q.size, "max_size": q.max_size, "dropped": q.dropped}
+        out["overruns"] = self.overruns
         out["captured_s"] = self._captured / self.params.sample_rate
         return out
 

@@ -255,7 +255,7 @@ class OpenAIRealtime(Processor):
     async def _pusher(self) -> None:
         queue = self._push_queue
         while True:
-            frame, _ = await queue.get()
+            frame = (await queue.get())[0]
             if frame is self._end_marker:
                 break
             await self.push(frame)

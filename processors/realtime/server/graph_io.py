@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar
 
@@ -51,6 +50,7 @@ import numpy as np
 from pipeline.frames import (
     AudioFrame,
     Direction,
+    EndFrame,
     Frame,
     FrameKind,
     InterruptionFrame,
@@ -60,10 +60,11 @@ from pipeline.frames import (
     TranscriptionFrame,
 )
 from pipeline.processor import Processor
+from pipeline.queue import FrameQueue
 
 from .commands import Command, Generate, StopGeneration, Transcribe
 
-__all__ = ["ConnectionContext", "ConnectionProcessor", "ProtocolInput", "ProtocolOutput", "ResponseCancelledFrame",
+__all__ = ["COMMAND_QUEUE_SIZE", "CommandFrame", "EVENT_QUEUE_SIZE", "EventFrame", "ConnectionContext", "ConnectionProcessor", "ProtocolInput", "ProtocolOutput", "ResponseCancelledFrame",
            "ResponseRequestFrame", "TranscriptionFailedFrame", "CONNECTION"]
 
 log = logging.getLogger("voxpipe.realtime_server")
@@ -119,19 +120,40 @@ class ConnectionContext:
     emit_transcripts: dict[str, bool] = field(default_factory=dict)
     call_ids: dict[str, str] = field(default_factory=dict)
     failures: dict[str, str] = field(default_factory=dict)
-    _send: Any = field(init=False, repr=False)
-    _receive: Any = field(init=False, repr=False)
-
-    def __post_init__(self) -> None:
-        self._send, self._receive = anyio.create_memory_object_stream[Command](math.inf)
+    #: The core's commands on their way to the graph's input (block policy: none is lost).
+    commands: FrameQueue = field(default_factory=lambda: FrameQueue(COMMAND_QUEUE_SIZE))
+    #: Server events on their way to the socket writer (block policy: none is lost).
+    events: FrameQueue = field(default_factory=lambda: FrameQueue(EVENT_QUEUE_SIZE))
+    #: Called once when a queue is full: the peer (or the graph) is not keeping up.
+    on_overflow: Callable[[str], None] | None = None
+    closed: bool = False
 
     def dispatch(self) -> None:
         """Hand the core's queued commands to the graph's input (call after each core call)."""
         for command in self.core.commands():
-            try:
-                self._send.send_nowait(command)
-            except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+            if self.closed:
                 return  # the graph is gone: the connection is closing
+            if not self.commands.put_nowait(CommandFrame(command), _DOWN):
+                self.overflow(f"more than {COMMAND_QUEUE_SIZE} commands wait for the connection's graph")
+                return
+
+    def send_event(self, event: dict[str, Any]) -> bool:
+        """Queue one server event for the socket writer; False once the connection is closing."""
+        if self.closed:
+            return False
+        if not self.events.put_nowait(EventFrame(event), _DOWN):
+            self.overflow(f"more than {EVENT_QUEUE_SIZE} server events wait for the client to read them")
+            return False
+        return True
+
+    def overflow(self, why: str) -> None:
+        """A bounded queue is full: the connection cannot keep up, so it is closed (once)."""
+        if self.closed:
+            return
+        log.warning("closing the connection: %s", why)
+        self.close()
+        if self.on_overflow is not None:
+            self.on_overflow(why)
 
     def after_core_call(self) -> None:
         """Dispatch new commands and send new events: what a shell does after driving the core."""
@@ -139,8 +161,32 @@ class ConnectionContext:
         self.flush()
 
     def close(self) -> None:
-        """No more commands: the input ends its stream once it has pushed what is queued."""
-        self._send.close()
+        """No more commands or events: the graph's input and the socket writer end at once."""
+        if not self.closed:
+            self.closed = True
+            self.commands.put_front(EndFrame(), _DOWN)
+            self.events.put_front(EndFrame(), _DOWN)
+
+
+#: Bounds no real client meets: a command per commit or response, an event per delta.
+COMMAND_QUEUE_SIZE = 1024
+EVENT_QUEUE_SIZE = 8192
+
+
+@dataclass(slots=True)
+class CommandFrame(Frame):
+    """A protocol core's command on its way to the connection's graph input."""
+
+    kind: ClassVar[FrameKind] = FrameKind.CONTROL
+    command: Command
+
+
+@dataclass(slots=True)
+class EventFrame(Frame):
+    """A server event on its way to the socket writer."""
+
+    kind: ClassVar[FrameKind] = FrameKind.CONTROL
+    event: dict[str, Any]
 
 
 #: The key of a connection's :class:`ConnectionContext` in its session's ``attachments``.
@@ -170,9 +216,22 @@ class ProtocolInput(ConnectionProcessor):
         self._turns: dict[str, int] = {}  # response id -> its turn (pruned as responses end)
 
     async def produce(self) -> None:
-        async with self.connection._receive as commands:
-            async for command in commands:
-                await self._push_command(command)
+        commands = self.connection.commands
+        while True:
+            frame = (await commands.get())[0]
+            if type(frame) is EndFrame:
+                return
+            await self._push_command(frame.command)
+
+    def statistics(self) -> dict[str, Any]:
+        """The processor's figures, with the command queue's (``commands``) and the event queue's (``events``)."""
+        out = super().statistics()
+        connection = self.context.attachments.get(CONNECTION)
+        if connection is not None:
+            for name in ("commands", "events"):
+                q = getattr(connection, name).statistics()
+                out[name] = {"queued": q.size, "max_size": q.max_size, "dropped": q.dropped}
+        return out
 
     async def _push_command(self, command: Command) -> None:
         if isinstance(command, Transcribe):  # the segment is its own stream: pts from 0

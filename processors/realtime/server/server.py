@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -46,6 +45,7 @@ from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
+from pipeline.frames import EndFrame
 from pipeline.runner import Runner
 
 from .connection_graph import ConnectionGraphTemplate
@@ -196,20 +196,23 @@ class _Connection:
         self.server = server
         self.core = ServerConversation(dialect=handshake.dialect, model=handshake.model, kind=handshake.kind,
                                        max_delta_ms=server.max_delta_ms, max_event_bytes=MAX_OUTBOUND_BYTES)
-        self._send, self._receive = anyio.create_memory_object_stream[dict](math.inf)
         self.context = ConnectionContext(self.core, server.resources, self.flush,
                                          model_delay_s=max(0.0, server.model_delay_ms) / 1000.0,
-                                         output_pace=server.output_pace)
+                                         output_pace=server.output_pace, on_overflow=self._overflowed)
+        self._overflow: str | None = None
         self.graph = server.graph_template.build()
         self.session = server.graph_template.session(self.context, remote_address=getattr(ws, "remote_address", None))
         self._closing = False
 
     def flush(self) -> None:
+        send = self.context.send_event
         for event in self.core.events_to_send():
-            try:
-                self._send.send_nowait(event)
-            except (anyio.BrokenResourceError, anyio.ClosedResourceError):
-                return  # the writer is gone: the connection is closing
+            if not send(event):
+                return  # the writer is gone, or the client does not read: the connection is closing
+
+    def _overflowed(self, why: str) -> None:
+        self._overflow = why  # the writer sees its end marker, then closes the socket with this reason
+        self._closing = True
 
     async def run(self) -> None:
         runner = Runner(self.graph, realtime=False, stop_timeout_s=self.server.close_timeout_s, context=self.session)
@@ -225,7 +228,6 @@ class _Connection:
                 pass
             finally:
                 self._closing = True
-                self._send.close()
                 self.context.close()
                 runner.cancel()  # the graph's stop() hooks get their deadline, then it is cancelled
 
@@ -237,14 +239,20 @@ class _Connection:
             await self.ws.close(1011, "the local realtime server's connection graph failed; see the server log")
 
     async def _writer(self, scope: anyio.CancelScope) -> None:
+        events = self.context.events
         try:
-            async with self._receive:
-                async for event in self._receive:
-                    text = json.dumps(event, separators=(",", ":"))
-                    if len(text) >= MAX_OUTBOUND_BYTES:
-                        log.warning("%s event of %d bytes exceeds %d: older clients will close the connection",
-                                    event.get("type"), len(text), MAX_OUTBOUND_BYTES)
-                    await self.ws.send(text)
+            while True:
+                frame = (await events.get())[0]
+                if type(frame) is EndFrame:
+                    if self._overflow is not None:
+                        await self.ws.close(1008, "the client is not reading events fast enough")
+                    return
+                event = frame.event
+                text = json.dumps(event, separators=(",", ":"))
+                if len(text) >= MAX_OUTBOUND_BYTES:
+                    log.warning("%s event of %d bytes exceeds %d: older clients will close the connection",
+                                event.get("type"), len(text), MAX_OUTBOUND_BYTES)
+                await self.ws.send(text)
         except ConnectionClosed:
             scope.cancel()
 
