@@ -148,6 +148,43 @@ async def test_wav_capture_stereo_float32_24bit(tmp_path):
     np.testing.assert_allclose(np.concatenate([f.samples for f in frames]), ints / 2**23, atol=1e-7)
 
 
+@pytest.mark.anyio
+async def test_wav_capture_reads_flac_bit_exact(tmp_path):
+    """capture.wav takes a FLAC file (made with soundfile): the frames are its samples, bit-exact."""
+    import soundfile
+
+    x = noise16(16000, channels=2, seed=3)
+    soundfile.write(tmp_path / "in.flac", x, 16000, subtype="PCM_16", format="FLAC")
+    text = "voxpipe: 1\nprocessors:\n  mic: {type: capture.wav, params: {path: in.flac, realtime: false}}\n"
+    (tmp_path / "p.yaml").write_text(text)
+    cap = load_text(text, file=str(tmp_path / "p.yaml"), base_dir=tmp_path).nodes["mic"].processor
+    assert cap.output_format(None) == AudioFormat(16000, 2, "int16")
+    out, _ = await run_source(cap)
+    frames = audio_of(out)
+    assert len(frames) == 50 and all(f.samples.shape == (320, 2) for f in frames)
+    assert np.array_equal(np.concatenate([f.samples for f in frames]), x)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(("subtype", "rate"), [("VORBIS", 16000), ("OPUS", 48000)])
+async def test_wav_capture_reads_ogg_vorbis_and_opus(tmp_path, subtype, rate):
+    """capture.wav takes Ogg Vorbis and Opus (made with soundfile): a tone comes out at its rate and level."""
+    import soundfile
+
+    x = tone(440, rate, rate)
+    soundfile.write(tmp_path / "in.ogg", x, rate, subtype=subtype, format="OGG")
+    cap = WavCapture({"path": str(tmp_path / "in.ogg"), "realtime": False})
+    assert cap.output_format(None) == AudioFormat(rate, 1, "int16")
+    out, _ = await run_source(cap)
+    frames = audio_of(out)
+    n = rate // 50
+    assert abs(len(frames) - 50) <= 2 and all(f.samples.shape == (n,) and f.sample_rate == rate for f in frames)
+    y = np.concatenate([f.samples for f in frames[5:45]]).astype(np.float64)
+    assert 0.8 < np.sqrt(np.mean(y**2)) / (0.5 * 32767 / np.sqrt(2)) < 1.2
+    spectrum = np.abs(np.fft.rfft(y))
+    assert abs(np.argmax(spectrum) * rate / len(y) - 440) < 5
+
+
 class StopAfter(Processor):
     """Sink that ends the run gracefully once it has seen ``count`` audio frames."""
 
@@ -228,10 +265,14 @@ def test_wav_capture_bad_file_is_a_pipeline_error_naming_file_and_line(tmp_path)
         f"p.yaml:3: processor 'mic': {missing}: no such file; "
         "check the path (relative paths start at the current directory)"
     )
-    (tmp_path / "missing.wav").write_bytes(b"ID3\x03" + bytes(100))  # an MP3
+    (tmp_path / "missing.wav").write_bytes(b"ID3\x03" + bytes(100))  # an MP3 tag and no audio after it
     with pytest.raises(PipelineError) as exc:
         load_text(text, file="p.yaml", base_dir=tmp_path)
-    assert str(exc.value) == f"p.yaml:3: processor 'mic': {missing}: not a WAV file: it starts with b'ID3\\x03', not b'RIFF'"
+    assert str(exc.value) == (
+        f"p.yaml:3: processor 'mic': {missing}: not an audio file voxpipe reads: it starts with b'ID3\\x03' "
+        "(WAV, FLAC, Ogg Vorbis/Opus, AIFF and MP3 are read); "
+        "convert it with `ffmpeg -i IN -c:a pcm_s16le OUT.wav` or `sox IN -b 16 OUT.wav`"
+    )
     with pytest.raises(WavError):
         WavCapture({"path": str(missing)})
 

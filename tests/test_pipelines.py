@@ -19,11 +19,34 @@ def test_the_expected_pipelines_ship():
     assert {"demo", "voice_agent", "realtime_server", "telephony", "transcribe", "web_agent", "wav_vad"} <= names
 
 
+M16, M24, M8 = (16000, 1, "int16"), (24000, 1, "int16"), (8000, 1, "int16")
+# What each node of each shipped pipeline puts on its output links (None: no audio out).
+FORMATS = {
+    "demo": {"mic": M16, "vad": M16, "resample": M24, "model": M24, "console": M24, "tools": M24,
+             "speaker": M24, "assistant_wav": M24, "record": M24},
+    # the server's graph carries events and text from a websocket, not audio links
+    "realtime_server": {"protocol_in": None, "stt": None, "responder": None, "tts": None, "protocol_out": None},
+    # G.711 at 8 kHz: auto_resample inserts 16 -> 8 kHz after the VAD
+    "telephony": {"caller": M16, "vad": M16, "resample_vad_model": M8, "model": M8, "console": M8,
+                  "tools": M8, "line": M8, "out": M8},
+    "transcribe": {"mic": M16, "resample": M16, "vad": M16, "stt": M16, "console": M16},
+    "voice_agent": {"mic": M24, "model": M24, "tools": M24, "speaker": None},
+    "wav_vad": {"in": M16, "resample": M24, "vad": M24, "out": M24},
+    "web_agent": {"mic": M24, "model": M24, "page": M24, "tools": M24},
+}
+
+
+def test_every_shipped_pipeline_has_expected_formats():
+    """The format table below covers exactly the shipped pipelines."""
+    assert set(FORMATS) == {p.stem for p in SHIPPED}
+
+
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.stem)
 def test_shipped_pipeline_validates(path):
-    """Loading checks types, params, links and formats of every shipped pipeline."""
+    """Loading checks every shipped pipeline; each node's output rate, channels and dtype are the expected ones."""
     graph = load(path)
-    assert graph.nodes and graph.formats is not None
+    got = {name: None if f is None else (f.rate, f.channels, f.dtype) for name, f in graph.formats.items()}
+    assert got == FORMATS[path.stem]
 
 
 @pytest.mark.anyio

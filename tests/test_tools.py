@@ -28,6 +28,7 @@ from pipeline.processor import Processor
 from pipeline.testing import CollectSink, run_frames, run_graph
 from processors.tools.examples import get_weather
 from processors.tools.schema import (
+    Docstring,
     ToolArgumentsError,
     ToolDefinitionError,
     build_tool_spec,
@@ -164,11 +165,14 @@ def test_argument_names_that_clash_with_pydantic_still_work():
         "Find a city.\n\nParameters\n----------\ncity : str\n    The city\n    to find.\nlimit : int\n    Max results.\n\n"
         "Returns\n-------\nx",
         "Find a city.\n\n:param city: The city\n    to find.\n:param int limit: Max results.\n:returns: x",
+        "Find a city.\n\n@param city: The city\n    to find.\n@param limit: Max results.\n@type limit: int\n@return: x",
+        "Find a city.\n\nArgs:\n    city: The city\n        to find.\n\nKeyword Args:\n    limit: Max results.\n\nRaises:\n"
+        "    ValueError: never",
     ],
-    ids=["google", "numpy", "sphinx"],
+    ids=["google", "numpy", "sphinx", "epydoc", "google-keyword-args"],
 )
 def test_docstring_styles(doc):
-    """Google, NumPy and Sphinx docstrings give the same description and argument docs."""
+    """Google, NumPy, Sphinx and Epydoc docstrings give the same description and argument docs."""
     parsed = parse_docstring(doc)
     assert parsed.description == "Find a city."
     assert parsed.params == {"city": "The city to find.", "limit": "Max results."}
@@ -178,6 +182,13 @@ def test_docstring_description_keeps_paragraphs():
     """The description joins wrapped lines and keeps paragraph breaks, up to the first section."""
     parsed = parse_docstring("Line one\ncontinues.\n\nSecond paragraph.\n\nArgs:\n    a: x")
     assert parsed.description == "Line one continues.\n\nSecond paragraph."
+
+
+def test_docstring_without_sections_is_all_description():
+    """A docstring with no sections, or one no style can parse, is all description and no params."""
+    assert parse_docstring("Ping the\nserver.") == Docstring("Ping the server.", {})
+    assert parse_docstring("Odd.\n\n:param: missing name") == Docstring("Odd.\n\n:param: missing name", {})
+    assert parse_docstring("") == Docstring("", {})
 
 
 def test_decorator_options_and_explicit_schema():

@@ -1,4 +1,4 @@
-"""WAV reading and writing: every format round trip, every bad file with its message."""
+"""Audio file reading (soundfile) and WAV writing: every format round trip, every bad file with its message."""
 
 from __future__ import annotations
 
@@ -10,8 +10,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import soundfile
 
 from pipeline.errors import MediaError
+from processors.files import wavfile
 from processors.files.wavfile import (
     WavError,
     WavReader,
@@ -195,6 +197,82 @@ def test_reader_blocks_equal_whole_read_and_seek_loops(tmp_path):
             assert np.array_equal(r.read(3), x[:3])
 
 
+@pytest.mark.parametrize(
+    ("container", "subtype", "rate", "native"),
+    [
+        ("FLAC", "PCM_16", 16000, np.int16),
+        ("FLAC", "PCM_24", 44100, np.float32),
+        ("RF64", "PCM_16", 8000, np.int16),
+        ("WAV", "ULAW", 8000, np.int16),
+        ("WAVEX", "ALAW", 8000, np.int16),
+        ("WAV", "IMA_ADPCM", 8000, np.int16),
+        ("AIFF", "PCM_16", 22050, np.int16),
+    ],
+)
+def test_lossless_and_telephony_formats_read_like_libsndfile(tmp_path, container, subtype, rate, native):
+    """FLAC, RF64, AIFF, mu-law, A-law and ADPCM (written by soundfile) read as libsndfile decodes them."""
+    x = noise(3000, 2, seed=11)
+    path = tmp_path / f"a.{container.lower()}"
+    soundfile.write(path, x, rate, subtype=subtype, format=container)
+    info = read_wav_info(path)
+    assert (info.sample_rate, info.channels, info.format, info.subtype) == (rate, 2, container, subtype)
+    expected_int = soundfile.read(path, dtype="int16")[0]
+    y, r = read_wav(path)
+    assert r == rate and y.dtype == native and y.shape == (info.num_frames, 2)
+    as_float = read_wav(path, "float32")[0]
+    if subtype.startswith("PCM"):  # lossless: libsndfile's int16, and float32 within the depth's step
+        assert np.array_equal(read_wav(path, "int16")[0], expected_int)
+        np.testing.assert_allclose(as_float, x, atol=2**-15)
+    else:  # decoded to 16 bits: int16 is libsndfile's, float32 is that over 32768
+        assert np.array_equal(y, expected_int)
+        assert np.array_equal(as_float, expected_int / np.float32(32768))
+
+
+@pytest.mark.parametrize(("subtype", "rate"), [("VORBIS", 22050), ("OPUS", 48000)])
+def test_ogg_vorbis_and_opus_read(tmp_path, subtype, rate):
+    """Ogg Vorbis and Opus decode to float32 near the original tone, and to int16 from the same samples."""
+    t = np.arange(rate) / rate
+    x = (0.5 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+    path = tmp_path / "a.ogg"
+    soundfile.write(path, x, rate, subtype=subtype, format="OGG")
+    info = read_wav_info(path)
+    assert (info.format, info.subtype, info.sample_rate, info.channels, info.native_dtype) == ("OGG", subtype, rate, 1, "float32")
+    y, r = read_wav(path)
+    assert r == rate and y.dtype == np.float32 and abs(y.shape[0] - rate) < rate // 10
+    rms = float(np.sqrt(np.mean(y[rate // 10 : -rate // 10] ** 2)))
+    assert 0.3 < rms < 0.42  # a 0.5 peak sine has an RMS of 0.354
+    assert np.array_equal(read_wav(path, "int16")[0], np.clip(np.rint(y * 32768), -32768, 32767).astype(np.int16))
+
+
+def test_reads_are_bounded_whatever_is_asked(tmp_path, monkeypatch):
+    """One read call never asks libsndfile for more than MAX_BLOCK_BYTES of samples; blocks join exactly."""
+    x = (noise(5000, 2, seed=12) * 32768).astype(np.int16)
+    write_wav(tmp_path / "b.wav", x, 16000)
+    monkeypatch.setattr(wavfile, "MAX_BLOCK_BYTES", 4 * 2 * 300)  # 300 stereo frames
+    asked = []
+    real_read = soundfile.SoundFile.read
+
+    def spy(self, frames=-1, *args, **kwargs):
+        asked.append(frames)
+        return real_read(self, frames, *args, **kwargs)
+
+    monkeypatch.setattr(soundfile.SoundFile, "read", spy)
+    y, _ = read_wav(tmp_path / "b.wav")
+    assert np.array_equal(y, x)
+    assert max(asked) == 300 and sum(asked) == 5000
+
+
+def test_absurd_header_of_a_non_wav_file_is_refused(tmp_path, monkeypatch):
+    """The channel and rate limits apply to what libsndfile reports for FLAC and Ogg too."""
+    path = tmp_path / "a.flac"
+    soundfile.write(path, np.zeros(480, np.float32), 48000, format="FLAC")
+    monkeypatch.setattr(wavfile, "MAX_SAMPLE_RATE", 44100)
+    with pytest.raises(WavError) as exc:
+        read_wav_info(path)
+    assert str(exc.value) == (f"{path}: sample rate 48000 Hz in the header is above 44100 Hz; {CORRUPT_HINT}, "
+                              "or resample it with `sox IN -r 48000 OUT.wav`")
+
+
 def test_empty_data_chunk(tmp_path):
     """A file with an empty data chunk is valid and has no frames."""
     write_wav(tmp_path / "e.wav", np.zeros(0, np.int16), 16000)
@@ -251,6 +329,18 @@ def test_header_valid_after_process_killed(tmp_path):
     assert rate == 24000 and y.shape == (24000, 2) and np.all(y == 0.25)
 
 
+def test_soundfile_flush_leaves_the_header_unpatched(tmp_path):
+    """Why WavWriter is ours: soundfile's flush() leaves RIFF and data sizes unwritten until close."""
+    path = tmp_path / "sf.wav"
+    with soundfile.SoundFile(path, "w", 16000, 1, "PCM_16", format="WAV") as f:
+        f.write(np.ones(1600, np.int16))
+        f.flush()
+        with pytest.raises(wave.Error, match="data chunk missing"):  # if this ever reads, use soundfile's writer
+            wave.open(str(path))
+    with wave.open(str(path)) as w:  # close() writes the sizes
+        assert w.getnframes() == 1600
+
+
 def test_writer_rejects_wrong_shapes_and_types(tmp_path):
     """Writing stereo into a mono file, or an unknown sample type, names the file and the fix."""
     w = WavWriter(tmp_path / "m.wav", 16000)
@@ -289,11 +379,16 @@ def good_pcm16() -> bytes:
 
 BAD_FILES = {
     "missing": (None, "no such file; check the path (relative paths start at the current directory)"),
-    "empty": (b"", "empty file, not a WAV file"),
-    "ogg": (b"OggS\x00\x02" + bytes(40), "not a WAV file: it starts with b'OggS', not b'RIFF'"),
+    "empty": (b"", "empty file, not an audio file"),
+    "text": (b"hello world\n", f"not an audio file voxpipe reads: it starts with b'hell' (WAV, FLAC, Ogg Vorbis/Opus, "
+             f"AIFF and MP3 are read); {PCM_HINT}"),
+    "ogg": (b"OggS\x00\x02" + bytes(40),
+            f"cannot decode this Ogg file: libsndfile says 'File contains data in an unimplemented format'; {PCM_HINT}"),
+    "flac": (b"fLaC" + bytes(40),
+             f"cannot decode this FLAC file: libsndfile says 'File contains data in an unimplemented format'; {PCM_HINT}"),
     "avi": (riff(chunk(b"LIST", bytes(8)), form=b"AVI "), "not a WAV file: a RIFF file of type b'AVI ', not b'WAVE'"),
     "short_riff": (b"RIFF\x10\x00", "truncated header: the file ends after 6 bytes"),
-    "rf64": (b"RF64" + bytes(60), "RF64 (WAV larger than 4 GiB) is not supported; split it into smaller files"),
+    "rf64": (b"RF64" + bytes(60), f"cannot decode this RF64 file: libsndfile says 'Format not recognised'; {PCM_HINT}"),
     "truncated_data": (
         good_pcm16()[:-50],
         ("truncated data chunk: the header says 200 bytes of audio, the file holds 150; the file was cut short "
@@ -307,17 +402,15 @@ BAD_FILES = {
     ),
     "truncated_fmt": (riff(chunk(b"fmt ", bytes(16), size=40)), "truncated 'fmt ' chunk: 40 bytes declared, 16 in the file"),
     "short_fmt": (riff(chunk(b"fmt ", bytes(8)), chunk(b"data", bytes(4))), f"'fmt ' chunk of 8 bytes is too short (16 needed); {CORRUPT_HINT}"),
-    "adpcm": (
+    "adpcm_without_coefficients": (  # an MS ADPCM 'fmt ' chunk needs its coefficient table
         riff(fmt(2, 1, 8000, 4), chunk(b"data", bytes(64))),
-        f"unsupported format 0x0002 (MS ADPCM): voxpipe reads PCM and IEEE float; {PCM_HINT}",
+        f"cannot decode WAV format 0x0002 (MS ADPCM): libsndfile says \"Error in WAV/W64/RF64 file. Malformed 'fmt ' "
+        f"chunk\"; {PCM_HINT}",
     ),
-    "mulaw": (
-        riff(fmt(7, 1, 8000, 8), chunk(b"data", bytes(64))),
-        f"unsupported format 0x0007 (mu-law): voxpipe reads PCM and IEEE float; {PCM_HINT}",
-    ),
-    "extensible_alaw": (
-        riff(extensible(6, 1, 8000, 8), chunk(b"data", bytes(64))),
-        f"unsupported format 0x0006 (A-law) (subformat of WAVE_FORMAT_EXTENSIBLE): voxpipe reads PCM and IEEE float; {PCM_HINT}",
+    "unknown_format": (
+        riff(fmt(0x1234, 1, 8000, 16), chunk(b"data", bytes(64))),
+        f"cannot decode WAV format 0x1234 (unknown): libsndfile says \"Error in WAV/W64/RF64 file. Malformed 'fmt ' "
+        f"chunk\"; {PCM_HINT}",
     ),
     "pcm12": (
         riff(fmt(1, 1, 16000, 12), chunk(b"data", bytes(64))),
@@ -332,6 +425,21 @@ BAD_FILES = {
         f"zero channels in the 'fmt ' chunk; {CORRUPT_HINT}",
     ),
     "zero_rate": (riff(fmt(1, 1, 0, 16), chunk(b"data", bytes(4))), f"sample rate 0 in the 'fmt ' chunk; {CORRUPT_HINT}"),
+    "65535_channels": (
+        riff(chunk(b"fmt ", struct.pack("<HHIIHH", 1, 65535, 16000, 0, 0, 16)), chunk(b"data", bytes(4))),
+        f"65535 channels in the 'fmt ' chunk: voxpipe reads at most 64; {CORRUPT_HINT}, "
+        "or split the channels with `sox IN OUT.wav remix 1 2`",
+    ),
+    "rate_above_768k": (
+        riff(fmt(1, 1, 800_000, 16), chunk(b"data", bytes(4))),
+        f"sample rate 800000 Hz in the 'fmt ' chunk is above 768000 Hz; {CORRUPT_HINT}, "
+        "or resample it with `sox IN -r 48000 OUT.wav`",
+    ),
+    "rate_0xFFFFFFFF": (
+        riff(chunk(b"fmt ", struct.pack("<HHIIHH", 1, 1, 0xFFFFFFFF, 0, 2, 16)), chunk(b"data", bytes(4))),
+        f"sample rate 4294967295 Hz in the 'fmt ' chunk is above 768000 Hz; {CORRUPT_HINT}, "
+        "or resample it with `sox IN -r 48000 OUT.wav`",
+    ),
 }
 
 
@@ -353,7 +461,7 @@ def test_directory_is_not_a_wav_file(tmp_path):
     """A directory where a file is expected says so."""
     with pytest.raises(WavError) as exc:
         read_wav_info(tmp_path)
-    assert str(exc.value) == f"{tmp_path}: is a directory, not a WAV file"
+    assert str(exc.value) == f"{tmp_path}: is a directory, not an audio file"
 
 
 def test_file_shrinking_after_header_is_reported(tmp_path):
@@ -364,4 +472,4 @@ def test_file_shrinking_after_header_is_reported(tmp_path):
             f.truncate(44 + 600)
         with pytest.raises(WavError) as exc:
             r.read(1000)
-    assert str(exc.value) == f"{tmp_path / 's.wav'}: truncated data chunk: expected 2000 more bytes of audio at frame 0, the file ends after 600"
+    assert str(exc.value) == f"{tmp_path / 's.wav'}: truncated audio: expected 1000 more frames at frame 0, the file ends after 300"

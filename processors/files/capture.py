@@ -1,4 +1,4 @@
-"""Capture sources that need no device: a WAV file, a sine tone, white noise.
+"""Capture sources that need no device: an audio file (WAV, FLAC, Ogg, ...), a sine tone, white noise.
 
 Each emits fixed-size audio frames (``frame_ms``) stamped with their media time in samples
 (``pts``), paced by the graph's media clock: frame ``[pts, pts + n)`` is pushed when media
@@ -50,7 +50,10 @@ def _silence(n: int, channels: int, dtype: str) -> np.ndarray:
 
 
 class WavCapture(_PacedSource):
-    """Reads a WAV file and emits it as fixed-size audio frames; ends the stream at its end.
+    """Reads an audio file and emits it as fixed-size audio frames; ends the stream at its end.
+
+    The file may be any format :mod:`processors.files.wavfile` reads (soundfile): WAV,
+    FLAC, Ogg Vorbis or Opus, AIFF, MP3; the type keeps its name ``capture.wav``.
 
     The file's header is read when the processor is built, so the graph check knows its
     rate and channels and a missing or broken file is reported before anything runs. The
@@ -62,7 +65,7 @@ class WavCapture(_PacedSource):
 
     class Params(BaseModel):
         model_config = ConfigDict(extra="forbid")
-        path: str = Field(description="WAV file to read (PCM 8/16/24/32-bit or float, any rate, mono or stereo)")
+        path: str = Field(description="audio file to read: WAV (PCM, float, mu-law, A-law, ADPCM), FLAC, Ogg Vorbis/Opus, AIFF, MP3")
         frame_ms: float = Field(20.0, gt=0, le=1000, description="frame duration (10, 20, 30, 32 ms ...)")
         realtime: bool = Field(True, description="pace frames at real time by media time; false: as fast as possible")
         loop: bool = Field(False, description="start again at the end of the file, until the graph ends")

@@ -1,27 +1,27 @@
-"""WAV files: read PCM and float RIFF/WAVE into numpy, write them incrementally.
+"""Audio files: read WAV, FLAC, Ogg and the rest of libsndfile's formats into numpy; write WAV incrementally.
 
-The stdlib :mod:`wave` reads integer PCM only and writes its header sizes at ``close()``;
-this module reads what voice work meets (8/16/24/32-bit PCM, 32/64-bit IEEE float, plain or
-``WAVE_FORMAT_EXTENSIBLE``, any channel count and rate) and writes files whose header is
-valid after every write, so a recording survives a cancelled graph or a killed process.
+Reading is soundfile's (libsndfile, shipped in its wheel): WAV of any PCM depth, float,
+mu-law, A-law and ADPCM, plain or ``WAVE_FORMAT_EXTENSIBLE``, RF64, FLAC, Ogg Vorbis and
+Opus, AIFF, MP3 and more. What this module adds around it is what libsndfile lacks:
 
-Theory of operation
--------------------
-A WAV file is a RIFF container: ``"RIFF" <size> "WAVE"`` then chunks ``<id> <size> <body>``
-(bodies padded to an even length). :func:`read_wav_info` walks the chunks, reading only
-their headers and the ``fmt `` body, until it has both ``fmt `` and ``data``; it never reads
-the audio. A data size of ``0xFFFFFFFF`` (written by streaming tools that could not seek
-back) means "to the end of the file". A data chunk that claims more bytes than the file
-holds is an error: the file was cut short. A trailing partial frame is ignored.
+* errors that name the file, the fault and the fix. libsndfile says "Format not
+  recognised" or "Unspecified internal error"; for a RIFF/WAVE file a walk over its chunk
+  headers (never the audio) says what is wrong: no ``fmt `` or ``data`` chunk, a bit depth
+  or a layout it cannot hold, a file cut short;
+* a file cut short is an error: libsndfile silently reads what is there, so a recording
+  that lost its end would pass for a short one. (A data size of ``0xFFFFFFFF``, written by
+  streaming tools that could not seek back, means "to the end of the file".)
+* absurd headers are refused before anything is allocated: 0 or more than
+  :data:`MAX_CHANNELS` channels, a sample rate of 0 or above :data:`MAX_SAMPLE_RATE`;
+* reads never allocate more than :data:`MAX_BLOCK_BYTES` at once, whatever a header claims;
+* samples come as int16 or float32 with our conversions: integers become float32 by
+  dividing by their full scale (``2**(bits-1)``, exact), wider integers become int16 by
+  truncation (as sox does), float becomes int16 by scaling by 32768, rounding and clipping.
 
-Decoding is vectorised: 8-bit is unsigned, 24-bit is unpacked through a 4-byte view, and
-integers become float32 by dividing by the full scale (``2**(bits-1)``); float becomes int16
-by scaling by 32768 and clipping. Every problem is a :class:`WavError` naming the file.
+Every problem is a :class:`WavError` naming the file (the names keep "wav": WAV is what
+voxpipe writes, and what most users hand it).
 
-:class:`WavWriter` writes the header first with zero sizes, appends audio with one
-unbuffered write per call, and patches the RIFF and data sizes (and the ``fact`` sample
-count of float files) after every write by default, at every :meth:`WavWriter.flush` and at
-:meth:`WavWriter.close`.
+:class:`WavWriter` is ours; its docstring says why soundfile's writer does not do.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, BinaryIO
 
 import numpy as np
+import soundfile
 
 from pipeline.errors import MediaError
 
@@ -39,11 +40,13 @@ if TYPE_CHECKING:
     from typing_extensions import Self
 
 __all__ = [
+    "MAX_BLOCK_BYTES",
+    "MAX_CHANNELS",
+    "MAX_SAMPLE_RATE",
     "WavError",
     "WavInfo",
     "WavReader",
     "WavWriter",
-    "decode_samples",
     "read_wav",
     "read_wav_info",
     "write_wav",
@@ -52,15 +55,30 @@ __all__ = [
 FORMAT_PCM = 0x0001
 FORMAT_FLOAT = 0x0003
 FORMAT_EXTENSIBLE = 0xFFFE
-_FORMAT_NAMES = {0x0002: "MS ADPCM", 0x0006: "A-law", 0x0007: "mu-law", 0x0011: "IMA ADPCM", 0x0055: "MP3"}
-_SUPPORTED = {FORMAT_PCM: (8, 16, 24, 32), FORMAT_FLOAT: (32, 64)}
+#: The most channels a file may declare (a microphone array; not 65,535 from a broken header).
+MAX_CHANNELS = 64
+#: The highest sample rate a file may declare (768 kHz, the top of professional converters).
+MAX_SAMPLE_RATE = 768_000
+#: The most bytes one read allocates at once (decoded samples), whatever a header claims.
+MAX_BLOCK_BYTES = 16 << 20
+_FORMAT_NAMES = {0x0001: "PCM", 0x0002: "MS ADPCM", 0x0003: "IEEE float", 0x0006: "A-law", 0x0007: "mu-law",
+                 0x0011: "IMA ADPCM", 0x0031: "GSM 6.10", 0x0055: "MP3"}
+_MAGIC = {b"RF64": "RF64", b"BW64": "BW64", b"OggS": "Ogg", b"fLaC": "FLAC", b"FORM": "AIFF"}
+_DEPTHS = {FORMAT_PCM: (8, 16, 24, 32), FORMAT_FLOAT: (32, 64)}  # the tags whose depth we check
 _CONVERT_HINT = "convert it with `ffmpeg -i IN -c:a pcm_s16le OUT.wav` or `sox IN -b 16 OUT.wav`"
+_CORRUPT_HINT = "the header is corrupt; re-export the file"
 _RIFF_LIMIT = 0xFFFFFFFF
 _STREAMED_SIZE = 0xFFFFFFFF
+# How each libsndfile subtype is read losslessly: as int16, as (left-justified) int32, else float32.
+_INT16_SUBTYPES = frozenset({"PCM_S8", "PCM_U8", "PCM_16", "ULAW", "ALAW", "IMA_ADPCM", "MS_ADPCM", "GSM610",
+                             "VOX_ADPCM", "G721_32", "G723_24", "G723_40", "DWVW_12", "DWVW_16", "ALAC_16"})
+_INT32_SUBTYPES = frozenset({"PCM_24", "PCM_32", "DWVW_24", "ALAC_20", "ALAC_24", "ALAC_32"})
+_BITS = {"PCM_S8": 8, "PCM_U8": 8, "PCM_16": 16, "PCM_24": 24, "PCM_32": 32, "FLOAT": 32, "DOUBLE": 64,
+         "ULAW": 8, "ALAW": 8}
 
 
 class WavError(MediaError):
-    """A WAV file cannot be read or written: ``path`` names it, ``problem`` says what is wrong.
+    """An audio file cannot be read or written: ``path`` names it, ``problem`` says what is wrong.
 
     ``hint``, when set, says what to do about it. ``str()`` gives ``"path: problem; hint"``.
     """
@@ -78,19 +96,26 @@ class WavError(MediaError):
 
 @dataclass(frozen=True, slots=True)
 class WavInfo:
-    """What a WAV header says: layout of the samples and where they are in the file."""
+    """What an audio file's header says: rate, channels, length and encoding.
+
+    ``format`` and ``subtype`` are libsndfile's names (``"WAV"``, ``"WAVEX"``, ``"FLAC"``,
+    ``"OGG"``; ``"PCM_16"``, ``"FLOAT"``, ``"VORBIS"``, ``"OPUS"``, ...).
+    """
 
     sample_rate: int
     channels: int
-    bits_per_sample: int
-    format_tag: int  # FORMAT_PCM or FORMAT_FLOAT (the subformat of an extensible file)
     num_frames: int
-    data_offset: int
-    extensible: bool = False
+    format: str
+    subtype: str
 
     @property
-    def block_align(self) -> int:
-        return self.channels * self.bits_per_sample // 8
+    def bits_per_sample(self) -> int | None:
+        """Bits per stored sample for PCM, float, mu-law and A-law; None for compressed formats."""
+        return _BITS.get(self.subtype)
+
+    @property
+    def extensible(self) -> bool:
+        return self.format == "WAVEX"
 
     @property
     def duration_s(self) -> float:
@@ -98,33 +123,33 @@ class WavInfo:
 
     @property
     def is_float(self) -> bool:
-        return self.format_tag == FORMAT_FLOAT
+        return self.subtype in ("FLOAT", "DOUBLE")
 
     @property
     def native_dtype(self) -> str:
         """The numpy sample type that holds this file without loss of range: int16 or float32."""
-        return "int16" if self.format_tag == FORMAT_PCM and self.bits_per_sample <= 16 else "float32"
+        return "int16" if self.subtype in _INT16_SUBTYPES else "float32"
 
     def describe(self) -> str:
-        kind = "float" if self.is_float else "PCM"
-        return f"{self.sample_rate} Hz {self.bits_per_sample}-bit {kind}, {self.channels} ch, {self.duration_s:.2f} s"
+        return (f"{self.sample_rate} Hz {self.format} {self.subtype}, {self.channels} ch, "
+                f"{self.duration_s:.2f} s")
 
 
 # --- reading ------------------------------------------------------------------------------
 
 
 def read_wav_info(path: str | os.PathLike) -> WavInfo:
-    """Parse the header of the WAV file at ``path`` without reading its audio.
+    """Read the header of the audio file at ``path`` without decoding its audio.
 
     Cheap enough to call when a graph is built, so that the graph check knows the file's
     rate and channels. Raises :class:`WavError` when the file is missing or unreadable.
     """
-    with _open_for_reading(path) as f:
-        return _parse_header(f, os.fspath(path))
+    with WavReader(path) as reader:
+        return reader.info
 
 
 def read_wav(path: str | os.PathLike, dtype: str | None = None) -> tuple[np.ndarray, int]:
-    """Read a whole WAV file: ``(samples, sample_rate)``.
+    """Read a whole audio file: ``(samples, sample_rate)``.
 
     ``samples`` has shape ``(n,)`` for mono and ``(n, channels)`` otherwise; ``dtype`` is
     ``"int16"``, ``"float32"`` or ``None`` for the file's :attr:`WavInfo.native_dtype`.
@@ -134,7 +159,7 @@ def read_wav(path: str | os.PathLike, dtype: str | None = None) -> tuple[np.ndar
 
 
 class WavReader:
-    """Reads the audio of a WAV file in blocks, converted to int16 or float32.
+    """Reads the audio of a file in blocks, converted to int16 or float32.
 
     Use it for long files (a capture source reads a second at a time); :func:`read_wav`
     reads a whole file at once. ``read`` returns fewer frames at the end and an empty
@@ -143,14 +168,22 @@ class WavReader:
 
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = os.fspath(path)
-        self._file = _open_for_reading(path)
+        riff_frames, tag = _check_file(self.path)
         try:
-            self.info = _parse_header(self._file, self.path)
+            self._file = soundfile.SoundFile(self.path)
+        except (soundfile.LibsndfileError, RuntimeError) as exc:
+            raise _open_error(self.path, exc, tag) from None
+        try:
+            f = self._file
+            _check_layout(self.path, f.samplerate, f.channels, "header")
+            frames = f.frames if riff_frames is None else min(f.frames, riff_frames)
+            self.info = WavInfo(f.samplerate, f.channels, frames, f.format, f.subtype)
         except BaseException:
             self._file.close()
             raise
+        self._read_as = ("int16" if self.info.subtype in _INT16_SUBTYPES
+                         else "int32" if self.info.subtype in _INT32_SUBTYPES else "float32")
         self._pos = 0
-        self.seek(0)
 
     @property
     def position(self) -> int:
@@ -160,23 +193,31 @@ class WavReader:
     def seek(self, frame: int) -> None:
         """Continue reading at ``frame`` (0 is the first frame of the audio)."""
         frame = max(0, min(frame, self.info.num_frames))
-        self._file.seek(self.info.data_offset + frame * self.info.block_align)
+        self._file.seek(frame)
         self._pos = frame
 
     def read(self, frames: int, dtype: str | None = None) -> np.ndarray:
         """Up to ``frames`` frames from the current position, as ``dtype`` (default native)."""
+        dtype = dtype or self.info.native_dtype
+        if dtype not in ("int16", "float32"):
+            raise ValueError(f"dtype must be 'int16' or 'float32', got {dtype!r}")
         info = self.info
-        frames = max(0, min(frames, info.num_frames - self._pos))
-        want = frames * info.block_align
-        raw = self._file.read(want)
-        if len(raw) < want:  # the file shrank since its header was read
-            raise WavError(
-                self.path,
-                f"truncated data chunk: expected {want} more bytes of audio at frame {self._pos}, "
-                f"the file ends after {len(raw)}",
-            )
-        self._pos += frames
-        return decode_samples(raw, info, dtype or info.native_dtype)
+        want = max(0, min(frames, info.num_frames - self._pos))
+        block = max(1, MAX_BLOCK_BYTES // (4 * info.channels))
+        parts: list[np.ndarray] = []
+        got = 0
+        while got < want:
+            raw = self._file.read(min(block, want - got), dtype=self._read_as, always_2d=True)
+            if raw.shape[0] == 0:
+                break
+            parts.append(_convert(raw, self._read_as, dtype))
+            got += raw.shape[0]
+        if got < want:  # the file shrank since its header was read
+            raise WavError(self.path, f"truncated audio: expected {want} more frames at frame {self._pos}, "
+                                      f"the file ends after {got}")
+        self._pos += got
+        out = parts[0] if len(parts) == 1 else np.concatenate(parts) if parts else np.zeros((0, info.channels), dtype)
+        return out[:, 0] if info.channels == 1 else out
 
     def close(self) -> None:
         self._file.close()
@@ -188,68 +229,79 @@ class WavReader:
         self.close()
 
 
-def decode_samples(raw: bytes, info: WavInfo, dtype: str) -> np.ndarray:
-    """Decode little-endian sample bytes laid out as ``info`` says into ``dtype`` samples."""
-    if dtype not in ("int16", "float32"):
-        raise ValueError(f"dtype must be 'int16' or 'float32', got {dtype!r}")
-    bits = info.bits_per_sample
-    if info.is_float:
-        x = np.frombuffer(raw, dtype="<f4" if bits == 32 else "<f8")
-        out = _float_to_int16(x) if dtype == "int16" else x.astype(np.float32, copy=False)
-    elif bits == 16:
-        x = np.frombuffer(raw, dtype="<i2")
-        out = x.astype(np.int16, copy=False) if dtype == "int16" else x * np.float32(1 / 32768)
-    elif bits == 8:
-        x = np.frombuffer(raw, dtype=np.uint8)
-        if dtype == "int16":
-            out = (x.astype(np.int16) - 128) << 8
-        else:
-            out = (x.astype(np.float32) - 128) * np.float32(1 / 128)
-    elif bits == 24:
-        b = np.frombuffer(raw, dtype=np.uint8).reshape(-1, 3)
-        if dtype == "int16":  # the top two bytes are the int16 value (truncation, as sox does)
-            out = np.ascontiguousarray(b[:, 1:]).view("<i2").reshape(-1).astype(np.int16, copy=False)
-        else:
-            wide = np.zeros((b.shape[0], 4), dtype=np.uint8)
-            wide[:, 1:] = b  # value << 8 in an int32: the sign comes for free
-            out = wide.view("<i4").reshape(-1).astype(np.float32) * np.float32(1 / 2**31)
-    else:  # 32-bit PCM
-        x = np.frombuffer(raw, dtype="<i4")
-        out = (x >> 16).astype(np.int16) if dtype == "int16" else x.astype(np.float32) * np.float32(1 / 2**31)
-    if info.channels > 1:
-        out = out.reshape(-1, info.channels)
-    return out
+def _convert(raw: np.ndarray, read_as: str, dtype: str) -> np.ndarray:
+    """Samples as libsndfile read them (int16, left-justified int32 or float32) into ``dtype``."""
+    if read_as == "int16":
+        return raw if dtype == "int16" else raw * np.float32(1 / 32768)
+    if read_as == "int32":  # the top 16 bits are the int16 value (truncation, as sox does)
+        return (raw >> 16).astype(np.int16) if dtype == "int16" else raw.astype(np.float32) * np.float32(1 / 2**31)
+    return _float_to_int16(raw) if dtype == "int16" else raw
 
 
-def _open_for_reading(path: str | os.PathLike) -> BinaryIO:
-    name = os.fspath(path)
+def _check_layout(name: str, rate: int, channels: int, where: str) -> None:
+    if channels == 0:
+        raise WavError(name, f"zero channels in the {where}", _CORRUPT_HINT)
+    if channels > MAX_CHANNELS:
+        raise WavError(name, f"{channels} channels in the {where}: voxpipe reads at most {MAX_CHANNELS}",
+                       f"{_CORRUPT_HINT}, or split the channels with `sox IN OUT.wav remix 1 2`")
+    if rate == 0:
+        raise WavError(name, f"sample rate 0 in the {where}", _CORRUPT_HINT)
+    if rate > MAX_SAMPLE_RATE:
+        raise WavError(name, f"sample rate {rate} Hz in the {where} is above {MAX_SAMPLE_RATE} Hz",
+                       f"{_CORRUPT_HINT}, or resample it with `sox IN -r 48000 OUT.wav`")
+
+
+def _open_error(name: str, exc: Exception, tag: int | None) -> WavError:
+    """libsndfile could not open a file that passed our checks: say so with its words."""
+    said = str(exc).split("': ", 1)[-1].rstrip(".") if "': " in str(exc) else str(exc)
+    with open(name, "rb") as f:
+        head = f.read(4)
+    if tag is not None:
+        label = _FORMAT_NAMES.get(tag, "unknown")
+        return WavError(name, f"cannot decode WAV format 0x{tag:04X} ({label}): libsndfile says {said!r}", _CONVERT_HINT)
+    kind = _MAGIC.get(head)
+    if kind:
+        return WavError(name, f"cannot decode this {kind} file: libsndfile says {said!r}", _CONVERT_HINT)
+    if said == "Format not recognised":
+        return WavError(name, f"not an audio file voxpipe reads: it starts with {head!r} "
+                              "(WAV, FLAC, Ogg Vorbis/Opus, AIFF and MP3 are read)", _CONVERT_HINT)
+    return WavError(name, f"cannot decode: libsndfile says {said!r}", _CONVERT_HINT)
+
+
+def _check_file(name: str) -> tuple[int | None, int | None]:
+    """Open ``name`` and check what libsndfile does not: for RIFF/WAVE, walk its chunks.
+
+    Returns ``(frames, tag)`` for RIFF/WAVE: the whole frames the data chunk holds for PCM
+    or float (so that a partial frame or a streamed size are handled alike; else None) and
+    the format tag; ``(None, None)`` for other files.
+    """
     try:
-        return open(name, "rb", buffering=0)  # block reads are large; the header needs a few small ones
+        f = open(name, "rb", buffering=0)  # noqa: SIM115 - closed below
     except FileNotFoundError:
         raise WavError(name, "no such file", "check the path (relative paths start at the current directory)") from None
     except IsADirectoryError:
-        raise WavError(name, "is a directory, not a WAV file") from None
+        raise WavError(name, "is a directory, not an audio file") from None
     except OSError as exc:
         raise WavError(name, f"cannot open: {exc.strerror or exc}") from None
-
-
-def _parse_header(f: BinaryIO, name: str) -> WavInfo:
-    """Walk the RIFF chunks of ``f`` until ``fmt `` and ``data`` are both found."""
-    head = f.read(12)
-    if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+    with f:
+        head = f.read(12)
         if not head:
-            raise WavError(name, "empty file, not a WAV file")
-        if head[:4] in (b"RF64", b"BW64"):
-            raise WavError(name, f"{head[:4].decode()} (WAV larger than 4 GiB) is not supported", "split it into smaller files")
+            raise WavError(name, "empty file, not an audio file")
         if head[:4] != b"RIFF":
-            raise WavError(name, f"not a WAV file: it starts with {head[:4]!r}, not b'RIFF'")
+            return None, None  # RF64, FLAC, Ogg, ...: libsndfile's to read and to report
         if len(head) < 12:
             raise WavError(name, f"truncated header: the file ends after {len(head)} bytes")
-        raise WavError(name, f"not a WAV file: a RIFF file of type {head[8:12]!r}, not b'WAVE'")
+        if head[8:12] != b"WAVE":
+            raise WavError(name, f"not a WAV file: a RIFF file of type {head[8:12]!r}, not b'WAVE'")
+        return _walk_chunks(f, name)
+
+
+def _walk_chunks(f: BinaryIO, name: str) -> tuple[int | None, int]:
+    """Walk the RIFF chunks of ``f`` until ``fmt `` and ``data`` are both found."""
     f.seek(0, os.SEEK_END)
     file_size = f.tell()
     f.seek(12)
-    fmt: tuple[int, int, int, int, bool] | None = None
+    fmt: tuple[int, int, int] | None = None  # tag, block align, bits
     pos = 12
     while True:
         chunk = f.read(8)
@@ -261,15 +313,14 @@ def _parse_header(f: BinaryIO, name: str) -> WavInfo:
         body = pos + 8
         if cid == b"fmt ":
             if size < 16:
-                raise WavError(name, f"'fmt ' chunk of {size} bytes is too short (16 needed)", "the header is corrupt; re-export the file")
+                raise WavError(name, f"'fmt ' chunk of {size} bytes is too short (16 needed)", _CORRUPT_HINT)
             if body + size > file_size:
                 raise WavError(name, f"truncated 'fmt ' chunk: {size} bytes declared, {file_size - body} in the file")
-            fmt = _parse_fmt(f.read(size), name)
+            fmt = _check_fmt(f.read(size), name)
         elif cid == b"data":
             if fmt is None:
                 raise WavError(name, "'data' chunk comes before the 'fmt ' chunk", _CONVERT_HINT)
-            rate, channels, bits, tag, extensible = fmt
-            block = channels * bits // 8
+            tag, block, _bits = fmt
             available = file_size - body
             if size == _STREAMED_SIZE:
                 size = available
@@ -280,35 +331,24 @@ def _parse_header(f: BinaryIO, name: str) -> WavInfo:
                     "the file was cut short while being written; re-export it, or repair its header "
                     "with `sox --ignore-length IN OUT.wav`",
                 )
-            return WavInfo(rate, channels, bits, tag, size // block, body, extensible)
+            return (size // block if tag in _DEPTHS and block else None), tag
         pos = body + size + (size & 1)
         f.seek(pos)
 
 
-def _parse_fmt(body: bytes, name: str) -> tuple[int, int, int, int, bool]:
+def _check_fmt(body: bytes, name: str) -> tuple[int, int, int]:
     tag, channels, rate, _byte_rate, _block, bits = struct.unpack("<HHIIHH", body[:16])
     extensible = tag == FORMAT_EXTENSIBLE
     if extensible:
         if len(body) < 40:
             raise WavError(name, f"truncated WAVE_FORMAT_EXTENSIBLE 'fmt ' chunk ({len(body)} bytes, 40 needed)")
         tag = struct.unpack("<H", body[24:26])[0]  # first two bytes of the subformat GUID
-    if tag not in _SUPPORTED:
-        label = _FORMAT_NAMES.get(tag, "unknown")
-        where = " (subformat of WAVE_FORMAT_EXTENSIBLE)" if extensible else ""
-        raise WavError(
-            name,
-            f"unsupported format 0x{tag:04X} ({label}){where}: voxpipe reads PCM and IEEE float",
-            _CONVERT_HINT,
-        )
-    if channels == 0:
-        raise WavError(name, "zero channels in the 'fmt ' chunk", "the header is corrupt; re-export the file")
-    if rate == 0:
-        raise WavError(name, "sample rate 0 in the 'fmt ' chunk", "the header is corrupt; re-export the file")
-    if bits not in _SUPPORTED[tag]:
+    _check_layout(name, rate, channels, "'fmt ' chunk")
+    if tag in _DEPTHS and bits not in _DEPTHS[tag]:
         kind = "float" if tag == FORMAT_FLOAT else "PCM"
-        depths = "/".join(str(b) for b in _SUPPORTED[tag])
+        depths = "/".join(str(b) for b in _DEPTHS[tag])
         raise WavError(name, f"unsupported bit depth: {bits}-bit {kind} (supported: {depths}-bit)", _CONVERT_HINT)
-    return rate, channels, bits, tag, extensible
+    return tag, channels * bits // 8, bits
 
 
 # --- writing ------------------------------------------------------------------------------
@@ -324,6 +364,14 @@ class WavWriter:
     patch (0, the default, patches after every write: two 4-byte ``pwrite`` calls), and at
     :meth:`flush` and :meth:`close`. Audio goes to the OS at once (unbuffered), so a killed
     process leaves a file that reads back up to its last patch.
+
+    Why not soundfile's writer: libsndfile writes the RIFF and data sizes only at close
+    (unless ``SFC_SET_UPDATE_HEADER_AUTO``, which soundfile does not expose), and
+    ``SoundFile.flush()`` does not patch them. Measured with soundfile 0.14 / libsndfile
+    1.2.2: after ``write`` + ``flush`` the header says RIFF size 8 and data size 0, and so
+    it stays after ``os._exit``; libsndfile itself then reads to the end of the file, but
+    the stdlib ``wave`` module, and every reader that trusts the header, finds no audio.
+    A recording must survive a cancelled graph or a killed process, so we keep this writer.
     """
 
     def __init__(

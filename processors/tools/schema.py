@@ -8,8 +8,9 @@ the function's signature:
 * types come from the hints: ``Literal[...]`` gives an ``enum``, ``X | None`` (``Optional``)
   allows ``null``, pydantic models, dataclasses and ``TypedDict`` nest;
 * the tool's description is the docstring before its first section; each parameter's
-  description comes from the ``Args:`` section (Google style; NumPy ``Parameters`` and
-  Sphinx ``:param x:`` work too) unless ``Annotated[T, Field(description=...)]`` sets one.
+  description comes from its ``Args:`` entry (Google style; NumPy ``Parameters``, Sphinx
+  ``:param x:`` and Epydoc ``@param x:`` work too, parsed by docstring_parser) unless
+  ``Annotated[T, Field(description=...)]`` sets one.
 
 The same pydantic model that produced the schema validates the model's arguments before
 the function is called, so what the model is told and what is checked cannot drift apart.
@@ -31,6 +32,8 @@ import typing
 from collections.abc import Callable
 from typing import Any
 
+import docstring_parser
+from docstring_parser import epydoc, google, numpydoc, rest
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, create_model
 from pydantic.fields import FieldInfo
 
@@ -378,120 +381,41 @@ class Docstring:
     params: dict[str, str]
 
 
-_GOOGLE_PARAMS = frozenset({"args", "arguments", "parameters", "params", "keyword args", "keyword arguments"})
-_GOOGLE_SECTIONS = _GOOGLE_PARAMS | frozenset(
-    {"returns", "return", "yields", "yield", "raises", "examples", "example", "notes", "note",
-     "see also", "attributes", "warning", "warnings", "references", "todo", "other parameters"}
-)
-_GOOGLE_ITEM = re.compile(r"^(\*{0,2}[A-Za-z_]\w*)\s*(?:\([^)]*\))?\s*:\s*(.*)$")
-_NUMPY_ITEM = re.compile(r"^([A-Za-z_]\w*)\s*(?::.*)?$")
-_SPHINX_PARAM = re.compile(r"^:param\s+(?:[^:]*\s)?([A-Za-z_]\w*)\s*:\s*(.*)$")
-_SPHINX_FIELD = re.compile(r"^:\w+")
+# Google sections docstring_parser leaves out (their text would be dropped): more arguments.
+_GOOGLE = google.GoogleParser(sections=[
+    *google.DEFAULT_SECTIONS,
+    *(google.Section(title, "param", google.SectionType.MULTIPLE)
+      for title in ("Keyword Args", "Keyword Arguments", "Other Parameters", "Other Args")),
+])
+_STYLES = (rest.parse, _GOOGLE.parse, numpydoc.parse, epydoc.parse)  # docstring_parser's AUTO order
+_PARAM_KEYS = frozenset({"param", "parameter", "arg", "argument", "key", "keyword", "other_param"})
 
 
 def parse_docstring(doc: str) -> Docstring:
     """Split a cleaned docstring (``inspect.getdoc``) into description and parameter docs.
 
-    Understands Google (``Args:``), NumPy (``Parameters`` underlined) and Sphinx
-    (``:param name:``) styles. The description is the text before the first section, with
-    each paragraph's lines joined; paragraphs stay separated by a blank line.
+    The parsing is docstring_parser's: each style's parser runs and the one that finds the
+    most sections wins, as its ``parse(style=AUTO)`` does (with ``Keyword Args`` and ``Other
+    Parameters`` added to Google's sections). Styles: Google (``Args:``), NumPy (``Parameters``
+    underlined), Sphinx/reST (``:param name:``) and Epydoc (``@param name:``). The description
+    is the text before the first section; within each paragraph the wrapped lines are joined,
+    and paragraphs stay separated by a blank line; so are parameter descriptions. A docstring
+    that no style parses is all description.
     """
-    lines = doc.expandtabs().splitlines()
-    description: list[str] = []
-    params: dict[str, str] = {}
-    i = 0
-    in_section = False
-    while i < len(lines):
-        line = lines[i]
-        stripped = line.strip()
-        header = stripped.rstrip(":").lower()
-        numpy_header = i + 1 < len(lines) and set(lines[i + 1].strip()) == {"-"} and header in _GOOGLE_SECTIONS
-        if numpy_header:
-            in_section = True
-            i += 2
-            if header in _GOOGLE_PARAMS:
-                i = _numpy_params(lines, i, params)
-            continue
-        if stripped.endswith(":") and header in _GOOGLE_SECTIONS and not line.startswith(" "):
-            in_section = True
-            i += 1
-            if header in _GOOGLE_PARAMS:
-                i = _google_params(lines, i, params)
-            continue
-        m = _SPHINX_PARAM.match(stripped)
-        if m:
-            text, i = _continuation(lines, i + 1, m.group(2), indent=_indent(line) + 1, stop=_SPHINX_FIELD)
-            params[m.group(1)] = text
-            in_section = True
-            continue
-        if _SPHINX_FIELD.match(stripped):
-            in_section = True
-        if not in_section:
-            description.append(stripped)
-        i += 1
-    paragraphs = " ".join(line if line else "\n\n" for line in description)
-    text = re.sub(r" *\n\n *", "\n\n", paragraphs).strip()
-    return Docstring(re.sub(r"(\n\n)+", "\n\n", text), params)
+    parsed = []
+    for parse in _STYLES:
+        try:
+            parsed.append(parse(doc))
+        except docstring_parser.ParseError:
+            pass
+    if not parsed:
+        return Docstring(_reflow(doc), {})
+    best = max(parsed, key=lambda d: len(d.meta))  # the first of equals, like sorted(reverse=True)[0]
+    params = {p.arg_name.lstrip("*"): _reflow(p.description or "") for p in best.params if p.args[0] in _PARAM_KEYS}
+    return Docstring(_reflow(best.description or ""), params)
 
 
-def _indent(line: str) -> int:
-    return len(line) - len(line.lstrip())
-
-
-def _continuation(lines: list[str], i: int, first: str, *, indent: int, stop: re.Pattern | None = None) -> tuple[str, int]:
-    """Join ``first`` with the following lines indented at least ``indent``."""
-    parts = [first.strip()] if first.strip() else []
-    while i < len(lines):
-        line = lines[i]
-        if line.strip() and (_indent(line) < indent or (stop is not None and stop.match(line.strip()))):
-            break
-        if not line.strip():
-            # A blank line ends the item unless the next text is still indented under it.
-            nxt = next((ln for ln in lines[i + 1:] if ln.strip()), None)
-            if nxt is None or _indent(nxt) < indent:
-                break
-        else:
-            parts.append(line.strip())
-        i += 1
-    return " ".join(parts), i
-
-
-def _google_params(lines: list[str], i: int, params: dict[str, str]) -> int:
-    body_indent = None
-    while i < len(lines):
-        line = lines[i]
-        if not line.strip():
-            i += 1
-            continue
-        ind = _indent(line)
-        if body_indent is None:
-            if ind == 0:
-                return i
-            body_indent = ind
-        if ind < body_indent:
-            return i
-        m = _GOOGLE_ITEM.match(line.strip())
-        if ind == body_indent and m:
-            text, i = _continuation(lines, i + 1, m.group(2), indent=body_indent + 1)
-            params[m.group(1).lstrip("*")] = text
-        else:
-            i += 1
-    return i
-
-
-def _numpy_params(lines: list[str], i: int, params: dict[str, str]) -> int:
-    while i < len(lines):
-        line = lines[i]
-        if not line.strip():
-            i += 1
-            continue
-        if _indent(line) > 0:
-            i += 1
-            continue
-        if i + 1 < len(lines) and set(lines[i + 1].strip()) == {"-"}:
-            return i  # the next section's header
-        m = _NUMPY_ITEM.match(line.strip())
-        if not m:
-            return i
-        params[m.group(1)], i = _continuation(lines, i + 1, "", indent=1)
-    return i
+def _reflow(text: str) -> str:
+    """Join the lines of each paragraph with spaces; keep one blank line between paragraphs."""
+    paragraphs = re.split(r"\n[ \t]*\n", text.strip())
+    return "\n\n".join(" ".join(ln.strip() for ln in p.splitlines() if ln.strip()) for p in paragraphs if p.strip())
