@@ -216,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     level = logging.WARNING - 10 * args.verbose
     logging.basicConfig(level=max(level, logging.DEBUG), format="%(levelname)s %(name)s: %(message)s")
     from .errors import PipelineError, VoxpipeError
-    from .redact import install, redact
+    from .logs import install, redact
 
     install()  # no key or token in any log line, whatever logger writes it
     try:

@@ -37,7 +37,7 @@ class Problem:
         text = f"{where}{self.message}"
         if self.hint:
             text += f"\n  {self.hint}"
-        from .redact import redact  # a key put in the wrong param must not be printed back
+        from .logs import redact  # a key put in the wrong param must not be printed back
 
         return redact(text)
 

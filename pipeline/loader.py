@@ -30,7 +30,7 @@ from pydantic import BaseModel, ValidationError
 
 from .errors import PipelineError, Problem, RegistryError, VoxpipeError
 from .graph import Graph
-from .redact import SECRET_NAME, add_secret
+from .logs import SECRET_NAME, add_secret
 
 __all__ = ["load", "load_text", "parse_override", "suggest"]
 

@@ -35,7 +35,7 @@ from .node import Node
 from .processor import attach, node_of
 from .session import SessionContext
 
-__all__ = ["RunResult", "Runner", "run"]
+__all__ = ["RunResult", "Runner", "run", "stop_signal"]
 
 log = logging.getLogger("voxpipe.runner")
 
@@ -221,3 +221,17 @@ async def run(graph: Graph, *, realtime: bool = True, stats: bool = False, handl
         result = await runner.run()
         tg.cancel_scope.cancel()
     return result
+
+
+async def stop_signal() -> signal.Signals:
+    """Wait for SIGINT or SIGTERM and return which: how a server stops cleanly, not by a traceback.
+
+    ``voxpipe realtime-server`` and ``voxpipe serve`` await it in place of sleeping forever,
+    then leave their ``async with``, which closes every connection (1001) within its
+    deadline; the process exits 0 either way, as a supervisor (systemd, Kubernetes) expects.
+    """
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for signum in signals:
+            log.warning("%s: closing every connection, then exiting", signal.Signals(signum).name)
+            return signal.Signals(signum)
+    raise RuntimeError("the signal receiver ended")  # pragma: no cover - it never does

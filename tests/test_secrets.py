@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.redact import add_secret, redact
+from pipeline.logs import add_secret, redact
 
 ROOT = Path(__file__).resolve().parents[1]
 KEY = "sk-proj-MARKERKEY0123456789abcdef"
@@ -123,3 +123,32 @@ def test_serve_logs_no_page_token():
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=30)
     _assert_clean(out + err)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_servers_close_connections_and_exit_0_on_either_signal(sig):
+    """SIGINT and SIGTERM: the realtime server closes its live connection with 1001 and exits 0."""
+    from websockets.exceptions import ConnectionClosed
+    from websockets.sync.client import connect
+
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "realtime-server", "--port", str(port)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(), cwd=ROOT)
+    try:
+        _wait_for_port(port, proc)
+        with connect(f"ws://127.0.0.1:{port}/v1/realtime?model=gpt-realtime",
+                     additional_headers={"Authorization": "Bearer local"}) as ws:
+            assert '"session.created"' in ws.recv(timeout=20)
+            proc.send_signal(sig)
+            with pytest.raises(ConnectionClosed) as closed:
+                while True:
+                    ws.recv(timeout=20)
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == 1001
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert sig.name in err
+    # the bare TCP connect of _wait_for_port is one INFO line at most, never a traceback
+    assert "Traceback" not in err and "ERROR" not in err, err

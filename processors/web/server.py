@@ -49,7 +49,8 @@ from websockets.http11 import Request, Response
 from pipeline.errors import PipelineError, Problem, VoxpipeError
 from pipeline.graph import Graph
 from pipeline.loader import load_text
-from pipeline.runner import Runner, RunResult
+from pipeline.logs import quiet_handshakes
+from pipeline.runner import Runner, RunResult, stop_signal
 from pipeline.session import SessionContext
 
 from .session import WebSession
@@ -200,7 +201,7 @@ class WebServer:
         try:
             self._server = await ws_serve(
                 self._handle, host, port, process_request=self._process_request, max_size=self.max_message_bytes,
-                compression=None, close_timeout=2, logger=logging.getLogger("voxpipe.web.websockets"))
+                compression=None, close_timeout=2, logger=quiet_handshakes(logging.getLogger("voxpipe.web.websockets")))
         except OSError as exc:
             await self.aclose()
             raise VoxpipeError(f"cannot listen on {host}:{port}: {exc.strerror or exc}; pick another --port "
@@ -402,4 +403,4 @@ async def serve(pipeline_path: str | os.PathLike, *, host: str = "127.0.0.1", po
     async with web_server(pipeline_path, host=host, port=port, token=token) as server:
         query = "?token=..." if server.token else ""
         print(f"voxpipe: serving {server.path} on {server.url}{query}  (Ctrl-C to stop)", flush=True)
-        await anyio.sleep_forever()
+        await stop_signal()

@@ -46,7 +46,8 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from pipeline.frames import EndFrame
-from pipeline.runner import Runner
+from pipeline.logs import quiet_handshakes
+from pipeline.runner import Runner, stop_signal
 
 from .connection_graph import ConnectionGraphTemplate
 from .conversation import ServerConversation
@@ -156,7 +157,7 @@ class RealtimeServer:
             self._handle, host, port, process_request=self._process_request,
             select_subprotocol=_select_subprotocol, max_size=MAX_INBOUND_BYTES, close_timeout=2,
             compression=None,  # base64 audio barely compresses; deflate cost 1 s of CPU at 50 sessions
-            logger=logging.getLogger("voxpipe.realtime_server.websockets"))
+            logger=quiet_handshakes(logging.getLogger("voxpipe.realtime_server.websockets")))
         sockname = self._server.sockets[0].getsockname() if self._server.sockets else (host, port)
         self.host, self.port = host, int(sockname[1])
         log.info("local realtime server listening on %s", self.url)
@@ -288,4 +289,4 @@ async def main(host: str = "127.0.0.1", port: int = 8765, rules: str | Path | No
               flush=True)
         print(f"  python: AsyncOpenAI(api_key='local', websocket_base_url='{server.url}')", flush=True)
         task_status.started(server.url)
-        await anyio.sleep_forever()
+        await stop_signal()

@@ -1,4 +1,8 @@
-"""Secrets never reach a log line or an error message: redaction at the logging layer.
+"""Logging that a user can read: no secret in any line, no traceback for a peer's mistake.
+
+Redaction
+---------
+Secrets never reach a log line or an error message: redaction at the logging layer.
 
 Keys and tokens travel through voxpipe in headers (``Authorization: Bearer ...``), websocket
 subprotocols (``openai-insecure-api-key.<key>``), query strings (``/ws?token=...``) and, by
@@ -12,6 +16,12 @@ say key, token, secret or password, and values registered with :func:`add_secret
 a param named ``api_key``), wherever they appear; and anything in the *shapes* secrets take
 on the wire (bearer credentials, ``sk-`` keys, ``token=`` query values, the API-key
 subprotocol), even when the value itself was never registered.
+
+Handshake noise
+---------------
+A port scanner, a health check's bare TCP connect or a browser's odd request makes the
+``websockets`` server log "opening handshake failed" with three chained tracebacks.
+:func:`quiet_handshakes` turns each into one INFO line naming the cause.
 """
 
 from __future__ import annotations
@@ -20,7 +30,7 @@ import logging
 import os
 import re
 
-__all__ = ["SECRET_NAME", "add_secret", "install", "redact"]
+__all__ = ["SECRET_NAME", "add_secret", "install", "quiet_handshakes", "redact"]
 
 #: A variable or param name that holds a secret.
 SECRET_NAME = re.compile(r"(?i)(api[_-]?key|token|secret|password|passwd|auth)")
@@ -82,3 +92,24 @@ def install() -> None:
     for handler in root.handlers:
         if not any(isinstance(f, _RedactingFilter) for f in handler.filters):
             handler.addFilter(_RedactingFilter())
+
+
+class _OneLineHandshakes(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and record.msg == "opening handshake failed":
+            exc = record.exc_info[1]
+            causes = []
+            while exc is not None and len(causes) < 4:
+                causes.append(str(exc) or type(exc).__name__)
+                exc = exc.__cause__
+            record.msg, record.args = "opening handshake failed: %s", ("; ".join(dict.fromkeys(causes)),)
+            record.exc_info, record.exc_text = None, None
+            record.levelno, record.levelname = logging.INFO, "INFO"
+        return True
+
+
+def quiet_handshakes(logger: logging.Logger) -> logging.Logger:
+    """``logger`` (a websockets server's) with failed handshakes logged as one INFO line."""
+    if not any(isinstance(f, _OneLineHandshakes) for f in logger.filters):
+        logger.addFilter(_OneLineHandshakes())
+    return logger
