@@ -195,7 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="fewer iterations")
     p.add_argument("--json", default=None, help="write the figures to this JSON file")
     p.add_argument("--plot", default=None, help="write PNG plots to this directory (needs matplotlib)")
-    p.add_argument("--only", action="append", default=None, help="run only these benchmarks (hops, dsp, turn, sessions)")
+    p.add_argument("--only", action="append", default=None, help="run only these benchmarks (hops, session_copy, dsp, turn, sessions)")
     p.set_defaults(fn=cmd_bench)
 
     p = sub.add_parser("serve", help="serve a pipeline to browsers (page + websocket)")

@@ -29,7 +29,7 @@ __all__ = ["BENCHMARKS", "BENCH_DIR", "environment", "format_summary", "load_ben
            "write_plots"]
 
 #: The benchmarks ``voxpipe bench`` runs, in order (cheap to expensive).
-BENCHMARKS = ("hops", "dsp", "turn", "sessions")
+BENCHMARKS = ("hops", "session_copy", "dsp", "turn", "sessions")
 BENCH_DIR = Path(__file__).resolve().parent.parent / "benchmarks"
 
 
