@@ -24,6 +24,7 @@ BUILTINS: dict[str, str] = {
     "audio.mix": "processors.audio.transforms:MixProcessor",
     "vad.energy": "processors.audio.vad:EnergyVADProcessor",
     "vad.silero": "processors.audio.vad:SileroVADProcessor",
+    "audio.aec": "processors.audio.echo:EchoCancellerProcessor",
     # edges
     "capture.wav": "processors.files.capture:WavCapture",
     "capture.tone": "processors.files.capture:ToneCapture",
