@@ -25,6 +25,7 @@ BUILTINS: dict[str, str] = {
     "vad.energy": "processors.audio.vad:EnergyVADProcessor",
     "vad.silero": "processors.audio.vad:SileroVADProcessor",
     "audio.aec": "processors.audio.echo:EchoCancellerProcessor",
+    "audio.denoise": "processors.audio.denoise:NoiseSuppressorProcessor",
     # edges
     "capture.wav": "processors.files.capture:WavCapture",
     "capture.tone": "processors.files.capture:ToneCapture",

@@ -242,13 +242,18 @@ def vad_segments(x: np.ndarray, rate: int, frame: int, **vad_params) -> list[tup
     return out
 
 
-def turn_figures(found: list[tuple[int, int]], truth: list[tuple[int, int]], rate: int, seconds: float):
-    """(false turns per minute, missed utterances, mean boundary error in ms over matched utterances).
+@dataclass
+class TurnFigures:
+    false_per_min: float  # VAD starts with no user utterance there (200 ms of slack each side)
+    missed: int  # utterances no segment overlaps
+    boundary_ms: float  # mean of |start error| and |stop error| over matched utterances
+    false_alarm_pct: float  # share of the time between utterances that the VAD calls speech
 
-    A found segment is false when it overlaps no true utterance; a true utterance is matched
-    by the first segment that overlaps it. Boundary error: mean of |start error| and |stop error|.
-    """
-    false = sum(not any(a < tb and ta < b for ta, tb in truth) for a, b in found)
+
+def turn_figures(found: list[tuple[int, int]], truth: list[tuple[int, int]], rate: int, n: int) -> TurnFigures:
+    """Compare VAD segments with the true utterances of an ``n``-sample scene."""
+    slack = rate // 5
+    false = sum(not any(ta - slack <= a <= tb + slack for ta, tb in truth) for a, _ in found)
     errors, missed = [], 0
     for ta, tb in truth:
         hits = [(a, b) for a, b in found if a < tb and ta < b]
@@ -257,4 +262,12 @@ def turn_figures(found: list[tuple[int, int]], truth: list[tuple[int, int]], rat
             continue
         a, b = hits[0][0], max(h[1] for h in hits)
         errors.append((abs(a - ta) + abs(b - tb)) / 2 / rate * 1000)
-    return false / (seconds / 60.0), missed, float(np.mean(errors)) if errors else float("nan")
+    said = np.zeros(n, bool)
+    for a, b in found:
+        said[a:b] = True
+    quiet = np.ones(n, bool)
+    for ta, tb in truth:
+        quiet[max(0, ta - slack) : tb + slack] = False
+    return TurnFigures(false / (n / rate / 60.0), missed, float(np.mean(errors)) if errors else float("nan"),
+                       100.0 * float(np.mean(said[quiet])))
+
