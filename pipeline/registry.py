@@ -26,6 +26,7 @@ BUILTINS: dict[str, str] = {
     "vad.silero": "processors.audio.vad:SileroVADProcessor",
     "audio.aec": "processors.audio.echo:EchoCancellerProcessor",
     "audio.denoise": "processors.audio.denoise:NoiseSuppressorProcessor",
+    "turn.semantic": "processors.turn.semantic:SemanticTurnProcessor",
     # edges
     "capture.wav": "processors.files.capture:WavCapture",
     "capture.tone": "processors.files.capture:ToneCapture",

@@ -271,3 +271,76 @@ def turn_figures(found: list[tuple[int, int]], truth: list[tuple[int, int]], rat
     return TurnFigures(false / (n / rate / 60.0), missed, float(np.mean(errors)) if errors else float("nan"),
                        100.0 * float(np.mean(said[quiet])))
 
+
+# --- turns: paused and complete sentences ---------------------------------------------------
+
+#: (first part, continuation): the first part ends mid-sentence, synthesised with a trailing
+#: comma so that eSpeak gives it a continuing (not final) intonation, as a speaker would.
+PAUSED_SENTENCES = (
+    ("My number is four one five,", "two three four, five six seven eight."),
+    ("I would like to book a table for,", "four people at eight."),
+    ("Can you tell me the,", "opening hours of the museum?"),
+    ("I want to fly to Boston and then,", "on to New York on Friday."),
+    ("So what I was thinking is,", "we could meet on Monday."),
+    ("The address is twelve,", "Baker Street, London."),
+    ("I need to change my,", "delivery address please."),
+    ("Could you remind me to,", "call my mother tomorrow?"),
+)
+COMPLETE_SENTENCES = (
+    "What is the weather like in Paris?",
+    "Book a table for two, please.",
+    "Thank you very much.",
+    "I want to fly to Boston tomorrow.",
+    "Can you turn off the lights?",
+    "Where is my package?",
+    "Play some jazz in the kitchen.",
+    "That is all for today, goodbye.",
+)
+TURN_VOICES = ("en-us", "en-gb-x-rp", "en-us+klatt", "en-029")
+
+
+@dataclass
+class TurnScene:
+    """Turns separated by long silences; for each: where speech ends (complete) or pauses (incomplete)."""
+
+    rate: int
+    samples: np.ndarray
+    pauses: list[tuple[int, int]]  # (pause start, pause end) inside unfinished sentences
+    ends: list[int]  # last active sample of each complete sentence (and of each continued one)
+    turns: list[tuple[int, int]]  # (first active sample, last active sample) of each whole turn
+
+
+def turn_scene(rate: int = 16000, *, voices=TURN_VOICES, pause_s=(0.6, 1.2), gap_s: float = 3.0,
+               noise_dbfs: float = -60.0, seed: int = 21) -> TurnScene:
+    """Every paused sentence and every complete one in each voice, in a seeded order, ``gap_s`` apart."""
+    rng = np.random.default_rng(seed)
+    items = [("paused", p, v) for p in PAUSED_SENTENCES for v in voices] + \
+            [("complete", c, v) for c in COMPLETE_SENTENCES for v in voices]
+    order = rng.permutation(len(items))
+    parts, pauses, ends, turns = [np.zeros(int(1.0 * rate), np.float32)], [], [], []
+    pos = parts[0].shape[0]
+    for i in order:
+        kind, text, voice = items[i]
+        if kind == "paused":
+            first, rest = (speech(t, rate, voice, -26.0) for t in text)
+            fa, fb = active_region(first, rate)
+            ra, rb = active_region(rest, rate)
+            gap = int(rng.uniform(*pause_s) * rate) - (first.shape[0] - fb) - ra
+            gap = max(gap, 0)
+            pauses.append((pos + fb, pos + first.shape[0] + gap + ra))
+            turns.append((pos + fa, pos + first.shape[0] + gap + rb))
+            ends.append(pos + first.shape[0] + gap + rb)
+            parts += [first, np.zeros(gap, np.float32), rest]
+            pos += first.shape[0] + gap + rest.shape[0]
+        else:
+            u = speech(text, rate, voice, -26.0)
+            a, b = active_region(u, rate)
+            turns.append((pos + a, pos + b))
+            ends.append(pos + b)
+            parts.append(u)
+            pos += u.shape[0]
+        parts.append(np.zeros(int(gap_s * rate), np.float32))
+        pos += parts[-1].shape[0]
+    x = np.concatenate(parts)
+    x += (10 ** (noise_dbfs / 20) * rng.standard_normal(x.shape[0])).astype(np.float32)
+    return TurnScene(rate, x, pauses, ends, turns)
