@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib.util
 from dataclasses import dataclass
 
+import anyio
 import numpy as np
 import pytest
 
@@ -19,6 +20,7 @@ from pipeline.frames import AudioFrame, Direction, TextFrame
 from pipeline.processor import Processor
 
 from quality_fixtures import db, echo_conversation, to_int16, vad_starts
+from test_devices_jack import jack_server  # noqa: F401  (the JACK dummy server fixture)
 
 pytest.importorskip("pywebrtc_audio")
 
@@ -158,6 +160,19 @@ def test_aec_whole_blocks_are_not_held():
         assert aec.delay == 0
 
 
+def test_aec_capture_delay_holds_the_capture_back():
+    """capture_delay_ms holds that much capture (reported in `delay`), flush releases it: same stream length."""
+    aec = EchoCanceller(16000, capture_delay_ms=30.0)
+    x = np.arange(16000, dtype=np.int16) % 1000
+    out = []
+    for i in range(0, 16000, 320):
+        aec.reference(np.zeros(320, np.int16))
+        out.append(aec.process(x[i : i + 320]))
+    assert out[0].shape == (0,) and out[1].shape == (160,) and aec.delay == 480
+    y = np.concatenate(out + [aec.flush()])
+    assert y.shape == x.shape and aec.delay == 0
+
+
 def test_aec_reference_bound_counts_what_it_drops():
     """A reference burst longer than max_reference_ms keeps the newest audio and counts the rest."""
     aec = EchoCanceller(16000, max_reference_ms=100.0)
@@ -252,3 +267,82 @@ async def test_aec_processor_in_a_graph_with_two_inputs():
     assert result.ok
     audio = [f for f in sink.received if isinstance(f, AudioFrame)]
     assert sum(f.samples.shape[0] for f in audio) == 16000
+
+
+@pytest.mark.anyio
+async def test_aec_processor_takes_the_reference_upstream():
+    """Played audio sent back upstream (as playback.speaker's echo_reference does) is the reference, in a real graph."""
+    from pipeline.testing import run_frames
+
+    scene = echo_conversation(20.0, 16000, delay_ms=60.0)
+    mic, far = to_int16(scene.mic), to_int16(scene.far)
+    n = 320
+    frames = []
+    for i in range(0, mic.shape[0] - n + 1, n):
+        frames.append((AudioFrame(far[i : i + n], 16000, i), Direction.UPSTREAM))  # from the sink's side
+        frames.append(AudioFrame(mic[i : i + n], 16000, i))
+    out = await run_frames(EchoCancellerProcessor(), frames)
+    assert not [f for f in out.upstream if isinstance(f, AudioFrame)]  # consumed, not passed to the mic
+    f = measure(scene, out.audio().astype(np.float32) / 32768.0)
+    assert f.erle_db >= 25.0, f
+
+
+@pytest.mark.slow
+@pytest.mark.anyio
+async def test_aec_on_real_devices_speaker_looped_into_microphone(jack_server):
+    """JACK loopback at real time: playback.speaker's echo_reference lets audio.aec remove the played speech."""
+    from test_devices_jack import RATE as JACK_RATE
+    from test_devices_jack import PlaySentence, _jack_env, jack_device
+
+    from pipeline.graph import Graph
+    from pipeline.runner import Runner
+    from pipeline.testing import CollectSink
+    from processors.devices.sound import MicrophoneCapture, SpeakerPlayback
+    from quality_fixtures import ASSISTANT_LINES, speech
+    played = to_int16(np.concatenate([speech(t, JACK_RATE, "en-us", -20.0) for t in ASSISTANT_LINES[:3]]))
+    device = jack_device()
+
+    class Join(Processor):
+        """Sends the assistant's audio on to the speaker; keeps the cancelled capture (no item id)."""
+
+        def __init__(self):
+            super().__init__(name="join")
+            self.captured: list[AudioFrame] = []
+
+        async def process(self, frame, direction):
+            if direction is _DOWN and isinstance(frame, AudioFrame) and frame.item_id is None:
+                self.captured.append(frame)
+                return
+            await self.push(frame, direction)
+
+    player = PlaySentence(played, _jack_env(jack_server))
+    speaker = SpeakerPlayback({"device": device, "sample_rate": JACK_RATE, "frame_ms": 20, "echo_reference": True})
+    mic = MicrophoneCapture({"device": device, "sample_rate": JACK_RATE, "frame_ms": 20,
+                             "duration_s": played.shape[0] / JACK_RATE + 1.5})
+    # the loopback echoes within one JACK period; the reference takes two queued hops more than
+    # the capture, so it can arrive after its echo: hold the capture 40 ms
+    aec = EchoCancellerProcessor({"capture_delay_ms": 40.0}, name="aec")
+    join, raw = Join(), CollectSink(name="raw")
+    g = Graph(name="jack-aec")
+    for node in (player, speaker, mic, aec, join, raw):
+        g.add(node.name, node)
+    g.link(player.name, join.name, speaker.name)
+    g.link(mic.name, aec.name, join.name)
+    g.link(mic.name, raw.name)
+    g.check()
+    with anyio.fail_after(90):
+        result = await Runner(g, realtime=True).run()
+    assert result.ok, result.errors
+    x = np.concatenate([f.samples for f in raw.received if isinstance(f, AudioFrame)]).astype(np.float64)
+    y = np.concatenate([f.samples for f in join.captured]).astype(np.float64)
+    n = min(x.shape[0], y.shape[0])
+    w = JACK_RATE // 50
+    ex = np.mean(x[: n // w * w].reshape(-1, w) ** 2, axis=1)
+    ey = np.mean(y[: n // w * w].reshape(-1, w) ** 2, axis=1)
+    loud = ex > (32768 * 10 ** (-45 / 20)) ** 2  # blocks where the echo is there
+    loud[: 3 * 50] = False  # after 3 s of convergence
+    erle = 10 * np.log10(ex[loud].sum() / ey[loud].sum())
+    figures = f"ERLE {erle:.1f} dB over {loud.sum()} blocks; aec {aec.statistics()}; speaker {speaker.statistics()}"
+    print("\n" + figures)
+    assert loud.sum() > 100, figures
+    assert erle >= 25.0, figures

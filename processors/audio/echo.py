@@ -1,22 +1,26 @@
-"""``audio.aec``: acoustic echo cancellation with the far-end audio from a second input.
+"""``audio.aec``: acoustic echo cancellation with the far-end (played) audio as reference.
 
-The node has two inputs: the capture (the microphone) and the *reference*, the audio the
-speaker plays, named by ``reference`` (the id of the node it comes from)::
+The reference, the audio the speaker plays as it plays it, reaches the node one of two ways:
 
-    processors:
-      mic:     {type: capture.microphone, params: {sample_rate: 24000}}
-      aec:     {type: audio.aec, params: {reference: played}}
-      ...
-    links:
-      - mic -> aec -> model
-      - played -> aec          # `played` emits what the speaker is playing, as it plays it
+* from a second input named by ``reference`` (the id of the node it comes from)::
 
-The processor learns which input a frame came from through the runner's ``link``
-argument (``process(frame, direction, link)``). Reference audio is consumed: it feeds the
-canceller and goes no further; other frames from the reference input are dropped too
-(they already travel the graph by their own path). Capture audio comes out with the
-echo removed, same pts, rate and type. The delay between reference and echo is found by
-WebRTC AEC3's estimator; nothing to configure. See :mod:`pipeline.dsp.aec`.
+      processors:
+        aec:     {type: audio.aec, params: {reference: played}}
+      links:
+        - mic -> aec -> model
+        - played -> aec          # `played` emits what the speaker is playing, as it plays it
+
+  The processor learns which input a frame came from through the runner's ``link``
+  argument (``process(frame, direction, link)``). Other frames from that input are
+  dropped (they travel the graph by their own path).
+* upstream, along the links it already has: ``playback.speaker`` with ``echo_reference:
+  true`` at the end of ``mic -> aec -> ... -> speaker`` sends each block it plays back up
+  the chain (``pipelines/voice_agent.yaml``). Capture audio never travels upstream, so
+  every upstream :class:`AudioFrame` that reaches ``audio.aec`` is reference.
+
+Reference audio is consumed: it feeds the canceller and goes no further. Capture audio
+comes out with the echo removed, same pts, rate and type. The delay between reference and
+echo is found by WebRTC AEC3's estimator; nothing to configure. See :mod:`pipeline.dsp.aec`.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from pipeline.processor import Processor
 __all__ = ["EchoCancellerProcessor"]
 
 _DOWN = Direction.DOWNSTREAM
+_UP = Direction.UPSTREAM
 
 
 class EchoCancellerProcessor(Processor):
@@ -45,9 +50,13 @@ class EchoCancellerProcessor(Processor):
     """
 
     class Params(BaseModel, extra="forbid"):
-        reference: str = Field(description="id of the input node whose audio is what the speaker plays")
+        reference: str | None = Field(None, description="id of the input node whose audio is what the speaker "
+                                                        "plays; null: the reference comes upstream")
         max_reference_ms: float = Field(1000.0, ge=20.0, le=10000.0,
                                         description="reference kept ahead of the capture; older is dropped")
+        capture_delay_ms: float = Field(0.0, ge=0.0, le=500.0,
+                                        description="hold the capture back this long, for reference that can "
+                                                    "arrive after its echo (adds that latency)")
 
     input_format = AudioFormat(channels=1)
 
@@ -64,7 +73,7 @@ class EchoCancellerProcessor(Processor):
 
     async def start(self) -> None:
         inputs = getattr(self, "inputs", None)
-        if inputs is not None and self.params.reference not in inputs:
+        if inputs is not None and self.params.reference is not None and self.params.reference not in inputs:
             raise VoxpipeError(f"audio.aec {self.name!r}: reference {self.params.reference!r} is not one of its "
                                f"inputs {list(inputs)}; link the playback side to it (`- {self.params.reference} -> "
                                f"{self.name}`) or name the right node in `reference`")
@@ -77,13 +86,16 @@ class EchoCancellerProcessor(Processor):
             if type(frame) is AudioFrame:
                 self._reference(frame)
             return
+        if direction is _UP and type(frame) is AudioFrame:  # played audio sent back up the chain
+            self._reference(frame)
+            return
         if direction is not _DOWN or type(frame) is not AudioFrame:
             await self.push(frame, direction)
             return
         x = frame.samples
         if x.ndim != 1:
             x = downmix(x)
-        if frame.sample_rate != self._rate or x.dtype != self._dtype:
+        if frame.sample_rate != self._rate or (x.dtype is not self._dtype and x.dtype != self._dtype):
             self._setup(frame.sample_rate, x.dtype)
         if self._next_pts is None:
             self._next_pts = frame.pts - int(self.canceller.delay)
@@ -96,7 +108,8 @@ class EchoCancellerProcessor(Processor):
     def _setup(self, rate: int, dtype: Any) -> None:
         from pipeline.dsp.aec import EchoCanceller
 
-        self.canceller = EchoCanceller(rate, dtype=dtype, max_reference_ms=self.params.max_reference_ms)
+        self.canceller = EchoCanceller(rate, dtype=dtype, max_reference_ms=self.params.max_reference_ms,
+                                       capture_delay_ms=self.params.capture_delay_ms)
         self._rate, self._dtype = rate, dtype
         self._ref_rate = 0
         self._next_pts = None
