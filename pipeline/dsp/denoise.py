@@ -4,8 +4,10 @@ WebRTC's noise suppressor estimates the noise spectrum while nobody speaks (and 
 tracking it under speech) and applies a Wiener-style gain per frequency band, limited to a
 maximum attenuation chosen by ``level``: ``low`` 6 dB, ``moderate`` 12 dB, ``high`` 18 dB,
 ``very_high`` 21 dB. Steady noise (fans, hiss, hum, road) goes down by about that much;
-babble, being speech, only partly. It works in 10 ms blocks at 16, 32 or 48 kHz; other rates
-go through the next native rate up and back, as in :mod:`pipeline.dsp.aec`.
+babble, being speech, only partly. It works in 10 ms blocks at 16, 32 or 48 kHz; other rates go through
+the next native rate up and back with soxr, as in :mod:`pipeline.dsp.aec`. (WebRTC's own
+resampling, ``AudioProcessor(24000)``, is half the cost but leaves the 8-12 kHz band alone:
+it took white noise down 6.5 dB at every level, where the 48 kHz path gives 12.5 and 18.1.)
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ class NoiseSuppressor:
         self.engine = import_webrtc().NoiseSuppressor(sample_rate=self.work_rate, num_channels=1,
                                                       level=NS_LEVELS[level][0])
         self._framer = BlockFramer(self.work_rate // 100, self.dtype)
+        self._run = self.engine.process
         if self.work_rate != sample_rate:
             self._up = Resampler(sample_rate, self.work_rate, dtype=self.dtype.name)
             self._down = Resampler(self.work_rate, sample_rate, dtype=self.dtype.name)
@@ -64,10 +67,13 @@ class NoiseSuppressor:
 
     def process(self, x: np.ndarray) -> np.ndarray:
         """Suppress noise in the next chunk; returns the audio available (a new array, maybe empty)."""
-        if x.dtype != self.dtype:
+        if x.dtype is not self.dtype and x.dtype != self.dtype:
             raise TypeError(f"NoiseSuppressor takes {self.dtype}, got {x.dtype}")
         if x.ndim != 1:
             raise ValueError(f"NoiseSuppressor takes mono audio, got shape {x.shape}; downmix first")
+        framer = self._framer
+        if self._up is None and not framer._held.shape[0] and not x.shape[0] % framer.block:
+            return self._run(x) if x.shape[0] else x.copy()  # whole blocks at a native rate: straight through
         if self._up is not None:
             x = self._up.process(x)
         x = self._framer.process(x)

@@ -55,7 +55,7 @@ class NoiseSuppressorProcessor(Processor):
         x = frame.samples
         if x.ndim != 1:
             x = downmix(x)
-        if frame.sample_rate != self._rate or x.dtype != self._dtype:
+        if frame.sample_rate != self._rate or (x.dtype is not self._dtype and x.dtype != self._dtype):
             from pipeline.dsp.denoise import NoiseSuppressor
 
             self.suppressor = NoiseSuppressor(frame.sample_rate, level=self.params.level, dtype=x.dtype)
