@@ -20,7 +20,11 @@ ratio = median over floor median, garbage collector off). The processors have no
 * the session total at 24 kHz: AEC + NS + turn per frame, plus the model at the rate of
   pauses measured in tests/test_quality_turn.py (100 calls in 370 s of conversation).
 
-Run: ``python benchmarks/quality.py [--quick] [--json FILE]``.
+``--turn-sweep`` instead prints premature ends and end-of-turn delays of ``turn.semantic``
+for a few settings on the four-voice scene of ``tests/test_quality_turn.py`` (media time,
+so machine load does not change it; about a minute).
+
+Run: ``python benchmarks/quality.py [--quick] [--json FILE] [--turn-sweep]``.
 """
 
 from __future__ import annotations
@@ -246,11 +250,47 @@ def table(res: dict) -> str:
     return "\n".join(rows)
 
 
+TURN_SETTINGS = [
+    {},  # the defaults: threshold 0.5, pause 200 ms, max silence 1500 ms
+    {"max_silence_ms": 1200.0},
+    {"max_silence_ms": 1000.0},
+    {"threshold": 0.7},
+    {"threshold": 0.3},
+    {"pause_ms": 300.0},
+    {"recheck_ms": 500.0},
+]
+
+
+def turn_sweep() -> str:
+    """Premature ends and delays per turn.semantic setting, with the 500 ms timer first."""
+    sys.path.insert(0, str(HERE.parent / "tests"))
+    from test_quality_turn import judge, semantic_ends, timer_ends
+    from quality_fixtures import to_int16, turn_scene
+
+    from pipeline.dsp.smart_turn import SmartTurnModel
+
+    scene = turn_scene(16000)
+    x = to_int16(scene.samples)
+    model = SmartTurnModel()
+    rows = ["| detector | premature ends | delay mean ms | delay median ms | model calls |", "|---|---:|---:|---:|---:|"]
+    t = judge(scene, timer_ends(x))
+    rows.append(f"| 500 ms timer | {t[0]}/{t[1]} | {t[2]:.0f} | {t[3]:.0f} | - |")
+    for setting in TURN_SETTINGS:
+        ends, calls = semantic_ends(x, model, **setting)
+        r = judge(scene, ends)
+        rows.append(f"| turn.semantic {setting or 'defaults'} | {r[0]}/{r[1]} | {r[2]:.0f} | {r[3]:.0f} | {calls} |")
+    return "\n".join(rows)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="300 frames per case instead of 1500")
     ap.add_argument("--json", default=None, metavar="FILE", help="write the figures and versions as JSON")
+    ap.add_argument("--turn-sweep", action="store_true", help="turn.semantic quality per setting instead of costs")
     args = ap.parse_args(argv)
+    if args.turn_sweep:
+        print(turn_sweep())
+        return 0
     res = run(args.quick)
     print(table(res))
     if args.json:
