@@ -42,7 +42,7 @@ _UP = Direction.UPSTREAM
 
 
 class EchoCancellerProcessor(Processor):
-    """Removes the agent's own voice (the reference input) from the microphone's audio.
+    """Removes the agent's own voice (the reference: what the speaker plays) from the microphone's audio.
 
     WebRTC AEC3 through ``pywebrtc-audio``; 16, 32 and 48 kHz natively, other rates (24 kHz)
     through 48 kHz. Costs about 0.2-0.5 ms per 20 ms frame (``benchmarks/quality.py``).
@@ -138,9 +138,11 @@ class EchoCancellerProcessor(Processor):
                 await self.push(AudioFrame(y, self._rate, self._next_pts, turn=self.turn))
 
     def statistics(self) -> dict[str, Any]:
-        """Queue figures plus reference frames seen, and reference samples dropped or missing."""
+        """Queue figures plus reference frames seen (and dropped before any capture), and reference
+        samples dropped or missing (at the canceller's work rate)."""
         out = super().statistics()
         out["reference_frames"] = self.reference_frames
+        out["reference_early"] = self.reference_early
         if self.canceller is not None:
             out["reference_dropped"] = self.canceller.reference_dropped
             out["reference_missing"] = self.canceller.reference_missing
