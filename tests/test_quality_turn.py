@@ -161,3 +161,30 @@ async def test_semantic_turn_processor_announces_the_turn():
     assert speaking[1].sample_rate == 24000 and 12000 < speaking[1].pts <= 12000 + u.shape[0]
     assert proc.statistics()["dropped_speaking_frames"] == 1
     assert proc.statistics()["model_calls"] >= 1
+
+
+def _server_turns(config: dict, x: np.ndarray, rate: int = 24000) -> list[tuple[str, int]]:
+    from processors.realtime.server.turns import TurnDetector
+
+    det = TurnDetector(config, rate)
+    out = []
+    for i in range(0, x.shape[0], 2400):  # 100 ms appends
+        out += det.process(x[i : i + 2400])
+    return out
+
+
+def test_local_server_semantic_vad_uses_smart_turn():
+    """semantic_vad ends a finished question within 0.5 s; a pause after an unfinished phrase waits out eagerness low's 3 s."""
+    rate = 24000
+    lead = rate // 2
+    done = speech("What is the weather like in Paris?", rate, "en-us", -26.0)
+    x = to_int16(np.concatenate((np.zeros(lead, np.float32), done, np.zeros(4 * rate, np.float32))))
+    end = lead + done.shape[0]
+    turns = _server_turns({"type": "semantic_vad", "eagerness": "auto"}, x)
+    assert [k for k, _ in turns] == ["start", "stop"]
+    assert turns[1][1] - end < rate // 2  # a timer at eagerness auto would be 600 ms; the model said done
+    unfinished = speech("My number is four one five,", rate, "en-us", -26.0)
+    x = to_int16(np.concatenate((np.zeros(lead, np.float32), unfinished, np.zeros(4 * rate, np.float32))))
+    turns = _server_turns({"type": "semantic_vad", "eagerness": "low"}, x)
+    assert [k for k, _ in turns] == ["start", "stop"]
+    assert turns[1][1] - (lead + unfinished.shape[0]) > 2 * rate  # the model heard it unfinished: the turn stayed open

@@ -16,7 +16,6 @@ the measured false-cut rate and delays.
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 import anyio.to_thread
@@ -29,14 +28,6 @@ from pipeline.processor import Processor
 __all__ = ["SemanticTurnProcessor"]
 
 _DOWN = Direction.DOWNSTREAM
-
-
-@functools.lru_cache(maxsize=None)
-def _shared_model(path: str | None):
-    """One loaded model per process (8 MB, ~0.3 s to load), shared by every session."""
-    from pipeline.dsp.smart_turn import SmartTurnModel
-
-    return SmartTurnModel(path)
 
 
 class SemanticTurnProcessor(Processor):
@@ -62,7 +53,9 @@ class SemanticTurnProcessor(Processor):
         self.dropped_speaking_frames = 0
 
     async def start(self) -> None:
-        self.model = _shared_model(self.params.model_path)
+        from pipeline.dsp.smart_turn import shared_model
+
+        self.model = shared_model(self.params.model_path)
 
     async def process(self, frame: Frame, direction: Direction) -> None:
         if direction is _DOWN and isinstance(frame, (UserStartedSpeakingFrame, UserStoppedSpeakingFrame)):
