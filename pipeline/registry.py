@@ -24,6 +24,9 @@ BUILTINS: dict[str, str] = {
     "audio.mix": "processors.audio.transforms:MixProcessor",
     "vad.energy": "processors.audio.vad:EnergyVADProcessor",
     "vad.silero": "processors.audio.vad:SileroVADProcessor",
+    "audio.aec": "processors.audio.echo:EchoCancellerProcessor",
+    "audio.denoise": "processors.audio.denoise:NoiseSuppressorProcessor",
+    "turn.semantic": "processors.turn.semantic:SemanticTurnProcessor",
     # edges
     "capture.wav": "processors.files.capture:WavCapture",
     "capture.tone": "processors.files.capture:ToneCapture",

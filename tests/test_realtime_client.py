@@ -528,18 +528,21 @@ async def test_end_to_end_with_the_local_server():
 
 @pytest.mark.parametrize("overrides,url", [([], "wss://api.openai.com/v1/realtime"), (["model.url=local"], "local")])
 def test_voice_agent_pipeline_validates(monkeypatch, overrides, url):
-    """pipelines/voice_agent.yaml loads and checks (mic -> model -> tools -> speaker), for the API and offline."""
+    """pipelines/voice_agent.yaml loads and checks (mic -> aec -> denoise -> turn -> model -> tools -> speaker)."""
     from pathlib import Path
 
     from pipeline.loader import load
 
     monkeypatch.delenv("VOXPIPE_REALTIME_URL", raising=False)
     graph = load(Path(__file__).parents[1] / "pipelines" / "voice_agent.yaml", overrides=overrides)
-    assert [n.type for n in graph.nodes.values()] == ["capture.microphone", "realtime.openai", "tools.router",
+    assert [n.type for n in graph.nodes.values()] == ["capture.microphone", "audio.aec", "audio.denoise",
+                                                      "turn.semantic", "realtime.openai", "tools.router",
                                                       "playback.speaker"]
+    assert graph.nodes["speaker"].processor.params.echo_reference  # the aec's reference comes back up the chain
     m = graph.nodes["model"].processor
     assert isinstance(m, OpenAIRealtime) and m.params.url == url and m.params.api_key is None
-    assert m.params.turn_detection.type == "server_vad" and graph.formats["model"].rate == RATE
+    # turn.semantic ends the user's turn: the client commits and asks for the response itself
+    assert m.params.turn_detection.type == "none" and graph.formats["model"].rate == RATE
 
 
 def test_push_queue_is_bounded_and_in_statistics():

@@ -259,6 +259,10 @@ class SpeakerPlayback(Processor):
     ``underruns`` counts callbacks that ran dry in the middle of a response (and
     PortAudio's output underflows). On a graceful end it plays out what is queued, for at
     most ``drain_timeout_s``.
+
+    With ``echo_reference: true`` every block the device plays (silence included) also goes
+    upstream as an :class:`AudioFrame` (channel 0, turn 0) as it is played: the reference
+    an ``audio.aec`` further up the same chain needs, paced by the device's clock.
     """
 
     class Params(_DeviceParams):
@@ -266,11 +270,16 @@ class SpeakerPlayback(Processor):
         fade_ms: float = Field(5.0, ge=0, le=100, description="fade-out when an interruption cuts playback")
         progress_interval_ms: float = Field(20.0, gt=0, description="how often progress goes upstream")
         drain_timeout_s: float = Field(30.0, ge=0, description="longest play-out of queued audio at the end")
+        echo_reference: bool = Field(False, description="send what is played upstream as it plays (for audio.aec)")
 
     def __init__(self, params: BaseModel | dict[str, Any] | None = None, *, name: str | None = None) -> None:
         super().__init__(params, name=name)
         p = self.params
         self.input_format = AudioFormat(p.sample_rate, None, None)
+        self._played = 0  # samples the callback played (written by the audio thread only)
+        self.reference_dropped = 0  # played blocks not sent upstream because the graph fell 1 s behind
+        self._ref_send = self._ref_receive = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self.block = frame_samples(p.sample_rate, p.frame_ms)
         self.fade = round(p.fade_ms * p.sample_rate / 1000)
         self.ring = PlayoutRing(int(p.buffer_s * p.sample_rate), p.channels, p.dtype, fade=self.fade)
@@ -285,6 +294,10 @@ class SpeakerPlayback(Processor):
         sd = _sounddevice()
         p = self.params
         device = _resolve_device(sd, p.device, "output")
+        if p.echo_reference:
+            self._loop = asyncio.get_running_loop()
+            self._ref_send, self._ref_receive = anyio.create_memory_object_stream(max(2, math.ceil(1000 / p.frame_ms)))
+            self.spawn(self._push_played)
         try:
             self._stream = sd.OutputStream(
                 samplerate=p.sample_rate, blocksize=self.block, device=device, channels=p.channels,
@@ -301,6 +314,32 @@ class SpeakerPlayback(Processor):
         if status.output_underflow:
             self._underflows += 1
         self.ring.read_into(outdata)
+        if self._loop is not None:
+            pts = self._played
+            self._played += frames
+            try:  # silence too: a continuous reference keeps audio.aec's alignment stable
+                self._loop.call_soon_threadsafe(self._deliver_played, pts, outdata[:, 0].copy())
+            except RuntimeError:  # the loop is closed: the graph is gone
+                pass
+
+    def _deliver_played(self, pts: int, data: np.ndarray) -> None:
+        """The loop's side: queue a played block for upstream, dropping the oldest when behind."""
+        send = self._ref_send
+        if send is None:
+            return
+        try:
+            send.send_nowait((pts, data))
+        except anyio.WouldBlock:
+            self._ref_receive.receive_nowait()  # type: ignore[union-attr]
+            self.reference_dropped += 1
+            send.send_nowait((pts, data))
+        except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+            pass
+
+    async def _push_played(self) -> None:
+        rate = self.params.sample_rate
+        async for pts, data in self._ref_receive:  # type: ignore[union-attr]
+            await self.push(AudioFrame(data, rate, pts=pts), _UP)
 
     async def process(self, frame: Frame, direction: Direction) -> None:
         if isinstance(frame, AudioFrame):
@@ -380,10 +419,15 @@ class SpeakerPlayback(Processor):
         if stream is not None:
             stream.stop()
             stream.close()
+        self._loop = None
+        if self._ref_send is not None:
+            self._ref_send.close()
 
     def statistics(self) -> dict[str, Any]:
         out = super().statistics()
         out["underruns"] = self.underruns
+        if self.params.echo_reference:
+            out["reference_dropped"] = self.reference_dropped
         out["played_s"] = self.ring.read / self.params.sample_rate
         return out
 

@@ -1,0 +1,302 @@
+"""Per-frame cost of audio.aec, audio.denoise and turn.semantic, each against the raw library call.
+
+Question: what do the conversation-quality processors cost per 20 ms frame, how much do our
+wrappers add to the library they wrap, and what share of one core do they take together?
+
+Every case is timed call by call against its floor in the same run, interleaved frame by
+frame with the order swapped every frame (:func:`_pair`; medians and p99 in microseconds,
+ratio = median over floor median, garbage collector off). The processors have no neighbours; their
+``process()`` is awaited without an event loop, as the runner calls it.
+
+* ``audio.aec``: one reference frame and one capture frame through the processor vs one
+  ``pywebrtc_audio.EchoCanceller.process(near, far)`` on the same 20 ms. At 24 kHz the
+  floor is the 48 kHz call our wrapper makes, on the same audio upsampled beforehand, so the
+  ratio there is our three soxr streams; ``AudioProcessor(24000)`` (WebRTC resampling
+  inside: cheaper, but it cancels less well, see pipeline/dsp/aec.py) is shown beside it.
+* ``audio.denoise``: the processor vs ``NoiseSuppressor.process`` (at 24 kHz the 48 kHz call on upsampled audio).
+* ``turn.semantic``: per frame (no pause: the VAD and the 16 kHz copy) the processor vs the
+  sans-I/O detector; per pause, :meth:`SmartTurnModel.probability` (features + inference)
+  vs the raw ``session.run`` on precomputed features, and the feature extraction alone.
+* the session total at 24 kHz: AEC + NS + turn per frame, plus the model at the rate of
+  pauses measured in tests/test_quality_turn.py (100 calls in 370 s of conversation).
+
+``--turn-sweep`` instead prints premature ends and end-of-turn delays of ``turn.semantic``
+for a few settings on the four-voice scene of ``tests/test_quality_turn.py`` (media time,
+so machine load does not change it; about a minute).
+
+Run: ``python benchmarks/quality.py [--quick] [--json FILE] [--turn-sweep]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+sys.path.insert(0, str(HERE))
+
+from dsp import _drive, _stats  # noqa: E402
+
+from pipeline.frames import AudioFrame, Direction  # noqa: E402
+
+_DOWN = Direction.DOWNSTREAM
+PAUSES_PER_S = 100 / 370.0  # model calls per second of conversation (test_semantic_turn_four_voices)
+
+
+def _pair(case, floor, n: int, warmup: int = 50, *, awaited: bool = False) -> dict:
+    """Time ``case(i)`` against ``floor(i)``, interleaved, the order swapped every frame.
+
+    Whichever of two calls on the same frame runs second finds the frame in cache: on these
+    10-50 us calls that alone shows as a 5-8 % "overhead" of the first (the raw library
+    against itself measured 1.08x with a fixed order). Alternating cancels it.
+    """
+    import gc
+    import time
+
+    tc: list[int] = []
+    tf: list[int] = []
+    clock = time.perf_counter_ns
+
+    async def call_case(i: int) -> int:
+        t0 = clock()
+        if awaited:
+            await case(i)
+        else:
+            case(i)
+        return clock() - t0
+
+    async def timed() -> None:
+        for i in range(n):
+            if floor is None or i % 2 == 0:
+                tc.append(await call_case(i))
+                if floor is not None:
+                    t0 = clock()
+                    floor(i)
+                    tf.append(clock() - t0)
+            else:
+                t0 = clock()
+                floor(i)
+                tf.append(clock() - t0)
+                tc.append(await call_case(i))
+
+    async def warm() -> None:
+        for i in range(min(warmup, n)):
+            await call_case(i)
+            if floor is not None:
+                floor(i)
+
+    _drive(warm())
+    gc.collect()
+    gc.disable()
+    try:
+        _drive(timed())
+    finally:
+        gc.enable()
+    med, p99 = _stats(tc)
+    out = {"median_us": med, "p99_us": p99, "frames": n}
+    if floor is not None:
+        fmed, fp99 = _stats(tf)
+        out.update(floor_median_us=fmed, floor_p99_us=fp99, ratio=med / fmed if fmed > 0 else float("nan"))
+    return out
+
+
+def _frames(rate: int, count: int, seed: int = 1) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Far-end speech-like bursts and a capture holding their echo (60 ms later) plus noise."""
+    rng = np.random.default_rng(seed)
+    n = rate // 50 * count
+    t = np.arange(n) / rate
+    env = (np.sin(2 * np.pi * 3 * t) > 0) * (np.sin(2 * np.pi * 0.2 * t) > -0.4)
+    far = 0.1 * env * (np.sin(2 * np.pi * 220 * t) + 0.5 * rng.standard_normal(n))
+    d = int(0.06 * rate)
+    near = 0.5 * np.concatenate((np.zeros(d), far[:-d])) + 0.003 * rng.standard_normal(n)
+    f = rate // 50
+    to16 = lambda x: np.rint(np.clip(x, -1, 1) * 32767).astype(np.int16)  # noqa: E731
+    far16, near16 = to16(far), to16(near)
+    return [far16[i * f : (i + 1) * f] for i in range(count)], [near16[i * f : (i + 1) * f] for i in range(count)]
+
+
+def bench_aec(n: int, rate: int) -> dict:
+    import pywebrtc_audio as w
+
+    from pipeline.dsp import resample
+    from processors.audio.echo import EchoCancellerProcessor
+
+    far, near = _frames(rate, n)
+    fr = rate // 50
+    proc = EchoCancellerProcessor({"reference": "played"})
+    _drive(proc.start())
+    ref_frames = [AudioFrame(x, rate, i * fr) for i, x in enumerate(far)]
+    cap_frames = [AudioFrame(x, rate, i * fr) for i, x in enumerate(near)]
+    process = proc.process
+
+    async def case(i: int) -> None:
+        await process(ref_frames[i], _DOWN, "played")
+        await process(cap_frames[i], _DOWN, "mic")
+
+    if rate in (16000, 32000, 48000):
+        lib = w.EchoCanceller(sample_rate=rate)
+        lfar, lnear = far, near
+    else:  # the call our wrapper makes: 48 kHz on the upsampled audio
+        lib = w.EchoCanceller(sample_rate=48000)
+        up = lambda xs: np.split(resample(np.concatenate(xs), rate, 48000), len(xs))  # noqa: E731
+        lfar, lnear = up(far), up(near)
+    out = _pair(case, lambda i: lib.process(lnear[i], lfar[i]), n, awaited=True)
+    if rate not in (16000, 32000, 48000):  # the library resampling inside (cheaper, cancels less well)
+        ap = w.AudioProcessor(sample_rate=rate, echo_cancellation=True)
+        out["library_internal_resampling_us"] = _pair(lambda i: ap.process(near[i], far[i]), None, n)["median_us"]
+    return out
+
+
+def bench_denoise(n: int, rate: int) -> dict:
+    import pywebrtc_audio as w
+
+    from pipeline.dsp import resample
+    from processors.audio.denoise import NoiseSuppressorProcessor
+
+    _, near = _frames(rate, n, seed=2)
+    fr = rate // 50
+    frames = [AudioFrame(x, rate, i * fr) for i, x in enumerate(near)]
+    proc = NoiseSuppressorProcessor()
+    _drive(proc.start())
+    process = proc.process
+    native = rate in (16000, 32000, 48000)
+    lib = w.NoiseSuppressor(sample_rate=rate if native else 48000, level=1)  # at 24 kHz: the 48 kHz call we make
+    lx = near if native else np.split(resample(np.concatenate(near), rate, 48000), n)
+    return _pair(lambda i: process(frames[i], _DOWN), lambda i: lib.process(lx[i]), n, awaited=True)
+
+
+def bench_turn(n: int, rate: int) -> dict:
+    from pipeline.dsp.smart_turn import SmartTurnModel, log_mel_features
+    from pipeline.dsp.turn import SemanticTurnDetector
+    from processors.turn.semantic import SemanticTurnProcessor
+
+    fr = rate // 50
+    t = np.arange(fr * n) / rate
+    x = np.rint((0.1 * np.sin(2 * np.pi * 200 * t)) * 32767).astype(np.int16)  # steady: no pause, no model call
+    xs = [x[i * fr : (i + 1) * fr] for i in range(n)]
+    frames = [AudioFrame(v, rate, i * fr) for i, v in enumerate(xs)]
+    proc = SemanticTurnProcessor()
+    _drive(proc.start())
+    det = SemanticTurnDetector(rate, model=proc.model)
+    process = proc.process
+    out = {"per_frame": _pair(lambda i: process(frames[i], _DOWN), lambda i: det.process(xs[i], i * fr), n,
+                              awaited=True)}
+    model: SmartTurnModel = proc.model
+    rng = np.random.default_rng(3)
+    audio = [(0.05 * rng.standard_normal(16000 * 4)).astype(np.float32) for _ in range(3)]
+    feats = [log_mel_features(a) for a in audio]
+    run, name = model.session.run, model._input
+    calls = 12 if n < 1000 else 30
+    out["per_pause"] = _pair(lambda i: model.probability(audio[i % 3]),
+                             lambda i: run(None, {name: feats[i % 3][None]}), calls, warmup=2)
+    out["features"] = _pair(lambda i: log_mel_features(audio[i % 3]), None, calls, warmup=2)
+    return out
+
+
+def _versions() -> dict:
+    from importlib.metadata import version
+
+    v = {"python": platform.python_version(), "numpy": np.__version__, "machine": platform.machine()}
+    for dist in ("pywebrtc-audio", "onnxruntime", "soxr", "pipecat-ai"):
+        try:
+            v[dist] = version(dist)
+        except Exception:
+            v[dist] = None
+    return v
+
+
+def run(quick: bool = False) -> dict:
+    n = 300 if quick else 1500
+    res: dict = {"versions": _versions(), "frame_ms": 20}
+    for rate in (16000, 24000, 48000):
+        res[f"aec_{rate // 1000}k"] = bench_aec(n, rate)
+        res[f"denoise_{rate // 1000}k"] = bench_denoise(n, rate)
+    res["turn_24k"] = bench_turn(n, 24000)
+    per_frame = (res["aec_24k"]["median_us"] + res["denoise_24k"]["median_us"]
+                 + res["turn_24k"]["per_frame"]["median_us"])
+    model_us_per_s = PAUSES_PER_S * res["turn_24k"]["per_pause"]["median_us"]
+    res["session_24k"] = {"per_frame_us": per_frame, "model_us_per_s": model_us_per_s,
+                          "core_pct": (per_frame * 50 + model_us_per_s) / 1e6 * 100}
+    return res
+
+
+def table(res: dict) -> str:
+    rows = ["| case | median us | p99 us | floor median us | floor p99 us | ratio |", "|---|---:|---:|---:|---:|---:|"]
+
+    def row(name: str, r: dict) -> None:
+        floor = (f"{r['floor_median_us']:.1f} | {r['floor_p99_us']:.1f} | {r['ratio']:.2f}x"
+                 if "ratio" in r else "- | - | -")
+        rows.append(f"| {name} | {r['median_us']:.1f} | {r['p99_us']:.1f} | {floor} |")
+
+    for rate in (16, 24, 48):
+        row(f"audio.aec {rate} kHz (ref + capture) vs EchoCanceller.process", res[f"aec_{rate}k"])
+    rows.append(f"| (24 kHz: AudioProcessor(24000), WebRTC resampling inside) | "
+                f"{res['aec_24k']['library_internal_resampling_us']:.1f} | | | | |")
+    for rate in (16, 24, 48):
+        row(f"audio.denoise {rate} kHz vs NoiseSuppressor.process", res[f"denoise_{rate}k"])
+    row("turn.semantic 24 kHz per frame vs SemanticTurnDetector.process", res["turn_24k"]["per_frame"])
+    row("turn.semantic per pause: probability() vs session.run", res["turn_24k"]["per_pause"])
+    row("turn.semantic per pause: log-mel features alone", res["turn_24k"]["features"])
+    s = res["session_24k"]
+    rows.append("")
+    rows.append(f"session at 24 kHz: {s['per_frame_us']:.0f} us per 20 ms frame + {s['model_us_per_s']:.0f} us/s of "
+                f"model calls = {s['core_pct']:.2f} % of one core")
+    return "\n".join(rows)
+
+
+TURN_SETTINGS = [
+    {},  # the defaults: threshold 0.5, pause 200 ms, max silence 1500 ms
+    {"max_silence_ms": 1200.0},
+    {"max_silence_ms": 1000.0},
+    {"threshold": 0.7},
+    {"threshold": 0.3},
+    {"pause_ms": 300.0},
+    {"recheck_ms": 500.0},
+]
+
+
+def turn_sweep() -> str:
+    """Premature ends and delays per turn.semantic setting, with the 500 ms timer first."""
+    sys.path.insert(0, str(HERE.parent / "tests"))
+    from test_quality_turn import judge, semantic_ends, timer_ends
+    from quality_fixtures import to_int16, turn_scene
+
+    from pipeline.dsp.smart_turn import SmartTurnModel
+
+    scene = turn_scene(16000)
+    x = to_int16(scene.samples)
+    model = SmartTurnModel()
+    rows = ["| detector | premature ends | delay mean ms | delay median ms | model calls |", "|---|---:|---:|---:|---:|"]
+    t = judge(scene, timer_ends(x))
+    rows.append(f"| 500 ms timer | {t[0]}/{t[1]} | {t[2]:.0f} | {t[3]:.0f} | - |")
+    for setting in TURN_SETTINGS:
+        ends, calls = semantic_ends(x, model, **setting)
+        r = judge(scene, ends)
+        rows.append(f"| turn.semantic {setting or 'defaults'} | {r[0]}/{r[1]} | {r[2]:.0f} | {r[3]:.0f} | {calls} |")
+    return "\n".join(rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="300 frames per case instead of 1500")
+    ap.add_argument("--json", default=None, metavar="FILE", help="write the figures and versions as JSON")
+    ap.add_argument("--turn-sweep", action="store_true", help="turn.semantic quality per setting instead of costs")
+    args = ap.parse_args(argv)
+    if args.turn_sweep:
+        print(turn_sweep())
+        return 0
+    res = run(args.quick)
+    print(table(res))
+    if args.json:
+        Path(args.json).write_text(json.dumps(res, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
