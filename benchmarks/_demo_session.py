@@ -549,18 +549,11 @@ def build_session(url: str, wav: Path, out_dir: Path, *, recorder: Recorder | No
 
 
 def _copy(template, updates: dict[str, dict[str, Any]]):
-    """A new graph of new processors with the template's params (``updates`` per node), links and queues."""
-    from pipeline.graph import Graph
-
-    graph = Graph(name=template.name, file=template.file, on_error=template.on_error)
-    for node_id, node in template.nodes.items():
-        old = node.processor
-        proc = type(old)(old.params.model_copy(update=updates.get(node_id, {}), deep=True), name=node_id)
-        # what the loader sets from a node's `queue_size` / `drop_oldest` keys
-        proc._queue.max_size, proc._queue.drop_oldest = old._queue.max_size, old._queue.drop_oldest
-        graph.add(node_id, proc, type=node.type, line=node.line)
-    for link in template.links:
-        graph.link(link.src, link.dst, line=link.line)
+    """A copy of the checked template (``Graph.copy``), with ``updates`` to some nodes' params."""
+    graph = template.copy()
+    for node_id, update in updates.items():
+        old = graph.nodes[node_id].processor
+        graph.replace(node_id, type(old)(old.params.model_copy(update=update, deep=True)), type=graph.nodes[node_id].type)
     return graph
 
 
@@ -570,8 +563,7 @@ class _NullStream(io.TextIOBase):
 
 
 def _replace(graph, node_id: str, processor: Processor, type_name: str) -> None:
-    old = graph.nodes.pop(node_id)
-    graph.add(node_id, processor, type=type_name, line=old.line)
+    graph.replace(node_id, processor, type=type_name)
 
 
 def _relink(graph, *, drop: list[tuple[str, str]], add: list[tuple[str, str]]) -> None:
@@ -585,13 +577,9 @@ def _relink(graph, *, drop: list[tuple[str, str]], add: list[tuple[str, str]]) -
 
 
 def _insert(graph, src: str, dst: str, node_id: str, processor: Processor) -> None:
-    links = [l for l in graph.links if l.src == src and l.dst == dst]
-    if not links:
+    if not any(l.src == src and l.dst == dst for l in graph.links):
         raise RuntimeError(f"{DEMO}: no link {src} -> {dst} to put the benchmark probe {node_id!r} on")
-    for l in links:
-        graph.links.remove(l)
-    graph.add(node_id, processor, type="benchmark probe")
-    graph.link(src, node_id, dst)
+    graph.insert(node_id, processor, between=(src, dst), type="benchmark probe")
 
 
 # --- figures ----------------------------------------------------------------------------------------

@@ -98,16 +98,13 @@ class _Sink(Processor):
 async def voxpipe_load(n: int, load: str, n_frames: int, inline: bool = False):
     driver, sink = _Driver(load, n_frames), _Sink()
     driver.sink = sink
-    hops = []
-    for _ in range(n):
-        p = Passthrough()
-        if inline:
-            p.inline = True
-        hops.append(p)
-    if load == "burst":
-        for p in hops + [sink]:
-            p._queue.max_size = n_frames + 1
+    hops = [Passthrough() for _ in range(n)]
     graph = Graph.chain(driver, *hops, sink)
+    for spec in list(graph.nodes.values())[1:]:
+        if inline and spec.processor is not sink:
+            spec.inline = True
+        if load == "burst":
+            spec.queue_size = n_frames + 1
     graph.check()
     await Runner(graph, realtime=False).run()
     return driver.samples, driver.cpu
@@ -152,6 +149,32 @@ async def queue_load(n: int, load: str, n_frames: int):
     return samples, cpu
 
 
+async def direct_load(n: int, load: str, n_frames: int):
+    """The inline floor: N plain ``await f(frame)`` calls, each passing the frame on."""
+
+    async def sink(frame):
+        return None
+
+    call = sink
+    for _ in range(n):
+        async def ahop(frame, _next=call):
+            await _next(frame)
+
+        call = ahop
+    samples, cpu = [], 0.0
+    if load == "closed":
+        for i in range(n_frames):
+            t0 = time.perf_counter()
+            await call(AudioFrame(FRAME, 24000, pts=i * 480))
+            samples.append(time.perf_counter() - t0)
+    elif load == "burst":
+        c0 = time.process_time()
+        for i in range(n_frames):
+            await call(AudioFrame(FRAME, 24000, pts=i * 480))
+        cpu = time.process_time() - c0
+    return samples, cpu
+
+
 def _q(xs, p):
     return float(np.percentile(np.asarray(xs) * 1e6, p)) if xs else float("nan")
 
@@ -168,7 +191,7 @@ async def measure(quick: bool = False) -> dict:
     rows = []
     for n in NS:
         row = {"n": n}
-        closed_v, closed_q, closed_i, cpu_v, cpu_q = [], [], [], [], []
+        closed_v, closed_q, closed_i, closed_d, cpu_v, cpu_q, cpu_i, cpu_d = [], [], [], [], [], [], [], []
         for _ in range(rounds):  # interleave case and floor so drift hits both
             s, _ = await voxpipe_load(n, "closed", closed_n)
             closed_v += s
@@ -176,6 +199,12 @@ async def measure(quick: bool = False) -> dict:
             closed_q += s
             s, _ = await voxpipe_load(n, "closed", closed_n, inline=True)
             closed_i += s
+            s, _ = await direct_load(n, "closed", closed_n)
+            closed_d += s
+            _, c = await voxpipe_load(n, "burst", burst_n, inline=True)
+            cpu_i.append(c)
+            _, c = await direct_load(n, "burst", burst_n)
+            cpu_d.append(c)
             _, c = await voxpipe_load(n, "burst", burst_n)
             cpu_v.append(c)
             _, c = await queue_load(n, "burst", burst_n)
@@ -185,7 +214,9 @@ async def measure(quick: bool = False) -> dict:
         row.update(
             closed_p50_us=_q(closed_v, 50), closed_p99_us=_q(closed_v, 99),
             floor_closed_p50_us=_q(closed_q, 50), floor_closed_p99_us=_q(closed_q, 99),
-            inline_closed_p50_us=_q(closed_i, 50),
+            inline_closed_p50_us=_q(closed_i, 50), floor_inline_closed_p50_us=_q(closed_d, 50),
+            inline_burst_cpu_us_per_frame=min(cpu_i) / burst_n * 1e6,
+            floor_inline_burst_cpu_us_per_frame=min(cpu_d) / burst_n * 1e6,
             burst_cpu_us_per_frame=min(cpu_v) / burst_n * 1e6,
             floor_burst_cpu_us_per_frame=min(cpu_q) / burst_n * 1e6,
             paced_p50_us=_q(paced_v, 50), paced_p99_us=_q(paced_v, 99),
@@ -196,6 +227,9 @@ async def measure(quick: bool = False) -> dict:
     hop = _slope(ns, [r["closed_p50_us"] for r in rows])
     hop_floor = _slope(ns, [r["floor_closed_p50_us"] for r in rows])
     hop_inline = _slope(ns, [r["inline_closed_p50_us"] for r in rows])
+    hop_inline_floor = _slope(ns, [r["floor_inline_closed_p50_us"] for r in rows])
+    cpu_inline = _slope(ns, [r["inline_burst_cpu_us_per_frame"] for r in rows])
+    cpu_inline_floor = _slope(ns, [r["floor_inline_burst_cpu_us_per_frame"] for r in rows])
     cpu_hop = _slope(ns, [r["burst_cpu_us_per_frame"] for r in rows])
     cpu_hop_floor = _slope(ns, [r["floor_burst_cpu_us_per_frame"] for r in rows])
     return {
@@ -204,6 +238,9 @@ async def measure(quick: bool = False) -> dict:
         "floor_per_hop_us": hop_floor,
         "ratio": hop / hop_floor if hop_floor > 0 else float("nan"),
         "inline_per_hop_us": hop_inline,
+        "floor_inline_per_hop_us": hop_inline_floor,
+        "inline_cpu_per_frame_per_hop_us": cpu_inline,
+        "floor_inline_cpu_per_frame_per_hop_us": cpu_inline_floor,
         "cpu_per_frame_per_hop_us": cpu_hop,
         "floor_cpu_per_frame_per_hop_us": cpu_hop_floor,
         "cpu_ratio": cpu_hop / cpu_hop_floor if cpu_hop_floor > 0 else float("nan"),
@@ -255,6 +292,11 @@ def table(result: dict) -> str:
     lines.append(
         f"per hop (closed-loop slope): {result['per_hop_us']:.2f} us vs floor {result['floor_per_hop_us']:.2f} us"
         f" -> ratio {result['ratio']:.2f}x (target <= 1.5x); inline hop {result['inline_per_hop_us']:.2f} us"
+    )
+    lines.append(
+        f"inline hop: {result['inline_per_hop_us']:.3f} us latency (target <= 0.35 us), "
+        f"{result['inline_cpu_per_frame_per_hop_us']:.3f} us CPU (target <= 0.4 us) vs direct await floor "
+        f"{result['floor_inline_per_hop_us']:.3f} us / {result['floor_inline_cpu_per_frame_per_hop_us']:.3f} us"
     )
     lines.append(
         f"CPU per frame per hop (burst slope): {result['cpu_per_frame_per_hop_us']:.2f} us (target <= 2 us)"

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 _EXPORTS = {
     "MediaError": "errors", "PipelineError": "errors", "VoxpipeError": "errors",
     "Graph": "graph", "load": "loader", "load_text": "loader", "Processor": "processor",
-    "RunResult": "runner", "Runner": "runner", "run": "runner",
+    "RunResult": "runner", "Runner": "runner", "run": "runner", "SessionContext": "session",
 }
 _FRAMES = (
     "AudioFormat AudioFrame Direction EndFrame ErrorFrame Frame FrameKind InterruptionFrame "
@@ -41,6 +41,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .loader import load, load_text
     from .processor import Processor
     from .runner import RunResult, Runner, run
+    from .session import SessionContext
 
 __version__ = "0.1.0"
 
@@ -63,6 +64,7 @@ __all__ = [
     "ResponseStartFrame",
     "RunResult",
     "Runner",
+    "SessionContext",
     "TextFrame",
     "ToolCallFrame",
     "ToolResultFrame",

@@ -5,28 +5,42 @@ takes several inputs). Upstream frames retrace the same links backwards. ``check
 rejects cycles, unlinked nodes and audio format mismatches; with ``auto_resample`` a
 mismatch is repaired by inserting an ``audio.resample`` node, which ``to_mermaid()``
 shows like any other.
+
+A checked graph is a template: :meth:`Graph.copy` makes a new graph of fresh processors
+(``Processor.clone()``) with the same links, node settings and formats, without parsing or
+checking again, which is how each session (a call, a browser tab, a server connection)
+gets its own; :meth:`Graph.replace` and :meth:`Graph.insert` edit a copy and re-check it.
+The runtime side of each node (queue, links, task) is built by the runner from the
+:class:`NodeSpec` (see :mod:`pipeline.node`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from .errors import PipelineError, Problem
 from .frames import AudioFormat
 from .processor import Processor
 
-__all__ = ["Graph", "Node"]
+__all__ = ["Graph", "NodeSpec"]
 
 
 @dataclass
-class Node:
-    """A processor in a graph, with the YAML facts used in error messages."""
+class NodeSpec:
+    """A processor in a graph, its per-node settings and the YAML facts used in messages.
+
+    ``queue_size`` / ``drop_oldest`` / ``inline`` override the processor class's defaults
+    for this node (None: the class's); the runner builds the node's queue from them.
+    """
 
     id: str
     processor: Processor
     type: str = ""
     line: int | None = None
     inserted: bool = False  # added by auto_resample
+    queue_size: int | None = None
+    drop_oldest: bool | None = None
+    inline: bool | None = None
 
 
 @dataclass
@@ -44,22 +58,29 @@ class Graph:
     file: str | None = None
     auto_resample: bool = False
     on_error: str = "stop"
-    nodes: dict[str, Node] = field(default_factory=dict)
+    nodes: dict[str, NodeSpec] = field(default_factory=dict)
     links: list[_Link] = field(default_factory=list)
     formats: dict[str, AudioFormat | None] = field(default_factory=dict)
+    checked: bool = field(default=False, compare=False)
 
-    def add(self, node_id: str, processor: Processor, *, type: str = "", line: int | None = None) -> Processor:
-        """Add ``processor`` under ``node_id`` and return it."""
+    def add(self, node_id: str, processor: Processor, *, type: str = "", line: int | None = None,
+            queue_size: int | None = None, drop_oldest: bool | None = None, inline: bool | None = None) -> Processor:
+        """Add ``processor`` under ``node_id`` (with optional per-node queue settings) and return it."""
         if node_id in self.nodes:
             raise PipelineError(Problem(f"duplicate node id {node_id!r}", self.file, line, "give each processor its own id"))
+        if queue_size is not None and queue_size < 1:
+            raise PipelineError(Problem(f"processor {node_id!r}: queue_size must be at least 1, got {queue_size}", self.file, line))
         processor.name = node_id
-        self.nodes[node_id] = Node(node_id, processor, type or type_name(processor), line)
+        self.nodes[node_id] = NodeSpec(node_id, processor, type or type_name(processor), line,
+                                       queue_size=queue_size, drop_oldest=drop_oldest, inline=inline)
+        self.checked = False
         return processor
 
     def link(self, *ids: str, line: int | None = None) -> None:
         """Link ``a -> b -> c`` downstream."""
         for a, b in zip(ids, ids[1:]):
             self.links.append(_Link(a, b, line))
+        self.checked = False
 
     @classmethod
     def chain(cls, *processors: Processor, name: str = "chain") -> Graph:
@@ -77,6 +98,59 @@ class Graph:
         if len(ids) > 1:
             g.link(*ids)
         return g
+
+    # --- sessions: copies of a checked template --------------------------------------------
+
+    def copy(self) -> Graph:
+        """A new graph of fresh processors (``clone()``), same links, node settings and formats.
+
+        Cheap: no YAML, no registry, no re-check when this graph was checked. Run one copy
+        per session; a processor instance runs in one graph at a time.
+        """
+        nodes = {}
+        for n, spec in self.nodes.items():
+            proc = spec.processor.clone()
+            proc.name = n
+            nodes[n] = replace(spec, processor=proc)
+        return Graph(name=self.name, file=self.file, auto_resample=self.auto_resample, on_error=self.on_error,
+                     nodes=nodes, links=[replace(l) for l in self.links], formats=dict(self.formats),
+                     checked=self.checked)
+
+    def replace(self, node_id: str, processor: Processor, *, type: str | None = None) -> Graph:
+        """Put ``processor`` in place of node ``node_id`` (same links and settings); re-check.
+
+        Edits this graph (use it on a copy) and returns it, so calls chain.
+        """
+        if node_id not in self.nodes:
+            from .loader import suggest
+
+            raise PipelineError(Problem(f"replace: no node {node_id!r}", self.file, None, suggest(node_id, self.nodes)))
+        old = self.nodes[node_id]
+        processor.name = node_id
+        self.nodes[node_id] = replace(old, processor=processor, type=type or type_name(processor))
+        self.checked = False
+        self.check()
+        return self
+
+    def insert(self, node_id: str, processor: Processor, *, between: tuple[str, str], type: str | None = None,
+               queue_size: int | None = None, drop_oldest: bool | None = None, inline: bool | None = None) -> Graph:
+        """Put ``processor`` as node ``node_id`` on the link ``between[0] -> between[1]``; re-check.
+
+        Edits this graph (use it on a copy) and returns it. Raises PipelineError when there
+        is no such link.
+        """
+        a, b = between
+        links = [l for l in self.links if l.src == a and l.dst == b]
+        if not links:
+            raise PipelineError(Problem(f"insert {node_id!r}: no link {a} -> {b}", self.file, None,
+                                        f"links are: {', '.join(f'{l.src} -> {l.dst}' for l in self.links)}"))
+        line = links[0].line
+        self.add(node_id, processor, type=type or "", line=line, queue_size=queue_size, drop_oldest=drop_oldest,
+                 inline=inline)
+        at = self.links.index(links[0])
+        self.links[at:at + 1] = [_Link(a, node_id, line), _Link(node_id, b, line)]
+        self.check()
+        return self
 
     # --- queries --------------------------------------------------------------------------
 
@@ -118,7 +192,7 @@ class Graph:
     # --- checking and wiring --------------------------------------------------------------
 
     def check(self) -> None:
-        """Validate links and audio formats; wire processors. Raises PipelineError."""
+        """Validate links and audio formats. Raises PipelineError."""
         problems: list[Problem] = []
         for l in self.links:
             for end in (l.src, l.dst):
@@ -137,7 +211,7 @@ class Graph:
         if problems:
             raise PipelineError(problems)
         self._check_formats()
-        self._wire()
+        self.checked = True
 
     def _check_formats(self) -> None:
         problems: list[Problem] = []
@@ -182,15 +256,6 @@ class Graph:
         self.links.remove(link)
         self.links.append(_Link(link.src, node_id, link.line))
         self.links.append(_Link(node_id, link.dst, link.line))
-
-    def _wire(self) -> None:
-        for node in self.nodes.values():
-            node.processor._down = []
-            node.processor._up = []
-        for l in self.links:
-            a, b = self.nodes[l.src].processor, self.nodes[l.dst].processor
-            a._down.append(b)
-            b._up.append(a)
 
     # --- rendering ------------------------------------------------------------------------
 

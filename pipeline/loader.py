@@ -34,7 +34,7 @@ from .graph import Graph
 __all__ = ["load", "load_text", "parse_override", "suggest"]
 
 TOP_LEVEL = {"voxpipe", "name", "description", "processors", "links", "auto_resample", "on_error"}
-NODE_KEYS = {"type", "params", "queue_size", "drop_oldest"}
+NODE_KEYS = {"type", "params", "queue_size", "drop_oldest", "inline"}
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _ID = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]*$")
 
@@ -210,7 +210,7 @@ class _Loader:
                 key = _construct_scalar(kk)
                 if key not in NODE_KEYS:
                     self.problem(f"processor {node_id!r}: unknown key {key!r}", kk.start_mark.line + 1,
-                                 suggest(key, NODE_KEYS) or "a processor takes `type`, `params`, `queue_size`, `drop_oldest`")
+                                 suggest(key, NODE_KEYS) or "a processor takes `type`, `params`, `queue_size`, `drop_oldest`, `inline`")
                     continue
                 spec[key] = self.value(vv)
                 spec[key + "_line"] = kk.start_mark.line + 1
@@ -277,11 +277,14 @@ class _Loader:
             except (ValueError, OSError, ImportError) as exc:
                 self.problem(f"processor {node_id!r} ({spec['type']}): {type(exc).__name__}: {exc}", spec.get("params_line", spec["line"]))
                 continue
-            if "queue_size" in spec:
-                proc._queue.max_size = int(spec["queue_size"])
-            if "drop_oldest" in spec:
-                proc._queue.drop_oldest = bool(spec["drop_oldest"])
-            graph.add(node_id, proc, type=str(spec["type"]), line=spec["line"])
+            queue_size = spec.get("queue_size")
+            if queue_size is not None and (not isinstance(queue_size, int) or isinstance(queue_size, bool) or queue_size < 1):
+                self.problem(f"processor {node_id!r}: queue_size must be a whole number of at least 1, not {queue_size!r}",
+                             spec.get("queue_size_line", spec["line"]))
+                continue
+            graph.add(node_id, proc, type=str(spec["type"]), line=spec["line"], queue_size=queue_size,
+                      drop_oldest=bool(spec["drop_oldest"]) if "drop_oldest" in spec else None,
+                      inline=bool(spec["inline"]) if "inline" in spec else None)
 
     def param_problem(self, node_id: str, spec: dict, model: type[BaseModel], err: dict) -> Problem:
         loc = tuple(str(x) for x in err.get("loc", ()))

@@ -18,46 +18,59 @@ runner's business) and pushes on what it does not consume; it never calls ``supe
 ``start`` runs before the first frame arrives; ``stop`` runs once at the end: on a graceful
 end it may still push final frames (a resampler's tail), on a cancel its pushes go nowhere.
 
-Theory of operation
--------------------
-Each processor owns a :class:`~pipeline.queue.FrameQueue` and one task that feeds
-``process`` from it. ``push`` hands a frame to every neighbour in the given direction:
+Which input
+-----------
+A processor with several inputs can tell which link a frame came from: if its ``process``
+takes a third positional parameter, it is called as ``process(frame, direction, link)``,
+where ``link`` is the id of the neighbour node that pushed the frame (the upstream
+neighbour for downstream frames, the downstream neighbour for upstream frames; None for a
+frame the runner injected). The signature is inspected once per class, not per frame.
+``inputs`` (ids of the nodes that feed this one downstream) and ``outputs`` are readable
+from ``start()`` on.
 
-* a SYSTEM frame is handled at once, in the pusher's task, skipping the queue;
-* an inline processor (``inline = True``) runs ``process`` in the pusher's task too;
-* anything else is queued. A full queue blocks the pusher or drops the oldest data frame,
-  by the processor's policy.
+When ``process`` runs
+---------------------
+The runner wraps each processor in a :class:`~pipeline.node.Node` that owns its queue,
+links, task, turn filter and statistics (see that module for the theory of operation):
 
-A processor that receives an :class:`InterruptionFrame` raises its turn, purges queued data
-frames of older turns and, from then on, drops data frames of older turns that were still
-in flight (frames of turn 0 belong to no turn and always pass).
+* a queued processor (the default) runs ``process`` in its own task, one frame at a time;
+  it is never entered concurrently. A system frame jumps to the front of the queue and is
+  processed next, after the current ``process`` call returns;
+* an inline processor (``inline = True``) runs ``process`` in the pusher's task, system
+  frames included; it must not await anything but ``push``;
+* frames pushed before ``start()`` has returned wait in the queue.
+
+A processor that receives an :class:`InterruptionFrame` of a newer turn has its turn raised
+and its queued data frames of older turns purged at once; data frames of older turns still
+in flight are dropped (frames of turn 0 belong to no turn and always pass). ``turn`` reads
+the current one.
 
 A processor with no inputs is a source: override :meth:`produce`; when it returns, the
-runner ends the stream there.
+runner ends the stream there. An exception in any of these methods (or in a task started
+with :meth:`spawn`) becomes an :class:`ErrorFrame` and one log paragraph naming the node;
+the graph's policy (``on_error``) decides whether the run stops.
+
+A processor instance is in at most one running graph at a time; :meth:`clone` makes a fresh
+one with the same params (what ``Graph.copy()`` uses per session).
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, ClassVar
 
-import anyio
 from pydantic import BaseModel, ConfigDict
 
-from .frames import AudioFormat, Direction, EndFrame, ErrorFrame, Frame, FrameKind, InterruptionFrame
-from .queue import FrameQueue
+from .frames import AudioFormat, Direction, EndFrame, Frame, FrameKind
 
 if TYPE_CHECKING:
-    from anyio.abc import TaskGroup
-
     from .clock import MediaClock
-    from .metrics import LatencyHistogram
+    from .node import Node
+    from .session import SessionContext
 
 __all__ = ["Processor"]
 
 _DOWN = Direction.DOWNSTREAM
-_UP = Direction.UPSTREAM
 _SYSTEM = FrameKind.SYSTEM
 _DATA = FrameKind.DATA
 
@@ -67,11 +80,15 @@ class _NoParams(BaseModel):
 
 
 class Processor:
-    """A node of a graph: receives frames in ``process`` and sends them on with ``push``.
+    """A graph's unit of work: receives frames in ``process`` and sends them on with ``push``.
 
-    Class attributes tune the plumbing: ``queue_size`` and ``drop_oldest`` set the input
-    queue's bound and policy, ``inline`` runs the processor in its caller's task (for tiny
-    work that never awaits I/O). ``input_format`` / ``output_format`` declare audio caps.
+    Class attributes tune the plumbing (a YAML node may override them): ``queue_size`` and
+    ``drop_oldest`` set the input queue's bound and policy, ``inline`` runs ``process`` in
+    its pusher's task (for tiny work that never awaits anything but ``push``).
+    ``input_format`` / ``output_format`` declare audio caps. If ``process`` takes a third
+    positional parameter it receives the id of the link (neighbour node) the frame came
+    from. Everything else the runner keeps in the processor's node, out of reach of
+    subclasses.
     """
 
     Params: ClassVar[type[BaseModel]] = _NoParams
@@ -80,6 +97,7 @@ class Processor:
     inline: ClassVar[bool] = False
     #: Audio this processor accepts on its input (None: any audio, or no audio at all).
     input_format: ClassVar[AudioFormat | None] = None
+    __node: Node | None = None  # the runner's side; one mangled name no subclass can shadow
 
     def __init__(self, params: BaseModel | dict[str, Any] | None = None, *, name: str | None = None) -> None:
         if params is None:
@@ -89,21 +107,7 @@ class Processor:
         self.params = params
         self.name = name or type(self).__name__
         self.log = logging.getLogger(f"voxpipe.{self.name}")
-        self.turn = 0
-        self.clock: MediaClock | None = None
-        self._down: list[Processor] = []
-        self._up: list[Processor] = []
-        self._queue = FrameQueue(self.queue_size, drop_oldest=self.drop_oldest)
-        self._ends_seen = 0
-        self._ended = anyio.Event()
-        self._started = False
-        self._early: list[tuple[Frame, Direction]] = []
-        self._stopped = False
-        self._cancelled = False
-        self._busy: Frame | None = None
-        self._stats: LatencyHistogram | None = None
-        self._task_group: TaskGroup | None = None
-        self._on_error: Callable[[ErrorFrame], Awaitable[None]] | None = None
+        self.__node: Node | None = None
 
     # --- what subclasses override ---------------------------------------------------------
 
@@ -124,140 +128,116 @@ class Processor:
         """The audio format this processor emits, given what its input carries."""
         return upstream
 
+    def clone(self) -> Processor:
+        """A fresh processor with a deep copy of these params (one per session).
+
+        A subclass whose constructor takes more than ``(params, name=)`` overrides this.
+        """
+        return type(self)(self.params.model_copy(deep=True), name=self.name)
+
     # --- what subclasses call -------------------------------------------------------------
 
     async def push(self, frame: Frame, direction: Direction = _DOWN) -> None:
-        """Send ``frame`` to every neighbour in ``direction`` (downstream by default)."""
-        targets = self._down if direction is _DOWN else self._up
-        for target in targets:
-            await target._receive(frame, direction)
+        """Send ``frame`` to every neighbour in ``direction`` (downstream by default).
+
+        Outside a graph (a processor driven by hand, as a DSP benchmark does) it goes nowhere.
+        """
+        node = self.__node
+        if node is None:
+            return
+        kind = frame.kind
+        if kind is _DATA and 0 < frame.turn < node.turn:  # made before an interruption this node has seen
+            node.queue.stale += 1
+            return
+        for target in node.down if direction is _DOWN else node.up:
+            if target.direct and target.stats is None:
+                # an inline target: its turn filter and end handling here, then process itself
+                if kind is _DATA:
+                    if 0 < frame.turn < target.turn:
+                        target.queue.stale += 1
+                        continue
+                elif kind is _SYSTEM or type(frame) is EndFrame or target.stopped:
+                    await target.receive(frame, direction, node)
+                    continue
+                try:
+                    if target.takes_link:
+                        await target.process(frame, direction, node.id)
+                    else:
+                        await target.process(frame, direction)
+                except Exception as exc:
+                    await target.report(exc, f"while processing {type(frame).__name__}")
+            else:
+                await target.receive(frame, direction, node)
 
     def spawn(self, fn: Callable[..., Awaitable[Any]], *args: Any) -> None:
         """Run ``fn(*args)`` as a task owned by the graph; it is cancelled when the graph stops."""
-        if self._task_group is None:
+        node = self.__node
+        if node is None or node.task_group is None:
             raise RuntimeError(f"{self.name}: spawn() needs a running graph (call it from start() or later)")
-        self._task_group.start_soon(self._guarded, fn, args)
+        node.spawn(fn, args)
 
     @property
     def cancelled(self) -> bool:
         """True when the graph is being cancelled: ``stop()`` should release, not drain."""
-        return self._cancelled
+        node = self.__node
+        return node is not None and node.cancelled
+
+    @property
+    def turn(self) -> int:
+        """The current turn: raised by each InterruptionFrame of a newer turn (0 before any)."""
+        node = self.__node
+        return node.turn if node is not None else 0
+
+    @property
+    def clock(self) -> MediaClock | None:
+        """The run's media clock (None outside a run)."""
+        node = self.__node
+        return node.clock if node is not None else None
+
+    @property
+    def context(self) -> SessionContext:
+        """The session this run belongs to (an empty default context outside a session)."""
+        node = self.__node
+        if node is None or node.context is None:
+            from .session import EMPTY_CONTEXT
+
+            return EMPTY_CONTEXT
+        return node.context
+
+    @property
+    def inputs(self) -> list[str]:
+        """Ids of the nodes whose downstream frames come in here; valid from ``start()`` on."""
+        return [n.id for n in self.__linked().up]
+
+    @property
+    def outputs(self) -> list[str]:
+        """Ids of the nodes this one pushes downstream frames to; valid from ``start()`` on."""
+        return [n.id for n in self.__linked().down]
 
     def statistics(self) -> dict[str, Any]:
         """Queue size, dropped and stale counts, and latency figures when stats are on."""
-        q = self._queue.statistics()
-        out: dict[str, Any] = {"queued": q.size, "max_size": q.max_size, "dropped": q.dropped, "stale": q.stale}
-        if self._stats is not None:
-            out.update(self._stats.summary())
-        return out
+        node = self.__node
+        if node is None:
+            return {"queued": 0, "max_size": self.queue_size, "dropped": 0, "stale": 0}
+        return node.statistics()
 
-    # --- plumbing (the runner's side) -----------------------------------------------------
-
-    async def _receive(self, frame: Frame, direction: Direction) -> None:
-        kind = frame.kind
-        if kind is _SYSTEM:
-            await self._handle_system(frame, direction)
-        elif self.inline and self._started:
-            if kind is _DATA and 0 < frame.turn < self.turn:
-                self._queue.stale += 1
-            elif type(frame) is EndFrame:
-                await self._handle_end(frame)
-            else:
-                await self._call_process(frame, direction)
-        elif not self._queue.put_nowait(frame, direction):
-            await self._queue.put(frame, direction)
-
-    async def _handle_system(self, frame: Frame, direction: Direction) -> None:
-        if not self._started:  # pushed by a neighbour that started first: hold it
-            self._early.append((frame, direction))
-            return
-        if type(frame) is InterruptionFrame and frame.turn > self.turn:
-            self.turn = frame.turn
-            self._queue.purge_stale(frame.turn)
-        await self._call_process(frame, direction)
-
-    async def _call_process(self, frame: Frame, direction: Direction) -> None:
-        if self._stopped:
-            return
-        try:
-            if self._stats is None:
-                await self.process(frame, direction)
-            else:
-                t0 = time.perf_counter()
-                await self.process(frame, direction)
-                self._stats.add(time.perf_counter() - t0)
-        except Exception as exc:  # a processor's bug must not kill its task silently
-            await self._report(exc, f"while processing {type(frame).__name__}")
-
-    async def _report(self, exc: BaseException, what: str) -> None:
-        message = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-        self.log.error("processor %r failed %s: %s", self.name, what, message, exc_info=exc)
-        if self._on_error is not None:
-            await self._on_error(ErrorFrame(message, processor=self.name, fatal=True, exception=exc))
-
-    async def _guarded(self, fn: Callable[..., Awaitable[Any]], args: tuple) -> None:
-        try:
-            await fn(*args)
-        except Exception as exc:
-            await self._report(exc, f"in task {getattr(fn, '__name__', fn)!r}")
-
-    async def _run(self, *, task_status: anyio.abc.TaskStatus = anyio.TASK_STATUS_IGNORED) -> None:
-        """The processor's task: call ``start``, then feed ``process`` from the queue."""
-        try:
-            await self.start()
-        except Exception as exc:
-            await self._report(exc, "in start()")
-            self._stopped = True
-            task_status.started()
-            return
-        self._started = True
-        for early, direction in self._early:
-            await self._handle_system(early, direction)
-        self._early.clear()
-        task_status.started()
-        queue = self._queue
-        while True:
-            item = queue.get_nowait()
-            if item is None:
-                item = await queue.get()
-            frame, direction = item
-            kind = frame.kind
-            if kind is _DATA and 0 < frame.turn < self.turn:
-                queue.stale += 1
-                continue
-            if type(frame) is EndFrame:
-                await self._handle_end(frame)
-                continue
-            if self._stats is not None or self._stopped:
-                self._busy = frame
-                await self._call_process(frame, direction)
-                self._busy = None
-                continue
-            # the hot path: _call_process inlined, one coroutine level less per hop
-            self._busy = frame
-            try:
-                await self.process(frame, direction)
-            except Exception as exc:
-                await self._report(exc, f"while processing {type(frame).__name__}")
-            self._busy = None
-
-    async def _handle_end(self, frame: EndFrame) -> None:
-        """Fan-in aware end of stream: stop once every input has ended, then pass it on."""
-        self._ends_seen += 1
-        if self._ends_seen < len(self._up):
-            return
-        await self._finish()
-        await self.push(frame, _DOWN)
-        self._ended.set()
-
-    async def _finish(self) -> None:
-        if self._stopped:
-            return
-        try:
-            await self.stop()
-        except Exception as exc:
-            await self._report(exc, "in stop()")
-        self._stopped = True
+    def __linked(self) -> Node:
+        node = self.__node
+        if node is None:
+            raise RuntimeError(f"{self.name}: inputs and outputs are known from start() on, in a running graph")
+        return node
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r}>"
+
+
+def attach(processor: Processor, node: Node | None) -> Node | None:
+    """Point ``processor`` at its runtime node (the runner's side); returns the previous one."""
+    old = processor._Processor__node  # type: ignore[attr-defined]
+    processor._Processor__node = node  # type: ignore[attr-defined]
+    return old
+
+
+def node_of(processor: Processor) -> Node | None:
+    """The runtime node of ``processor`` (None when it was never run)."""
+    return processor._Processor__node  # type: ignore[attr-defined]

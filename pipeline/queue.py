@@ -1,6 +1,6 @@
 """FrameQueue: the bounded single-consumer input queue of a processor.
 
-A deque plus at most one waiting getter, written for the hot path: ``put_nowait`` and
+Two deques (system frames in front, the rest behind) plus at most one waiting getter, written for the hot path: ``put_nowait`` and
 ``get_nowait`` never touch the scheduler, and the consumer awaits only when the queue is
 empty (the same trick that brings anyio memory streams level with ``asyncio.Queue``).
 
@@ -19,6 +19,8 @@ from dataclasses import dataclass
 
 from .frames import Direction, Frame, FrameKind
 
+_DOWN = Direction.DOWNSTREAM
+
 __all__ = ["FrameQueue", "QueueStatistics"]
 
 
@@ -33,14 +35,20 @@ class QueueStatistics:
 
 
 class FrameQueue:
-    """Bounded queue of ``(frame, direction)`` pairs with one consumer."""
+    """Bounded queue of ``(frame, direction, link)`` triples with one consumer.
 
-    __slots__ = ("_items", "max_size", "drop_oldest", "dropped", "stale", "_getter", "_putters")
+    ``link`` is the id of the neighbour that pushed the frame (None when not known).
+    System frames go through :meth:`put_front`: ahead of everything else (in their own
+    order), never dropped, never blocking.
+    """
+
+    __slots__ = ("_items", "_front", "max_size", "drop_oldest", "dropped", "stale", "_getter", "_putters")
 
     def __init__(self, max_size: int = 256, *, drop_oldest: bool = False) -> None:
         if max_size < 1:
             raise ValueError(f"queue max_size must be at least 1, got {max_size}")
-        self._items: deque[tuple[Frame, Direction]] = deque()
+        self._items: deque[tuple[Frame, Direction, str | None]] = deque()
+        self._front: deque[tuple[Frame, Direction, str | None]] = deque()
         self.max_size = max_size
         self.drop_oldest = drop_oldest
         self.dropped = 0
@@ -49,32 +57,37 @@ class FrameQueue:
         self._putters: deque[asyncio.Future] = deque()
 
     def __len__(self) -> int:
-        return len(self._items)
+        return len(self._items) + len(self._front)
 
     def statistics(self) -> QueueStatistics:
-        return QueueStatistics(len(self._items), self.max_size, self.dropped, self.stale)
+        return QueueStatistics(len(self), self.max_size, self.dropped, self.stale)
 
     def _wake_getter(self) -> None:
         getter = self._getter
-        if getter is not None:
-            self._getter = None
-            if not getter.done():
-                getter.set_result(None)
+        self._getter = None
+        if not getter.done():
+            getter.set_result(None)
 
-    def put_nowait(self, frame: Frame, direction: Direction) -> bool:
+    def put_nowait(self, frame: Frame, direction: Direction, link: str | None = None) -> bool:
         """Enqueue without waiting; False when the queue is full and the policy is block."""
         items = self._items
-        if len(items) >= self.max_size and direction is Direction.DOWNSTREAM:
+        if len(items) >= self.max_size and direction is _DOWN:
             if not self.drop_oldest or not self._drop_one():
                 return False
-        items.append((frame, direction))
+        items.append((frame, direction, link))
         if self._getter is not None:
             self._wake_getter()
         return True
 
-    async def put(self, frame: Frame, direction: Direction) -> None:
+    def put_front(self, frame: Frame, direction: Direction, link: str | None = None) -> None:
+        """Enqueue ahead of the data and control frames (after earlier ones put here)."""
+        self._front.append((frame, direction, link))
+        if self._getter is not None:
+            self._wake_getter()
+
+    async def put(self, frame: Frame, direction: Direction, link: str | None = None) -> None:
         """Enqueue, waiting for room when the queue is full and the policy is block."""
-        while not self.put_nowait(frame, direction):
+        while not self.put_nowait(frame, direction, link):
             waiter = asyncio.get_running_loop().create_future()
             self._putters.append(waiter)
             try:
@@ -84,27 +97,30 @@ class FrameQueue:
                     self._putters.remove(waiter)
 
     def _drop_one(self) -> bool:
-        for i, (frame, _) in enumerate(self._items):
-            if frame.kind is FrameKind.DATA:
+        for i, item in enumerate(self._items):
+            if item[0].kind is FrameKind.DATA:
                 del self._items[i]
                 self.dropped += 1
                 return True
         return False
 
-    def get_nowait(self) -> tuple[Frame, Direction] | None:
-        """The next pair, or None when empty."""
-        if not self._items:
+    def get_nowait(self) -> tuple[Frame, Direction, str | None] | None:
+        """The next triple, or None when empty."""
+        if self._front:
+            return self._front.popleft()
+        items = self._items
+        if not items:
             return None
-        item = self._items.popleft()
+        item = items.popleft()
         if self._putters:
             waiter = self._putters.popleft()
             if not waiter.done():
                 waiter.set_result(None)
         return item
 
-    async def get(self) -> tuple[Frame, Direction]:
-        """The next pair, waiting while the queue is empty."""
-        while not self._items:
+    async def get(self) -> tuple[Frame, Direction, str | None]:
+        """The next triple, waiting while the queue is empty."""
+        while not self._items and not self._front:
             self._getter = asyncio.get_running_loop().create_future()
             await self._getter
         return self.get_nowait()  # type: ignore[return-value]

@@ -2,9 +2,13 @@
 
 Theory of operation
 -------------------
-1. Every processor's task is started with ``tg.start`` sinks first, so ``start()`` has
-   run everywhere before a source pushes its first frame. System frames a processor
-   pushes from ``start()`` are held by neighbours that have not started yet.
+0. The runner builds one :class:`~pipeline.node.Node` per node spec of the graph (queue,
+   links, state) and points each processor at it; ``processor.context`` is the run's
+   :class:`~pipeline.session.SessionContext`. A processor already running in another graph
+   is refused (copy the graph per session instead).
+1. Every node's task is started with ``tg.start`` sinks first, so ``start()`` has
+   run everywhere before a source pushes its first frame. Frames a processor pushes
+   from ``start()`` wait in the queues of neighbours that have not started yet.
 2. Sources run ``produce()``; when it returns (or :meth:`Runner.end` is called) an
    :class:`EndFrame` follows the data. Each processor drains in order, calls ``stop()``
    once every input has ended and passes the end on. When every processor has ended the
@@ -27,6 +31,9 @@ from .clock import MediaClock
 from .frames import EndFrame, ErrorFrame
 from .graph import Graph
 from .metrics import LatencyHistogram
+from .node import Node
+from .processor import attach, node_of
+from .session import SessionContext
 
 __all__ = ["RunResult", "Runner", "run"]
 
@@ -45,7 +52,11 @@ class RunResult:
 
 
 class Runner:
-    """Runs one graph: ``await Runner(graph).run()``; ``end()`` drains, ``cancel()`` stops."""
+    """Runs one graph: ``await Runner(graph, context=...).run()``; ``end()`` drains, ``cancel()`` stops.
+
+    ``context`` is the session the run belongs to (``processor.context``); without one the
+    run gets a fresh empty :class:`~pipeline.session.SessionContext`.
+    """
 
     def __init__(
         self,
@@ -55,8 +66,10 @@ class Runner:
         stats: bool = False,
         stop_timeout_s: float = 2.0,
         on_error: str | None = None,
+        context: SessionContext | None = None,
     ) -> None:
         self.graph = graph
+        self.context = context if context is not None else SessionContext()
         self.clock = MediaClock(realtime=realtime)
         self.stats = stats
         self.stop_timeout_s = stop_timeout_s
@@ -67,6 +80,7 @@ class Runner:
         self._source_scopes: list[anyio.CancelScope] = []
         self._order = graph.topological()
         self.processors = [graph.nodes[n].processor for n in self._order]
+        self.nodes: list[Node] = []
 
     async def _on_error(self, frame: ErrorFrame) -> None:
         self.errors.append(frame)
@@ -86,51 +100,72 @@ class Runner:
             self._reason = "cancel"
         self._stop_now.set()
 
+    def _build_nodes(self) -> list[Node]:
+        graph = self.graph
+        if not graph.checked:
+            graph.check()
+        for p in self.processors:
+            old = node_of(p)
+            if old is not None and old.running:
+                raise RuntimeError(f"processor {p.name!r} ({type(p).__name__}) is already running in another graph; "
+                                   "a processor instance runs in one graph at a time: run a graph.copy() per session")
+        nodes: dict[str, Node] = {}
+        for n in self._order:
+            spec = graph.nodes[n]
+            nodes[n] = Node(n, spec.processor, type=spec.type, queue_size=spec.queue_size,
+                            drop_oldest=spec.drop_oldest, inline=spec.inline, clock=self.clock, context=self.context,
+                            stats=LatencyHistogram() if self.stats else None, on_error=self._on_error)
+        for link in graph.links:
+            a, b = nodes[link.src], nodes[link.dst]
+            a.down.append(b)
+            b.up.append(a)
+        for node in nodes.values():
+            node.running = True
+            attach(node.processor, node)
+        return [nodes[n] for n in self._order]
+
     async def run(self) -> RunResult:
         """Run the graph until it has drained, failed or been cancelled."""
-        for p in self.processors:
-            p.clock = self.clock
-            p._on_error = self._on_error
-            p._stats = LatencyHistogram() if self.stats else None
+        self.nodes = nodes = self._build_nodes()
         hung: list[str] = []
-        async with anyio.create_task_group() as tg:
-            for p in self.processors:
-                p._task_group = tg
-            for p in reversed(self.processors):
-                await tg.start(p._run)
-            self.clock.start()
-            sources = [self.graph.nodes[n].processor for n in self.graph.sources()]
-            for s in sources:
-                scope = anyio.CancelScope()
-                self._source_scopes.append(scope)
-                tg.start_soon(self._run_source, s, scope)
-            tg.start_soon(self._watch_end)
-            await self._stop_now.wait()
-            if self._reason != "end":
-                hung = await self._stop_all()
-            tg.cancel_scope.cancel()
-        result = RunResult(
+        try:
+            async with anyio.create_task_group() as tg:
+                for node in nodes:
+                    node.task_group = tg
+                for node in reversed(nodes):
+                    await tg.start(node.run)
+                self.clock.start()
+                by_id = {node.id: node for node in nodes}
+                for n in self.graph.sources():
+                    scope = anyio.CancelScope()
+                    self._source_scopes.append(scope)
+                    tg.start_soon(self._run_source, by_id[n], scope)
+                tg.start_soon(self._watch_end)
+                await self._stop_now.wait()
+                if self._reason != "end":
+                    hung = await self._stop_all()
+                tg.cancel_scope.cancel()
+        finally:
+            for node in nodes:
+                node.running = False
+                node.task_group = None
+        return RunResult(
             ok=self._reason != "error",
             ended=self._reason or "end",
             errors=list(self.errors),
-            stats={p.name: p.statistics() for p in self.processors},
+            stats={node.id: _statistics(node) for node in nodes},
             hung=hung,
         )
-        return result
 
-    async def _run_source(self, source, scope: anyio.CancelScope) -> None:
+    async def _run_source(self, source: Node, scope: anyio.CancelScope) -> None:
         with scope:
-            try:
-                if not source._stopped:  # a source whose start() failed produces nothing
-                    await source.produce()
-            except Exception as exc:
-                await source._report(exc, "in produce()")
-        if not source._ended.is_set():  # the end follows even a failure (policy `continue`)
-            await source._handle_end(EndFrame())
+            await source.produce()
+        if not source.ended.is_set():  # the end follows even a failure (policy `continue`)
+            await source.handle_end(EndFrame())
 
     async def _watch_end(self) -> None:
-        for p in self.processors:
-            await p._ended.wait()
+        for node in self.nodes:
+            await node.ended.wait()
         if self._reason is None:
             self._reason = "end"
         self._stop_now.set()
@@ -139,13 +174,14 @@ class Runner:
         """Call every pending ``stop()`` within the deadline; return who was still busy."""
         for scope in self._source_scopes:
             scope.cancel()
-        pending = [p for p in self.processors if not p._stopped]
+        pending = [node for node in self.nodes if not node.stopped]
         with anyio.move_on_after(self.stop_timeout_s) as scope:
-            for p in pending:
-                p._cancelled = True
-                p._down, p._up = [], []  # pushes from stop() on a cancel go nowhere
-                await p._finish()
-        busy = [p.name for p in self.processors if p._busy is not None or not p._stopped]
+            for node in pending:
+                node.cancelled = True
+                node.direct = False
+                node.down, node.up = [], []  # pushes from stop() on a cancel go nowhere
+                await node.finish()
+        busy = [node.id for node in self.nodes if node.busy is not None or not node.stopped]
         if scope.cancelled_caught:
             log.warning("stop passed %.1fs; cancelling %s", self.stop_timeout_s, ", ".join(busy) or "nothing")
         elif busy:
@@ -153,10 +189,18 @@ class Runner:
         return busy
 
 
+def _statistics(node: Node) -> dict[str, Any]:
+    try:
+        return node.processor.statistics()
+    except Exception as exc:  # a subclass's statistics() must not lose the run's result
+        log.error("processor %r (%s): statistics() failed: %s: %s", node.id, node.type, type(exc).__name__, exc)
+        return node.statistics()
+
+
 async def run(graph: Graph, *, realtime: bool = True, stats: bool = False, handle_signals: bool = False,
-              stop_timeout_s: float = 2.0) -> RunResult:
+              stop_timeout_s: float = 2.0, context: SessionContext | None = None) -> RunResult:
     """Run ``graph`` to the end. With ``handle_signals``, Ctrl-C ends it gracefully, twice cancels."""
-    runner = Runner(graph, realtime=realtime, stats=stats, stop_timeout_s=stop_timeout_s)
+    runner = Runner(graph, realtime=realtime, stats=stats, stop_timeout_s=stop_timeout_s, context=context)
     if not handle_signals:
         return await runner.run()
     result: RunResult | None = None

@@ -23,6 +23,7 @@ from .frames import AudioFrame, Direction, Frame
 from .graph import Graph
 from .processor import Processor
 from .runner import RunResult, Runner
+from .session import SessionContext
 
 __all__ = ["Collected", "CollectSink", "FrameSource", "run_frames", "run_graph", "run_yaml", "sine"]
 
@@ -38,6 +39,10 @@ class FrameSource(Processor):
         self.sink: CollectSink | None = None
         self.expect_upstream = expect_upstream
         self._enough = anyio.Event()
+
+    def clone(self) -> FrameSource:
+        """A fresh source of the same frames."""
+        return type(self)(self.frames, name=self.name, expect_upstream=self.expect_upstream)
 
     async def produce(self) -> None:
         for item in self.frames:
@@ -67,6 +72,10 @@ class CollectSink(Processor):
     def __init__(self, *, name: str = "sink") -> None:
         super().__init__(name=name)
         self.received: list[Frame] = []
+
+    def clone(self) -> CollectSink:
+        """A fresh, empty collector."""
+        return type(self)(name=self.name)
 
     async def process(self, frame: Frame, direction: Direction) -> None:
         self.received.append(frame)
@@ -102,6 +111,7 @@ async def run_frames(
     stats: bool = False,
     timeout_s: float = 30.0,
     expect_upstream: int = 0,
+    context: SessionContext | None = None,
 ) -> Collected:
     """Chain ``processors`` between a source of ``frames`` and a collector; run to the end.
 
@@ -114,16 +124,17 @@ async def run_frames(
     source.sink = sink
     graph = Graph.chain(source, *procs, sink, name="test")
     graph.check()
-    runner = Runner(graph, realtime=realtime, stats=stats)
+    runner = Runner(graph, realtime=realtime, stats=stats, context=context)
     with anyio.fail_after(timeout_s):
         result = await runner.run()
     return Collected(sink.received, source.received, result, result.stats)
 
 
-async def run_graph(graph: Graph, *, realtime: bool = False, stats: bool = False, timeout_s: float = 60.0) -> RunResult:
+async def run_graph(graph: Graph, *, realtime: bool = False, stats: bool = False, timeout_s: float = 60.0,
+                    context: SessionContext | None = None) -> RunResult:
     """Run a checked graph as fast as possible (by default) and return its result."""
     with anyio.fail_after(timeout_s):
-        return await Runner(graph, realtime=realtime, stats=stats).run()
+        return await Runner(graph, realtime=realtime, stats=stats, context=context).run()
 
 
 async def run_yaml(

@@ -61,6 +61,21 @@ class Collect(Processor):
         Collect.seen[self.name].append(frame)
 
 
+class Touch(Processor):
+    """Passes frames on; writes ``path`` once the first frame has passed (the run is under way)."""
+
+    class Params(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        path: str
+
+    async def process(self, frame, direction):
+        await self.push(frame, direction)
+        if not hasattr(self, "_touched"):
+            self._touched = True
+            with open(self.params.path, "w") as f:
+                f.write("running\n")
+
+
 class Hang(Processor):
     """Never finishes processing a frame (to test shutdown deadlines)."""
 

@@ -98,11 +98,18 @@ def test_processors_lists_types_with_a_description():
 def test_first_ctrl_c_ends_gracefully(tmp_path):
     """SIGINT ends a real-time run gracefully (exit 0); the end is drained, not cancelled."""
     p = tmp_path / "long.yaml"
-    p.write_text(GOOD.replace("count: 5", "count: 100000"))
+    marker = tmp_path / "running"
+    p.write_text(GOOD.replace("count: 5", "count: 100000").replace(
+        "  out:  {type: \"procs:Collect\"}",
+        f"  mark: {{type: \"procs:Touch\", params: {{path: \"{marker}\"}}}}\n  out:  {{type: \"procs:Collect\"}}").replace(
+        "src -> gain -> out", "src -> gain -> mark -> out"))
     env = dict(os.environ, PYTHONPATH=f"{HERE}{os.pathsep}{ROOT}")
     proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "run", str(p)], stderr=subprocess.PIPE,
                             stdout=subprocess.PIPE, text=True, env=env, cwd=ROOT)
-    time.sleep(1.5)  # let it start; this is not a timing assertion
+    deadline = time.monotonic() + 30
+    while not marker.exists():  # frames flow, so the signal handler is installed: wait for that, not a guess
+        assert proc.poll() is None and time.monotonic() < deadline, "the pipeline never started"
+        time.sleep(0.01)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err

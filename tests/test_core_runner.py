@@ -72,51 +72,99 @@ class Gate(Processor):
 
 
 async def test_interruption_drops_queued_frames_of_older_turns():
-    """Queued data of older turns is purged; turn-0 (live) audio and control frames stay."""
-    gate, sink = Gate(), CollectSink()
-    g = Graph.chain(Idle(), gate, sink)
+    """Queued data of older turns is purged on arrival; turn-0 (live) audio and control frames stay."""
+    src, gate, sink = Idle(), Gate(), CollectSink()
+    g = Graph.chain(src, gate, sink)
     g.check()
     runner = Runner(g, realtime=False)
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(runner.run)
         await anyio.wait_all_tasks_blocked()
-        await gate._receive(audio(0, turn=1), Direction.DOWNSTREAM)  # held inside the gate
+        await src.push(audio(0, turn=1))  # held inside the gate
         await gate.entered.wait()
         for i in range(1, 6):
-            await gate._receive(audio(i, turn=1), Direction.DOWNSTREAM)
-        await gate._receive(audio(100, turn=0), Direction.DOWNSTREAM)
-        await gate._receive(TextFrame("kept"), Direction.DOWNSTREAM)
-        await gate._receive(InterruptionFrame(turn=2), Direction.DOWNSTREAM)
-        assert gate._queue.stale == 5
+            await src.push(audio(i, turn=1))
+        await src.push(audio(100, turn=0))
+        await src.push(TextFrame("kept"))
+        await src.push(InterruptionFrame(turn=2))
+        assert gate.statistics()["stale"] == 5  # purged at once, while process() still waits
+        assert gate.turn == 2
         gate.release.set()
-        await gate._receive(audio(7, turn=1), Direction.DOWNSTREAM)  # late frame of the old turn
-        await gate._receive(audio(8, turn=2), Direction.DOWNSTREAM)
+        await src.push(audio(7, turn=1))  # late frame of the old turn
+        await src.push(audio(8, turn=2))
         runner.end()
     kinds = [(type(f).__name__, getattr(f, "turn", None)) for f in sink.received]
     samples = [int(f.samples[0]) for f in sink.received if isinstance(f, AudioFrame)]
-    # the frame that was inside the gate when the interruption passed is dropped by the sink
+    # the frame that was inside the gate when the interruption arrived is dropped as it is pushed
     assert samples == [100, 8]
-    assert sink.statistics()["stale"] == 1
-    assert ("InterruptionFrame", 2) in kinds and ("TextFrame", 0) in kinds
-    assert gate.statistics()["stale"] == 6
+    assert kinds[0] == ("InterruptionFrame", 2) and ("TextFrame", 0) in kinds
+    assert gate.statistics()["stale"] == 7
+
+
+class Recording(Processor):
+    """Records when process() enters and leaves; audio frame 0 waits for a release."""
+
+    async def start(self):
+        self.release = anyio.Event()
+        self.entered = anyio.Event()
+        self.events = []
+
+    async def process(self, frame, direction):
+        name = type(frame).__name__
+        self.events.append(("enter", name))
+        if isinstance(frame, AudioFrame) and frame.pts == 0:
+            self.entered.set()
+            await self.release.wait()
+        self.events.append(("leave", name))
+        await self.push(frame, direction)
+
+
+async def test_a_system_frame_waits_for_process_and_jumps_the_queue():
+    """A system frame's process() starts after the running one returns, before queued data."""
+    src, rec, sink = Idle(), Recording(), CollectSink()
+    g = Graph.chain(src, rec, sink)
+    runner = Runner(g, realtime=False)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(runner.run)
+        await anyio.wait_all_tasks_blocked()
+        await src.push(audio(0))
+        await rec.entered.wait()
+        await src.push(audio(1))
+        await src.push(audio(2))
+        await src.push(ToolsAvailableFrame([]))  # a system frame
+        await anyio.wait_all_tasks_blocked()
+        assert rec.events == [("enter", "AudioFrame")]  # not entered concurrently
+        rec.release.set()
+        await anyio.wait_all_tasks_blocked()
+        runner.end()
+    assert rec.events == [("enter", "AudioFrame"), ("leave", "AudioFrame"),
+                          ("enter", "ToolsAvailableFrame"), ("leave", "ToolsAvailableFrame"),
+                          ("enter", "AudioFrame"), ("leave", "AudioFrame"),
+                          ("enter", "AudioFrame"), ("leave", "AudioFrame")]
+    assert sorted(type(f).__name__ for f in sink.received) == ["AudioFrame"] * 3 + ["ToolsAvailableFrame"]
+
+
+class SmallGate(Gate):
+    """A gate with a four-frame drop-oldest queue."""
+
+    queue_size = 4
+    drop_oldest = True
 
 
 async def test_drop_oldest_counts_what_it_drops():
     """A full drop-oldest queue discards the oldest data frames and counts them."""
-    gate, sink = Gate(), CollectSink()
-    gate._queue.max_size = 4
-    gate._queue.drop_oldest = True
-    g = Graph.chain(Idle(), gate, sink)
+    src, gate, sink = Idle(), SmallGate(), CollectSink()
+    g = Graph.chain(src, gate, sink)
     g.check()
     runner = Runner(g, realtime=False)
     async with anyio.create_task_group() as tg:
         tg.start_soon(runner.run)
         await anyio.wait_all_tasks_blocked()
-        await gate._receive(audio(0), Direction.DOWNSTREAM)
+        await src.push(audio(0))
         await gate.entered.wait()
         for i in range(1, 11):
-            await gate._receive(audio(i), Direction.DOWNSTREAM)
+            await src.push(audio(i))
         assert gate.statistics()["dropped"] == 6
         gate.release.set()
         runner.end()

@@ -360,11 +360,12 @@ async def test_each_connection_runs_the_shipped_graph(capsys, tmp_path):
     async with serve_local() as server:
         assert server.graph_template.path == CONNECTION_PIPELINE
         contexts = [ConnectionContext(None, server.resources, lambda: None) for _ in range(2)]
-        one, two = (server.graph_template.build(c) for c in contexts)
+        one, two = server.graph_template.build(), server.graph_template.build()
         assert {n: node.type for n, node in one.nodes.items()} == {n: graph.nodes[n].type for n in graph.nodes}
-        for n in one.nodes:  # fresh processors per connection, each bound to its own connection
+        for n in one.nodes:  # fresh processors per connection
             assert one.nodes[n].processor is not two.nodes[n].processor
-            assert one.nodes[n].processor.connection is contexts[0]
+        sessions = [server.graph_template.session(c) for c in contexts]
+        assert [s.attachments["connection"] for s in sessions] == contexts and sessions[0].id != sessions[1].id
     with pytest.raises(Exception, match="realtime_server.output"):
         ConnectionGraphTemplate(_connection_yaml(tmp_path, "protocol_out", "protocol_in -> stt -> responder -> tts"))
 

@@ -258,8 +258,9 @@ class MixProcessor(Processor):
     or pauses (a TTS between replies) holds the mix back at most ``max_delay_ms``, then
     counts as silence; its late samples are dropped and counted. In a run that is not real
     time (files, tests) the mix waits for every branch, however far ahead another one is.
-    Per-branch levels: put an ``audio.gain`` on the branch. Mixed frames carry the turn of
-    their inputs when all agree, else turn 0.
+    Per-branch levels: ``gains`` maps an input's node id to its gain in dB (the node linked
+    into the mix, e.g. ``{tts: -6}``); inputs not named get 0 dB. Mixed frames carry the
+    turn of their inputs when all agree, else turn 0.
     """
 
     class Params(BaseModel):
@@ -268,9 +269,11 @@ class MixProcessor(Processor):
         gain_db: float = Field(0.0, ge=-120.0, le=60.0, description="gain applied to the mix")
         max_delay_ms: float = Field(100.0, gt=0.0, description="longest wait for a stalled input before mixing without it")
         dtype: _SampleType | None = Field(None, description="output sample type (default: as the first input)")
+        gains: dict[str, float] = Field(default_factory=dict, description="gain in dB per input, by the id of the node linked in")
 
     def __init__(self, params: BaseModel | dict[str, Any] | None = None, *, name: str | None = None) -> None:
         super().__init__(params, name=name)
+        self._index: dict[str | None, int] = {}
         self._mixer: Mixer | None = None
         self._rate = 0
         self._shape_tail: tuple = ()
@@ -286,7 +289,16 @@ class MixProcessor(Processor):
         """Samples that arrived after their time had already been mixed."""
         return self._mixer.late if self._mixer is not None else 0
 
-    async def process(self, frame: Frame, direction: Direction) -> None:
+    async def start(self) -> None:
+        inputs = self.inputs
+        unknown = sorted(set(self.params.gains) - set(inputs))
+        if unknown:
+            raise ValueError(f"{self.name}: gains name {', '.join(map(repr, unknown))}, which "
+                             f"{'is not an input' if len(unknown) == 1 else 'are not inputs'} of this mix; "
+                             f"its inputs are {', '.join(map(repr, inputs)) or 'none'}")
+        self._index = {node_id: i for i, node_id in enumerate(inputs)}
+
+    async def process(self, frame: Frame, direction: Direction, link: str | None = None) -> None:
         if direction is not _DOWN or type(frame) is not AudioFrame:
             await self.push(frame, direction)
             return
@@ -298,7 +310,7 @@ class MixProcessor(Processor):
             raise ValueError(f"{self.name}: inputs disagree: {frame.format} after {self._rate} Hz "
                              f"{1 if not self._shape_tail else self._shape_tail[0]} ch; put an audio.resample "
                              "on the branch that differs")
-        mixer.write(x, frame.pts)
+        mixer.write(x, frame.pts, self._index.get(link, 0))
         turn = frame.turn
         if self._turn_lo < 0 or turn < self._turn_lo:
             self._turn_lo = turn
@@ -324,8 +336,10 @@ class MixProcessor(Processor):
         x = frame.samples
         self._rate = frame.sample_rate
         self._shape_tail = x.shape[1:]
-        inputs = max(1, len(self._up))
-        gains = [self.params.gain_db] * inputs
+        inputs = max(1, len(self._index))
+        by_id = self.params.gains
+        ids = list(self._index) or [None]
+        gains = [self.params.gain_db + by_id.get(node_id, 0.0) for node_id in ids]
         live = self.clock is None or self.clock.realtime
         max_delay = int(round(self.params.max_delay_ms * frame.sample_rate / 1000)) if live else None
         self._mixer = Mixer(inputs, channels=1 if x.ndim == 1 else x.shape[1], dtype=self.params.dtype or x.dtype.name,

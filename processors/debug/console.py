@@ -51,6 +51,10 @@ class ConsolePrinter(Processor):
         #: every MetricsFrame seen, as (name, values): the demo's latency table reads it
         self.metrics: list[tuple[str, dict]] = []
 
+    def clone(self) -> ConsolePrinter:
+        """A fresh printer with the same params, writing to the same stream."""
+        return type(self)(self.params.model_copy(deep=True), name=self.name, stream=self.stream)
+
     def _say(self, text: str) -> None:
         print(text, file=self.stream, flush=True)
 

@@ -135,8 +135,10 @@ class ConversationTimeline:
 class ConversationRecorder(Processor):
     """Records the conversation to a two-channel WAV: user left, assistant right.
 
-    Wire both sides into it (fan-in: ``mic -> record`` and ``model -> record``); frames
-    with an ``item_id`` are the assistant's. It passes every frame on, so it can also
+    Wire both sides into it (fan-in: ``mic -> record`` and ``model -> record``). Name the
+    input nodes with ``user`` / ``assistant`` (``{user: mic, assistant: model}``) and audio
+    is placed by the link it came in on; without them, frames with an ``item_id`` are the
+    assistant's. It passes every frame on, so it can also
     sit in a chain. Both inputs must be mono at ``sample_rate`` (the graph check says
     where to resample, or set ``auto_resample: true``). The file is written as the call
     goes, with a valid header at all times, and memory stays bounded.
@@ -148,6 +150,8 @@ class ConversationRecorder(Processor):
         sample_rate: int = Field(24000, gt=0, description="rate of the recording; inputs must have it")
         dtype: Literal["int16", "float32"] = Field("int16", description="sample type of the file")
         max_pending_s: float = Field(120.0, gt=0, description="assistant audio held ahead of the user's position")
+        user: str | None = Field(None, description="id of the input node whose audio is the user's (default: audio without item_id)")
+        assistant: str | None = Field(None, description="id of the input node whose audio is the assistant's (default: audio with item_id)")
 
     def __init__(self, params: BaseModel | dict[str, Any] | None = None, *, name: str | None = None) -> None:
         super().__init__(params, name=name)
@@ -158,11 +162,16 @@ class ConversationRecorder(Processor):
         from pathlib import Path
 
         p = self.params
+        inputs = self.inputs
+        for side, node_id in (("user", p.user), ("assistant", p.assistant)):
+            if node_id is not None and node_id not in inputs:
+                raise ValueError(f"{self.name}: {side}: {node_id!r} is not an input of this recorder; "
+                                 f"its inputs are {', '.join(map(repr, inputs)) or 'none'}")
         Path(p.path).parent.mkdir(parents=True, exist_ok=True)
         writer = WavWriter(p.path, p.sample_rate, 2, p.dtype, header_interval_s=1.0)
         self.timeline = ConversationTimeline(writer, max_pending_s=p.max_pending_s)
 
-    async def process(self, frame: Frame, direction: Direction) -> None:
+    async def process(self, frame: Frame, direction: Direction, link: str | None = None) -> None:
         tl = self.timeline
         if isinstance(frame, AudioFrame) and direction is Direction.DOWNSTREAM and tl is not None:
             if frame.sample_rate != self.params.sample_rate or frame.channels != 1:
@@ -171,7 +180,14 @@ class ConversationRecorder(Processor):
                     f"put `{{type: audio.resample, params: {{rate: {self.params.sample_rate}, channels: 1}}}}` before {self.name!r}"
                 )
             samples = as_dtype(frame.samples, self.params.dtype)
-            if frame.item_id is None:
+            p = self.params
+            if link is not None and link == p.user:
+                assistant = False
+            elif link is not None and link == p.assistant:
+                assistant = True
+            else:
+                assistant = frame.item_id is not None
+            if not assistant:
                 tl.add_user(samples, frame.pts)
             else:
                 tl.add_assistant(samples)

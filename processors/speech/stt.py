@@ -16,8 +16,10 @@ queued audio, so this processor places utterances by media time, not by arrival 
 * Events wait in a queue of marks and are applied in order: a start that overtook the
   previous utterance's last audio waits until that utterance has ended.
 
-Recogniser work runs in a worker thread under a lock (the speaking events arrive from the
-VAD's task, audio from this processor's own), so the event loop never waits on a decode.
+Recogniser work runs in a worker thread, so the event loop never waits on a decode. No lock
+is needed: the runner never enters ``process`` concurrently (the speaking events, system
+frames, wait at the front of this processor's queue), and on a cancel ``stop`` does not
+touch the recogniser.
 Audio is passed on downstream unchanged; the speaking events too.
 """
 
@@ -90,7 +92,6 @@ class PocketsphinxSTT(Processor):
 
             phrases += Brain.from_yaml(Path(self.params.rules)).phrases()
         self._recognizer = await anyio.to_thread.run_sync(_make_recognizer, phrases or None)
-        self._lock = anyio.Lock()
         self._resampler_cls = Resampler
         self._resampler = None
         self._in_rate = 0
@@ -105,20 +106,18 @@ class PocketsphinxSTT(Processor):
         self._last_partial = ""
 
     async def stop(self) -> None:
-        async with self._lock:
+        if not self.cancelled:  # on a cancel process() may still be inside a decode
             await self._advance(at_end=True)
 
     async def process(self, frame: Frame, direction: Direction) -> None:
         if isinstance(frame, AudioFrame) and direction is Direction.DOWNSTREAM:
             await self.push(frame, direction)
-            async with self._lock:
-                await self._audio(frame)
+            await self._audio(frame)
         elif isinstance(frame, (UserStartedSpeakingFrame, UserStoppedSpeakingFrame)):
             await self.push(frame, direction)
             t = frame.pts / frame.sample_rate if frame.sample_rate else self._received
-            async with self._lock:
-                self._marks.append(("start" if isinstance(frame, UserStartedSpeakingFrame) else "stop", t))
-                await self._advance()
+            self._marks.append(("start" if isinstance(frame, UserStartedSpeakingFrame) else "stop", t))
+            await self._advance()
         else:
             await self.push(frame, direction)
 

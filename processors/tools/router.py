@@ -355,9 +355,10 @@ class ToolRouter(Processor):
     Params = ToolRouterParams
     inline = True  # passing frames on is all it does in the caller's task; calls run in tasks
 
-    def __init__(self, params: ToolRouterParams | dict[str, Any] | None = None, *, name: str | None = None) -> None:
+    def __init__(self, params: ToolRouterParams | dict[str, Any] | None = None, *, name: str | None = None,
+                 registry: ToolRegistry | None = None) -> None:
         super().__init__(params, name=name)
-        self.registry = ToolRegistry.from_params(self.params)
+        self.registry = registry if registry is not None else ToolRegistry.from_params(self.params)
         self._calls: dict[str, _Call] = {}
         self._running = 0
         self._idle = anyio.Event()
@@ -365,8 +366,12 @@ class ToolRouter(Processor):
         self._tool_stats: dict[str, ToolStats] = {n: ToolStats() for n in self.registry.names()}
         self._unknown_calls = 0
 
+    def clone(self) -> ToolRouter:
+        """A fresh router sharing this one's registry (built from the same params; read-only once built)."""
+        return type(self)(self.params.model_copy(deep=True), name=self.name, registry=self.registry)
+
     async def start(self) -> None:
-        # The runner delivers system frames pushed in start() once every processor started.
+        # Frames pushed in start() wait in the queues of neighbours that have not started yet.
         await self.push(ToolsAvailableFrame(tools=self.registry.announce()), _UP)
 
     async def process(self, frame: Frame, direction: Direction) -> None:

@@ -7,9 +7,10 @@ hook answers plain HTTP GETs with the page (``/``, ``/app.js``, ``/worklet.js``)
 vets websocket upgrades to ``/ws``: the token (when one is set), the ``Origin`` (same host,
 or one of ``origins``) and the number of open sessions. Everything else is a 404.
 
-Each accepted websocket is a session. Its handler builds a fresh graph from the pipeline
-text (read and validated once at start), binds the graph's ``transport.websocket``
-processors to the session, and runs it with :class:`~pipeline.runner.Runner` in a task
+Each accepted websocket is a session. Its handler copies the pipeline's graph (loaded and
+checked once, at start: ``Graph.copy()`` per session, no re-parse), hands the
+``transport.websocket`` processors the browser connection through the run's
+:class:`~pipeline.session.SessionContext` (``attachments["web_session"]``), and runs it with :class:`~pipeline.runner.Runner` in a task
 group of its own, beside the reader task that decodes the page's messages (a malformed
 message gets an ``error`` event; too many close the connection with 1008; a message over
 ``max_message_bytes`` is closed with 1009 by ``websockets`` itself). When the page leaves,
@@ -49,9 +50,10 @@ from pipeline.errors import PipelineError, Problem, VoxpipeError
 from pipeline.graph import Graph
 from pipeline.loader import load_text
 from pipeline.runner import Runner, RunResult
+from pipeline.session import SessionContext
 
 from .session import WebSession
-from .transport import WebsocketInput, WebsocketOutput
+from .transport import WEB_SESSION, WebsocketInput, WebsocketOutput
 from .wire import (
     ClientAudio,
     ClientHello,
@@ -147,7 +149,7 @@ class WebServer:
         self._server: Server | None = None
         self._local: Any = None  # the shared local realtime server
         self._static = {path: (STATIC_DIR / name).read_bytes() for path, name in _PAGES.items()}
-        graph = self._graph()  # validate once, before anything listens
+        self.template = graph = self._graph()  # load and check once, before anything listens
         found = _transports(graph)
         if not found.inputs and not found.outputs:
             raise PipelineError(Problem(
@@ -194,6 +196,7 @@ class WebServer:
             self._local = local
             self._overrides = [f"{n}.url={local.url}/realtime" for n in self._local_models]
             self._overrides += [f"{n}.api_key=local" for n in self._keyless]
+            self.template = self._graph()  # once more, pointed at the shared server
         try:
             self._server = await ws_serve(
                 self._handle, host, port, process_request=self._process_request, max_size=self.max_message_bytes,
@@ -277,16 +280,14 @@ class WebServer:
 
         session = WebSession(sid, send)
         try:
-            graph = self._graph()
-        except Exception as exc:  # the file passed at start; a broken environment can still fail here
+            graph = self.template.copy()
+        except Exception as exc:  # a processor whose clone() fails: keep it in this session
             log.error("session %s: cannot build the graph: %s", sid, exc)
             await session.send_event(error_event("pipeline_error", f"cannot build the pipeline: {exc}", fatal=True))
             await ws.close(1011, "pipeline error")
             return
-        found = _transports(graph)
-        for proc in [*found.inputs, *found.outputs]:
-            proc.bind(session)
-        runner = Runner(graph, realtime=True, stop_timeout_s=self.stop_timeout_s)
+        context = SessionContext(id=sid, metadata={"remote_address": _peer(ws)}, attachments={WEB_SESSION: session})
+        runner = Runner(graph, realtime=True, stop_timeout_s=self.stop_timeout_s, context=context)
         self.sessions[sid] = session
         self.sessions_total += 1
         self._idle = anyio.Event()

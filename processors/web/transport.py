@@ -49,7 +49,7 @@ from pipeline.processor import Processor
 
 from .session import WebSession
 
-__all__ = ["WebsocketInput", "WebsocketOutput"]
+__all__ = ["WEB_SESSION", "WebsocketInput", "WebsocketOutput"]
 
 _DOWN = Direction.DOWNSTREAM
 _UP = Direction.UPSTREAM
@@ -60,6 +60,10 @@ def _unbound(processor: Processor, kind: str) -> VoxpipeError:
         f"{kind} {processor.name!r} is not bound to a browser connection: run this pipeline with "
         "`voxpipe serve FILE.yaml` (each browser connection gets its own graph), not `voxpipe run`"
     )
+
+
+#: The key of a browser connection's :class:`WebSession` in the session context's ``attachments``.
+WEB_SESSION = "web_session"
 
 
 class WebsocketInput(Processor):
@@ -83,17 +87,15 @@ class WebsocketInput(Processor):
         self.frame_size = frame_samples(self.params.sample_rate, self.params.frame_ms)  # checks the pair now
         self.session: WebSession | None = None
 
-    def bind(self, session: WebSession) -> None:
-        """Attach this input to a browser connection (done by ``voxpipe serve``)."""
-        session.max_backlog_ms = self.params.max_backlog_ms
-        self.session = session
 
     def output_format(self, upstream: AudioFormat | None) -> AudioFormat:
         return AudioFormat(self.params.sample_rate, 1, "int16")
 
     async def start(self) -> None:
+        self.session = self.context.attachments.get(WEB_SESSION)
         if self.session is None:
             raise _unbound(self, "transport.websocket.input")
+        self.session.max_backlog_ms = self.params.max_backlog_ms
 
     async def produce(self) -> None:
         session, rate = self.session, self.params.sample_rate
@@ -133,11 +135,8 @@ class WebsocketOutput(Processor):
         self.session: WebSession | None = None
         self._speech_stopped_at: float | None = None  # waiting for the answer's first audio
 
-    def bind(self, session: WebSession) -> None:
-        """Attach this output to a browser connection (done by ``voxpipe serve``)."""
-        self.session = session
-
     async def start(self) -> None:
+        self.session = self.context.attachments.get(WEB_SESSION)
         if self.session is None:
             raise _unbound(self, "transport.websocket.output")
         self.spawn(self._playback_reports)

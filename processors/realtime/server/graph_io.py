@@ -64,7 +64,7 @@ from pipeline.processor import Processor
 from .commands import Command, Generate, StopGeneration, Transcribe
 
 __all__ = ["ConnectionContext", "ConnectionProcessor", "ProtocolInput", "ProtocolOutput", "ResponseCancelledFrame",
-           "ResponseRequestFrame", "TranscriptionFailedFrame", "bind_connection"]
+           "ResponseRequestFrame", "TranscriptionFailedFrame", "CONNECTION"]
 
 log = logging.getLogger("voxpipe.realtime_server")
 
@@ -143,37 +143,34 @@ class ConnectionContext:
         self._send.close()
 
 
+#: The key of a connection's :class:`ConnectionContext` in its session's ``attachments``.
+CONNECTION = "connection"
+
+
 class ConnectionProcessor(Processor):
-    """A processor that works for one server connection: it needs a bound :class:`ConnectionContext`."""
+    """A processor that works for one server connection, found in ``context.attachments``."""
 
-    connection: ConnectionContext | None = None
-
-    def context(self) -> ConnectionContext:
-        """The bound context; raises a RuntimeError saying where this processor can run."""
-        if self.connection is None:
+    @property
+    def connection(self) -> ConnectionContext:
+        """The connection's context; raises a RuntimeError saying where this processor can run."""
+        connection = self.context.attachments.get(CONNECTION)
+        if connection is None:
             raise RuntimeError(f"{self.name}: {type(self).__name__} runs only inside the local realtime server "
-                               "(`voxpipe realtime-server`, pipelines/realtime_server.yaml), which binds each "
-                               "connection to its graph; it cannot run in a standalone pipeline")
-        return self.connection
-
-
-def bind_connection(graph: Any, context: ConnectionContext) -> None:
-    """Give every :class:`ConnectionProcessor` of ``graph`` the connection's context."""
-    for node in graph.nodes.values():
-        if isinstance(node.processor, ConnectionProcessor):
-            node.processor.connection = context
+                               "(`voxpipe realtime-server`, pipelines/realtime_server.yaml), which hands each "
+                               "connection's graph its context; it cannot run in a standalone pipeline")
+        return connection
 
 
 class ProtocolInput(ConnectionProcessor):
     """Source: turns the protocol core's commands into frames for the connection's graph."""
 
     async def start(self) -> None:
-        self._ctx = self.context()
+        self._ctx = self.connection
         self._turn = 0
         self._turns: dict[str, int] = {}  # response id -> its turn (pruned as responses end)
 
     async def produce(self) -> None:
-        async with self.context()._receive as commands:
+        async with self.connection._receive as commands:
             async for command in commands:
                 await self._push_command(command)
 
@@ -216,7 +213,7 @@ class ProtocolOutput(ConnectionProcessor):
     """Sink: turns transcripts, tool calls, text and speech back into protocol core calls."""
 
     async def start(self) -> None:
-        self._ctx = self.context()
+        self._ctx = self.connection
         self._replies: dict[int, _Reply] = {}  # turn -> response
 
     async def process(self, frame: Frame, direction: Direction) -> None:

@@ -200,7 +200,8 @@ class _Connection:
         self.context = ConnectionContext(self.core, server.resources, self.flush,
                                          model_delay_s=max(0.0, server.model_delay_ms) / 1000.0,
                                          output_pace=server.output_pace)
-        self.graph = server.graph_template.build(self.context)
+        self.graph = server.graph_template.build()
+        self.session = server.graph_template.session(self.context, remote_address=getattr(ws, "remote_address", None))
         self._closing = False
 
     def flush(self) -> None:
@@ -211,7 +212,7 @@ class _Connection:
                 return  # the writer is gone: the connection is closing
 
     async def run(self) -> None:
-        runner = Runner(self.graph, realtime=False, stop_timeout_s=self.server.close_timeout_s)
+        runner = Runner(self.graph, realtime=False, stop_timeout_s=self.server.close_timeout_s, context=self.session)
         async with anyio.create_task_group() as tg:
             tg.start_soon(self._writer, tg.cancel_scope)
             tg.start_soon(self._run_graph, runner)

@@ -59,7 +59,7 @@ class SegmentRecognizer(ConnectionProcessor):
     """
 
     async def start(self) -> None:
-        self._resources = self.context().resources
+        self._resources = self.connection.resources
 
     async def process(self, frame: Frame, direction: Direction) -> None:
         if type(frame) is not AudioFrame or direction is not _DOWN or frame.item_id is None:
@@ -87,7 +87,7 @@ class SessionResponder(ConnectionProcessor):
     """
 
     async def start(self) -> None:
-        self._ctx = self.context()
+        self._ctx = self.connection
         self._heard: dict[str, str] = {}  # user item id -> what the recogniser heard
         self._calls: dict[str, Any] = {}  # our call id -> the rule's Call (for its follow-up)
         self._running: dict[str, anyio.CancelScope] = {}  # response id -> its task, until it pushes
@@ -191,7 +191,7 @@ class SessionSynthesizer(ConnectionProcessor):
     async def start(self) -> None:
         from processors.speech.espeak import native_sample_rate
 
-        self._ctx = self.context()
+        self._ctx = self.connection
         self._native = await anyio.to_thread.run_sync(native_sample_rate)
         self._speech: dict[int, _Speech] = {}  # turn -> response being spoken
 
