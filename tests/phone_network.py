@@ -292,7 +292,7 @@ class SimulatedCall:
 
     async def _talker(self, ws) -> None:
         """Send the caller's line: queued speech, else quiet noise, 20 ms per tick (``speed`` x faster)."""
-        t0 = time.perf_counter()
+        due = time.perf_counter()
         k = 0
         while True:
             if self._talk:
@@ -303,7 +303,8 @@ class SimulatedCall:
                 x = self.rng.normal(0, 20, FRAME).astype(np.int16)
             await ws.send(self._media_message(ulaw_encode(x).tobytes(), k))
             k += 1
-            await anyio.sleep(max(0.0, t0 + k * 0.02 / self.speed - time.perf_counter()))
+            due += 0.02 / self.speed  # per frame, so that a change of speed applies from now on
+            await anyio.sleep(max(0.0, due - time.perf_counter()))
 
     # --- what a test does with the call ---------------------------------------------------------
 

@@ -9,13 +9,18 @@ an echoed mark *proves* that the caller heard everything up to the end of its ch
 nothing else does: bytes sent prove nothing.
 
 On a barge-in we send ``clear`` and must say where the caller stopped hearing. The marks
-prove a lower bound (the end of the last echoed chunk); the next unechoed mark bounds it
-from above, by one chunk. Between the two, playback ran at real time from the later of
-the last echo and the next chunk's sending, so :meth:`PlaybackLedger.clear` credits the
-time since then, clamped to the audio the provider actually had. With 20 ms chunks the
-estimate cannot be off by more than a chunk, and on a real network it is off by the
-one-way delays only. Marks echoed after a ``clear`` are ignored: Twilio echoes every
-pending mark when it flushes, which is not playback.
+prove a lower bound (the end of the last echoed chunk) and the audio sent an upper bound.
+Between the two, the provider plays at real time on a timeline we estimate: its *origin*
+is the moment the first sample would have played had playback never paused. Each echo
+says "chunk j ended no later than now", so ``now - end_j`` bounds the origin from above,
+and the least delayed echo is the best estimate (a minimum filter, as NTP does with round
+trips); a chunk sent after its slot on that timeline means the provider ran dry, and
+shifts the origin to its sending. At a clear, the heard position is ``now - origin``,
+clamped between the proof and the audio sent. On 127.0.0.1 this is exact to a few
+milliseconds; on a real network it is off by the one-way delays. An echo later than the
+timeline by more than :data:`LATE_S` means the provider stalled: the timeline restarts
+there. Marks echoed after a ``clear`` are ignored: Twilio echoes every pending mark when
+it flushes, which is not playback.
 
 Positions are per assistant item (the model's ``item_id``), in samples of that item, as
 the realtime client's truncation needs them. Sans-I/O: the caller passes ``now``.
@@ -26,7 +31,10 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 
-__all__ = ["Chunk", "PlaybackLedger"]
+__all__ = ["LATE_S", "Chunk", "PlaybackLedger"]
+
+#: An echo this much later than the estimated timeline restarts it (the provider stalled).
+LATE_S = 0.1
 
 
 @dataclass(slots=True)
@@ -39,6 +47,7 @@ class Chunk:
     start: int  # first sample within its item
     samples: int
     sent_at: float
+    at: int  # first sample on the call's timeline (all items in sending order)
 
 
 class PlaybackLedger:
@@ -55,7 +64,9 @@ class PlaybackLedger:
         self._item_samples: dict[str | None, int] = {}
         self._heard: dict[str | None, int] = {}  # proven, per item, in samples
         self._flushed: set[str] = set()
-        self._last_echo_at: float | None = None
+        self._origin: float | None = None  # when sample 0 of the timeline played (estimated)
+        self._sent = 0  # samples sent on the timeline
+        self._proven = 0  # samples of the timeline proven played
         self._seq = 0
         self.echoed = 0
         self.unknown_marks = 0
@@ -69,7 +80,11 @@ class PlaybackLedger:
         name = str(self._seq)
         start = self._item_samples.get(item_id, 0)
         self._item_samples[item_id] = start + samples
-        self._pending.append(Chunk(name, item_id, turn, start, samples, now))
+        slot = None if self._origin is None else self._origin + self._sent / self.rate
+        if slot is None or now > slot:  # the provider had run dry: this chunk plays from its arrival
+            self._origin = now - self._sent / self.rate
+        self._pending.append(Chunk(name, item_id, turn, start, samples, now, self._sent))
+        self._sent += samples
         while len(self._pending) > self.max_chunks:
             self._prove(self._pending.popleft())
         return name
@@ -102,10 +117,13 @@ class PlaybackLedger:
             if chunk.name == name:
                 break
         self.echoed += 1
-        self._last_echo_at = now
+        estimate = now - self._proven / self.rate
+        if self._origin is None or estimate < self._origin or estimate > self._origin + LATE_S:
+            self._origin = estimate
         return [(item, self._ms(n)) for item, n in advanced.items()]
 
     def _prove(self, chunk: Chunk) -> None:
+        self._proven = max(self._proven, chunk.at + chunk.samples)
         self._heard[chunk.item_id] = max(self._heard.get(chunk.item_id, 0), chunk.start + chunk.samples)
 
     def heard_ms(self, item_id: str | None) -> int:
@@ -121,30 +139,22 @@ class PlaybackLedger:
         """We sent ``clear`` at ``now``: the heard position of every item still playing, and forget them.
 
         Returns ``(item_id, turn, heard_ms)`` for each item with unproven audio: what the
-        marks prove plus the real-time play since the last proof (see the module doc).
+        marks prove plus the real-time play since (see the module doc).
         """
+        heard = self._proven
+        if self._origin is not None:
+            heard = min(self._sent, max(heard, round((now - self._origin) * self.rate)))
         turns: dict[str | None, int] = {}
-        t = self._last_echo_at
         for chunk in self._pending:
             turns.setdefault(chunk.item_id, chunk.turn)
-            begin = chunk.sent_at if t is None else max(t, chunk.sent_at)
-            played = 0 if now <= begin else min(chunk.samples, int((now - begin) * self.rate))
+            played = min(chunk.samples, max(0, heard - chunk.at))
             if played:
                 self._heard[chunk.item_id] = max(self._heard.get(chunk.item_id, 0), chunk.start + played)
-            if played < chunk.samples:
-                t = None  # playback stopped inside this chunk: nothing after it was heard
-                break
-            t = begin + chunk.samples / self.rate
-        # every item with unproven audio gets its final position (0 for items not reached)
-        out = []
-        for chunk in self._pending:
-            if chunk.item_id not in turns:
-                turns[chunk.item_id] = chunk.turn
-        for item, turn in turns.items():
-            out.append((item, turn, self.heard_ms(item)))
+        out = [(item, turn, self.heard_ms(item)) for item, turn in turns.items()]
         self._flushed.update(c.name for c in self._pending)
         if len(self._flushed) > self.max_chunks:
             self._flushed.clear()
         self._pending.clear()
-        self._last_echo_at = None
+        self._origin = None
+        self._proven = self._sent
         return out
