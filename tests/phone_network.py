@@ -106,6 +106,8 @@ class SimulatedCall:
         self.close_code: int | None = None
         self.speech_ended_at: float | None = None  # when the last queued speech frame was sent
         self.speech_started_at: float | None = None
+        self.sent_at: list[float] = []  # send time of every 20 ms frame of the caller's line
+        self.received: list[tuple[float, int]] = []  # (time, bytes received so far) per media message
         self._talk: deque[np.ndarray] = deque()
         self._buffer = bytearray()
         self._marks: deque[tuple[int, str]] = deque()  # (received position, name)
@@ -229,6 +231,8 @@ class SimulatedCall:
             h.media_received += 1
             self._buffer += data
             self._received += len(data)
+            self._received_total += len(data)
+            self.received.append((time.perf_counter(), self._received_total))
         elif kind in ("mark", "checkpoint"):
             name = msg["mark"]["name"] if kind == "mark" else msg["name"]
             self._marks.append((self._received, name))
@@ -247,6 +251,7 @@ class SimulatedCall:
                 self._send_soon(json.dumps({"event": "clearedAudio", "streamId": self.stream_id}))
         h.messages.append({k: v for k, v in msg.items() if k != "media"})
 
+    _received_total = 0
     _played_frame_at: float | None = None
     _played_frame_len = 0
 
@@ -302,6 +307,7 @@ class SimulatedCall:
             else:
                 x = self.rng.normal(0, 20, FRAME).astype(np.int16)
             await ws.send(self._media_message(ulaw_encode(x).tobytes(), k))
+            self.sent_at.append(time.perf_counter())
             k += 1
             due += 0.02 / self.speed  # per frame, so that a change of speed applies from now on
             await anyio.sleep(max(0.0, due - time.perf_counter()))
