@@ -15,7 +15,7 @@ pytestmark = pytest.mark.anyio
 def params_for(name, tmp_path):
     """Params valid for each built-in type (paths under ``tmp_path``)."""
     if name == "capture.wav":
-        from pipeline.wavfile import write_wav
+        from processors.files.wavfile import write_wav
 
         write_wav(tmp_path / "in.wav", np.zeros(480, np.int16), 24000)
         return {"path": str(tmp_path / "in.wav")}
@@ -23,7 +23,7 @@ def params_for(name, tmp_path):
         "audio.resample": {"rate": 16000},
         "playback.wav": {"path": str(tmp_path / "out.wav")},
         "record": {"path": str(tmp_path / "rec.wav")},
-        "tools.router": {"functions": {"get_weather": "processors.sample_tools:get_weather"}},
+        "tools.router": {"functions": {"get_weather": "processors.tools.examples:get_weather"}},
     }.get(name, {})
 
 
@@ -92,7 +92,7 @@ async def test_the_log_names_node_type_where_and_the_user_line(caplog):
 
 async def test_null_playback_says_what_to_fix_when_the_rate_changes():
     """playback.null fed 24 kHz then 8 kHz audio reports its own error, not a TypeError."""
-    from processors.playback import NullPlayback
+    from processors.files.playback import NullPlayback
 
     out = await run_frames(NullPlayback(name="speaker"), [sine(rate=24000), sine(rate=8000)])
     assert not out.result.ok

@@ -5,9 +5,9 @@ import pytest
 
 from pipeline import AudioFrame, Direction, Graph, Processor, Runner, TextFrame
 from pipeline.testing import CollectSink, FrameSource
-from pipeline.wavfile import read_wav
-from processors.audio import MixProcessor
-from processors.record import ConversationRecorder
+from processors.files.wavfile import read_wav
+from processors.audio.transforms import MixProcessor
+from processors.files.record import ConversationRecorder
 
 pytestmark = pytest.mark.anyio
 RATE = 16000
