@@ -209,8 +209,8 @@ class SimulatedCall:
             await ws.send(json.dumps(self._start_message()))
             task_status.started()
             async with anyio.create_task_group() as tg:
-                tg.start_soon(self._talker, ws)
-                tg.start_soon(self._ear, ws)
+                tg.start_soon(self._until_closed, self._talker, ws)
+                tg.start_soon(self._until_closed, self._ear, ws)
                 try:
                     async for raw in ws:
                         self._on_message(json.loads(raw))
@@ -220,6 +220,14 @@ class SimulatedCall:
                 self.closed.set()
                 tg.cancel_scope.cancel()
         self.closed.set()
+
+    @staticmethod
+    async def _until_closed(fn, ws) -> None:
+        """Run a sending loop until the socket closes (hanging up races with the next frame)."""
+        try:
+            await fn(ws)
+        except ConnectionClosed:
+            pass
 
     def _on_message(self, msg: dict) -> None:
         h = self.heard
