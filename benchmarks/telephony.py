@@ -101,8 +101,7 @@ class Proxy:
                 async for message in up:
                     now = time.perf_counter()
                     if '"delta"' in message and "audio.delta" in message:
-                        b64 = json.loads(message)["delta"]
-                        n = len(b64) * 3 // 4 - b64[-2:].count("=")
+                        n = _b64_bytes(message, '"delta":"')
                         rec["delta_bytes"] += n
                         rec["deltas"].append((now, rec["delta_bytes"]))
                     elif "speech_started" in message:
@@ -114,7 +113,7 @@ class Proxy:
                 try:
                     async for message in ws:  # B -> A
                         if "input_audio_buffer.append" in message:
-                            n = len(base64_len(message))
+                            n = _b64_bytes(message, '"audio":"')
                             rec["appended"] += n
                             rec["appends"].append((time.perf_counter(), rec["appended"]))
                         await up.send(message)
@@ -123,11 +122,19 @@ class Proxy:
                 tg.cancel_scope.cancel()
 
 
-def base64_len(message: str) -> bytes:
-    """The decoded bytes of an append's audio (G.711: one byte per sample)."""
-    import base64
+def _b64_bytes(message: str, key: str) -> int:
+    """Decoded length of the base64 string after ``key`` (G.711: one byte per sample), without decoding it."""
+    start = message.index(key) + len(key)
+    end = message.index('"', start)
+    return (end - start) * 3 // 4 - message[end - 2:end].count("=")
 
-    return base64.b64decode(json.loads(message)["audio"])
+
+async def _loop_lag(out: list[float], stop: anyio.Event) -> None:
+    """How late this process's own event loop wakes (a 5 ms sleep): the callers' and proxy's clock quality."""
+    while not stop.is_set():
+        t = time.perf_counter()
+        await anyio.sleep(0.005)
+        out.append(1000 * (time.perf_counter() - t - 0.005))
 
 
 def _inbound_lateness(call: SimulatedCall, rec: dict) -> list[float]:
@@ -235,10 +242,15 @@ async def run_step(n: int, *, quick: bool, profile: str | None = None, chunk_ms:
                 b.send_signal(signal.SIGUSR1)
             a0, b0 = _cpu_s(a.pid), _cpu_s(b.pid)
             t0 = time.perf_counter()
-            async with anyio.create_task_group() as tg:
-                for i in range(n):
-                    tg.start_soon(start, i)
-                    await anyio.sleep(0.3)
+            lag: list[float] = []
+            done = anyio.Event()
+            async with anyio.create_task_group() as outer:
+                outer.start_soon(_loop_lag, lag, done)
+                async with anyio.create_task_group() as tg:
+                    for i in range(n):
+                        tg.start_soon(start, i)
+                        await anyio.sleep(0.3)
+                done.set()
             wall = time.perf_counter() - t0
             b_cpu, a_cpu = _cpu_s(b.pid) - b0, _cpu_s(a.pid) - a0
             if profile:
@@ -274,23 +286,25 @@ async def run_step(n: int, *, quick: bool, profile: str | None = None, chunk_ms:
                 barge.append(1000 * (clear_at - started[-1]))
     call_seconds = sum(c.sent_at[-1] - c.sent_at[0] for c in calls)
     return {
-        "calls": n, "chunk_ms": chunk_ms, "completed": len(calls), "wall_s": round(wall, 1),
+        "calls": n, "chunk_ms": chunk_ms, "completed": len(calls), "load_average_1min": round(os.getloadavg()[0], 2), "wall_s": round(wall, 1),
         "cpu_b_core_per_call": round((b_cpu - idle_rate * wall) / call_seconds, 4) if call_seconds else None,
         "cpu_b_idle_core": round(idle_rate, 4), "cpu_a_core_per_call": round(a_cpu / call_seconds, 4),
         "inbound_lateness_ms": _q(inbound), "outbound_lateness_ms": _q(outbound),
-        "turn_ms": _q(turn), "framework_share_ms": _q(share), "barge_in_to_clear_ms": _q(barge),
+        "callers_loop_lag_ms": _q(lag), "turn_ms": _q(turn), "framework_share_ms": _q(share), "barge_in_to_clear_ms": _q(barge),
     }
 
 
 def table(result: dict) -> str:
     rows = ["| calls | CPU B / call (core) | CPU A / call (core) | inbound lateness p50 / p99 (ms) | "
             "outbound lateness p50 / p99 (ms) | turn p50 / p99 (ms) | framework share p50 / p99 (ms) | "
-            "speech_started -> clear p50 / p99 (ms) |", "|---|---|---|---|---|---|---|---|"]
+            "speech_started -> clear p50 / p99 (ms) | callers' loop lag p99 (ms) | load |",
+            "|---|---|---|---|---|---|---|---|---|---|"]
     for s in result["steps"]:
         f = lambda q: f"{q.get('median', '-')} / {q.get('p99', '-')}"  # noqa: E731
         rows.append(f"| {s['calls']} | {s['cpu_b_core_per_call']} | {s['cpu_a_core_per_call']} | "
                     f"{f(s['inbound_lateness_ms'])} | {f(s['outbound_lateness_ms'])} | {f(s['turn_ms'])} | "
-                    f"{f(s['framework_share_ms'])} | {f(s['barge_in_to_clear_ms'])} |")
+                    f"{f(s['framework_share_ms'])} | {f(s['barge_in_to_clear_ms'])} | "
+                    f"{s['callers_loop_lag_ms'].get('p99', '-')} | {s['load_average_1min']} |")
     held = [s["calls"] for s in result["steps"] if s["inbound_lateness_ms"].get("p99", 1e9) < 20
             and s["outbound_lateness_ms"].get("p99", 1e9) < 20 and s["completed"] == s["calls"]]
     rows.append(f"\nmost calls with p99 frame lateness < 20 ms both ways: {max(held) if held else 'none of the steps'}")
