@@ -278,7 +278,6 @@ class TelephonyHost:
         context = SessionContext(id=f"{info.provider}-{info.call_id}",
                                  metadata={**info.metadata(), "remote_address": _peer(ws)}, attachments={CALL: call})
         runner = Runner(graph, realtime=True, stop_timeout_s=self.stop_timeout_s, context=context)
-        call.runner = runner  # type: ignore[attr-defined]
         if not self.verify:
             log.warning("telephony: call %s runs WITHOUT verified signatures (development mode)", info.call_id)
         log.info("telephony: call %s (%s) from %s to %s: started", info.call_id, info.provider,
