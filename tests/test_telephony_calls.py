@@ -291,6 +291,10 @@ async def test_post_elsewhere_and_oversized_bodies(probe_yaml):
         assert status == 413
         status, _ = await http_post(server.url + "telephony/skype", b"x=1", {})
         assert status == 404
+        with pytest.raises(InvalidStatus) as err:  # a phone-only pipeline has no page and no /ws
+            async with connect(server.ws_url):
+                pass
+        assert err.value.response.status_code == 404
 
 
 @pytest.mark.slow

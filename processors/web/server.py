@@ -158,7 +158,8 @@ class WebServer:
         # phone calls (processors/telephony): webhooks and media streams beside the page
         self.telephony = TelephonyHost(lambda: self.template, public_url=public_url, verify_signatures=verify_signatures,
                                        stop_timeout_s=stop_timeout_s) if has_phone_transports(graph) else None
-        if not found.inputs and not found.outputs and self.telephony is None:
+        self._phone_only = not found.inputs and not found.outputs  # no page to serve
+        if self._phone_only and self.telephony is None:
             raise PipelineError(Problem(
                 "this pipeline has no transport.websocket.input nor transport.websocket.output, so a browser "
                 "has nothing to connect to", str(self.path), None,
@@ -238,7 +239,7 @@ class WebServer:
     # --- HTTP -----------------------------------------------------------------------------------
 
     def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
-        if self.telephony is not None and self.telephony.owns(request):
+        if self.telephony is not None and (self.telephony.owns(request) or self._phone_only):
             return self.telephony.process_request(connection, request)
         url = urlsplit(request.path)
         if url.path != WS_PATH:
