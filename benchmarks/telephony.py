@@ -294,6 +294,67 @@ async def run_step(n: int, *, quick: bool, profile: str | None = None, chunk_ms:
     }
 
 
+def edge_costs(frames: int = 20000) -> dict:
+    """Per 20 ms frame: the phone edge's own work beside its floor (json + base64 alone), in one run.
+
+    Inbound: a Twilio ``media`` message -> :class:`PhoneCall.receive` (serializer, checks,
+    queue) -> ``decode_audio``. Outbound: int16 -> ``encode_audio`` -> ``media`` + ``mark``
+    messages and the ledger entry. Floor: ``json.loads`` + ``b64decode`` and ``b64encode`` +
+    two ``json.dumps``. At 50 frames a second each way this is the edge's CPU per call.
+    """
+    import base64
+    from collections import deque
+
+    from processors.telephony.call import PhoneCall
+    from processors.telephony.transport import decode_audio, encode_audio
+    from processors.telephony.twilio import TwilioProtocol
+
+    call = PhoneCall(TwilioProtocol(), None)  # type: ignore[arg-type]
+    call.receive(json.dumps({"event": "start", "streamSid": "MZ1", "start": {
+        "streamSid": "MZ1", "callSid": "CA1", "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000}}}))
+    payload = bytes(range(160))
+    msg = json.dumps({"event": "media", "sequenceNumber": "3", "streamSid": "MZ1",
+                      "media": {"track": "inbound", "chunk": "1", "timestamp": "20",
+                                "payload": base64.b64encode(payload).decode()}})
+    x = decode_audio(payload, "pcmu")
+
+    def inbound() -> None:
+        call.receive(msg)
+        decode_audio(call._inbound.popleft()[1], "pcmu")
+        call._backlog = 0
+
+    def inbound_floor() -> None:
+        base64.b64decode(json.loads(msg)["media"]["payload"])
+
+    proto = call.protocol
+    pending: deque = call.ledger._pending
+
+    def outbound() -> None:
+        data = encode_audio(x, "pcmu")
+        name = call.ledger.sent("item_1", 1, 160, 0.0)
+        proto.media(data)
+        proto.mark(name)
+        pending.clear()
+
+    def outbound_floor() -> None:
+        b64 = base64.b64encode(payload).decode()
+        json.dumps({"event": "media", "streamSid": "MZ1", "media": {"payload": b64}})
+        json.dumps({"event": "mark", "streamSid": "MZ1", "mark": {"name": "1"}})
+
+    out = {}
+    for name, fn in (("inbound", inbound), ("inbound_floor", inbound_floor), ("outbound", outbound),
+                     ("outbound_floor", outbound_floor)):
+        samples = []
+        for _ in range(5):
+            t = time.perf_counter()
+            for _ in range(frames // 5):
+                fn()
+            samples.append((time.perf_counter() - t) / (frames // 5) * 1e6)
+        out[name + "_us"] = round(float(np.median(samples)), 2)
+    out["edge_core_per_call"] = round((out["inbound_us"] + out["outbound_us"]) * 50 / 1e6, 5)
+    return out
+
+
 def table(result: dict) -> str:
     rows = ["| calls | CPU B / call (core) | CPU A / call (core) | inbound lateness p50 / p99 (ms) | "
             "outbound lateness p50 / p99 (ms) | turn p50 / p99 (ms) | framework share p50 / p99 (ms) | "
@@ -308,6 +369,11 @@ def table(result: dict) -> str:
     held = [s["calls"] for s in result["steps"] if s["inbound_lateness_ms"].get("p99", 1e9) < 20
             and s["outbound_lateness_ms"].get("p99", 1e9) < 20 and s["completed"] == s["calls"]]
     rows.append(f"\nmost calls with p99 frame lateness < 20 ms both ways: {max(held) if held else 'none of the steps'}")
+    e = result.get("edge")
+    if e:
+        rows.append(f"phone edge per 20 ms frame: inbound {e['inbound_us']} us (floor json+base64 {e['inbound_floor_us']} us), "
+                    f"outbound {e['outbound_us']} us (floor {e['outbound_floor_us']} us); "
+                    f"at 50 frames/s each way: {e['edge_core_per_call']} core per call")
     return "\n".join(rows)
 
 
@@ -319,9 +385,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--chunk-ms", type=int, default=20, help="transport.phone.output chunk_ms (a mark per chunk)")
     ap.add_argument("--profile", default=None, metavar="FILE", help="cProfile the server process (B) into FILE")
     args = ap.parse_args(argv)
-    steps = [int(x) for x in (args.steps or "1,5,10,20").split(",")]
+    steps = [int(x) for x in ("1,5,10,20" if args.steps is None else args.steps).split(",") if x]
     result = {"versions": {"python": platform.python_version(), "machine": platform.machine(),
-                           "cpus": os.cpu_count()}, "steps": []}
+                           "cpus": os.cpu_count()}, "steps": [], "edge": edge_costs()}
+    print(json.dumps(result["edge"]), flush=True)
     for n in steps:
         step = anyio.run(lambda: run_step(n, quick=args.quick, profile=args.profile, chunk_ms=args.chunk_ms))
         result["steps"].append(step)
