@@ -26,7 +26,9 @@ Setup: three processes, so that each figure belongs to one of them.
   - *turn*: caller's last speech frame sent -> first assistant audio received, and the
     framework's share of it: the first delta's outbound lateness plus the inbound
     lateness of the last speech frame;
-  - *barge-in*: ``speech_started`` passed the proxy -> ``clear`` reached the caller.
+  - *barge-in*: ``speech_started`` passed the proxy -> ``clear`` reached the caller;
+  - *truncation error*: the ``audio_end_ms`` of B's ``conversation.item.truncate`` minus
+    what the caller had played of the answer when the ``clear`` reached it.
 
 CPU per call is B's CPU time (``/proc``) over a steady window with N calls talking and
 listening at real time, minus B's idle CPU over the same window, divided by N; A's CPU is
@@ -92,7 +94,7 @@ class Proxy:
         self.conns: list[dict] = []
 
     async def handle(self, ws) -> None:
-        rec = {"appends": [], "deltas": [], "speech_started": [], "appended": 0, "delta_bytes": 0}
+        rec = {"appends": [], "deltas": [], "speech_started": [], "truncates": [], "appended": 0, "delta_bytes": 0}
         self.conns.append(rec)
         headers = {k: v for k, v in ws.request.headers.raw_items() if k.lower() in ("authorization", "openai-beta")}
         path = ws.request.path[ws.request.path.index("/realtime"):]
@@ -112,6 +114,8 @@ class Proxy:
                 tg.start_soon(down)
                 try:
                     async for message in ws:  # B -> A
+                        if "conversation.item.truncate" in message:
+                            rec["truncates"].append(json.loads(message)["audio_end_ms"])
                         if "input_audio_buffer.append" in message:
                             n = _b64_bytes(message, '"audio":"')
                             rec["appended"] += n
@@ -265,7 +269,7 @@ async def run_step(n: int, *, quick: bool, profile: str | None = None, chunk_ms:
                 p.kill()
     # match calls to proxy connections by the order they connected (calls start 0.3 s apart)
     calls.sort(key=lambda c: c.sent_at[0])
-    inbound, outbound, turn, share, barge = [], [], [], [], []
+    inbound, outbound, turn, share, barge, cut_error = [], [], [], [], [], []
     for call, rec in zip(calls, proxy.conns):
         inb, outb = _inbound_lateness(call, rec), _outbound_lateness(call, rec)
         inbound += inb
@@ -284,6 +288,8 @@ async def run_step(n: int, *, quick: bool, profile: str | None = None, chunk_ms:
             started = [t for t in rec["speech_started"] if t <= clear_at]
             if started:
                 barge.append(1000 * (clear_at - started[-1]))
+            if rec["truncates"]:  # the answer is the call's only audio before the clear
+                cut_error.append(rec["truncates"][0] - call.heard.clears[0][1] / 8)
     call_seconds = sum(c.sent_at[-1] - c.sent_at[0] for c in calls)
     return {
         "calls": n, "chunk_ms": chunk_ms, "completed": len(calls), "load_average_1min": round(os.getloadavg()[0], 2), "wall_s": round(wall, 1),
@@ -291,6 +297,8 @@ async def run_step(n: int, *, quick: bool, profile: str | None = None, chunk_ms:
         "cpu_b_idle_core": round(idle_rate, 4), "cpu_a_core_per_call": round(a_cpu / call_seconds, 4),
         "inbound_lateness_ms": _q(inbound), "outbound_lateness_ms": _q(outbound),
         "callers_loop_lag_ms": _q(lag), "turn_ms": _q(turn), "framework_share_ms": _q(share), "barge_in_to_clear_ms": _q(barge),
+        "truncation_minus_heard_ms": _q(cut_error), "truncation_minus_heard_abs_max_ms":
+            round(max(map(abs, cut_error)), 2) if cut_error else None,
     }
 
 
@@ -358,13 +366,14 @@ def edge_costs(frames: int = 20000) -> dict:
 def table(result: dict) -> str:
     rows = ["| calls | CPU B / call (core) | CPU A / call (core) | inbound lateness p50 / p99 (ms) | "
             "outbound lateness p50 / p99 (ms) | turn p50 / p99 (ms) | framework share p50 / p99 (ms) | "
-            "speech_started -> clear p50 / p99 (ms) | callers' loop lag p99 (ms) | load |",
-            "|---|---|---|---|---|---|---|---|---|---|"]
+            "speech_started -> clear p50 / p99 (ms) | truncation - heard, max abs (ms) | callers' loop lag p99 (ms) | "
+            "load |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for s in result["steps"]:
         f = lambda q: f"{q.get('median', '-')} / {q.get('p99', '-')}"  # noqa: E731
         rows.append(f"| {s['calls']} | {s['cpu_b_core_per_call']} | {s['cpu_a_core_per_call']} | "
                     f"{f(s['inbound_lateness_ms'])} | {f(s['outbound_lateness_ms'])} | {f(s['turn_ms'])} | "
                     f"{f(s['framework_share_ms'])} | {f(s['barge_in_to_clear_ms'])} | "
+                    f"{s['truncation_minus_heard_abs_max_ms']} | "
                     f"{s['callers_loop_lag_ms'].get('p99', '-')} | {s['load_average_1min']} |")
     held = [s["calls"] for s in result["steps"] if s["inbound_lateness_ms"].get("p99", 1e9) < 20
             and s["outbound_lateness_ms"].get("p99", 1e9) < 20 and s["completed"] == s["calls"]]

@@ -87,3 +87,13 @@ def test_a_stalled_provider_restarts_the_timeline():
     ledger.echo(names[0], 0.020)
     ledger.echo(names[1], 0.540)  # 500 ms stall
     assert ledger.clear(0.550) == [("i", 1, 50)]
+
+
+def test_the_timeline_follows_a_player_that_slips():
+    """A player that fell 15 ms behind is followed once the on-time echoes have left the window."""
+    ledger = PlaybackLedger(8000)
+    names = send(ledger, "i", 100, at=0.0)
+    ledger.echo(names[0], 0.020)
+    for k in range(1, 40):  # from chunk 1 on, every echo is 15 ms late
+        ledger.echo(names[k], 0.020 * (k + 1) + 0.015)
+    assert ledger.clear(0.020 * 40 + 0.015 + 0.010) == [("i", 1, 810)]

@@ -13,9 +13,10 @@ prove a lower bound (the end of the last echoed chunk) and the audio sent an upp
 Between the two, the provider plays at real time on a timeline we estimate: its *origin*
 is the moment the first sample would have played had playback never paused. Each echo
 says "chunk j ended no later than now", so ``now - end_j`` bounds the origin from above,
-and the least delayed echo is the best estimate (a minimum filter, as NTP does with round
-trips); a chunk sent after its slot on that timeline means the provider ran dry, and
-shifts the origin to its sending. At a clear, the heard position is ``now - origin``,
+and the least delayed of the last :data:`RECENT_ECHOES` echoes is the best estimate (a
+minimum filter, as NTP does with round trips, over a window so that it follows a player
+that slips); a chunk sent after its slot on that timeline means the provider ran dry, and
+no origin earlier than its sending can hold. At a clear, the heard position is ``now - origin``,
 clamped between the proof and the audio sent. On 127.0.0.1 this is exact to a few
 milliseconds; on a real network it is off by the one-way delays. An echo later than the
 timeline by more than :data:`LATE_S` means the provider stalled: the timeline restarts
@@ -31,10 +32,12 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 
-__all__ = ["LATE_S", "Chunk", "PlaybackLedger"]
+__all__ = ["LATE_S", "RECENT_ECHOES", "Chunk", "PlaybackLedger"]
 
 #: An echo this much later than the estimated timeline restarts it (the provider stalled).
 LATE_S = 0.1
+#: Echoes whose bounds are kept (half a second of 20 ms chunks): the timeline follows a drifting player.
+RECENT_ECHOES = 25
 
 
 @dataclass(slots=True)
@@ -65,6 +68,8 @@ class PlaybackLedger:
         self._heard: dict[str | None, int] = {}  # proven, per item, in samples
         self._flushed: set[str] = set()
         self._origin: float | None = None  # when sample 0 of the timeline played (estimated)
+        self._floor: float | None = None  # the latest the origin can be, given when chunks were sent
+        self._recent: deque[float] = deque(maxlen=RECENT_ECHOES)  # origin bounds from the latest echoes
         self._sent = 0  # samples sent on the timeline
         self._proven = 0  # samples of the timeline proven played
         self._seq = 0
@@ -80,9 +85,10 @@ class PlaybackLedger:
         name = str(self._seq)
         start = self._item_samples.get(item_id, 0)
         self._item_samples[item_id] = start + samples
-        slot = None if self._origin is None else self._origin + self._sent / self.rate
-        if slot is None or now > slot:  # the provider had run dry: this chunk plays from its arrival
-            self._origin = now - self._sent / self.rate
+        floor = now - self._sent / self.rate  # this chunk cannot play before it is sent
+        if self._origin is None or floor > self._origin:  # the provider had run dry: it plays from its arrival
+            self._origin = floor
+        self._floor = floor if self._floor is None else max(self._floor, floor)
         self._pending.append(Chunk(name, item_id, turn, start, samples, now, self._sent))
         self._sent += samples
         while len(self._pending) > self.max_chunks:
@@ -118,8 +124,11 @@ class PlaybackLedger:
                 break
         self.echoed += 1
         estimate = now - self._proven / self.rate
-        if self._origin is None or estimate < self._origin or estimate > self._origin + LATE_S:
-            self._origin = estimate
+        if self._origin is not None and estimate > self._origin + LATE_S:
+            self._recent.clear()  # the provider stalled: the timeline restarts here
+        self._recent.append(estimate)
+        origin = min(self._recent)
+        self._origin = origin if self._floor is None else max(origin, self._floor)
         return [(item, self._ms(n)) for item, n in advanced.items()]
 
     def _prove(self, chunk: Chunk) -> None:
@@ -155,6 +164,7 @@ class PlaybackLedger:
         if len(self._flushed) > self.max_chunks:
             self._flushed.clear()
         self._pending.clear()
-        self._origin = None
+        self._origin = self._floor = None
+        self._recent.clear()
         self._proven = self._sent
         return out
