@@ -147,7 +147,8 @@ def cmd_serve(args) -> int:
 
     from processors.web.server import serve
 
-    anyio.run(lambda: serve(pipeline_path(args.pipeline, "web_agent.yaml"), host=args.host, port=args.port, token=args.token))
+    anyio.run(lambda: serve(pipeline_path(args.pipeline, "web_agent.yaml"), host=args.host, port=args.port, token=args.token,
+                            public_url=args.public_url, verify_signatures=not args.no_verify_signatures))
     return 0
 
 
@@ -203,6 +204,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8080)
     p.add_argument("--token", default=None, help="require this token in the websocket URL (env VOXPIPE_TOKEN)")
+    p.add_argument("--public-url", default=None, help="phone calls: the https:// URL providers reach this server at "
+                   "(default: the request's Host)")
+    p.add_argument("--no-verify-signatures", action="store_true", help="phone calls: accept unsigned webhooks and "
+                   "streams (local development only; logged as a warning)")
     p.set_defaults(fn=cmd_serve)
     return parser
 

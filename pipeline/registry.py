@@ -47,6 +47,9 @@ BUILTINS: dict[str, str] = {
     # browser
     "transport.websocket.input": "processors.web.transport:WebsocketInput",
     "transport.websocket.output": "processors.web.transport:WebsocketOutput",
+    # phone calls (Twilio, Telnyx, Plivo media streams)
+    "transport.phone.input": "processors.telephony.transport:PhoneInput",
+    "transport.phone.output": "processors.telephony.transport:PhoneOutput",
     # the local realtime server's per-connection graph (pipelines/realtime_server.yaml)
     "realtime_server.input": "processors.realtime.server.graph_io:ProtocolInput",
     "realtime_server.output": "processors.realtime.server.graph_io:ProtocolOutput",

@@ -6,7 +6,7 @@ import pytest
 from pipeline import AudioFrame, Direction, Graph, Processor, Runner, TextFrame
 from pipeline.testing import CollectSink, FrameSource
 from processors.files.wavfile import read_wav
-from processors.audio import MixProcessor
+from processors.audio.transforms import MixProcessor
 from processors.files.record import ConversationRecorder
 
 pytestmark = pytest.mark.anyio

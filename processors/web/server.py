@@ -52,6 +52,8 @@ from pipeline.loader import load_text
 from pipeline.logs import quiet_handshakes
 from pipeline.runner import Runner, RunResult, stop_signal
 from pipeline.session import SessionContext
+from processors.telephony.host import TelephonyHost, has_phone_transports
+from processors.telephony.http import PostAwareConnection
 
 from .session import WebSession
 from .transport import WEB_SESSION, WebsocketInput, WebsocketOutput
@@ -124,6 +126,8 @@ class WebServer:
         max_message_bytes: int = 256 * 1024,
         stop_timeout_s: float = 2.0,
         share_local_realtime: bool = True,
+        public_url: str | None = None,
+        verify_signatures: bool = True,
     ) -> None:
         self.path = Path(pipeline_path)
         try:
@@ -152,7 +156,11 @@ class WebServer:
         self._static = {path: (STATIC_DIR / name).read_bytes() for path, name in _PAGES.items()}
         self.template = graph = self._graph()  # load and check once, before anything listens
         found = _transports(graph)
-        if not found.inputs and not found.outputs:
+        # phone calls (processors/telephony): webhooks and media streams beside the page
+        self.telephony = TelephonyHost(lambda: self.template, public_url=public_url, verify_signatures=verify_signatures,
+                                       stop_timeout_s=stop_timeout_s) if has_phone_transports(graph) else None
+        self._phone_only = not found.inputs and not found.outputs  # no page to serve
+        if self._phone_only and self.telephony is None:
             raise PipelineError(Problem(
                 "this pipeline has no transport.websocket.input nor transport.websocket.output, so a browser "
                 "has nothing to connect to", str(self.path), None,
@@ -201,7 +209,8 @@ class WebServer:
         try:
             self._server = await ws_serve(
                 self._handle, host, port, process_request=self._process_request, max_size=self.max_message_bytes,
-                compression=None, close_timeout=2, logger=quiet_handshakes(logging.getLogger("voxpipe.web.websockets")))
+                compression=None, close_timeout=2, logger=quiet_handshakes(logging.getLogger("voxpipe.web.websockets")),
+                create_connection=PostAwareConnection if self.telephony is not None else None)
         except OSError as exc:
             await self.aclose()
             raise VoxpipeError(f"cannot listen on {host}:{port}: {exc.strerror or exc}; pick another --port "
@@ -231,6 +240,8 @@ class WebServer:
     # --- HTTP -----------------------------------------------------------------------------------
 
     def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+        if self.telephony is not None and (self.telephony.owns(request) or self._phone_only):
+            return self.telephony.process_request(connection, request)
         url = urlsplit(request.path)
         if url.path != WS_PATH:
             if url.path == "/favicon.ico":
@@ -274,6 +285,8 @@ class WebServer:
             return False
 
     async def _handle(self, ws: ServerConnection) -> None:
+        if self.telephony is not None and hasattr(ws, "voxpipe_call"):
+            return await self.telephony.handle(ws)
         sid = f"s{next(self._ids)}"
 
         async def send(message: str | bytes) -> bool:
@@ -398,9 +411,10 @@ async def web_server(pipeline_path: str | os.PathLike, *, host: str = "127.0.0.1
 
 
 async def serve(pipeline_path: str | os.PathLike, *, host: str = "127.0.0.1", port: int = 8080,
-                token: str | None = None) -> None:
-    """``voxpipe serve``: serve the page and a graph per browser connection until interrupted."""
-    async with web_server(pipeline_path, host=host, port=port, token=token) as server:
+                token: str | None = None, public_url: str | None = None, verify_signatures: bool = True) -> None:
+    """``voxpipe serve``: serve the page and a graph per browser connection (or phone call) until interrupted."""
+    async with web_server(pipeline_path, host=host, port=port, token=token, public_url=public_url,
+                          verify_signatures=verify_signatures) as server:
         query = "?token=..." if server.token else ""
         print(f"voxpipe: serving {server.path} on {server.url}{query}  (Ctrl-C to stop)", flush=True)
         await stop_signal()

@@ -1,0 +1,412 @@
+"""Phone calls: CPU per call, turn latency and its framework share, barge-in to clear, calls per process.
+
+Question: what does voxpipe's phone path cost and add, per call, between a provider's
+media stream and the realtime model? Targets (issue 14): <= 0.02 core of framework CPU per
+call at real time; framework share of caller-stop -> first assistant audio < 10 ms p99;
+barge-in -> ``clear`` <= 25 ms beyond the VAD's detection; the most simultaneous calls one
+process holds with p99 frame lateness under 20 ms.
+
+Setup: three processes, so that each figure belongs to one of them.
+
+* **A**, the model: ``voxpipe realtime-server`` (the offline local server: VAD, pocketsphinx,
+  the scripted responder, eSpeak NG).
+* **B**, the framework: ``voxpipe serve pipelines/phone_agent.yaml`` (G.711 mu-law end to
+  end), its model pointed at A *through a timing proxy*.
+* **C**, this script: the simulated phone network of ``tests/phone_network.py`` (signed
+  webhook, websocket, 20 ms mu-law at real time, an ear that plays at real time and
+  echoes marks) and the proxy between B and A, which timestamps on C's clock the model's
+  events as they pass: each ``input_audio_buffer.append`` (B -> A), each audio delta and
+  each ``speech_started`` (A -> B). Caller and proxy share one clock, so:
+
+  - *inbound lateness* of a frame: the caller sent it -> the append holding it reached
+    the proxy, less the append batching hold (``append_ms``, the model's param: the
+    lateness of an append is measured from the send of its *last* frame);
+  - *outbound lateness* of an audio delta: it passed the proxy -> its last byte reached
+    the caller (B's work: decode, three hops, encode, chunk, marks, the socket);
+  - *turn*: caller's last speech frame sent -> first assistant audio received, and the
+    framework's share of it: the first delta's outbound lateness plus the inbound
+    lateness of the last speech frame;
+  - *barge-in*: ``speech_started`` passed the proxy -> ``clear`` reached the caller;
+  - *truncation error*: the ``audio_end_ms`` of B's ``conversation.item.truncate`` minus
+    what the caller had played of the answer when the ``clear`` reached it.
+
+CPU per call is B's CPU time (``/proc``) over a steady window with N calls talking and
+listening at real time, minus B's idle CPU over the same window, divided by N; A's CPU is
+reported beside it (the model's cost, not the framework's).
+
+Run: ``python benchmarks/telephony.py [--quick] [--steps 5,10,20] [--json FILE]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import anyio
+import numpy as np
+from websockets.asyncio.client import connect
+from websockets.asyncio.server import serve
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+
+from phone_network import TOKENS, SimulatedCall  # noqa: E402
+
+QUESTION = "what is the weather in paris"
+BARGE = "hello"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def _wait_port(port: int, timeout: float = 60.0) -> None:
+    with anyio.fail_after(timeout):
+        while True:
+            try:
+                s = await anyio.connect_tcp("127.0.0.1", port)
+                await s.aclose()
+                return
+            except OSError:
+                await anyio.sleep(0.1)
+
+
+class Proxy:
+    """Forwards B's model connections to A and timestamps the events that matter, per connection."""
+
+    def __init__(self, upstream: str) -> None:
+        self.upstream = upstream
+        self.conns: list[dict] = []
+
+    async def handle(self, ws) -> None:
+        rec = {"appends": [], "deltas": [], "speech_started": [], "truncates": [], "appended": 0, "delta_bytes": 0}
+        self.conns.append(rec)
+        headers = {k: v for k, v in ws.request.headers.raw_items() if k.lower() in ("authorization", "openai-beta")}
+        path = ws.request.path[ws.request.path.index("/realtime"):]
+        async with connect(self.upstream + path, additional_headers=headers, max_size=None, compression=None) as up:
+            async def down() -> None:  # A -> B
+                async for message in up:
+                    now = time.perf_counter()
+                    if '"delta"' in message and "audio.delta" in message:
+                        n = _b64_bytes(message, '"delta":"')
+                        rec["delta_bytes"] += n
+                        rec["deltas"].append((now, rec["delta_bytes"]))
+                    elif "speech_started" in message:
+                        rec["speech_started"].append(now)
+                    await ws.send(message)
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(down)
+                try:
+                    async for message in ws:  # B -> A
+                        if "conversation.item.truncate" in message:
+                            rec["truncates"].append(json.loads(message)["audio_end_ms"])
+                        if "input_audio_buffer.append" in message:
+                            n = _b64_bytes(message, '"audio":"')
+                            rec["appended"] += n
+                            rec["appends"].append((time.perf_counter(), rec["appended"]))
+                        await up.send(message)
+                except Exception:
+                    pass
+                tg.cancel_scope.cancel()
+
+
+def _b64_bytes(message: str, key: str) -> int:
+    """Decoded length of the base64 string after ``key`` (G.711: one byte per sample), without decoding it."""
+    start = message.index(key) + len(key)
+    end = message.index('"', start)
+    return (end - start) * 3 // 4 - message[end - 2:end].count("=")
+
+
+async def _loop_lag(out: list[float], stop: anyio.Event) -> None:
+    """How late this process's own event loop wakes (a 5 ms sleep): the callers' and proxy's clock quality."""
+    while not stop.is_set():
+        t = time.perf_counter()
+        await anyio.sleep(0.005)
+        out.append(1000 * (time.perf_counter() - t - 0.005))
+
+
+def _inbound_lateness(call: SimulatedCall, rec: dict) -> list[float]:
+    sent = call.sent_at
+    out = []
+    for t, cum in rec["appends"]:
+        last = cum // 160 - 1  # index of the last whole frame in this append
+        if 0 <= last < len(sent):
+            out.append(1000 * (t - sent[last]))
+    return out
+
+
+def _outbound_lateness(call: SimulatedCall, rec: dict) -> list[float]:
+    """Per delta of the first answer (up to 100 ms before the barge-in: later ones may be flushed in B)."""
+    got = call.received
+    until = rec["speech_started"][-1] - 0.1 if rec["speech_started"] else float("inf")
+    out, j = [], 0
+    for t, cum in rec["deltas"]:
+        if t > until:
+            break
+        while j < len(got) and got[j][1] < cum:
+            j += 1
+        if j < len(got):
+            out.append(1000 * (got[j][0] - t))
+    return out
+
+
+def _q(xs: list[float]) -> dict:
+    if not xs:
+        return {"n": 0}
+    a = np.asarray(xs)
+    return {"n": len(xs), "median": round(float(np.median(a)), 2), "p99": round(float(np.percentile(a, 99)), 2),
+            "max": round(float(a.max()), 2)}
+
+
+async def _one_call(url: str, seed: int, barge: bool, listen_s: float) -> SimulatedCall:
+    call = SimulatedCall(url, "twilio", seed=seed)
+    assert await call.fetch_webhook() == 200
+    async with anyio.create_task_group() as tg:
+        await tg.start(call.run)
+        await anyio.sleep(0.5)
+        call.say(QUESTION)
+        call.question_ended_at = None
+        with anyio.fail_after(30):
+            while call.speech_ended_at is None:
+                await anyio.sleep(0.005)
+        call.question_ended_at = call.speech_ended_at
+        await call.wait_heard(0.6, timeout=60)
+        if barge:
+            call.barge_at = time.perf_counter()
+            call.say(BARGE)
+            with anyio.fail_after(20):
+                while not call.heard.clears:
+                    await anyio.sleep(0.005)
+        await anyio.sleep(listen_s)
+        await call.hang_up()
+        tg.cancel_scope.cancel()
+    return call
+
+
+_PROFILED = ("import cProfile, signal, sys; from pipeline.cli import main; p = cProfile.Profile(); "
+             "signal.signal(signal.SIGUSR1, lambda *a: p.enable()); "
+             "signal.signal(signal.SIGUSR2, lambda *a: (p.disable(), p.dump_stats({path!r}))); main(sys.argv[1:])")
+
+
+def _pipeline(chunk_ms: int) -> str:
+    """The shipped phone agent, with the output's chunk size set."""
+    import tempfile
+
+    text = (ROOT / "pipelines/phone_agent.yaml").read_text()
+    text = text.replace("    type: transport.phone.output\n", f"    type: transport.phone.output\n    params: {{chunk_ms: {chunk_ms}}}\n")
+    path = Path(tempfile.mkdtemp()) / "phone_agent.yaml"
+    path.write_text(text)
+    return str(path)
+
+
+async def run_step(n: int, *, quick: bool, profile: str | None = None, chunk_ms: int = 20) -> dict:
+    """N calls at once (started 0.3 s apart), each asks, hears, barges in once and listens on."""
+    a_port, b_port, p_port = _free_port(), _free_port(), _free_port()
+    env = {**os.environ, "TWILIO_AUTH_TOKEN": TOKENS["twilio"], "OPENAI_API_KEY": "sk-local",
+           "VOXPIPE_REALTIME_URL": f"ws://127.0.0.1:{p_port}/v1/realtime"}
+    a = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "realtime-server", "--port", str(a_port)], cwd=ROOT,
+                         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    launch = ["-c", _PROFILED.format(path=profile)] if profile else ["-m", "pipeline.cli"]
+    b = subprocess.Popen([sys.executable, *launch, "serve", _pipeline(chunk_ms),
+                          "--port", str(b_port)], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL)
+    proxy = Proxy(f"ws://127.0.0.1:{a_port}/v1")
+    try:
+        await _wait_port(a_port)
+        await _wait_port(b_port)
+        async with serve(proxy.handle, "127.0.0.1", p_port, max_size=None, compression=None):
+            idle_window = 3.0 if quick else 5.0
+            b0, t0 = _cpu_s(b.pid), time.perf_counter()
+            await anyio.sleep(idle_window)
+            idle_rate = (_cpu_s(b.pid) - b0) / (time.perf_counter() - t0)
+            url = f"http://127.0.0.1:{b_port}/"
+            calls: list[SimulatedCall] = []
+            listen_s = 4.0 if quick else 8.0
+
+            async def start(i: int) -> None:
+                calls.append(await _one_call(url, 1000 + i, True, listen_s))
+
+            if profile:
+                b.send_signal(signal.SIGUSR1)
+            a0, b0 = _cpu_s(a.pid), _cpu_s(b.pid)
+            t0 = time.perf_counter()
+            lag: list[float] = []
+            done = anyio.Event()
+            async with anyio.create_task_group() as outer:
+                outer.start_soon(_loop_lag, lag, done)
+                async with anyio.create_task_group() as tg:
+                    for i in range(n):
+                        tg.start_soon(start, i)
+                        await anyio.sleep(0.3)
+                done.set()
+            wall = time.perf_counter() - t0
+            b_cpu, a_cpu = _cpu_s(b.pid) - b0, _cpu_s(a.pid) - a0
+            if profile:
+                b.send_signal(signal.SIGUSR2)
+                await anyio.sleep(1.0)
+    finally:
+        for p in (b, a):
+            p.terminate()
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+    # match calls to proxy connections by the order they connected (calls start 0.3 s apart)
+    calls.sort(key=lambda c: c.sent_at[0])
+    inbound, outbound, turn, share, barge, cut_error = [], [], [], [], [], []
+    for call, rec in zip(calls, proxy.conns):
+        inb, outb = _inbound_lateness(call, rec), _outbound_lateness(call, rec)
+        inbound += inb
+        outbound += outb
+        ended = call.question_ended_at
+        if call.received and ended:
+            first = next(t for t, _ in call.received if t > ended)
+            turn.append(1000 * (first - ended))
+            last_frame = len([t for t in call.sent_at if t <= ended]) - 1
+            # the append carrying the question's last frame, measured from the send of its own last frame
+            ins = [1000 * (t - call.sent_at[cum // 160 - 1]) for t, cum in rec["appends"] if cum // 160 - 1 >= last_frame]
+            if outb and ins:
+                share.append(outb[0] + ins[0])
+        if call.heard.clears and rec["speech_started"]:
+            clear_at = call.heard.clears[0][0]
+            started = [t for t in rec["speech_started"] if t <= clear_at]
+            if started:
+                barge.append(1000 * (clear_at - started[-1]))
+            if rec["truncates"]:  # the answer is the call's only audio before the clear
+                cut_error.append(rec["truncates"][0] - call.heard.clears[0][1] / 8)
+    call_seconds = sum(c.sent_at[-1] - c.sent_at[0] for c in calls)
+    return {
+        "calls": n, "chunk_ms": chunk_ms, "completed": len(calls), "load_average_1min": round(os.getloadavg()[0], 2), "wall_s": round(wall, 1),
+        "cpu_b_core_per_call": round((b_cpu - idle_rate * wall) / call_seconds, 4) if call_seconds else None,
+        "cpu_b_idle_core": round(idle_rate, 4), "cpu_a_core_per_call": round(a_cpu / call_seconds, 4),
+        "inbound_lateness_ms": _q(inbound), "outbound_lateness_ms": _q(outbound),
+        "callers_loop_lag_ms": _q(lag), "turn_ms": _q(turn), "framework_share_ms": _q(share), "barge_in_to_clear_ms": _q(barge),
+        "truncation_minus_heard_ms": _q(cut_error), "truncation_minus_heard_abs_max_ms":
+            round(max(map(abs, cut_error)), 2) if cut_error else None,
+    }
+
+
+def edge_costs(frames: int = 20000) -> dict:
+    """Per 20 ms frame: the phone edge's own work beside its floor (json + base64 alone), in one run.
+
+    Inbound: a Twilio ``media`` message -> :class:`PhoneCall.receive` (serializer, checks,
+    queue) -> ``decode_audio``. Outbound: int16 -> ``encode_audio`` -> ``media`` + ``mark``
+    messages and the ledger entry. Floor: ``json.loads`` + ``b64decode`` and ``b64encode`` +
+    two ``json.dumps``. At 50 frames a second each way this is the edge's CPU per call.
+    """
+    import base64
+    from collections import deque
+
+    from processors.telephony.call import PhoneCall
+    from processors.telephony.transport import decode_audio, encode_audio
+    from processors.telephony.twilio import TwilioProtocol
+
+    call = PhoneCall(TwilioProtocol(), None)  # type: ignore[arg-type]
+    call.receive(json.dumps({"event": "start", "streamSid": "MZ1", "start": {
+        "streamSid": "MZ1", "callSid": "CA1", "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000}}}))
+    payload = bytes(range(160))
+    msg = json.dumps({"event": "media", "sequenceNumber": "3", "streamSid": "MZ1",
+                      "media": {"track": "inbound", "chunk": "1", "timestamp": "20",
+                                "payload": base64.b64encode(payload).decode()}})
+    x = decode_audio(payload, "pcmu")
+
+    def inbound() -> None:
+        call.receive(msg)
+        decode_audio(call._inbound.popleft()[1], "pcmu")
+        call._backlog = 0
+
+    def inbound_floor() -> None:
+        base64.b64decode(json.loads(msg)["media"]["payload"])
+
+    proto = call.protocol
+    pending: deque = call.ledger._pending
+
+    def outbound() -> None:
+        data = encode_audio(x, "pcmu")
+        name = call.ledger.sent("item_1", 1, 160, 0.0)
+        proto.media(data)
+        proto.mark(name)
+        pending.clear()
+
+    def outbound_floor() -> None:
+        b64 = base64.b64encode(payload).decode()
+        json.dumps({"event": "media", "streamSid": "MZ1", "media": {"payload": b64}})
+        json.dumps({"event": "mark", "streamSid": "MZ1", "mark": {"name": "1"}})
+
+    out = {}
+    for name, fn in (("inbound", inbound), ("inbound_floor", inbound_floor), ("outbound", outbound),
+                     ("outbound_floor", outbound_floor)):
+        samples = []
+        for _ in range(5):
+            t = time.perf_counter()
+            for _ in range(frames // 5):
+                fn()
+            samples.append((time.perf_counter() - t) / (frames // 5) * 1e6)
+        out[name + "_us"] = round(float(np.median(samples)), 2)
+    out["edge_core_per_call"] = round((out["inbound_us"] + out["outbound_us"]) * 50 / 1e6, 5)
+    return out
+
+
+def table(result: dict) -> str:
+    rows = ["| calls | CPU B / call (core) | CPU A / call (core) | inbound lateness p50 / p99 (ms) | "
+            "outbound lateness p50 / p99 (ms) | turn p50 / p99 (ms) | framework share p50 / p99 (ms) | "
+            "speech_started -> clear p50 / p99 (ms) | truncation - heard, max abs (ms) | callers' loop lag p99 (ms) | "
+            "load |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for s in result["steps"]:
+        f = lambda q: f"{q.get('median', '-')} / {q.get('p99', '-')}"  # noqa: E731
+        rows.append(f"| {s['calls']} | {s['cpu_b_core_per_call']} | {s['cpu_a_core_per_call']} | "
+                    f"{f(s['inbound_lateness_ms'])} | {f(s['outbound_lateness_ms'])} | {f(s['turn_ms'])} | "
+                    f"{f(s['framework_share_ms'])} | {f(s['barge_in_to_clear_ms'])} | "
+                    f"{s['truncation_minus_heard_abs_max_ms']} | "
+                    f"{s['callers_loop_lag_ms'].get('p99', '-')} | {s['load_average_1min']} |")
+    held = [s["calls"] for s in result["steps"] if s["inbound_lateness_ms"].get("p99", 1e9) < 20
+            and s["outbound_lateness_ms"].get("p99", 1e9) < 20 and s["completed"] == s["calls"]]
+    rows.append(f"\nmost calls with p99 frame lateness < 20 ms both ways: {max(held) if held else 'none of the steps'}")
+    e = result.get("edge")
+    if e:
+        rows.append(f"phone edge per 20 ms frame: inbound {e['inbound_us']} us (floor json+base64 {e['inbound_floor_us']} us), "
+                    f"outbound {e['outbound_us']} us (floor {e['outbound_floor_us']} us); "
+                    f"at 50 frames/s each way: {e['edge_core_per_call']} core per call")
+    return "\n".join(rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="shorter calls")
+    ap.add_argument("--steps", default=None, help="comma-separated numbers of simultaneous calls (default 1,5,10,20)")
+    ap.add_argument("--json", default=None, metavar="FILE")
+    ap.add_argument("--chunk-ms", type=int, default=20, help="transport.phone.output chunk_ms (a mark per chunk)")
+    ap.add_argument("--profile", default=None, metavar="FILE", help="cProfile the server process (B) into FILE")
+    args = ap.parse_args(argv)
+    steps = [int(x) for x in ("1,5,10,20" if args.steps is None else args.steps).split(",") if x]
+    result = {"versions": {"python": platform.python_version(), "machine": platform.machine(),
+                           "cpus": os.cpu_count()}, "steps": [], "edge": edge_costs()}
+    print(json.dumps(result["edge"]), flush=True)
+    for n in steps:
+        step = anyio.run(lambda: run_step(n, quick=args.quick, profile=args.profile, chunk_ms=args.chunk_ms))
+        result["steps"].append(step)
+        print(json.dumps(step), flush=True)
+    print(table(result))
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,349 @@
+"""TelephonyHost: phone calls for ``voxpipe serve``: the voice webhooks and a graph per media stream.
+
+Theory of operation
+-------------------
+The web server routes to the host every request under ``/telephony/`` (and every POST):
+
+* ``POST /telephony/<provider>`` is the voice webhook. Its signature is verified
+  (:mod:`.webhook`), then the provider's markup is returned, pointing the call's media
+  stream at ``ws(s)://<public host>/telephony/<provider>/stream/<token>``. The public host
+  is ``public_url`` when given, else the request's ``Host`` (and ``X-Forwarded-Proto``).
+  Query parameters of the webhook URL and the call's ``From``/``To`` travel as custom
+  parameters. A bad or missing signature is answered 403 and nothing is started.
+* The upgrade to a stream URL is vetted before it is accepted: the token must be ours,
+  unexpired and unused, and where the provider signs the upgrade (Twilio) the signature
+  must verify; else 403, nothing started. At most ``max_calls`` streams run at once (503).
+* Each accepted stream is a session. The host reads until the provider's ``start``,
+  copies the checked graph, runs it with a :class:`~pipeline.session.SessionContext` whose
+  metadata is the call (provider, call id, stream id, from, to, custom parameters) and
+  whose attachment ``phone_call`` is the :class:`~.call.PhoneCall`, and goes on reading.
+  The stream ending (``stop``, or a disconnect without it) cancels the graph (its
+  ``stop()`` hooks get ``stop_timeout_s``); a tool's :meth:`~.call.PhoneCall.hangup`
+  closes the stream once what was sent has been played; a graph that ends by itself closes
+  the stream. Nothing of a call outlives its handler.
+
+Verification can be turned off (``verify_signatures=False``) for local development only;
+it is logged as a warning at start and for every call.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+from collections.abc import Callable
+from http import HTTPStatus
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+import anyio
+from websockets.asyncio.server import ServerConnection
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
+
+from pipeline.graph import Graph
+from pipeline.runner import Runner, RunResult
+from pipeline.session import SessionContext
+
+from .call import CALL, CallInfo, PhoneCall
+from .http import PostRequest, text_response
+from .plivo import PlivoProtocol
+from .serializer import MediaStreamProtocol, StreamStart, StreamStop
+from .telnyx import TelnyxProtocol
+from .transport import PhoneInput, PhoneOutput
+from .twilio import TwilioProtocol
+from .webhook import StreamTokens, plivo_xml, telnyx_texml, twiml, verify_plivo, verify_telnyx, verify_twilio
+
+__all__ = ["PROVIDERS", "SECRET_ENV", "TelephonyHost", "has_phone_transports"]
+
+log = logging.getLogger("voxpipe.telephony")
+
+PREFIX = "/telephony/"
+#: The key stream tokens are signed with; set the same value in every worker behind one balancer.
+SECRET_ENV = "VOXPIPE_TELEPHONY_SECRET"
+#: provider -> (serializer, markup, credential environment variable)
+PROVIDERS: dict[str, tuple[type[MediaStreamProtocol], Callable[[str, dict[str, str]], str], str]] = {
+    "twilio": (TwilioProtocol, twiml, "TWILIO_AUTH_TOKEN"),
+    "telnyx": (TelnyxProtocol, telnyx_texml, "TELNYX_PUBLIC_KEY"),
+    "plivo": (PlivoProtocol, plivo_xml, "PLIVO_AUTH_TOKEN"),
+}
+#: Webhook form fields passed on to the stream as custom parameters (provider spelling -> ours).
+_FORWARDED = {"From": "from", "To": "to", "CallSid": "call_id", "CallUUID": "call_id", "AccountSid": "account_id",
+              "CallControlId": "call_id"}
+
+
+def has_phone_transports(graph: Graph) -> bool:
+    """True when the graph has a ``transport.phone.input`` or ``.output``."""
+    return any(isinstance(n.processor, (PhoneInput, PhoneOutput)) for n in graph.nodes.values())
+
+
+class TelephonyHost:
+    """Answers voice webhooks and runs a copy of the graph per media stream.
+
+    ``template`` returns the checked graph to copy per call. ``public_url`` (``https://...``)
+    is where the providers reach this server; without it the request's Host is used.
+    Credentials come from ``credentials`` or the environment (``TWILIO_AUTH_TOKEN``,
+    ``TELNYX_PUBLIC_KEY``, ``PLIVO_AUTH_TOKEN``); a provider without one is refused (403)
+    while ``verify_signatures`` is on.
+    """
+
+    def __init__(self, template: Callable[[], Graph], *, public_url: str | None = None,
+                 verify_signatures: bool = True, credentials: dict[str, str] | None = None,
+                 max_calls: int = 64, stop_timeout_s: float = 2.0, start_timeout_s: float = 10.0,
+                 drain_s: float = 10.0, tokens: StreamTokens | None = None) -> None:
+        self.template = template
+        self.public_url = public_url.rstrip("/") if public_url else None
+        if self.public_url and urlsplit(self.public_url).scheme not in ("http", "https"):
+            raise ValueError(f"--public-url {public_url!r} must start with https:// (or http://)")
+        self.verify = verify_signatures
+        self.credentials = {p: (credentials or {}).get(p) or os.environ.get(env, "")
+                            for p, (_, _, env) in PROVIDERS.items()}
+        self.max_calls = max_calls
+        self.stop_timeout_s = stop_timeout_s
+        self.start_timeout_s = start_timeout_s
+        self.drain_s = drain_s
+        secret = os.environ.get(SECRET_ENV, "")
+        self.tokens = tokens or StreamTokens(secret.encode() or None)
+        self.calls: dict[str, PhoneCall] = {}
+        self.results: dict[str, RunResult] = {}  # the last few calls' results (for logs and tests)
+        self.refused = 0
+        self.calls_total = 0
+        self._ids = itertools.count(1)
+        self._idle = anyio.Event()
+        self._idle.set()
+        if not self.verify:
+            log.warning("telephony: signature verification is OFF (verify_signatures=False): anyone who can reach "
+                        "this server can place calls into the pipeline; use this for local development only")
+
+    # --- routing ----------------------------------------------------------------------------------
+
+    @staticmethod
+    def owns(request: Request) -> bool:
+        """True for the requests this host answers: POSTs and everything under /telephony/."""
+        return isinstance(request, PostRequest) or urlsplit(request.path).path.startswith(PREFIX)
+
+    def process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+        """Answer a webhook, refuse a bad upgrade, or accept a stream (None)."""
+        canned = getattr(connection, "canned", None)
+        if canned is not None:
+            return canned
+        parts = urlsplit(request.path).path[len(PREFIX):].strip("/").split("/")
+        provider = parts[0] if parts else ""
+        if provider not in PROVIDERS:
+            return text_response(HTTPStatus.NOT_FOUND, f"nothing at {request.path}; voice webhooks are "
+                                                       f"POST /telephony/{{{','.join(PROVIDERS)}}}\n")
+        if isinstance(request, PostRequest):
+            if len(parts) != 1:
+                return text_response(HTTPStatus.NOT_FOUND, f"the voice webhook is POST /telephony/{provider}\n")
+            return self._webhook(connection, provider, request)
+        if len(parts) != 3 or parts[1] != "stream":
+            return text_response(HTTPStatus.METHOD_NOT_ALLOWED, f"/telephony/{provider} takes the provider's POST\n")
+        return self._vet_stream(connection, provider, parts[2], request)
+
+    def _base(self, request: Request, *, websocket: bool) -> str:
+        if self.public_url:
+            base = self.public_url
+        else:
+            proto = (request.headers.get("X-Forwarded-Proto") or "http").split(",")[0].strip().lower()
+            base = f"{'https' if proto == 'https' else 'http'}://{request.headers.get('Host', 'localhost')}"
+        return ("ws" + base[4:]) if websocket else base  # http -> ws, https -> wss
+
+    def _refuse(self, connection: ServerConnection, what: str) -> Response:
+        self.refused += 1
+        log.warning("telephony: refused %s from %s", what, _peer(connection))
+        return text_response(HTTPStatus.FORBIDDEN, "forbidden: the request's signature does not verify\n")
+
+    # --- webhook ----------------------------------------------------------------------------------
+
+    def _webhook(self, connection: ServerConnection, provider: str, request: PostRequest) -> Response:
+        url = self._base(request, websocket=False) + request.path
+        ctype = request.headers.get("Content-Type", "")
+        text = request.body.decode("utf-8", "replace")
+        params = dict(parse_qsl(text, keep_blank_values=True)) if "json" not in ctype else {}
+        if self.verify:
+            ok, why = self._verified(provider, request, url, params)
+            if not ok:
+                return self._refuse(connection, f"a {provider} webhook ({why})")
+        else:
+            log.warning("telephony: %s webhook accepted WITHOUT signature verification (development mode)", provider)
+        custom = {k: v for k, v in parse_qsl(urlsplit(request.path).query)}
+        for field, ours in _FORWARDED.items():
+            if params.get(field):
+                custom.setdefault(ours, params[field])
+        token = self.tokens.issue(provider, dict(custom))
+        stream_url = f"{self._base(request, websocket=True)}{PREFIX}{provider}/stream/{token}"
+        markup = PROVIDERS[provider][1](stream_url, custom)
+        log.info("telephony: %s call %s from %s: streaming to %s%s/stream/...", provider,
+                 custom.get("call_id", "?"), custom.get("from", "?"), PREFIX, provider)
+        return text_response(HTTPStatus.OK, markup, "application/xml")
+
+    def _verified(self, provider: str, request: PostRequest, url: str, params: dict[str, str]) -> tuple[bool, str]:
+        secret = self.credentials[provider]
+        if not secret:
+            return False, f"{PROVIDERS[provider][2]} is not set, so it cannot be verified"
+        h = request.headers
+        if provider == "twilio":
+            sig = h.get("X-Twilio-Signature")
+            return verify_twilio(secret, url, params, sig), ("no X-Twilio-Signature" if not sig else "bad signature")
+        if provider == "plivo":
+            sig = h.get("X-Plivo-Signature-V3")
+            return (verify_plivo(secret, url, params, h.get("X-Plivo-Signature-V3-Nonce"), sig),
+                    "no X-Plivo-Signature-V3" if not sig else "bad signature")
+        sig = h.get("telnyx-signature-ed25519")
+        try:
+            ok = verify_telnyx(secret, request.body, h.get("telnyx-timestamp"), sig)
+        except RuntimeError as exc:
+            return False, str(exc)
+        return ok, "no telnyx-signature-ed25519" if not sig else "bad or stale signature"
+
+    # --- stream upgrade ---------------------------------------------------------------------------
+
+    def _vet_stream(self, connection: ServerConnection, provider: str, token: str, request: Request) -> Response | None:
+        if len(self.calls) >= self.max_calls:
+            return text_response(HTTPStatus.SERVICE_UNAVAILABLE, f"all {self.max_calls} call slots are in use\n")
+        facts: dict[str, Any] | None = {}
+        if self.verify:
+            facts = self.tokens.redeem(provider, token)
+            if facts is None:
+                return self._refuse(connection, f"a {provider} stream with an invalid, expired or used token")
+            url = self._base(request, websocket=True) + request.path
+            secret = self.credentials[provider]
+            if provider == "twilio" and not verify_twilio(secret, url, None, request.headers.get("X-Twilio-Signature")):
+                return self._refuse(connection, "a twilio stream whose X-Twilio-Signature does not verify")
+            nonce = request.headers.get("X-Plivo-Signature-V3-Nonce")
+            if provider == "plivo" and nonce is not None and not verify_plivo(
+                    secret, url, None, nonce, request.headers.get("X-Plivo-Signature-V3")):
+                return self._refuse(connection, "a plivo stream whose X-Plivo-Signature-V3 does not verify")
+        else:
+            log.warning("telephony: %s stream accepted WITHOUT verification (development mode)", provider)
+            facts = self.tokens.redeem(provider, token) or {}
+        connection.voxpipe_call = (provider, facts)  # type: ignore[attr-defined]
+        return None
+
+    # --- calls ------------------------------------------------------------------------------------
+
+    async def wait_idle(self) -> None:
+        """Return once no call is running."""
+        await self._idle.wait()
+
+    async def handle(self, ws: ServerConnection) -> None:
+        """Run one media stream: read to ``start``, run the graph beside the reader, clean up."""
+        provider, facts = ws.voxpipe_call  # type: ignore[attr-defined]
+
+        async def send(message: str) -> bool:
+            try:
+                await ws.send(message)
+                return True
+            except ConnectionClosed:
+                return False
+
+        call = PhoneCall(PROVIDERS[provider][0](), send)
+        key = f"{provider}-{next(self._ids)}"
+        self.calls[key] = call
+        self._idle = anyio.Event()
+        self.calls_total += 1
+        try:
+            start = await self._read_start(ws, call)
+            if start is None:
+                return
+            custom = {**{k: v for k, v in facts.items() if k not in ("call_id", "account_id")}, **start.custom}
+            call.info = info = CallInfo(provider, start.call_id, start.stream_id, start.account_id or facts.get("account_id"),
+                                        start.from_number or facts.get("from"), start.to_number or facts.get("to"), custom)
+            await self._run_call(ws, call, info)
+        finally:
+            del self.calls[key]
+            if not self.calls:
+                self._idle.set()
+
+    async def _read_start(self, ws: ServerConnection, call: PhoneCall) -> StreamStart | None:
+        with anyio.move_on_after(self.start_timeout_s):
+            try:
+                async for message in ws:
+                    event = call.receive(message)
+                    if isinstance(event, StreamStart):
+                        return event
+                    if isinstance(event, StreamStop):
+                        return None
+            except ConnectionClosed:
+                pass
+            log.info("telephony: a %s stream closed before `start`", call.protocol.provider)
+            return None
+        log.warning("telephony: no `start` within %.0fs on a %s stream; closing it", self.start_timeout_s,
+                    call.protocol.provider)
+        await ws.close(1008, "no start")
+        return None
+
+    async def _run_call(self, ws: ServerConnection, call: PhoneCall, info: CallInfo) -> None:
+        graph = self.template().copy()
+        context = SessionContext(id=f"{info.provider}-{info.call_id}",
+                                 metadata={**info.metadata(), "remote_address": _peer(ws)}, attachments={CALL: call})
+        runner = Runner(graph, realtime=True, stop_timeout_s=self.stop_timeout_s, context=context)
+        if not self.verify:
+            log.warning("telephony: call %s runs WITHOUT verified signatures (development mode)", info.call_id)
+        log.info("telephony: call %s (%s) from %s to %s: started", info.call_id, info.provider,
+                 info.from_number, info.to_number)
+        ended = anyio.Event()
+        token = call.enter()  # tools see the call through current_call()
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._run_graph, runner, call, ws, ended)
+                tg.start_soon(self._watch_hangup, call, ws)
+                reason = await self._read(ws, call)
+                call.end(reason)
+                runner.cancel()
+                with anyio.move_on_after(self.stop_timeout_s + 1.0) as scope:
+                    await ended.wait()
+                if scope.cancelled_caught:
+                    log.warning("telephony: call %s: graph still running %.1fs after the stream ended; cancelling it",
+                                info.call_id, self.stop_timeout_s + 1.0)
+                tg.cancel_scope.cancel()
+            with anyio.move_on_after(2.0):
+                await ws.close(1000, "call ended")
+        finally:
+            call.leave(token)
+            log.info("telephony: call %s ended (%s): %s", info.call_id, call.ended_reason, call.statistics())
+
+    async def _read(self, ws: ServerConnection, call: PhoneCall) -> str:
+        """Feed the provider's messages to the call until the stream ends; returns why it ended."""
+        try:
+            async for message in ws:
+                if isinstance(call.receive(message), StreamStop):
+                    return "the caller hung up (stop)"
+        except ConnectionClosed as exc:
+            return f"the provider disconnected without stop ({exc.rcvd.code if exc.rcvd else 'no close frame'})"
+        return call.hangup_reason or "the provider closed the stream without stop"
+
+    async def _run_graph(self, runner: Runner, call: PhoneCall, ws: ServerConnection, ended: anyio.Event) -> None:
+        try:
+            result = await runner.run()
+        except Exception:  # a bug in the runner or a shell: keep it in this call
+            log.exception("telephony: %s: the graph failed", call.name)
+            result = RunResult(ok=False, ended="error")
+        finally:
+            ended.set()
+        key = call.info.call_id if call.info else "?"
+        self.results[key] = result
+        while len(self.results) > 64:
+            self.results.pop(next(iter(self.results)))
+        if call.open:  # the graph ended by itself: end the call
+            call.end("the pipeline ended" if result.ok else "the pipeline failed")
+            with anyio.move_on_after(2.0):
+                await ws.close(1000 if result.ok else 1011, "pipeline ended")
+
+    async def _watch_hangup(self, call: PhoneCall, ws: ServerConnection) -> None:
+        await call.hangup_requested.wait()
+        with anyio.move_on_after(self.drain_s):
+            while call.open and call.ledger.pending:
+                await anyio.sleep(0.02)
+        log.info("telephony: %s: %s", call.name, call.hangup_reason)
+        call.end(call.hangup_reason)
+        with anyio.move_on_after(2.0):
+            await ws.close(1000, "call ended")
+
+
+def _peer(connection: ServerConnection) -> str:
+    try:
+        host, port = connection.remote_address[:2]
+        return f"{host}:{port}"
+    except Exception:
+        return "?"

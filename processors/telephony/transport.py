@@ -1,0 +1,155 @@
+"""transport.phone.input / .output: a phone call's media stream as the microphone and speaker of a graph.
+
+Both processors find their call in the session context (``attachments["phone_call"]``,
+put there by the host that answered the call: ``voxpipe serve``); each call runs its own
+graph, so its own pair. Audio becomes arrays once, here, at the edge.
+
+* :class:`PhoneInput` is a source: the caller's audio (G.711 decoded to int16, one frame
+  per provider message, normally 20 ms at 8 kHz) and key presses as
+  :class:`~.frames.DtmfFrame` s. It returns when the stream ends (the caller hung up).
+* :class:`PhoneOutput` sends the assistant's audio to the caller in ``chunk_ms`` chunks,
+  each followed by a mark, and turns echoed marks into
+  :class:`~pipeline.frames.PlaybackProgressFrame` s upstream. On an interruption it sends
+  ``clear`` first, then reports each cut item's heard position with ``done`` so that the
+  model truncates at once, at what the caller heard. It passes every frame on.
+
+Formats: both sides are 8 kHz int16 mono, the rate of the phone network. A model that
+speaks G.711 (``g711_ulaw``) matches as is: no resampling anywhere, and the only work per
+frame is the G.711 table lookup at each edge (bit-exact both ways). A 24 kHz model needs
+``audio.resample`` on both links, which the graph check inserts with ``auto_resample``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from pipeline.dsp import Resampler
+from pipeline.dsp.g711 import alaw_decode, alaw_encode, ulaw_decode, ulaw_encode
+from pipeline.errors import VoxpipeError
+from pipeline.frames import AudioFormat, AudioFrame, Direction, Frame, InterruptionFrame, PlaybackProgressFrame
+from pipeline.processor import Processor
+
+from .call import CALL, PhoneCall
+from .frames import DtmfFrame
+
+__all__ = ["PhoneInput", "PhoneOutput", "decode_audio", "encode_audio"]
+
+_DOWN = Direction.DOWNSTREAM
+_UP = Direction.UPSTREAM
+RATE = 8000
+
+
+def decode_audio(payload: bytes, encoding: str) -> np.ndarray:
+    """int16 samples of a stream payload (``pcmu``, ``pcma`` or little-endian ``l16``)."""
+    if encoding == "pcmu":
+        return ulaw_decode(np.frombuffer(payload, dtype=np.uint8))
+    if encoding == "pcma":
+        return alaw_decode(np.frombuffer(payload, dtype=np.uint8))
+    return np.frombuffer(payload, dtype="<i2").astype(np.int16, copy=False)
+
+
+def encode_audio(samples: np.ndarray, encoding: str) -> bytes:
+    """Stream payload bytes of int16 ``samples``."""
+    if encoding == "pcmu":
+        return ulaw_encode(samples).tobytes()
+    if encoding == "pcma":
+        return alaw_encode(samples).tobytes()
+    return samples.astype("<i2", copy=False).tobytes()
+
+
+def _call(processor: Processor, kind: str) -> PhoneCall:
+    call = processor.context.attachments.get(CALL)
+    if call is None:
+        raise VoxpipeError(f"{kind} {processor.name!r} is not part of a phone call: serve this pipeline with "
+                           "`voxpipe serve FILE.yaml` and point the provider's voice webhook at "
+                           "/telephony/twilio (or telnyx, plivo); see docs/telephony.md")
+    return call
+
+
+class PhoneInput(Processor):
+    """Source of the caller's voice: 8 kHz int16 mono frames, plus the keys the caller presses."""
+
+    class Params(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        max_backlog_ms: int = Field(1000, ge=100, le=10_000, description="caller audio queued for a busy graph "
+                                                                         "before the oldest is dropped")
+
+    def output_format(self, upstream: AudioFormat | None) -> AudioFormat:
+        return AudioFormat(RATE, 1, "int16")
+
+    async def start(self) -> None:
+        self.call = _call(self, "transport.phone.input")
+        self.call.max_backlog_ms = self.params.max_backlog_ms
+
+    async def produce(self) -> None:
+        call = self.call
+        encoding, rate = call.protocol.encoding, call.protocol.sample_rate
+        resampler = Resampler(rate, RATE) if rate != RATE else None
+        pts = 0
+        while (entry := await call.next_inbound()) is not None:
+            kind, payload = entry
+            if kind == "dtmf":
+                await self.push(DtmfFrame(payload.digit, payload.duration_ms))
+                continue
+            x = decode_audio(payload, encoding)
+            if resampler is not None:
+                x = resampler.process(x)
+            if x.shape[0]:
+                await self.push(AudioFrame(x, RATE, pts=pts))
+                pts += x.shape[0]
+
+
+class PhoneOutput(Processor):
+    """Plays the graph's audio to the caller and reports, from the provider's marks, what was heard."""
+
+    class Params(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        chunk_ms: int = Field(20, ge=20, le=1000, description="audio per media message; a mark follows each, "
+                                                              "so this is the resolution of what is proven heard")
+
+    input_format = AudioFormat(RATE, 1, "int16")
+
+    def __init__(self, params: BaseModel | dict[str, Any] | None = None, *, name: str | None = None) -> None:
+        super().__init__(params, name=name)
+        self._resampler: Resampler | None = None
+
+    async def start(self) -> None:
+        self.call = _call(self, "transport.phone.output")
+        self.spawn(self._playback_reports)
+
+    async def _playback_reports(self) -> None:
+        call = self.call
+        while (reports := await call.next_reports()) is not None:
+            for item_id, ms in reports.items():
+                if item_id is not None:
+                    await self.push(PlaybackProgressFrame(item_id, ms, False), _UP)
+
+    async def process(self, frame: Frame, direction: Direction) -> None:
+        call = self.call
+        if isinstance(frame, AudioFrame):
+            if direction is _DOWN:
+                await self._send_audio(call, frame)
+        elif isinstance(frame, InterruptionFrame):
+            for item_id, turn, heard_ms in await call.clear():  # clear first: every ms counts
+                if item_id is not None:
+                    await self.push(PlaybackProgressFrame(item_id, heard_ms, True, turn=turn), _UP)
+        await self.push(frame, direction)
+
+    async def _send_audio(self, call: PhoneCall, frame: AudioFrame) -> None:
+        x = frame.samples if frame.samples.ndim == 1 else frame.samples[:, 0]
+        if x.shape[0] == 0:
+            return
+        if x.dtype != np.int16:
+            x = np.clip(x * 32768.0, -32768, 32767).astype(np.int16)
+        rate = call.protocol.sample_rate
+        if frame.sample_rate != rate:
+            if self._resampler is None or self._resampler.in_rate != frame.sample_rate:
+                self._resampler = Resampler(frame.sample_rate, rate)
+            x = self._resampler.process(x)
+        encoding = call.protocol.encoding
+        width = 2 if encoding == "l16" else 1
+        chunk = rate * self.params.chunk_ms // 1000 * width
+        await call.send_audio(encode_audio(x, encoding), item_id=frame.item_id, turn=frame.turn, chunk_bytes=chunk)

@@ -1,0 +1,86 @@
+"""Twilio Media Streams (bidirectional, ``<Connect><Stream>``) as a sans-I/O serializer.
+
+Wire facts (Twilio, "Media Streams - WebSocket Messages"): every message is a JSON object
+with an ``event``. From Twilio: ``connected`` (protocol, version), ``start`` (``streamSid``
+and a ``start`` object: ``streamSid``, ``callSid``, ``accountSid``, ``tracks``,
+``customParameters``, ``mediaFormat {encoding: "audio/x-mulaw", sampleRate: 8000,
+channels: 1}``), ``media`` (``media {track, chunk, timestamp, payload}``), ``dtmf``
+(``dtmf {track, digit}``), ``mark`` (``mark {name}``, echoed once playback reached it, and
+at once for every pending mark after a ``clear``) and ``stop``. Every message after
+``start`` carries the top-level ``streamSid``. To Twilio: ``media``, ``mark`` and ``clear``,
+each with ``streamSid``.
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+from .serializer import (
+    MediaStreamProtocol,
+    StreamConnected,
+    StreamDtmf,
+    StreamError,
+    StreamMark,
+    StreamMedia,
+    StreamStart,
+    StreamStop,
+)
+
+__all__ = ["TwilioProtocol"]
+
+_ENCODINGS = {"audio/x-mulaw": "pcmu"}
+
+
+class TwilioProtocol(MediaStreamProtocol):
+    """Twilio's Media Streams messages, both ways."""
+
+    provider = "twilio"
+    STREAM_KEY = "streamSid"
+    EVENTS = {"connected": "_connected", "start": "_start", "media": "_media", "dtmf": "_dtmf",
+              "mark": "_mark", "stop": "_stop"}
+
+    def _connected(self, data: dict[str, Any]) -> StreamConnected:
+        return StreamConnected()
+
+    def _start(self, data: dict[str, Any]) -> StreamStart:
+        s = self.obj(data, "start", "start")
+        fmt = s.get("mediaFormat") if isinstance(s.get("mediaFormat"), dict) else {}
+        encoding = _ENCODINGS.get(fmt.get("encoding", "audio/x-mulaw"), str(fmt.get("encoding")))
+        rate = self.number(fmt.get("sampleRate", 8000))
+        if rate != 8000:
+            raise StreamError("bad_start", f"Twilio streams are 8000 Hz mu-law; start says {fmt.get('sampleRate')!r}")
+        tracks = s.get("tracks") if isinstance(s.get("tracks"), list) else ["inbound"]
+        custom = self.params(s.get("customParameters"))
+        return StreamStart(
+            stream_id=self.text(s.get("streamSid") or data.get("streamSid"), "streamSid", "start"),
+            call_id=self.text(s.get("callSid"), "callSid", "start"),
+            account_id=self.text(s.get("accountSid"), "accountSid", "start", required=False),
+            from_number=custom.get("from"), to_number=custom.get("to"), custom=custom,
+            encoding=encoding, sample_rate=8000, tracks=tuple(str(t) for t in tracks))
+
+    def _media(self, data: dict[str, Any]) -> StreamMedia:
+        m = self.obj(data, "media", "media")
+        track = m.get("track", "inbound")
+        if track not in ("inbound", "inbound_track"):
+            raise StreamError("wrong_track", f"media of track {str(track)[:20]!r}; only the caller's (inbound) is used")
+        return StreamMedia(self.payload(m.get("payload")), self.number(m.get("timestamp")), self.number(m.get("chunk")))
+
+    def _dtmf(self, data: dict[str, Any]) -> StreamDtmf:
+        return StreamDtmf(self.digit(self.obj(data, "dtmf", "dtmf").get("digit")))
+
+    def _mark(self, data: dict[str, Any]) -> StreamMark:
+        return StreamMark(self.text(self.obj(data, "mark", "mark").get("name"), "mark.name", "mark"))
+
+    def _stop(self, data: dict[str, Any]) -> StreamStop:
+        return StreamStop("stop")
+
+    def media(self, payload: bytes) -> str:
+        return self.encode({"event": "media", "streamSid": self.stream_id,
+                            "media": {"payload": base64.b64encode(payload).decode("ascii")}})
+
+    def mark(self, name: str) -> str:
+        return self.encode({"event": "mark", "streamSid": self.stream_id, "mark": {"name": name}})
+
+    def clear(self) -> str:
+        return self.encode({"event": "clear", "streamSid": self.stream_id})
