@@ -33,6 +33,7 @@ Theory of operation
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
 import os
@@ -261,15 +262,23 @@ class Node:
                 await self._one(*item)
         process = self.process
         slow = self.stats is not None or self.takes_link
-        get_nowait = queue.get_nowait
-        wait = queue.wait
+        # FrameQueue.get_nowait and .wait written out (this loop runs once per hop): the
+        # queue's deques are never replaced, so they can be held here
+        front, items, putters = queue._front, queue._items, queue._putters
+        create_future = asyncio.get_running_loop().create_future
         while True:
-            item = get_nowait()
-            if item is None:
-                await wait()  # the queue's own future: one coroutine less than `await queue.get()`
+            if front:
+                frame, direction, link = front.popleft()
+            elif items:
+                frame, direction, link = items.popleft()
+                if putters:
+                    queue.wake_putter()
+            else:
+                queue._getter = getter = create_future()
+                await getter  # completed by the next put
                 continue
-            frame, direction, link = item
-            if frame.kind is _DATA and 0 < frame.turn < self.turn:
+            turn = frame.turn
+            if turn and turn < self.turn and frame.kind is _DATA:
                 queue.stale += 1
                 continue
             if slow or self.stopped or type(frame) is EndFrame:

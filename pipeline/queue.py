@@ -1,6 +1,7 @@
 """FrameQueue: the bounded single-consumer input queue of a processor.
 
-Two deques (system frames in front, the rest behind) plus at most one waiting getter, written for the hot path: ``put_nowait`` and
+Two deques (system frames in front, the rest behind; never replaced, as the node's run loop
+holds them) plus at most one waiting getter, written for the hot path: ``put_nowait`` and
 ``get_nowait`` never touch the scheduler, and the consumer awaits only when the queue is
 empty (the same trick that brings anyio memory streams level with ``asyncio.Queue``).
 
@@ -113,10 +114,14 @@ class FrameQueue:
             return None
         item = items.popleft()
         if self._putters:
-            waiter = self._putters.popleft()
-            if not waiter.done():
-                waiter.set_result(None)
+            self.wake_putter()
         return item
+
+    def wake_putter(self) -> None:
+        """Let the first producer waiting for room try again (a frame just left)."""
+        waiter = self._putters.popleft()
+        if not waiter.done():
+            waiter.set_result(None)
 
     async def get(self) -> tuple[Frame, Direction, str | None]:
         """The next triple, waiting while the queue is empty."""
@@ -141,7 +146,8 @@ class FrameQueue:
         ]
         removed = len(self._items) - len(keep)
         if removed:
-            self._items = deque(keep)
+            self._items.clear()  # in place: the consumer's loop holds this deque
+            self._items.extend(keep)
             self.stale += removed
             while self._putters and len(self._items) < self.max_size:
                 waiter = self._putters.popleft()
