@@ -277,8 +277,7 @@ class Node:
                 queue._getter = getter = create_future()
                 await getter  # completed by the next put
                 continue
-            turn = frame.turn
-            if turn and turn < self.turn and frame.kind is _DATA:
+            if 0 < frame.turn < self.turn and frame.kind is _DATA:
                 queue.stale += 1
                 continue
             if slow or self.stopped or type(frame) is EndFrame:

@@ -152,11 +152,11 @@ class Processor:
         # The hot path: a data frame, one precomputed route per target (Node.route), so
         # that no per-frame test asks what kind of target it is.
         turn = frame.turn
-        if turn and turn < node.turn:  # made before an interruption this node has seen
+        if 0 < turn < node.turn:  # made before an interruption this node has seen
             node.queue.stale += 1
             return
         for target, process, queue, link in node.routes_down if direction is _DOWN else node.routes_up:
-            if turn and turn < target.turn:  # stale for the target (turn 0 always passes)
+            if 0 < turn < target.turn:  # stale for the target (turn 0 always passes)
                 target.queue.stale += 1
             elif process is not None:  # inline: process here, in this task
                 try:
