@@ -33,6 +33,7 @@ Theory of operation
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
 import os
@@ -102,7 +103,7 @@ class Node:
 
     __slots__ = (
         "id", "type", "processor", "process", "takes_link", "queue", "inline", "direct", "down", "up",
-        "turn", "started", "stopped", "ended", "ends_seen", "cancelled", "running", "busy", "stats",
+        "routes_down", "routes_up", "turn", "started", "stopped", "ended", "ends_seen", "cancelled", "running", "busy", "stats",
         "task_group", "on_error", "clock", "context",
     )
 
@@ -123,6 +124,9 @@ class Node:
         self.direct = False  # inline, started and its early queue drained: push calls process directly
         self.down: list[Node] = []
         self.up: list[Node] = []
+        # what push does per neighbour, one [target, process, queue, link] per link; see route()
+        self.routes_down: tuple[list, ...] = ()
+        self.routes_up: tuple[list, ...] = ()
         self.turn = 0
         self.started = False
         self.stopped = False
@@ -136,6 +140,50 @@ class Node:
         self.on_error = on_error
         self.clock = clock
         self.context = context
+
+    # --- routes: push's per-neighbour plan, rebuilt when a neighbour's state changes ---------
+
+    def route(self, target: Node) -> list:
+        """How ``push`` hands a data frame from this node to ``target``: ``[target, process, queue, link]``.
+
+        ``process`` set: an inline target that calls it directly (the link already bound);
+        ``queue`` set: a queued target whose queue takes the frame (``link`` is the sender's
+        id when the target takes links); neither: ``target.receive``, the general path.
+        """
+        if not target.direct:
+            return [target, None, target.queue, self.id if target.takes_link else None]
+        if target.stats is not None or target.stopped:
+            return [target, None, None, None]
+        process = target.process
+        if target.takes_link:
+            def process(frame: Frame, direction: Direction, _process: Any = process, _link: str = self.id) -> Any:
+                return _process(frame, direction, _link)
+        return [target, process, None, None]
+
+    def link_routes(self) -> None:
+        """Rebuild this node's routes (after its links or a neighbour's state changed).
+
+        The old routes are turned to the general path in place: a push that is iterating
+        over them (it awaited a full queue meanwhile) then asks ``receive``, which reads
+        the targets' state as it is now.
+        """
+        for old in self.routes_down + self.routes_up:
+            old[1] = old[2] = None
+        route = self.route
+        self.routes_down = tuple(route(t) for t in self.down)
+        self.routes_up = tuple(route(t) for t in self.up)
+
+    def changed(self) -> None:
+        """This node's ``direct`` or ``stopped`` changed: rebuild the routes of its neighbours."""
+        for n in self.up:
+            n.link_routes()
+        for n in self.down:
+            n.link_routes()
+
+    def set_direct(self, direct: bool) -> None:
+        if self.direct is not direct:
+            self.direct = direct
+            self.changed()
 
     # --- frames in ---------------------------------------------------------------------------
 
@@ -199,6 +247,7 @@ class Node:
         except Exception as exc:
             await self.report(exc, "in start()")
             self.stopped = True
+            self.changed()
             task_status.started()
             return
         self.started = True
@@ -208,18 +257,27 @@ class Node:
             while True:
                 item = queue.get_nowait()
                 if item is None:
-                    self.direct = True
+                    self.set_direct(True)
                     return
                 await self._one(*item)
         process = self.process
         slow = self.stats is not None or self.takes_link
-        get_nowait = queue.get_nowait
+        # FrameQueue.get_nowait and .wait written out (this loop runs once per hop): the
+        # queue's deques are never replaced, so they can be held here
+        front, items, putters = queue._front, queue._items, queue._putters
+        create_future = asyncio.get_running_loop().create_future
         while True:
-            item = get_nowait()
-            if item is None:
-                item = await queue.get()
-            frame, direction, link = item
-            if frame.kind is _DATA and 0 < frame.turn < self.turn:
+            if front:
+                frame, direction, link = front.popleft()
+            elif items:
+                frame, direction, link = items.popleft()
+                if putters:
+                    queue.wake_putter()
+            else:
+                queue._getter = getter = create_future()
+                await getter  # completed by the next put
+                continue
+            if 0 < frame.turn < self.turn and frame.kind is _DATA:
                 queue.stale += 1
                 continue
             if slow or self.stopped or type(frame) is EndFrame:
@@ -260,7 +318,7 @@ class Node:
             return
         await self.finish()
         await self.send(frame, _DOWN)
-        self.direct = False
+        self.set_direct(False)
         self.ended.set()
 
     async def finish(self) -> None:
@@ -272,6 +330,7 @@ class Node:
         except Exception as exc:
             await self.report(exc, "in stop()")
         self.stopped = True
+        self.changed()
 
     async def produce(self) -> None:
         """Run a source's ``produce()`` (unless its start failed), reporting what it raises."""

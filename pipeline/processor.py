@@ -145,27 +145,27 @@ class Processor:
         node = self.__node
         if node is None:
             return
-        kind = frame.kind
-        if kind is _DATA and 0 < frame.turn < node.turn:  # made before an interruption this node has seen
+        if frame.kind is not _DATA:  # system and control frames: the general path, per target
+            for target in node.down if direction is _DOWN else node.up:
+                await target.receive(frame, direction, node)
+            return
+        # The hot path: a data frame, one precomputed route per target (Node.route), so
+        # that no per-frame test asks what kind of target it is.
+        turn = frame.turn
+        if 0 < turn < node.turn:  # made before an interruption this node has seen
             node.queue.stale += 1
             return
-        for target in node.down if direction is _DOWN else node.up:
-            if target.direct and target.stats is None:
-                # an inline target: its turn filter and end handling here, then process itself
-                if kind is _DATA:
-                    if 0 < frame.turn < target.turn:
-                        target.queue.stale += 1
-                        continue
-                elif kind is _SYSTEM or type(frame) is EndFrame or target.stopped:
-                    await target.receive(frame, direction, node)
-                    continue
+        for target, process, queue, link in node.routes_down if direction is _DOWN else node.routes_up:
+            if 0 < turn < target.turn:  # stale for the target (turn 0 always passes)
+                target.queue.stale += 1
+            elif process is not None:  # inline: process here, in this task
                 try:
-                    if target.takes_link:
-                        await target.process(frame, direction, node.id)
-                    else:
-                        await target.process(frame, direction)
+                    await process(frame, direction)
                 except Exception as exc:
                     await target.report(exc, f"while processing {type(frame).__name__}")
+            elif queue is not None:  # queued: await only when the queue is full
+                if not queue.put_nowait(frame, direction, link):
+                    await queue.put(frame, direction, link)
             else:
                 await target.receive(frame, direction, node)
 

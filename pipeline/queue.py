@@ -1,6 +1,7 @@
 """FrameQueue: the bounded single-consumer input queue of a processor.
 
-Two deques (system frames in front, the rest behind) plus at most one waiting getter, written for the hot path: ``put_nowait`` and
+Two deques (system frames in front, the rest behind; never replaced, as the node's run loop
+holds them) plus at most one waiting getter, written for the hot path: ``put_nowait`` and
 ``get_nowait`` never touch the scheduler, and the consumer awaits only when the queue is
 empty (the same trick that brings anyio memory streams level with ``asyncio.Queue``).
 
@@ -62,12 +63,6 @@ class FrameQueue:
     def statistics(self) -> QueueStatistics:
         return QueueStatistics(len(self), self.max_size, self.dropped, self.stale)
 
-    def _wake_getter(self) -> None:
-        getter = self._getter
-        self._getter = None
-        if not getter.done():
-            getter.set_result(None)
-
     def put_nowait(self, frame: Frame, direction: Direction, link: str | None = None) -> bool:
         """Enqueue without waiting; False when the queue is full and the policy is block."""
         items = self._items
@@ -75,15 +70,21 @@ class FrameQueue:
             if not self.drop_oldest or not self._drop_one():
                 return False
         items.append((frame, direction, link))
-        if self._getter is not None:
-            self._wake_getter()
+        getter = self._getter
+        if getter is not None:  # the wake-up written out: this runs once per hop
+            self._getter = None
+            if not getter.done():
+                getter.set_result(None)
         return True
 
     def put_front(self, frame: Frame, direction: Direction, link: str | None = None) -> None:
         """Enqueue ahead of the data and control frames (after earlier ones put here)."""
         self._front.append((frame, direction, link))
-        if self._getter is not None:
-            self._wake_getter()
+        getter = self._getter
+        if getter is not None:
+            self._getter = None
+            if not getter.done():
+                getter.set_result(None)
 
     async def put(self, frame: Frame, direction: Direction, link: str | None = None) -> None:
         """Enqueue, waiting for room when the queue is full and the policy is block."""
@@ -113,17 +114,28 @@ class FrameQueue:
             return None
         item = items.popleft()
         if self._putters:
-            waiter = self._putters.popleft()
-            if not waiter.done():
-                waiter.set_result(None)
+            self.wake_putter()
         return item
+
+    def wake_putter(self) -> None:
+        """Let the first producer waiting for room try again (a frame just left)."""
+        waiter = self._putters.popleft()
+        if not waiter.done():
+            waiter.set_result(None)
 
     async def get(self) -> tuple[Frame, Direction, str | None]:
         """The next triple, waiting while the queue is empty."""
         while not self._items and not self._front:
-            self._getter = asyncio.get_running_loop().create_future()
-            await self._getter
+            await self.wait()
         return self.get_nowait()  # type: ignore[return-value]
+
+    def wait(self) -> asyncio.Future:
+        """A future the next put completes (for the consumer to await when ``get_nowait`` found nothing).
+
+        Awaiting it directly instead of ``get()`` saves the consumer one coroutine per frame.
+        """
+        self._getter = getter = asyncio.get_running_loop().create_future()
+        return getter
 
     def purge_stale(self, turn: int) -> int:
         """Remove queued data frames of turns older than ``turn``; return how many."""
@@ -134,7 +146,8 @@ class FrameQueue:
         ]
         removed = len(self._items) - len(keep)
         if removed:
-            self._items = deque(keep)
+            self._items.clear()  # in place: the consumer's loop holds this deque
+            self._items.extend(keep)
             self.stale += removed
             while self._putters and len(self._items) < self.max_size:
                 waiter = self._putters.popleft()

@@ -120,6 +120,7 @@ class Runner:
             a.down.append(b)
             b.up.append(a)
         for node in nodes.values():
+            node.link_routes()
             node.running = True
             attach(node.processor, node)
         return [nodes[n] for n in self._order]
@@ -178,8 +179,9 @@ class Runner:
         with anyio.move_on_after(self.stop_timeout_s) as scope:
             for node in pending:
                 node.cancelled = True
-                node.direct = False
+                node.set_direct(False)
                 node.down, node.up = [], []  # pushes from stop() on a cancel go nowhere
+                node.link_routes()
                 await node.finish()
         busy = [node.id for node in self.nodes if node.busy is not None or not node.stopped]
         if scope.cancelled_caught:
