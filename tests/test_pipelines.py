@@ -30,6 +30,7 @@ FORMATS = {
     "telephony": {"caller": M16, "vad": M16, "resample_vad_model": M8, "model": M8, "console": M8,
                   "tools": M8, "line": M8, "out": M8},
     "transcribe": {"mic": M16, "resample": M16, "vad": M16, "stt": M16, "console": M16},
+    "phone_agent": {"caller": M8, "model": M8, "tools": M8, "ear": M8},
     "voice_agent": {"mic": M24, "aec": M24, "denoise": M24, "turn": M24, "model": M24, "tools": M24, "speaker": None},
     "wav_vad": {"in": M16, "resample": M24, "vad": M24, "out": M24},
     "web_agent": {"mic": M24, "model": M24, "page": M24, "tools": M24},
