@@ -14,7 +14,15 @@ stream with the same configuration. Processors in ``processors/`` are thin shell
 ``gain``           gain in dB, linear and raised-cosine fades
 ``mix``            :func:`mix` and the stream :class:`Mixer`
 ``g711``           mu-law and A-law, bit-exact with ITU-T G.191
+``blocks``         :class:`BlockFramer`: whole 10 ms blocks for block-based libraries, no copies
+``aec``            :class:`EchoCanceller`: WebRTC AEC3 with a far-end reference (loaded lazily)
+``denoise``        :class:`NoiseSuppressor`: WebRTC noise suppression (loaded lazily)
+``smart_turn``     Smart Turn v3 end-of-turn model on onnxruntime (the pipecat-ai wheel's file)
+``turn``           :class:`SemanticTurnDetector`: pause -> "is the sentence over?" state machine
 =================  ==========================================================================
+
+The last five are imported by their modules' names (``pipeline.dsp.aec``), not re-exported
+here: each needs an optional library.
 """
 
 from .formats import (
