@@ -6,6 +6,15 @@ a weak general-purpose recogniser into an exact one for a scripted dialogue; wit
 phrases it uses the general trigram language model (slower to load, about 0.7 s, and far
 less accurate on synthetic speech).
 
+A :class:`Grammar` goes further: phrases *and* JSGF rules with slots (numbers, times,
+enum values) built per session (:mod:`processors.brain.tools` makes one from a session's
+tools). One decoder holds many grammars as named searches, keyed by their content, and
+switches between them per utterance (``activate_search`` costs microseconds; adding a
+grammar of a few tools about 10 ms). With ``fallback=True`` the decoder also loads the
+general language model and decodes every utterance twice: when the general model's words
+disagree with the grammar's (out-of-grammar speech), its words win rather than the nearest
+grammar phrase (:attr:`Recognizer.last_source` says which).
+
 Grammar phrases are normalised (lower-case; punctuation, digits and symbols become word
 breaks). A word missing from the pronunciation dictionary cannot be recognised: it is
 replaced by two dictionary words it is made of when possible ("voxpipe" -> "vox pipe"),
@@ -17,11 +26,14 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterable
+import hashlib
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["NOISE_FLOOR", "Recognizer", "grammar_phrases", "normalize_words", "recognize", "word_error_rate"]
+__all__ = ["NOISE_FLOOR", "Grammar", "Recognizer", "grammar_phrases", "normalize_words", "recognize", "word_error_rate"]
 
 log = logging.getLogger("voxpipe.speech.sphinx")
 
@@ -49,7 +61,10 @@ def grammar_phrases(phrases: Iterable[str]) -> list[str]:
 
 def word_error_rate(reference: str, hypothesis: str) -> float:
     """Word edit distance between normalised texts, over the reference's word count."""
-    ref, hyp = normalize_words(reference), normalize_words(hypothesis)
+    return _edit_rate(normalize_words(reference), normalize_words(hypothesis))
+
+
+def _edit_rate(ref: list[str], hyp: list[str]) -> float:
     if not ref:
         return float(bool(hyp))
     prev = list(range(len(hyp) + 1))
@@ -61,18 +76,78 @@ def word_error_rate(reference: str, hypothesis: str) -> float:
     return prev[-1] / len(ref)
 
 
+@dataclass(frozen=True)
+class Grammar:
+    """What a recogniser should expect: whole ``phrases`` and JSGF ``rules`` with slots.
+
+    ``rules`` maps a rule name to its JSGF body (words, ``<refs>``, ``[optional]``,
+    ``( a | b )``); ``public`` lists the rules an utterance may be, beside the phrases.
+    Equal content gives an equal :attr:`key`, which is what decoders cache searches by.
+    """
+
+    phrases: tuple[str, ...] = ()
+    rules: tuple[tuple[str, str], ...] = ()
+    public: tuple[str, ...] = ()
+
+    @property
+    def key(self) -> str:
+        digest = hashlib.sha1(repr((self.phrases, self.rules, self.public)).encode()).hexdigest()
+        return "g" + digest[:16]
+
+    def __bool__(self) -> bool:
+        return bool(self.phrases or self.public)
+
+    def jsgf(self, fix_words: Callable[[str], str]) -> str:
+        """The JSGF text, each run of plain words passed through ``fix_words`` (dictionary fixes)."""
+        lines = ["#JSGF V1.0;", "grammar voxpipe;"]
+        for name, body in self.rules:
+            lines.append(f"<{name}> = {_fix_body(body, fix_words)} ;")
+        alternatives = [p for p in (fix_words(p) for p in self.phrases) if p]
+        alternatives += [f"<{name}>" for name in self.public]
+        lines.append("public <utterance> = " + "\n    | ".join(alternatives) + " ;")
+        return "\n".join(lines) + "\n"
+
+
+_TOKEN = re.compile(r"<[^>]+>|[\[\]()|*+]|[^\s\[\]()|*+<>]+")
+
+
+def _fix_body(body: str, fix_words: Callable[[str], str]) -> str:
+    out: list[str] = []
+    for token in _TOKEN.findall(body):
+        if token[0] in "<[]()|*+":
+            out.append(token)
+        else:
+            fixed = fix_words(token)
+            out.append(fixed if fixed else "<NULL>")
+    return " ".join(out)
+
+
 class Recognizer:
     """One pocketsphinx decoder: feed an utterance's 16 kHz audio, get its transcript.
 
-    With ``phrases`` the decoder only hears those phrases (a JSGF grammar), otherwise it
+    With ``phrases`` (or a :class:`Grammar`) the decoder only hears those, otherwise it
     uses the general language model. Construction loads the model (0.2 s with a grammar,
-    0.7 s without): make one per stream and reuse it across utterances. Not thread-safe;
-    one thread at a time per instance. ``noise_floor`` is the RMS of the seeded noise added
-    before decoding (see :data:`NOISE_FLOOR`; 0 turns it off).
+    0.7 s without or with ``fallback``): make one per stream and reuse it across
+    utterances; :meth:`use_grammar` switches grammars between utterances (cached by
+    content, at most ``max_grammars`` per decoder). With ``fallback`` each utterance is
+    also decoded by the general model, whose words win when the two disagree (see
+    :meth:`end_utterance`). Not thread-safe; one thread at a time per instance.
+    ``noise_floor`` is the RMS of the seeded noise added before decoding (see
+    :data:`NOISE_FLOOR`; 0 turns it off).
     """
 
+    #: Grammar and general hypotheses closer than this (phone error rate, over the grammar's
+    #: phones) count as agreeing. Phones, not words: the general model often hears the
+    #: right sounds as other words ("whether a row" for "weather in rome": 0.31). Measured
+    #: on eSpeak NG speech: in-grammar phrases up to 0.63, out-of-grammar mostly above 0.9.
+    AGREE_PER = 0.65
+    #: A grammar result of at most this many words is kept without agreement: the general
+    #: model is poor on one or two words of synthetic speech ("hello" -> "fuck off").
+    SHORT_WORDS = 2
+
     def __init__(
-        self, phrases: list[str] | None = None, sample_rate: int = 16000, *, noise_floor: float = NOISE_FLOOR
+        self, phrases: list[str] | Grammar | None = None, sample_rate: int = 16000, *,
+        noise_floor: float = NOISE_FLOOR, fallback: bool = False, max_grammars: int = 16,
     ) -> None:
         if sample_rate != 16000:
             raise ValueError(
@@ -87,20 +162,30 @@ class Recognizer:
         self.replaced: dict[str, str] = {}
         self.dropped: list[str] = []
         self.phrases: list[str] = []
-        wanted = grammar_phrases(phrases or [])
-        if wanted:
+        self.fallback = fallback
+        self.max_grammars = max_grammars
+        self.last_source = ""  # "grammar" or "general": which search gave the last transcript
+        self.last_general = ""  # the general model's words for the last utterance (fallback only)
+        self.last_grammar = ""  # the grammar's words for it (fallback only)
+        self._searches: OrderedDict[str, list[str]] = OrderedDict()  # grammar key -> its phrases
+        self._audio: list[np.ndarray] = []
+        self._in_utterance = False
+        grammar = phrases if isinstance(phrases, Grammar) else Grammar(tuple(grammar_phrases(phrases or [])))
+        self._has_lm = False
+        self._current = ""  # the active search's name
+        if grammar or fallback:
             self._decoder = pocketsphinx.Decoder(lm=None, loglevel="FATAL")
-            self.phrases = self._in_vocabulary(wanted)
-            if self.phrases:
-                self._decoder.add_jsgf_string("phrases", _jsgf(self.phrases))
-                self._decoder.activate_search("phrases")
-            else:
-                log.warning("no grammar phrase has a word in the pocketsphinx dictionary; "
-                            "using the general language model")
-                self._decoder.add_lm_file("lm", _model_file("en-us.lm.bin"))
-                self._decoder.activate_search("lm")
+            if fallback:
+                self._load_lm()
+            if not self.use_grammar(grammar):
+                if grammar:
+                    log.warning("no grammar phrase has a word in the pocketsphinx dictionary; "
+                                "using the general language model")
+                self._load_lm()
+                self._activate("lm")
         else:
             self._decoder = pocketsphinx.Decoder(loglevel="FATAL")
+            self._current = "lm"
         # Live cepstral mean normalisation adapts its estimate across utterances, so the
         # same audio decoded after other audio gave another transcript (and one session's
         # speech changed a pooled recogniser's results for the next). Every utterance
@@ -108,34 +193,77 @@ class Recognizer:
         self._cmn_initial = self._decoder.get_cmn(False)
         self._in_utterance = False
 
+    def _load_lm(self) -> None:
+        if not self._has_lm:
+            self._decoder.add_lm_file("lm", _model_file("en-us.lm.bin"))
+            self._has_lm = True
+
     @property
     def uses_grammar(self) -> bool:
-        """True when decoding is restricted to :attr:`phrases`."""
-        return bool(self.phrases)
+        """True when decoding is restricted to a grammar (:attr:`phrases` or rules)."""
+        return self._current in self._searches
 
-    def _in_vocabulary(self, phrases: list[str]) -> list[str]:
+    def _activate(self, name: str) -> None:
+        if self._current != name:
+            self._decoder.activate_search(name)
+            self._current = name
+
+    def use_grammar(self, grammar: Grammar | None) -> bool:
+        """Decode the next utterances with ``grammar`` (None or empty: the general model).
+
+        Between utterances only. The first use of a grammar adds it to the decoder (about
+        10 ms for a few tools); later uses switch to it. Returns False when the grammar
+        has no word the dictionary knows (then the general model is used).
+        """
+        if self._in_utterance:
+            raise RuntimeError("Recognizer.use_grammar() during an utterance; call it before start_utterance()")
+        if not grammar:
+            self._load_lm()
+            self._activate("lm")
+            self.phrases = []
+            return False
+        key = grammar.key
+        if key not in self._searches:
+            phrases = self._in_vocabulary(list(grammar.phrases))
+            if not phrases and not grammar.public:
+                return False
+            fixed = Grammar(tuple(phrases), grammar.rules, grammar.public)
+            self._decoder.add_jsgf_string(key, fixed.jsgf(self._fix_words))
+            self._searches[key] = phrases
+            while len(self._searches) > self.max_grammars:
+                old, _ = self._searches.popitem(last=False)
+                if old != self._current:
+                    self._decoder.remove_search(old)
+        self._searches.move_to_end(key)
+        self._activate(key)
+        self.phrases = self._searches[key]
+        return True
+
+    def _fix_words(self, text: str) -> str:
+        """Plain words with out-of-dictionary words split or dropped (see the module doc)."""
+        return " ".join(self._known_words(text.split()))
+
+    def _known_words(self, words: list[str]) -> list[str]:
         lookup = self._decoder.lookup_word
         out: list[str] = []
-        for phrase in phrases:
-            words: list[str] = []
-            for word in phrase.split():
-                if lookup(word) is not None:
-                    words.append(word)
-                    continue
-                split = self.replaced.get(word) or _split_known(word, lookup)
-                if split:
-                    self.replaced[word] = split
-                    words.extend(split.split())
-                elif word not in self.dropped:
-                    self.dropped.append(word)
-            if words:
-                out.append(" ".join(words))
-        if self.replaced:
-            log.warning("grammar words not in the pocketsphinx dictionary, replaced: %s",
-                        ", ".join(f"{k!r} -> {v!r}" for k, v in self.replaced.items()))
-        if self.dropped:
-            log.warning("grammar words not in the pocketsphinx dictionary, dropped (they cannot be "
-                        "recognised; reword the phrases): %s", ", ".join(map(repr, self.dropped)))
+        for word in words:
+            if lookup(word) is not None:
+                out.append(word)
+                continue
+            split = self.replaced.get(word) or _split_known(word, lookup)
+            if split:
+                if word not in self.replaced:
+                    log.warning("grammar word %r is not in the pocketsphinx dictionary, replaced by %r", word, split)
+                self.replaced[word] = split
+                out.extend(split.split())
+            elif word not in self.dropped:
+                self.dropped.append(word)
+                log.warning("grammar word %r is not in the pocketsphinx dictionary, dropped (it cannot be "
+                            "recognised; reword the phrase)", word)
+        return out
+
+    def _in_vocabulary(self, phrases: list[str]) -> list[str]:
+        out = [" ".join(words) for words in (self._known_words(p.split()) for p in phrases) if words]
         return list(dict.fromkeys(out))
 
     def start_utterance(self) -> None:
@@ -145,6 +273,7 @@ class Recognizer:
         self._decoder.set_cmn(self._cmn_initial)
         self._decoder.start_utt()
         self._floor.reset()
+        self._audio = []
         self._in_utterance = True
 
     def feed(self, samples: np.ndarray) -> None:
@@ -156,6 +285,8 @@ class Recognizer:
                             "convert float audio with (x * 32767).astype(np.int16)")
         if samples.size:
             samples = self._floor.apply(samples.reshape(-1))
+            if self.fallback and self.uses_grammar:
+                self._audio.append(samples.copy())  # for the general model's pass
             self._decoder.process_raw(samples.view(np.uint8), False, False)
 
     def partial(self) -> str:
@@ -166,11 +297,55 @@ class Recognizer:
         return hyp.hypstr if hyp is not None else ""
 
     def end_utterance(self) -> str:
-        """Finish the utterance and return its final transcript ('' when nothing was heard)."""
+        """Finish the utterance and return its final transcript ('' when nothing was heard).
+
+        With ``fallback`` and a grammar, the utterance is decoded again by the general
+        model; the grammar's words are kept when they agree with it (word error rate
+        at most :attr:`AGREE_PER` in phones) or are at most :attr:`SHORT_WORDS` words, otherwise
+        the general model's words are the transcript (out-of-grammar speech).
+        """
         if not self._in_utterance:
             return ""
         self._decoder.end_utt()
         self._in_utterance = False
+        hyp = self._decoder.hyp()
+        text = hyp.hypstr if hyp is not None else ""
+        self.last_source = "grammar" if self.uses_grammar else "general"
+        self.last_general = ""
+        if not (self.fallback and self.uses_grammar):
+            return text
+        grammar_search = self._current
+        general = self._decode_general()
+        self._activate(grammar_search)
+        self.last_general = general
+        self.last_grammar = text
+        words = text.split()
+        if words and (len(words) <= self.SHORT_WORDS or self.phone_error_rate(text, general) <= self.AGREE_PER):
+            return text
+        if not general:
+            return text
+        self.last_source = "general"
+        return general
+
+    def phone_error_rate(self, reference: str, hypothesis: str) -> float:
+        """Phone edit distance between two transcripts (dictionary pronunciations), over the reference's."""
+        return _edit_rate(self._phones(reference), self._phones(hypothesis))
+
+    def _phones(self, text: str) -> list[str]:
+        out: list[str] = []
+        for word in text.split():
+            pron = self._decoder.lookup_word(word)
+            out += pron.split() if pron else [word]
+        return out
+
+    def _decode_general(self) -> str:
+        audio, self._audio = self._audio, []
+        self._activate("lm")
+        self._decoder.set_cmn(self._cmn_initial)
+        self._decoder.start_utt()
+        for block in audio:
+            self._decoder.process_raw(block.view(np.uint8), False, False)
+        self._decoder.end_utt()
         hyp = self._decoder.hyp()
         return hyp.hypstr if hyp is not None else ""
 
@@ -240,11 +415,6 @@ class _NoiseFloor:
         np.clip(wide, -32768, 32767, out=wide)
         np.copyto(out, wide, casting="unsafe")
         return out
-
-
-def _jsgf(phrases: list[str]) -> str:
-    alternatives = "\n    | ".join(phrases)
-    return f"#JSGF V1.0;\ngrammar voxpipe;\npublic <utterance> = {alternatives} ;\n"
 
 
 def _split_known(word: str, lookup) -> str | None:

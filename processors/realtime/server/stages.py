@@ -66,8 +66,12 @@ class SegmentRecognizer(ConnectionProcessor):
             await self.push(frame, direction)
             return
         samples = frame.samples if frame.samples.ndim == 1 else frame.samples[:, 0]
+        session = self.connection.core.session
         try:
-            text = await self._resources.recognize(samples, frame.sample_rate)
+            # the session's tools and instructions as they are now: a session.update between
+            # two utterances changes what the next one is heard as
+            grammar = self._resources.grammar_for(session.tools, session.config.get("instructions") or "")
+            text = await self._resources.recognize(samples, frame.sample_rate, grammar)
         except Exception as exc:
             self.log.exception("recognition of %s failed", frame.item_id)
             await self.push(TranscriptionFailedFrame(item_id=frame.item_id, error=f"{type(exc).__name__}: {exc}"))
@@ -91,6 +95,7 @@ class SessionResponder(ConnectionProcessor):
         self._heard: dict[str, str] = {}  # user item id -> what the recogniser heard
         self._calls: dict[str, Any] = {}  # our call id -> the rule's Call (for its follow-up)
         self._running: dict[str, anyio.CancelScope] = {}  # response id -> its task, until it pushes
+        self._ask: Any = None  # the tool argument the last reply asked for (an AskBack), if any
         self._ids = 0
 
     async def process(self, frame: Frame, direction: Direction) -> None:
@@ -148,8 +153,18 @@ class SessionResponder(ConnectionProcessor):
             call = self._calls.get(ours) if ours is not None else None
             if call is None:
                 call = Call(ctx.tool_call["name"], _parse_arguments(ctx.tool_call["arguments"]))
+            self._ask = None
             return brain.after_tool(call, ctx.tool_output or "")
-        return brain.respond(self._user_text(command), _allowed_tools(ctx.tools, ctx.tool_choice))
+        reply = brain.respond(self._user_text(command), _allowed_tools(ctx.tools, ctx.tool_choice),
+                              instructions=ctx.instructions, pending=self._ask)
+        self._ask = getattr(reply, "ask", None)
+        if isinstance(reply, Call):
+            # A client may add the user's words again after the output (Pipecat does): the
+            # output of this very call is already in the conversation, so answer from it.
+            for done in reversed(ctx.answered_calls):
+                if done["name"] == reply.name and _parse_arguments(done["arguments"]) == reply.arguments:
+                    return brain.after_tool(reply, done["output"])
+        return reply
 
     def _user_text(self, command: Generate) -> str:
         ctx = command.context
