@@ -5,19 +5,18 @@ Theory of operation
 A model reads a tool's name, description and JSON schema and knows when to call it and with
 what. The local model does a small, predictable version of that, in three pure steps:
 
-1. **Hear** (:func:`tools_grammar`). Each tool becomes a JSGF rule for the recogniser::
+1. **Hear** (:func:`tools_corpus`). Each tool is spelled out as sentences::
 
-       [lead] carrier [argument] [argument] ...
+       [lead] carrier [preposition value parameter-name] ...
 
    ``lead`` is a polite opening ("can you", "i'd like to", "what is"); ``carrier`` comes
    from the tool's name ("book table" -> "book a table") and the first clause of its
-   description; each argument is ``[preposition] value [parameter name]`` or ``parameter
-   name value``, where the value is a slot built from the parameter's schema: numbers as
-   words for integers, clock times for a time, spoken enum values (``"MSFT"`` -> "m s f
-   t"), ``examples``/``default`` values, and proper names from the session instructions
-   for free strings. The rules' examples and the tools' rules sit side by side in one
-   grammar, and the recogniser falls back to the general English model for speech that
-   matches none of it.
+   description; values come from the parameter's schema: numbers as words for integers,
+   clock times for a time, spoken enum values (``"MSFT"`` -> "m s f t"),
+   ``examples``/``default`` values, and proper names from the session instructions for
+   free strings. The sentences, with the rules' examples, train the session's bigram
+   model (:class:`processors.speech.sphinx.Grammar`), and the recogniser falls back to
+   the general English model for speech that fits none of it.
 2. **Choose** (:meth:`ToolMatcher.match`). Each tool scores the transcript's words
    against its name (weight 3), its description (1) and its parameters' names and values
    (1.5); stop words score nothing. The best tool with at least :data:`MIN_SCORE` wins.
@@ -41,10 +40,10 @@ from typing import Any
 from .rules import Call, _coerce, _find_tool, _tool_name, normalize_transcript, schema_errors
 
 __all__ = ["AskBack", "MIN_SCORE", "ToolMatcher", "describe_result", "number_words", "parse_number",
-           "tools_grammar"]
+           "tools_corpus"]
 
-#: A tool needs this score to be chosen (a name word is 3, a description word 1).
-MIN_SCORE = 3.0
+#: A tool needs this score to be chosen (a name word is 3, an enum value 2, a description word 1).
+MIN_SCORE = 2.0
 
 _UNITS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 _TEENS = ["ten", "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen",
@@ -150,13 +149,17 @@ def _spoken_forms(value: Any) -> list[str]:
 def _names_in(instructions: str) -> list[str]:
     """Proper names in free text: runs of capitalised words not at a sentence start."""
     names = []
-    for sentence in re.split(r"[.!?;:\n]+", instructions):
+    for sentence in re.split(r"[.!?;\n]+", instructions):
         words = sentence.split()
         run: list[str] = []
         for i, w in enumerate(words + [""]):
             clean = w.strip(",()\"")
-            if i > 0 and clean[:1].isupper() and clean.lower() not in STOP:
+            after_colon = i > 0 and words[i - 1].endswith(":")
+            if i > 0 and clean[:1].isupper() and (clean.lower() not in STOP or after_colon):
                 run.append(clean)
+                if w.endswith(","):  # "Alice, Bob and Carol": a list of names
+                    names.append(" ".join(run))
+                    run = []
             else:
                 if run:
                     names.append(" ".join(run))
@@ -256,72 +259,68 @@ def _read_tool(tool: dict[str, Any], names: list[str]) -> _Tool | None:
     for p in params:
         add(p.name_words, 1.5)
         if p.kind == "enum":
-            add([w for form in p.values for w in form.split() if len(w) > 1], 1.5)
+            add([w for form in p.values for w in form.split() if len(w) > 1], 2.0)
     add(name_words, 3.0)
     return _Tool(name, schema, description, _carriers(name_words, description), params, keywords)
 
 
 # --- hearing: the grammar -------------------------------------------------------------------------
 
-_NUMBER_RULES = (
-    ("units", " | ".join(_UNITS[1:])),
-    ("teens", " | ".join(_TEENS)),
-    ("tens", " | ".join(w for w in _TENS if w)),
-    ("number", "zero | <units> | <teens> | <tens> [<units>] | [a | one] hundred [and] [<units> | <teens> | <tens> "
-               "[<units>]] | <units> hundred [and] [<units> | <teens> | <tens> [<units>]]"),
-    ("hour", " | ".join(_UNITS[1:]) + " | ten | eleven | twelve"),
-    ("clock", "<hour> [o'clock] [am | pm | in the morning | in the evening | tonight] | <hour> (<teens> | <tens> "
-              "[<units>] | oh <units>) [am | pm] | noon | midnight | (half | quarter) past <hour> [am | pm] | "
-              "quarter to <hour> [am | pm]"),
-    ("boolean", "yes | no | true | false | on | off"),
-    ("lead", _LEADS),
-    ("prep", _PREPS),
-)
+_LEAD_WORDS = ("please", "can you", "could you", "i want to", "i would like to", "i'd like to", "what is",
+               "tell me", "show me", "how much is")
+_PREP_WORDS = ("for", "at", "of", "in", "to", "on", "with", "into", "by", "called")
+_CLOCKS = tuple(f"{number_words(h)}{m}{s}" for h in range(1, 13) for m in ("", " o'clock", " fifteen", " thirty",
+                                                                           " forty five")
+                for s in ("", " am", " pm")) + ("noon", "midnight")
 
 
-def tools_grammar(tools: list[dict[str, Any]], instructions: str = "") -> tuple[tuple[tuple[str, str], ...], tuple[str, ...]]:
-    """JSGF rules for the session's ``tools``, and the names of the public ones.
+def tools_corpus(tools: list[dict[str, Any]], instructions: str = "") -> list[str]:
+    """Sentences a user of these ``tools`` may say, to train the session's recogniser model.
 
-    Give both to :class:`processors.speech.sphinx.Grammar` with the rules' phrases. Proper
-    names in ``instructions`` become values of free string parameters.
+    Every carrier phrase (from the tool's name and description) with every parameter's
+    values after every preposition and before its name, plus whole requests with all
+    arguments, the descriptions themselves and the instructions' sentences. A bigram
+    model of these hears new phrasings of the same words; proper names in
+    ``instructions`` become values of free string parameters.
     """
+    import random
+
+    rng = random.Random(0)  # the same tools give the same corpus (and grammar key)
     names = _names_in(instructions)
-    rules: list[tuple[str, str]] = []
-    public: list[str] = []
-    for i, raw in enumerate(t for t in tools if isinstance(t, dict)):
-        tool = _read_tool(raw, names)
-        if tool is None or not tool.carriers:
+    out: list[str] = []
+    for raw in tools:
+        tool = _read_tool(raw, names) if isinstance(raw, dict) else None
+        if tool is None:
             continue
-        args = []
-        for j, p in enumerate(tool.params):
-            value = _value_slot(p)
-            if value is None:
-                continue
-            pname = " ".join(p.name_words)
-            rules.append((f"t{i}v{j}", value))
-            rules.append((f"t{i}a{j}", f"[<prep>] [the] <t{i}v{j}> [{pname}] | {pname} [is] <t{i}v{j}>"))
-            args.append(f"<t{i}a{j}>")
-        body = f"[<lead>] ( {' | '.join(tool.carriers)} )"
-        if args:
-            rules.append((f"t{i}arg", " | ".join(args)))
-            body += f" [<prep>] [<t{i}arg>]" * len(args)
-        rules.append((f"t{i}", body))
-        public.append(f"t{i}")
-    if public:
-        rules = list(_NUMBER_RULES) + rules
-    return tuple(rules), tuple(public)
+        out.append(normalize_transcript(tool.description))
+        slots = [(p, _values_said(p)) for p in tool.params]
+        for carrier in tool.carriers:
+            out.append(carrier)
+            out += [f"{lead} {carrier}" for lead in _LEAD_WORDS]
+            for p, values in slots:
+                pname = " ".join(p.name_words)
+                for value in values:
+                    out.append(f"{carrier} {pname} {value}")
+                    out += [f"{carrier} {prep} {value} {pname}" for prep in rng.sample(_PREP_WORDS, 3)]
+                    out.append(f"{carrier} {rng.choice(_PREP_WORDS)} the {value}")
+            for _ in range(20):  # whole requests, arguments in the declared and in random order
+                parts = [f"{rng.choice(_PREP_WORDS)} {rng.choice(values)} {' '.join(p.name_words)}"
+                         for p, values in slots if values]
+                if rng.random() < 0.5:
+                    rng.shuffle(parts)
+                out.append(" ".join([rng.choice(_LEAD_WORDS), carrier, *parts]))
+    out += [normalize_transcript(sentence) for sentence in re.split(r"[.!?\n]+", instructions)]
+    return [line for line in out if line]
 
 
-def _value_slot(p: _Param) -> str | None:
+def _values_said(p: _Param) -> list[str]:
     if p.kind in ("integer", "number"):
-        return "<number>"
+        return [number_words(n) for n in range(1, 101)]
     if p.kind == "time":
-        return "<clock>"
+        return list(_CLOCKS)
     if p.kind == "boolean":
-        return "<boolean>"
-    if p.values:
-        return " | ".join(p.values)
-    return None  # a free string with no known value: the general model hears it
+        return ["yes", "no", "true", "false", "on", "off"]
+    return list(p.values)
 
 
 # --- choosing and filling -------------------------------------------------------------------------
@@ -477,6 +476,32 @@ def _ampm(words: list[str], j: int) -> tuple[str, int]:
     return "", 0
 
 
+def _spelled_enum(p: _Param, words: list[str], used: set[int]) -> Any:
+    """An enum value spelled in letters, allowing one letter misheard ("a p l" -> AAPL)."""
+    import difflib
+
+    runs, run = [], []
+    for i, w in enumerate(words + [""]):
+        if len(w) == 1 and i not in used:
+            run.append(i)
+        else:
+            if len(run) >= 2:
+                runs.append(run)
+            run = []
+    best, best_ratio = None, 0.0
+    for run in runs:
+        said = "".join(words[i] for i in run)
+        for form, value in p.values.items():
+            letters = form.replace(" ", "")
+            ratio = difflib.SequenceMatcher(None, said, letters).ratio()
+            if ratio > best_ratio and len(form.split()) == len(letters):  # a spelled form
+                best, best_ratio, best_run = value, ratio, run
+    if best is None or best_ratio < 0.75:
+        return None
+    used.update(best_run)
+    return best
+
+
 def _read_value(p: _Param, words: list[str], used: set[int], *, bare: bool, carriers: _Tool | None = None) -> Any:
     """``p``'s value in ``words`` (marking the words it used), or None."""
     if p.kind in ("enum", "string") and p.values:
@@ -486,11 +511,7 @@ def _read_value(p: _Param, words: list[str], used: set[int], *, bare: bool, carr
                 used.update(range(at, at + len(form.split())))
                 return p.values[form]
         if p.kind == "enum":
-            joined = "".join(words)  # "m s f t" heard as letters
-            for form, value in p.values.items():
-                if len(form.replace(" ", "")) > 1 and form.replace(" ", "") in joined.split():
-                    return value
-            return None
+            return _spelled_enum(p, words, used)
     if p.kind == "time":
         found = _read_time(words, used, bare)
         if found is None:

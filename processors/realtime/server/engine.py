@@ -70,14 +70,14 @@ class SpeechResources:
         Cached by content (at most 64), so sessions declaring the same tools share one and
         each pooled decoder compiles it once.
         """
-        from processors.brain.tools import tools_grammar
+        from processors.brain.tools import tools_corpus
         from processors.speech.sphinx import Grammar, grammar_phrases
 
         key = json.dumps([tools, instructions], sort_keys=True, default=str)
         grammar = self._grammars.get(key)
         if grammar is None:
-            rules, public = tools_grammar(tools, instructions) if tools else ((), ())
-            grammar = Grammar(tuple(grammar_phrases(self.phrases)), rules, public)
+            corpus = grammar_phrases(tools_corpus(tools, instructions)) if tools else []
+            grammar = Grammar(tuple(grammar_phrases(self.phrases)), tuple(corpus))
             self._grammars[key] = grammar
             while len(self._grammars) > 64:
                 self._grammars.popitem(last=False)
