@@ -192,3 +192,35 @@ async def test_pipecat_sequence_answers_from_the_output_instead_of_calling_again
             await c.send(type="response.create")
             (call,) = (await c.until("response.done"))[-1]["response"]["output"]
             assert call["type"] == "function_call" and json.loads(call["arguments"]) == {"minutes": 5}
+
+
+# --- voices -----------------------------------------------------------------------------------------
+
+
+def test_each_realtime_voice_is_a_distinct_espeak_voice():
+    """Ten Realtime voice names, ten eSpeak NG voices; unknown names and objects fall back sensibly."""
+    from processors.speech.espeak import DEFAULT_VOICE
+    from processors.speech.voices import VOICES, espeak_voice
+
+    assert len(VOICES) == 10 and len(set(VOICES.values())) == 10
+    assert espeak_voice("coral") == "en-us+f5" and espeak_voice({"id": "ash"}) == "en-us+adam"
+    assert espeak_voice("my-custom-voice") == DEFAULT_VOICE
+
+
+def test_every_voice_keeps_the_demo_loop_exact():
+    """The demo's phrases spoken in each session voice are recognised exactly by the demo grammar."""
+    import numpy as np
+
+    from pipeline.dsp.resample import resample
+    from processors.speech.espeak import synthesize
+    from processors.speech.sphinx import Recognizer
+    from processors.speech.voices import VOICES
+
+    phrases = Brain.from_yaml(DEMO_RULES).phrases()
+    recognizer = Recognizer(phrases)
+    quiet = np.random.default_rng(0).normal(0, 30, 4800).astype(np.int16)
+    for name, voice in VOICES.items():
+        for phrase in ("hello", "what is the weather in new york", "tell me a story", "what time is it", "goodbye"):
+            x, rate = synthesize(phrase, voice=voice)
+            audio = np.concatenate([quiet, resample(x, rate, 16000), quiet]).astype(np.int16)
+            assert recognizer.recognize(audio, 16000) == phrase, (name, voice)

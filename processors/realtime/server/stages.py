@@ -14,7 +14,8 @@ starts on ``response.create`` or a VAD turn with ``create_response``, with per-r
 tools, ``tool_choice`` and modalities, and tool follow-ups come from client items; and
 ``tts.espeak`` speaks at one rate and format for its life, whereas a response has its own
 output format (pcm16 24 kHz or G.711 8 kHz) and the session's ``speed``. These stages are
-the same jobs with per-response settings read from the :class:`~.graph_io.ResponseRequestFrame`
+the same jobs with per-response settings (format, speed, the session's voice) read from the
+:class:`~.graph_io.ResponseRequestFrame`
 that travels ahead of each response.
 """
 
@@ -179,10 +180,16 @@ class SessionResponder(ConnectionProcessor):
 class _Speech:
     """Synthesis state of one response: its output rate, resampler and pacing."""
 
-    __slots__ = ("response_id", "audio", "rate", "rate_wpm", "resampler", "started", "sent", "pts")
+    __slots__ = ("response_id", "audio", "rate", "rate_wpm", "resampler", "started", "sent", "pts", "voice")
 
-    def __init__(self, command: Generate, native: int) -> None:
+    def __init__(self, command: Generate, native: int, server_voice: str) -> None:
+        from processors.speech.espeak import DEFAULT_VOICE
+        from processors.speech.voices import espeak_voice
+
         self.response_id = command.response_id
+        # the session's Realtime voice name picks the variant, unless the server was given
+        # a voice of its own (--voice), which then speaks for every session
+        self.voice = espeak_voice(command.voice) if server_voice == DEFAULT_VOICE else server_voice
         self.audio = "audio" in command.modalities
         self.rate = WIRE_RATE[command.output_format]
         self.rate_wpm = min(450, max(80, round(_WPM * command.speed)))  # session audio.output.speed
@@ -213,7 +220,7 @@ class SessionSynthesizer(ConnectionProcessor):
     async def process(self, frame: Frame, direction: Direction) -> None:
         kind = type(frame)
         if kind is ResponseRequestFrame:
-            self._speech[frame.turn] = _Speech(frame.command, self._native)
+            self._speech[frame.turn] = _Speech(frame.command, self._native, self._ctx.resources.voice)
         elif kind is TextFrame and direction is _DOWN and frame.role == "assistant":
             speech = self._speech.get(frame.turn)
             await self.push(frame, direction)
@@ -239,7 +246,7 @@ class SessionSynthesizer(ConnectionProcessor):
     async def _speak(self, speech: _Speech, text: TextFrame) -> None:
         from processors.speech.espeak import synthesize_chunks
 
-        blocks = synthesize_chunks(text.text, voice=self._ctx.resources.voice, rate_wpm=speech.rate_wpm)
+        blocks = synthesize_chunks(text.text, voice=speech.voice, rate_wpm=speech.rate_wpm)
         batch = self._native * _BATCH_MS // 1000
         want = 1  # the first pull returns eSpeak's first block: low first-audio latency
         try:
