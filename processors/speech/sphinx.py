@@ -28,10 +28,12 @@ import logging
 import re
 import hashlib
 import math
+import os
 import tempfile
 from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -195,6 +197,12 @@ class Recognizer:
         self.last_grammar = ""  # the grammar's words for it (fallback only)
         self._searches: OrderedDict[str, list[str]] = OrderedDict()  # grammar key -> its phrases
         self._corpus: dict[str, bool] = {}  # grammar key -> it is a bigram model
+        # A bigram model added to the main decoder took 5-14 s (pocketsphinx walks its whole
+        # 134k-word dictionary for a new n-gram search); a decoder of its own with a
+        # dictionary of just the model's words takes 20 ms. So each session model gets one.
+        self._models: dict[str, tuple[Any, Any]] = {}  # grammar key -> (decoder, its initial CMN)
+        self._active: Any = None  # the decoder of the active search
+        self._active_cmn: Any = None
         self._audio: list[np.ndarray] = []
         self._in_utterance = False
         grammar = phrases if isinstance(phrases, Grammar) else Grammar(tuple(grammar_phrases(phrases or [])))
@@ -204,8 +212,8 @@ class Recognizer:
             # with the fallback every utterance is decoded twice: a single forward pass and a
             # tighter HMM limit make the general pass 0.95 -> 0.62 s per utterance (WER 0.17
             # -> 0.15 on eight eSpeak NG sentences; measured on this project's 2-core VM)
-            options = {"fwdflat": False, "maxhmmpf": 5000} if fallback else {}
-            self._decoder = pocketsphinx.Decoder(lm=None, loglevel="FATAL", **options)
+            self._options = {"fwdflat": False, "maxhmmpf": 5000} if fallback else {}
+            self._decoder = pocketsphinx.Decoder(lm=None, loglevel="FATAL", **self._options)
             if fallback:
                 self._load_lm()
             if not self.use_grammar(grammar):
@@ -215,6 +223,7 @@ class Recognizer:
                 self._load_lm()
                 self._activate("lm")
         else:
+            self._options = {}
             self._decoder = pocketsphinx.Decoder(loglevel="FATAL")
             self._current = "lm"
         # Live cepstral mean normalisation adapts its estimate across utterances, so the
@@ -222,6 +231,8 @@ class Recognizer:
         # speech changed a pooled recogniser's results for the next). Every utterance
         # starts from the decoder's initial estimate instead: same audio, same words.
         self._cmn_initial = self._decoder.get_cmn(False)
+        if self._active is None or self._active is self._decoder:
+            self._active, self._active_cmn = self._decoder, self._cmn_initial
         self._in_utterance = False
 
     def _load_lm(self) -> None:
@@ -236,7 +247,12 @@ class Recognizer:
 
     def _activate(self, name: str) -> None:
         if self._current != name:
-            self._decoder.activate_search(name)
+            model = self._models.get(name)
+            if model is None:
+                self._decoder.activate_search(name)
+                self._active, self._active_cmn = self._decoder, getattr(self, "_cmn_initial", None)
+            else:
+                self._active, self._active_cmn = model
             self._current = name
 
     def use_grammar(self, grammar: Grammar | None) -> bool:
@@ -261,10 +277,7 @@ class Recognizer:
                 return False
             fixed = Grammar(tuple(phrases), tuple(corpus))
             if corpus:
-                with tempfile.NamedTemporaryFile("w", suffix=".lm", encoding="utf-8") as f:
-                    f.write(fixed.arpa())
-                    f.flush()
-                    self._decoder.add_lm_file(key, f.name)
+                self._models[key] = self._model_decoder(fixed)
             else:
                 self._decoder.add_jsgf_string(key, fixed.jsgf())
             self._searches[key] = phrases
@@ -272,12 +285,31 @@ class Recognizer:
             while len(self._searches) > self.max_grammars:
                 old, _ = self._searches.popitem(last=False)
                 self._corpus.pop(old, None)
-                if old != self._current:
+                if old in self._models:
+                    if old != self._current:
+                        del self._models[old]
+                elif old != self._current:
                     self._decoder.remove_search(old)
         self._searches.move_to_end(key)
         self._activate(key)
         self.phrases = self._searches[key]
         return True
+
+    def _model_decoder(self, grammar: Grammar) -> tuple[Any, Any]:
+        """A decoder of ``grammar``'s bigram model, with a dictionary of only its words."""
+        import pocketsphinx
+
+        words = sorted({w for line in grammar.phrases + grammar.corpus for w in line.split()})
+        with tempfile.TemporaryDirectory() as tmp:
+            dict_path, lm_path = os.path.join(tmp, "words.dict"), os.path.join(tmp, "model.lm")
+            with open(dict_path, "w", encoding="utf-8") as f:
+                f.writelines(f"{w} {self._decoder.lookup_word(w)}\n" for w in words)
+            with open(lm_path, "w", encoding="utf-8") as f:
+                f.write(grammar.arpa())
+            decoder = pocketsphinx.Decoder(lm=None, dict=dict_path, loglevel="FATAL", **self._options)
+            decoder.add_lm_file("model", lm_path)
+            decoder.activate_search("model")
+        return decoder, decoder.get_cmn(False)
 
     def _known_words(self, words: list[str]) -> list[str]:
         lookup = self._decoder.lookup_word
@@ -305,9 +337,13 @@ class Recognizer:
     def start_utterance(self) -> None:
         """Begin a new utterance (ends an unfinished one, discarding it)."""
         if self._in_utterance:
-            self._decoder.end_utt()
-        self._decoder.set_cmn(self._cmn_initial)
-        self._decoder.start_utt()
+            self._active.end_utt()
+        # The front end's noise estimate also carries over between utterances: with the
+        # faster general pass (a tighter HMM limit) that alone changed the words of the
+        # same audio after other speech. Re-initialising it costs 0.1 ms.
+        self._active.reinit_feat()
+        self._active.set_cmn(self._active_cmn)
+        self._active.start_utt()
         self._floor.reset()
         self._audio = []
         self._in_utterance = True
@@ -323,13 +359,13 @@ class Recognizer:
             samples = self._floor.apply(samples.reshape(-1))
             if self.fallback and self.uses_grammar:
                 self._audio.append(samples.copy())  # for the general model's pass
-            self._decoder.process_raw(samples.view(np.uint8), False, False)
+            self._active.process_raw(samples.view(np.uint8), False, False)
 
     def partial(self) -> str:
         """The current best hypothesis of the unfinished utterance ('' when none)."""
         if not self._in_utterance:
             return ""
-        hyp = self._decoder.hyp()
+        hyp = self._active.hyp()
         return hyp.hypstr if hyp is not None else ""
 
     def end_utterance(self) -> str:
@@ -343,9 +379,9 @@ class Recognizer:
         """
         if not self._in_utterance:
             return ""
-        self._decoder.end_utt()
+        self._active.end_utt()
         self._in_utterance = False
-        hyp = self._decoder.hyp()
+        hyp = self._active.hyp()
         text = hyp.hypstr if hyp is not None else ""
         self.last_source = "grammar" if self.uses_grammar else "general"
         self.last_general = ""
@@ -379,6 +415,7 @@ class Recognizer:
     def _decode_general(self) -> str:
         audio, self._audio = self._audio, []
         self._activate("lm")
+        self._decoder.reinit_feat()
         self._decoder.set_cmn(self._cmn_initial)
         self._decoder.start_utt()
         for block in audio:
