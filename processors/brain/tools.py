@@ -37,7 +37,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from .rules import Call, _coerce, _find_tool, _tool_name, normalize_transcript, schema_errors
+from .rules import Call, _coerce, _tool_name, normalize_transcript, schema_errors
 
 __all__ = ["AskBack", "MIN_SCORE", "ToolMatcher", "describe_result", "number_words", "parse_number",
            "tools_corpus"]
@@ -663,8 +663,3 @@ def _about(values: list[str]) -> str:
     if not values:
         return ""
     return " for " + " ".join(values[:3])
-
-
-def find_tool(tools: list[dict[str, Any]], name: str) -> dict[str, Any] | None:
-    """The declared tool called ``name`` (flat or Chat Completions shape), or None."""
-    return _find_tool(tools, name)
