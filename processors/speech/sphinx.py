@@ -169,6 +169,11 @@ class Recognizer:
     #: of its words together and so sounds closer to out-of-domain speech: measured on
     #: generated requests 0.11-0.69, on held-out sentences 0.13-0.88.
     AGREE_PER_CORPUS = 0.55
+    #: A session model's words this close (phone error rate) to one of the rules' phrases
+    #: give that phrase (the demo's words stay exact when a session declares tools).
+    PHRASE_PER = 0.3
+    #: ... or this close for narrowband (8 kHz) audio, where the general model is not asked.
+    PHRASE_RESCUE_PER = 0.7
     #: A grammar result of at most this many words is kept without agreement: the general
     #: model is poor on one or two words of synthetic speech ("hello" -> "fuck off").
     SHORT_WORDS = 2
@@ -195,6 +200,7 @@ class Recognizer:
         self.last_source = ""  # "grammar" or "general": which search gave the last transcript
         self.last_general = ""  # the general model's words for the last utterance (fallback only)
         self.last_grammar = ""  # the grammar's words for it (fallback only)
+        self.last_phrase = ""  # the nearest of the rules' phrases, with a session model (fallback only)
         self._searches: OrderedDict[str, list[str]] = OrderedDict()  # grammar key -> its phrases
         self._corpus: dict[str, bool] = {}  # grammar key -> it is a bigram model
         # A bigram model added to the main decoder took 5-14 s (pocketsphinx walks its whole
@@ -202,6 +208,7 @@ class Recognizer:
         # dictionary of just the model's words takes 20 ms. So each session model gets one.
         self._models: dict[str, tuple[Any, Any]] = {}  # grammar key -> (decoder, its initial CMN)
         self._active: Any = None  # the decoder of the active search
+        self._phrase_searches: dict[str, str] = {}  # session model key -> its phrases' JSGF search
         self._active_cmn: Any = None
         self._audio: list[np.ndarray] = []
         self._in_utterance = False
@@ -278,6 +285,9 @@ class Recognizer:
             fixed = Grammar(tuple(phrases), tuple(corpus))
             if corpus:
                 self._models[key] = self._model_decoder(fixed)
+                if phrases:
+                    self._decoder.add_jsgf_string(key + "p", Grammar(tuple(phrases)).jsgf())
+                    self._phrase_searches[key] = key + "p"
             else:
                 self._decoder.add_jsgf_string(key, fixed.jsgf())
             self._searches[key] = phrases
@@ -288,6 +298,8 @@ class Recognizer:
                 if old in self._models:
                     if old != self._current:
                         del self._models[old]
+                        if self._phrase_searches.pop(old, None):
+                            self._decoder.remove_search(old + "p")
                 elif old != self._current:
                     self._decoder.remove_search(old)
         self._searches.move_to_end(key)
@@ -368,7 +380,7 @@ class Recognizer:
         hyp = self._active.hyp()
         return hyp.hypstr if hyp is not None else ""
 
-    def end_utterance(self) -> str:
+    def end_utterance(self, *, narrowband: bool = False) -> str:
         """Finish the utterance and return its final transcript ('' when nothing was heard).
 
         With ``fallback`` and a grammar, the utterance is decoded again by the general
@@ -376,6 +388,10 @@ class Recognizer:
         at most :attr:`AGREE_PER` in phones, :attr:`AGREE_PER_CORPUS` for a session
         model) or are at most :attr:`SHORT_WORDS` words, otherwise
         the general model's words are the transcript (out-of-grammar speech).
+        With a session model, one of the rules' phrases wins before that when the model
+        nearly heard it (:attr:`PHRASE_PER`). For ``narrowband`` audio (telephone rate,
+        upsampled) there is no general pass, and a phrase within :attr:`PHRASE_RESCUE_PER`
+        wins over the session model's words.
         """
         if not self._in_utterance:
             return ""
@@ -388,10 +404,23 @@ class Recognizer:
         if not (self.fallback and self.uses_grammar):
             return text
         grammar_search = self._current
-        general = self._decode_general()
+        phrases = self._phrase_searches.get(grammar_search)
+        # a session model strings its words freely ("what is a weather in paris"): when it
+        # nearly heard one of the rules' phrases, that phrase is the transcript, exactly.
+        # Telephone-band audio (narrowband) defeats the general model: there a phrase that
+        # is not far wins ("what is a weather by unit at it ng" is 0.67 from its phrase),
+        # and there is no general pass.
+        heard_phrase = self._decode_main(phrases) if phrases and text else ""
+        self.last_grammar, self.last_general, self.last_phrase = text, "", heard_phrase
+        near = self.phone_error_rate(heard_phrase, text) if heard_phrase else float("inf")
+        if near <= (self.PHRASE_RESCUE_PER if narrowband else self.PHRASE_PER) or narrowband:
+            self._audio = []
+            self._activate(grammar_search)
+            return heard_phrase if near <= self.PHRASE_RESCUE_PER else text
+        general = self._decode_main("lm")
+        self._audio = []
         self._activate(grammar_search)
         self.last_general = general
-        self.last_grammar = text
         words = text.split()
         limit = self.AGREE_PER_CORPUS if self._corpus.get(self._current) else self.AGREE_PER
         if words and (len(words) <= self.SHORT_WORDS or self.phone_error_rate(text, general) <= limit):
@@ -412,9 +441,10 @@ class Recognizer:
             out += pron.split() if pron else [word]
         return out
 
-    def _decode_general(self) -> str:
-        audio, self._audio = self._audio, []
-        self._activate("lm")
+    def _decode_main(self, search: str) -> str:
+        """The buffered utterance decoded again by ``search`` of the main decoder."""
+        audio = self._audio
+        self._activate(search)
         self._decoder.reinit_feat()
         self._decoder.set_cmn(self._cmn_initial)
         self._decoder.start_utt()

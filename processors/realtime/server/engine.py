@@ -100,7 +100,8 @@ class SpeechResources:
 
         return Recognizer(self.phrases or None, fallback=self.fallback)
 
-    def _recognize_sync(self, recognizer: Any, samples: np.ndarray, rate: int, grammar: Any = None) -> tuple[Any, str]:
+    def _recognize_sync(self, recognizer: Any, samples: np.ndarray, rate: int, grammar: Any = None,
+                        tools: list[dict[str, Any]] | None = None) -> tuple[Any, str]:
         # pocketsphinx holds the GIL while it decodes: feed it 100 ms at a time so the event
         # loop (every other connection) gets the interpreter between pieces.
         from pipeline.dsp.resample import resample
@@ -113,13 +114,16 @@ class SpeechResources:
         recognizer.start_utterance()
         for start in range(0, audio.shape[0], _FEED):
             recognizer.feed(audio[start:start + _FEED])
-        return recognizer, recognizer.end_utterance()
+        # 8 kHz input (G.711) has nothing above 4 kHz: the general model fails on it
+        return recognizer, recognizer.end_utterance(narrowband=rate <= 8000)
 
-    async def recognize(self, samples: np.ndarray, rate: int, grammar: Any = None) -> str:
+    async def recognize(self, samples: np.ndarray, rate: int, grammar: Any = None,
+                        tools: list[dict[str, Any]] | None = None) -> str:
         """The words in ``samples`` (int16 at ``rate``), from a pooled recogniser in a thread.
 
         ``grammar`` (from :meth:`grammar_for`) is what the session expects; None keeps the
-        recogniser's current grammar.
+        recogniser's current grammar. ``tools`` are the session's (kept for callers; the
+        grammar already holds them).
         """
         async with self._limiter:
             recognizer = self._idle.pop() if self._idle else None
@@ -128,7 +132,8 @@ class SpeechResources:
             try:
                 # not cancellable while the thread runs; a cancel lands after it, and the
                 # recogniser still goes back to the pool (it starts each utterance afresh)
-                _, text = await anyio.to_thread.run_sync(self._recognize_sync, recognizer, samples, rate, grammar)
+                _, text = await anyio.to_thread.run_sync(self._recognize_sync, recognizer, samples, rate, grammar,
+                                                         tools)
             finally:
                 self._idle.append(recognizer)
         return text

@@ -72,7 +72,7 @@ class SegmentRecognizer(ConnectionProcessor):
             # the session's tools and instructions as they are now: a session.update between
             # two utterances changes what the next one is heard as
             grammar = self._resources.grammar_for(session.tools, session.config.get("instructions") or "")
-            text = await self._resources.recognize(samples, frame.sample_rate, grammar)
+            text = await self._resources.recognize(samples, frame.sample_rate, grammar, session.tools)
         except Exception as exc:
             self.log.exception("recognition of %s failed", frame.item_id)
             await self.push(TranscriptionFailedFrame(item_id=frame.item_id, error=f"{type(exc).__name__}: {exc}"))
