@@ -214,17 +214,6 @@ class Brain:
                 return found
         return self._fallback(text)
 
-    def understands(self, transcript: str, tools: list[dict[str, Any]] | None = None) -> bool:
-        """True when a rule matches ``transcript`` or one of ``tools`` fits it (no fallback reply)."""
-        from .tools import ToolMatcher
-
-        text = normalize_transcript(transcript)
-        if not text:
-            return False
-        if self.echo or any(rule.pattern.search(text) for rule in self.rules):
-            return True
-        return bool(tools) and ToolMatcher(tools).match(text) is not None
-
     def after_tool(self, call: Call, result_json: str) -> Say:
         """The spoken follow-up once tool ``call`` answered with ``result_json``.
 
