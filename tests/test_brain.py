@@ -77,11 +77,14 @@ def test_after_tool_with_a_call_rebuilt_from_the_wire(demo):
     assert say == Say("It is 25 degrees and humid and clear in Tokyo.")
 
 
-def test_after_tool_with_an_error_or_missing_field(demo):
-    """An error result is spoken as a failure; a result without a needed field says so."""
+def test_after_tool_with_an_error_or_other_fields(demo):
+    """An error result is spoken as a failure; a result with other fields than the template is described."""
     call = demo.respond("what is the weather in rome", [WEATHER])
-    assert demo.after_tool(call, '{"error": "no data for Rome"}') == Say("The get weather tool failed: no data for Rome.")
-    assert demo.after_tool(call, '{"temp_c": 24}') == Say("The get weather tool answered without conditions: temp c 24.")
+    assert demo.after_tool(call, '{"error": "no data for Rome"}') == Say("Sorry, I could not get the weather: no data for Rome.")
+    assert demo.after_tool(call, '{"temp_c": 24}') == Say("The weather for Rome: the temp is 24 degrees Celsius.")
+    berlin = demo.respond("what is the weather in berlin", [WEATHER])
+    said = demo.after_tool(berlin, '{"location": "Berlin", "temperature_c": 21, "conditions": "sunny"}').text
+    assert said == "The weather for Berlin: the temperature is 21 degrees Celsius and the conditions are sunny."
 
 
 def test_demo_story_is_long(demo):

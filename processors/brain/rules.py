@@ -47,9 +47,14 @@ class RulesError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class Say:
-    """Reply by speaking ``text``."""
+    """Reply by speaking ``text``; ``ask`` is set when it asks for a missing tool argument.
+
+    Keep ``ask`` and pass it back as :meth:`Brain.respond`'s ``pending`` with the user's
+    next words: they may be the answer.
+    """
 
     text: str
+    ask: Any = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,8 +181,17 @@ class Brain:
             return []
         return list(dict.fromkeys(p for rule in self.rules for p in rule.examples))
 
-    def respond(self, transcript: str, tools: list[dict[str, Any]] | None = None) -> Reply:
-        """The reply to a final user transcript, given the session's declared ``tools``."""
+    def respond(self, transcript: str, tools: list[dict[str, Any]] | None = None, *,
+                instructions: str = "", pending: Any = None) -> Reply:
+        """The reply to a final user transcript, given the session's declared ``tools``.
+
+        Rules win where they match. Otherwise the session's tools are matched by purpose
+        (:class:`processors.brain.tools.ToolMatcher`, with proper names from
+        ``instructions``): a :class:`Call`, or a :class:`Say` asking for a missing
+        argument (its ``ask`` goes back in as ``pending`` with the next transcript).
+        """
+        from .tools import AskBack, ToolMatcher
+
         text = normalize_transcript(transcript)
         if self.echo:
             return Say(transcript.strip()) if transcript.strip() else self._fallback(text)
@@ -189,6 +203,15 @@ class Brain:
             if rule.reply is not None:
                 return Say(_FORMAT.format(rule.reply, **groups))
             return self._call(rule, groups, tools or [])
+        if tools:
+            matcher = ToolMatcher(tools, instructions)
+            found = matcher.match(text)
+            if isinstance(pending, AskBack) and (found is None or found.name == pending.name):
+                found = matcher.complete(pending, text) or found
+            if isinstance(found, AskBack):
+                return Say(found.question, ask=found)
+            if found is not None:
+                return found
         return self._fallback(text)
 
     def after_tool(self, call: Call, result_json: str) -> Say:
@@ -210,16 +233,14 @@ class Brain:
         fields["result"] = result
         then = call.then if call.then is not None else self._then_for(call.name)
         if then is None:
-            return Say(f"The {_words(call.name)} tool answered: {_spoken(result)}.")
+            return Say(_describe(call, result_json))
         try:
             return Say(_FORMAT.format(then, **fields))
         except (KeyError, IndexError, AttributeError, ValueError) as exc:
-            if isinstance(result, dict) and "error" in result:
-                return Say(f"The {_words(call.name)} tool failed: {_spoken(result['error'])}.")
             missing = exc.args[0] if isinstance(exc, KeyError) else str(exc)
-            log.warning("reply template %r cannot be filled from the %s result %s: missing %s",
-                        then, call.name, result_json[:200] if isinstance(result_json, str) else result_json, missing)
-            return Say(f"The {_words(call.name)} tool answered without {_words(str(missing))}: {_spoken(result)}.")
+            log.info("reply template %r cannot be filled from the %s result %s (no %s): describing the result",
+                     then, call.name, result_json[:200] if isinstance(result_json, str) else result_json, missing)
+            return Say(_describe(call, result_json))
 
     # --- helpers ------------------------------------------------------------------------
 
@@ -354,6 +375,13 @@ def _find_tool(tools: list[dict[str, Any]], name: str) -> dict[str, Any] | None:
         if isinstance(tool, dict) and tool.get("type", "function") == "function" and _tool_name(tool) == name:
             return tool["function"] if isinstance(tool.get("function"), dict) else tool
     return None
+
+
+def _describe(call: Call, result_json: Any) -> str:
+    from .tools import describe_result
+
+    return describe_result(call.name, call.arguments, result_json if isinstance(result_json, str)
+                           else json.dumps(result_json))
 
 
 def _words(name: str) -> str:

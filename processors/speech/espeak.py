@@ -40,6 +40,7 @@ __all__ = [
     "UnknownVoiceError",
     "available_voices",
     "native_sample_rate",
+    "phonemize",
     "synthesize",
     "synthesize_chunks",
 ]
@@ -102,6 +103,8 @@ class _Engine:
             ctypes.c_uint, ctypes.c_void_p, ctypes.c_void_p,
         ]
         lib.espeak_Synth.restype = ctypes.c_int
+        lib.espeak_TextToPhonemes.argtypes = [ctypes.POINTER(ctypes.c_void_p), ctypes.c_int, ctypes.c_int]
+        lib.espeak_TextToPhonemes.restype = ctypes.c_char_p
         lib.espeak_ListVoices.argtypes = [ctypes.c_void_p]
         lib.espeak_ListVoices.restype = ctypes.POINTER(ctypes.POINTER(_VoiceStruct))
         rate = lib.espeak_Initialize(_AUDIO_OUTPUT_SYNCHRONOUS, _BLOCK_MS, self.data_path.encode(), _INITIALIZE_DONT_EXIT)
@@ -222,6 +225,24 @@ def synthesize(text: str, *, voice: str = DEFAULT_VOICE, rate_wpm: int = 160) ->
             engine.synth(text, lambda block: blocks.append(block) or True)
     samples = np.concatenate(blocks) if blocks else np.zeros(0, dtype=np.int16)
     return samples, engine.sample_rate
+
+
+_PHONEMES_IPA = 0x02  # speak_lib.h espeakPHONEMES_IPA: phoneme names as IPA (UTF-8)
+
+
+def phonemize(text: str, *, voice: str = "en-us") -> list[str]:
+    """``text`` as IPA phonemes, one string per clause (what Piper voices are trained on)."""
+    engine = _get_engine()
+    data = ctypes.create_string_buffer(text.replace("\x00", " ").encode("utf-8"))
+    pointer = ctypes.c_void_p(ctypes.addressof(data))
+    clauses: list[str] = []
+    with _lock:
+        engine.configure(voice, 160)
+        while pointer.value:
+            out = engine.lib.espeak_TextToPhonemes(ctypes.byref(pointer), _CHARS_UTF8, _PHONEMES_IPA)
+            if out:
+                clauses.append(out.decode("utf-8", "replace").strip())
+    return [c for c in clauses if c]
 
 
 def synthesize_chunks(text: str, *, voice: str = DEFAULT_VOICE, rate_wpm: int = 160) -> Iterator[np.ndarray]:

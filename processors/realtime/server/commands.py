@@ -43,6 +43,8 @@ class ResponseContext:
     ``user_text`` is None while the user's audio item ``user_item_id`` is still being
     recognised: wait for its :class:`Transcribe` result. ``tool_call`` (name, arguments,
     call_id) with ``tool_output`` is set when the response follows a function call output.
+    ``answered_calls`` lists every function call in the context that has its output
+    (``name``, ``arguments``, ``output``), so a responder never repeats one.
     """
 
     user_item_id: str | None = None
@@ -52,6 +54,7 @@ class ResponseContext:
     tools: list[dict[str, Any]] = field(default_factory=list)
     tool_choice: Any = "auto"
     instructions: str = ""
+    answered_calls: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -81,6 +84,10 @@ def build_context(items: list[StoredItem], tools: list[dict[str, Any]], tool_cho
     """What the responder answers: the last user message, or the last tool output and its call."""
     functions = [t for t in tools if isinstance(t, dict) and t.get("type", "function") == "function"]
     ctx = ResponseContext(tools=functions, tool_choice=tool_choice, instructions=instructions)
+    calls = {s.item.get("call_id"): s.item for s in items if s.item["type"] == "function_call"}
+    ctx.answered_calls = [{"name": calls[s.item["call_id"]]["name"], "arguments": calls[s.item["call_id"]]["arguments"],
+                           "output": s.item["output"]}
+                          for s in items if s.item["type"] == "function_call_output" and s.item["call_id"] in calls]
     for stored in reversed(items):
         item = stored.item
         if item["type"] == "function_call_output":

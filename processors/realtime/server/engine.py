@@ -1,8 +1,10 @@
 """What every connection of one local realtime server shares: the speech resources.
 
 :class:`SpeechResources` holds the responder's rules (:class:`processors.brain.Brain`, from
-YAML), a small pool of pocketsphinx recognisers built with the rules' phrases (a JSGF
-grammar: exact on scripted dialogue) and the eSpeak NG voice. Recognition runs in worker
+YAML), a small pool of pocketsphinx recognisers and the eSpeak NG voice. Each session is heard
+with a grammar of the rules' phrases and its own tools (:meth:`SpeechResources.grammar_for`,
+cached by content; exact on scripted dialogue), and with the general English model as the
+fallback for speech outside it. Recognition runs in worker
 threads (``anyio.to_thread``), at most ``workers`` at once, so many connections stay
 responsive on a 2-core machine; one shared pool also keeps memory flat (a pocketsphinx
 decoder is about 28 MB and 0.1 s of CPU to build; one per connection would be 1.4 GB at 50
@@ -15,8 +17,10 @@ The work itself is done by each connection's graph (``pipelines/realtime_server.
 
 from __future__ import annotations
 
+import json
 import logging
 import re
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +48,8 @@ def split_clauses(text: str) -> list[str]:
 class SpeechResources:
     """What every connection of one server shares: responder, recognisers, voice."""
 
-    def __init__(self, rules: str | Path | None = None, *, voice: str = "en-us+klatt", workers: int = 2) -> None:
+    def __init__(self, rules: str | Path | None = None, *, voice: str = "en-us+klatt", workers: int = 2,
+                 fallback: bool = False) -> None:
         from processors.brain.scripted import DEMO_RULES, Brain
 
         self.rules_path = Path(rules) if rules is not None else DEMO_RULES
@@ -54,8 +59,30 @@ class SpeechResources:
         self.brain = Brain.from_yaml(self.rules_path)
         self.phrases = list(self.brain.phrases() or [])
         self.voice = voice
+        self.fallback = fallback
         self._idle: list[Any] = []
         self._limiter = anyio.CapacityLimiter(workers)
+        self._grammars: OrderedDict[str, Any] = OrderedDict()  # tools + instructions -> Grammar
+
+    def grammar_for(self, tools: list[dict[str, Any]], instructions: str = "") -> Any:
+        """The recogniser grammar of a session: the rules' phrases and its tools' rules.
+
+        Cached by content (at most 64), so sessions declaring the same tools share one and
+        each pooled decoder compiles it once.
+        """
+        from processors.brain.tools import tools_corpus
+        from processors.speech.sphinx import Grammar, grammar_phrases
+
+        key = json.dumps([tools, instructions], sort_keys=True, default=str)
+        grammar = self._grammars.get(key)
+        if grammar is None:
+            corpus = grammar_phrases(tools_corpus(tools, instructions)) if tools else []
+            grammar = Grammar(tuple(grammar_phrases(self.phrases)), tuple(corpus))
+            self._grammars[key] = grammar
+            while len(self._grammars) > 64:
+                self._grammars.popitem(last=False)
+        self._grammars.move_to_end(key)
+        return grammar
 
     async def warm_up(self) -> None:
         """Load one recogniser and the synthesiser now, so the first turn does not pay for it."""
@@ -71,9 +98,10 @@ class SpeechResources:
     def _new_recognizer(self) -> Any:
         from processors.speech.sphinx import Recognizer
 
-        return Recognizer(self.phrases or None)
+        return Recognizer(self.phrases or None, fallback=self.fallback)
 
-    def _recognize_sync(self, recognizer: Any, samples: np.ndarray, rate: int) -> tuple[Any, str]:
+    def _recognize_sync(self, recognizer: Any, samples: np.ndarray, rate: int, grammar: Any = None,
+                        tools: list[dict[str, Any]] | None = None) -> tuple[Any, str]:
         # pocketsphinx holds the GIL while it decodes: feed it 100 ms at a time so the event
         # loop (every other connection) gets the interpreter between pieces.
         from pipeline.dsp.resample import resample
@@ -81,13 +109,22 @@ class SpeechResources:
         if recognizer is None:
             recognizer = self._new_recognizer()
         audio = resample(samples, rate, _RECOGNIZER_RATE) if rate != _RECOGNIZER_RATE else samples
+        if grammar is not None:
+            recognizer.use_grammar(grammar)
         recognizer.start_utterance()
         for start in range(0, audio.shape[0], _FEED):
             recognizer.feed(audio[start:start + _FEED])
-        return recognizer, recognizer.end_utterance()
+        # 8 kHz input (G.711) has nothing above 4 kHz: the general model fails on it
+        return recognizer, recognizer.end_utterance(narrowband=rate <= 8000)
 
-    async def recognize(self, samples: np.ndarray, rate: int) -> str:
-        """The words in ``samples`` (int16 at ``rate``), from a pooled recogniser in a thread."""
+    async def recognize(self, samples: np.ndarray, rate: int, grammar: Any = None,
+                        tools: list[dict[str, Any]] | None = None) -> str:
+        """The words in ``samples`` (int16 at ``rate``), from a pooled recogniser in a thread.
+
+        ``grammar`` (from :meth:`grammar_for`) is what the session expects; None keeps the
+        recogniser's current grammar. ``tools`` are the session's (kept for callers; the
+        grammar already holds them).
+        """
         async with self._limiter:
             recognizer = self._idle.pop() if self._idle else None
             if recognizer is None:
@@ -95,7 +132,8 @@ class SpeechResources:
             try:
                 # not cancellable while the thread runs; a cancel lands after it, and the
                 # recogniser still goes back to the pool (it starts each utterance afresh)
-                _, text = await anyio.to_thread.run_sync(self._recognize_sync, recognizer, samples, rate)
+                _, text = await anyio.to_thread.run_sync(self._recognize_sync, recognizer, samples, rate, grammar,
+                                                         tools)
             finally:
                 self._idle.append(recognizer)
         return text

@@ -132,8 +132,11 @@ class RealtimeServer:
     def __init__(self, *, rules: str | Path | None = None, model_delay_ms: float = 0.0,
                  voice: str = "en-us+klatt", workers: int = 2, close_timeout_s: float = 5.0,
                  max_delta_ms: int = 200, output_pace: float = 0.0,
-                 pipeline: str | Path | None = None) -> None:
-        self.resources = SpeechResources(rules, voice=voice, workers=workers)
+                 pipeline: str | Path | None = None, general_fallback: bool = False) -> None:
+        # general_fallback: decode each utterance again with the general English model for
+        # out-of-grammar speech. Off by default: it costs 6-20x the grammar's decoding (about
+        # 0.6 s a turn on the reference machine, docs/local-model.md) on every turn.
+        self.resources = SpeechResources(rules, voice=voice, workers=workers, fallback=general_fallback)
         self.graph_template = ConnectionGraphTemplate(pipeline)
         self.model_delay_ms = model_delay_ms
         self.close_timeout_s = close_timeout_s

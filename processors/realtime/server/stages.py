@@ -14,7 +14,8 @@ starts on ``response.create`` or a VAD turn with ``create_response``, with per-r
 tools, ``tool_choice`` and modalities, and tool follow-ups come from client items; and
 ``tts.espeak`` speaks at one rate and format for its life, whereas a response has its own
 output format (pcm16 24 kHz or G.711 8 kHz) and the session's ``speed``. These stages are
-the same jobs with per-response settings read from the :class:`~.graph_io.ResponseRequestFrame`
+the same jobs with per-response settings (format, speed, the session's voice) read from the
+:class:`~.graph_io.ResponseRequestFrame`
 that travels ahead of each response.
 """
 
@@ -66,8 +67,12 @@ class SegmentRecognizer(ConnectionProcessor):
             await self.push(frame, direction)
             return
         samples = frame.samples if frame.samples.ndim == 1 else frame.samples[:, 0]
+        session = self.connection.core.session
         try:
-            text = await self._resources.recognize(samples, frame.sample_rate)
+            # the session's tools and instructions as they are now: a session.update between
+            # two utterances changes what the next one is heard as
+            grammar = self._resources.grammar_for(session.tools, session.config.get("instructions") or "")
+            text = await self._resources.recognize(samples, frame.sample_rate, grammar, session.tools)
         except Exception as exc:
             self.log.exception("recognition of %s failed", frame.item_id)
             await self.push(TranscriptionFailedFrame(item_id=frame.item_id, error=f"{type(exc).__name__}: {exc}"))
@@ -91,6 +96,7 @@ class SessionResponder(ConnectionProcessor):
         self._heard: dict[str, str] = {}  # user item id -> what the recogniser heard
         self._calls: dict[str, Any] = {}  # our call id -> the rule's Call (for its follow-up)
         self._running: dict[str, anyio.CancelScope] = {}  # response id -> its task, until it pushes
+        self._ask: Any = None  # the tool argument the last reply asked for (an AskBack), if any
         self._ids = 0
 
     async def process(self, frame: Frame, direction: Direction) -> None:
@@ -148,8 +154,18 @@ class SessionResponder(ConnectionProcessor):
             call = self._calls.get(ours) if ours is not None else None
             if call is None:
                 call = Call(ctx.tool_call["name"], _parse_arguments(ctx.tool_call["arguments"]))
+            self._ask = None
             return brain.after_tool(call, ctx.tool_output or "")
-        return brain.respond(self._user_text(command), _allowed_tools(ctx.tools, ctx.tool_choice))
+        reply = brain.respond(self._user_text(command), _allowed_tools(ctx.tools, ctx.tool_choice),
+                              instructions=ctx.instructions, pending=self._ask)
+        self._ask = getattr(reply, "ask", None)
+        if isinstance(reply, Call):
+            # A client may add the user's words again after the output (Pipecat does): the
+            # output of this very call is already in the conversation, so answer from it.
+            for done in reversed(ctx.answered_calls):
+                if done["name"] == reply.name and _parse_arguments(done["arguments"]) == reply.arguments:
+                    return brain.after_tool(reply, done["output"])
+        return reply
 
     def _user_text(self, command: Generate) -> str:
         ctx = command.context
@@ -164,10 +180,16 @@ class SessionResponder(ConnectionProcessor):
 class _Speech:
     """Synthesis state of one response: its output rate, resampler and pacing."""
 
-    __slots__ = ("response_id", "audio", "rate", "rate_wpm", "resampler", "started", "sent", "pts")
+    __slots__ = ("response_id", "audio", "rate", "rate_wpm", "resampler", "started", "sent", "pts", "voice")
 
-    def __init__(self, command: Generate, native: int) -> None:
+    def __init__(self, command: Generate, native: int, server_voice: str) -> None:
+        from processors.speech.espeak import DEFAULT_VOICE
+        from processors.speech.voices import session_voice
+
         self.response_id = command.response_id
+        # the session's Realtime voice name picks the variant, unless the server was given
+        # a voice of its own (--voice), which then speaks for every session
+        self.voice = session_voice(command.voice) if server_voice == DEFAULT_VOICE else server_voice
         self.audio = "audio" in command.modalities
         self.rate = SAMPLE_RATE[command.output_format]
         self.rate_wpm = min(450, max(80, round(_WPM * command.speed)))  # session audio.output.speed
@@ -198,7 +220,7 @@ class SessionSynthesizer(ConnectionProcessor):
     async def process(self, frame: Frame, direction: Direction) -> None:
         kind = type(frame)
         if kind is ResponseRequestFrame:
-            self._speech[frame.turn] = _Speech(frame.command, self._native)
+            self._speech[frame.turn] = _Speech(frame.command, self._native, self._ctx.resources.voice)
         elif kind is TextFrame and direction is _DOWN and frame.role == "assistant":
             speech = self._speech.get(frame.turn)
             await self.push(frame, direction)
@@ -224,7 +246,14 @@ class SessionSynthesizer(ConnectionProcessor):
     async def _speak(self, speech: _Speech, text: TextFrame) -> None:
         from processors.speech.espeak import synthesize_chunks
 
-        blocks = synthesize_chunks(text.text, voice=self._ctx.resources.voice, rate_wpm=speech.rate_wpm)
+        if speech.voice.startswith("piper:"):  # a neural voice: one clause at a time
+            samples = await anyio.to_thread.run_sync(_piper, speech.voice[6:], text.text, speech.rate_wpm,
+                                                     self._native, speech.resampler)
+            if samples.size and not self._stale(text.turn, speech):
+                await self._push_audio(speech, samples, text.turn)
+            return
+
+        blocks = synthesize_chunks(text.text, voice=speech.voice, rate_wpm=speech.rate_wpm)
         batch = self._native * _BATCH_MS // 1000
         want = 1  # the first pull returns eSpeak's first block: low first-audio latency
         try:
@@ -264,6 +293,18 @@ def _pull(blocks: Any, want: int, resampler: Resampler) -> tuple[np.ndarray, boo
             break
     chunk = np.concatenate(got) if len(got) > 1 else got[0] if got else np.zeros(0, np.int16)
     return (resampler.process(chunk) if chunk.size else chunk), ended
+
+
+def _piper(name: str, text: str, rate_wpm: int, native: int, resampler: Resampler) -> np.ndarray:
+    """A clause spoken by Piper voice ``name``, resampled to the response's rate (in a worker thread)."""
+    from pipeline.dsp.resample import resample
+    from processors.speech.piper import load
+
+    voice = load(name)
+    samples = voice.synthesize(text, speed=rate_wpm / _WPM)
+    if voice.sample_rate != native and samples.size:
+        samples = resample(samples, voice.sample_rate, native)
+    return resampler.process(samples) if samples.size else samples
 
 
 def _allowed_tools(tools: list[dict[str, Any]], choice: Any) -> list[dict[str, Any]]:
