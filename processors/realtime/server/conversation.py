@@ -88,6 +88,14 @@ CLIENT_EVENTS = {
 }
 CLIENT_EVENTS[Dialect.BETA] = CLIENT_EVENTS[Dialect.GA] + ("transcription_session.update",)
 
+#: Audio kept per conversation, newest items first: older items keep their duration
+#: (truncate, usage) but not their bytes, so ``conversation.item.retrieve`` returns them
+#: without audio. Two minutes covers any truncate (it targets the item being played) and
+#: retrieving the last turns; it is 5.6 MiB of pcm16. See docs/realtime-server-limits.md.
+AUDIO_KEPT_MS = 120_000
+#: Items kept per conversation; past it the oldest is deleted (``conversation.item.deleted``).
+MAX_ITEMS = 4096
+
 _BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 
 
@@ -142,21 +150,9 @@ class ServerConversation:
         self._client_event_id: str | None = None
         self._idle_start = 0
         self._idle_deadline: int | None = None  # timeline position of the idle timeout
-        handlers: dict[str, Callable[[dict[str, Any]], None]] = {
-            "session.update": self._on_session_update,
-            "input_audio_buffer.append": self._on_input_audio_buffer_append,
-            "input_audio_buffer.commit": self._on_input_audio_buffer_commit,
-            "input_audio_buffer.clear": self._on_input_audio_buffer_clear,
-            "conversation.item.create": self._on_conversation_item_create,
-            "conversation.item.truncate": self._on_conversation_item_truncate,
-            "conversation.item.delete": self._on_conversation_item_delete,
-            "conversation.item.retrieve": self._on_conversation_item_retrieve,
-            "response.create": self._on_response_create,
-            "response.cancel": self._on_response_cancel,
-            "output_audio_buffer.clear": self._on_output_audio_buffer_clear,
-            "transcription_session.update": self._on_transcription_session_update,  # beta only
-        }
-        self._handlers = {etype: handlers[etype] for etype in CLIENT_EVENTS[dialect]}
+        # plain functions, not bound methods: a table of bound methods on self is a reference
+        # cycle, which kept a closed connection (and its audio) alive until the next gc run
+        self._handlers = {etype: _HANDLERS[etype] for etype in CLIENT_EVENTS[dialect]}
         self._configure_turns()
         self._emit("session.created", session=self.session.render())
 
@@ -219,7 +215,27 @@ class ServerConversation:
             known = ", ".join(f"'{t}'" for t in CLIENT_EVENTS[self.dialect])
             raise ClientEventError("invalid_event", f"Invalid value: '{etype}'. Supported values are: {known}.",
                                    "type")
-        handler(event)
+        handler(self, event)
+
+    def close(self) -> None:
+        """The connection is gone: drop its audio, items and responses now (call once, last)."""
+        self._responses.clear()  # each active ladder holds self._emit: a cycle
+        self._default_response = None
+        self.conversation = Conversation(self.conversation.id)
+        self.buffer.clear()
+        self._turns = None
+        self._events, self._commands = [], []
+
+    def _keep_bounded(self) -> None:
+        """Hold at most :data:`MAX_ITEMS` items and :data:`AUDIO_KEPT_MS` of their audio."""
+        conversation = self.conversation
+        while len(conversation) > MAX_ITEMS:
+            oldest = conversation.find(conversation.head)
+            if oldest is not None and oldest.response_id in self._responses:
+                break  # never the item a response is writing
+            conversation.pop_oldest()
+            self._emit("conversation.item.deleted", item_id=oldest.id)
+        conversation.keep_audio(AUDIO_KEPT_MS)
 
     # --- phase (the one table is in .state) ------------------------------------------------------
 
@@ -393,6 +409,7 @@ class ServerConversation:
         self._announce_item(stored, previous)
         transcribe = self.session.transcription is not None
         self._commands.append(Transcribe(item_id, decode(fmt, data), self.buffer.rate, transcribe))
+        self._keep_bounded()
 
     # --- transcription results -------------------------------------------------------------------
 
@@ -452,6 +469,7 @@ class ServerConversation:
             if part.get("type") == "input_audio" and part.get("transcript") is None:
                 samples = decode(stored.audio_format, bytes(audio))
                 self._commands.append(Transcribe(stored.id, samples, SAMPLE_RATE[stored.audio_format], False))
+        self._keep_bounded()
 
     def _announce_item(self, stored: StoredItem, previous: str | None) -> None:
         rendered = render_item(stored, self.dialect)
@@ -518,6 +536,8 @@ class ServerConversation:
         data = stored.audio.get(0)
         if data is not None:
             del data[end_ms * bytes_per_ms(stored.audio_format):]
+        elif 0 in stored.released:  # its audio is gone (AUDIO_KEPT_MS); its duration is what it was heard for
+            stored.released[0] = float(end_ms)
         for part in parts:
             if part["type"] == "output_audio":
                 part["transcript"] = ""  # no unheard text stays in the context (reference §2)
@@ -595,6 +615,7 @@ class ServerConversation:
         ladder.finish("cancelled", reason=reason)
         self._assistant_audio |= ladder.audio_sent
         self._commands.append(StopGeneration(response_id))
+        self._keep_bounded()
 
     # --- the shell drives a response ------------------------------------------------------------
 
@@ -650,6 +671,7 @@ class ServerConversation:
             self._arm_idle_timeout(ladder)
         if self._default_response == response_id:
             self._set_phase("response.done", None)
+        self._keep_bounded()
 
     # --- emitting ---------------------------------------------------------------------------------
 
@@ -663,4 +685,21 @@ class ServerConversation:
     def _error(self, err: ClientEventError) -> None:
         log.info("client event refused: %s (%s)", err.message, err.code)
         self._emit("error", error=err.payload(self._client_event_id))
+
+
+#: The dispatch table: client event type -> handler, called as ``handler(conversation, event)``.
+_HANDLERS: dict[str, Callable[[ServerConversation, dict[str, Any]], None]] = {
+    "session.update": ServerConversation._on_session_update,
+    "input_audio_buffer.append": ServerConversation._on_input_audio_buffer_append,
+    "input_audio_buffer.commit": ServerConversation._on_input_audio_buffer_commit,
+    "input_audio_buffer.clear": ServerConversation._on_input_audio_buffer_clear,
+    "conversation.item.create": ServerConversation._on_conversation_item_create,
+    "conversation.item.truncate": ServerConversation._on_conversation_item_truncate,
+    "conversation.item.delete": ServerConversation._on_conversation_item_delete,
+    "conversation.item.retrieve": ServerConversation._on_conversation_item_retrieve,
+    "response.create": ServerConversation._on_response_create,
+    "response.cancel": ServerConversation._on_response_cancel,
+    "output_audio_buffer.clear": ServerConversation._on_output_audio_buffer_clear,
+    "transcription_session.update": ServerConversation._on_transcription_session_update,  # beta only
+}
 

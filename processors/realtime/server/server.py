@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import json
 import logging
+import weakref
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -197,30 +198,30 @@ class _Connection:
         self.server = server
         self.core = ServerConversation(dialect=handshake.dialect, model=handshake.model, kind=handshake.kind,
                                        max_delta_ms=server.max_delta_ms, max_event_bytes=MAX_OUTBOUND_BYTES)
-        self.context = ConnectionContext(self.core, server.resources, self.flush,
+        self.context = ConnectionContext(self.core, server.resources,
                                          model_delay_s=max(0.0, server.model_delay_ms) / 1000.0,
-                                         output_pace=server.output_pace, on_overflow=self._overflowed)
-        self._overflow: str | None = None
+                                         output_pace=server.output_pace)
         self.graph = server.graph_template.build()
-        self.session = server.graph_template.session(self.context, remote_address=getattr(ws, "remote_address", None))
+        # The graph is a web of cycles (nodes, runner, bound methods) that only the collector
+        # frees; its processors keep the context they are handed. A weak proxy keeps the
+        # context, the core and its audio out of that web: they go with this connection.
+        self.session = server.graph_template.session(weakref.proxy(self.context),
+                                                     remote_address=getattr(ws, "remote_address", None))
         self._closing = False
-
-    def flush(self) -> None:
-        send = self.context.send_event
-        for event in self.core.events_to_send():
-            if not send(event):
-                return  # the writer is gone, or the client does not read: the connection is closing
-
-    def _overflowed(self, why: str) -> None:
-        self._overflow = why  # the writer sees its end marker, then closes the socket with this reason
-        self._closing = True
 
     async def run(self) -> None:
         runner = Runner(self.graph, realtime=False, stop_timeout_s=self.server.close_timeout_s, context=self.session)
+        try:
+            await self._serve(runner)
+        finally:
+            self.core.close()  # the audio goes now, whatever still refers to the core
+            self.session.attachments.clear()
+
+    async def _serve(self, runner: Runner) -> None:
         async with anyio.create_task_group() as tg:
             tg.start_soon(self._writer, tg.cancel_scope)
             tg.start_soon(self._run_graph, runner)
-            self.flush()
+            self.context.send_core_events()
             try:
                 async for message in self.ws:
                     self.core.receive_text(message)
@@ -234,7 +235,7 @@ class _Connection:
 
     async def _run_graph(self, runner: Runner) -> None:
         result = await runner.run()
-        if not self._closing:  # the graph failed (on_error: stop) while the client is still there
+        if not (self._closing or self.context.closed):  # the graph failed (on_error: stop) while the client is still there
             log.error("connection graph %r ended (%s%s): closing the connection", self.graph.name, result.ended,
                       "".join(f"; {e.processor}: {e.message}" for e in result.errors))
             await self.ws.close(1011, "the local realtime server's connection graph failed; see the server log")
@@ -245,7 +246,7 @@ class _Connection:
             while True:
                 frame = (await events.get())[0]
                 if type(frame) is EndFrame:
-                    if self._overflow is not None:
+                    if self.context.overflowed is not None:
                         await self.ws.close(1008, "the client is not reading events fast enough")
                     return
                 event = frame.event

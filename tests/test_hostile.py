@@ -1,0 +1,135 @@
+"""Hostile clients against both servers (issue 13): memory, hostile input, limits, fairness, headers.
+
+Socket cases run on 127.0.0.1 with real servers and raw websockets clients; every loop is
+bounded in count and under ``anyio.fail_after``.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import gc
+import json
+import logging
+import socket
+import time
+import weakref
+
+import anyio
+import numpy as np
+import pytest
+from websockets.asyncio.client import connect as ws_connect
+
+from pipeline.dsp.resample import resample
+from processors.realtime.server import ServerConversation, serve_local
+from processors.realtime.server import conversation as conversation_module
+from processors.realtime.server import server as server_module
+
+pytestmark = pytest.mark.anyio
+
+AUTH = {"Authorization": "Bearer sk-local"}
+
+
+@functools.lru_cache(maxsize=None)
+def utterance(text: str, lead_ms: int = 300, tail_ms: int = 700) -> bytes:
+    """pcm16 24 kHz bytes of eSpeak NG saying ``text`` between quiet seeded noise."""
+    from processors.speech.espeak import synthesize
+
+    x, rate = synthesize(text)
+    rng = np.random.default_rng(len(text))
+    quiet = lambda ms: rng.normal(0, 30, 24 * ms).astype(np.int16)
+    return np.concatenate([quiet(lead_ms), resample(x, rate, 24000), quiet(tail_ms)]).astype("<i2").tobytes()
+
+
+def raw(url: str, **kwargs):
+    kwargs.setdefault("additional_headers", AUTH)
+    return ws_connect(url + "/realtime?model=gpt-realtime", max_size=None, **kwargs)
+
+
+def append(data: bytes) -> str:
+    return json.dumps({"type": "input_audio_buffer.append", "audio": base64.b64encode(data).decode()})
+
+
+async def recv_until(ws, etype: str, limit: int = 5000, timeout: float = 30.0) -> list[dict]:
+    """Events up to and including the first of type ``etype`` (at most ``limit`` events)."""
+    out: list[dict] = []
+    with anyio.fail_after(timeout):
+        for _ in range(limit):
+            out.append(json.loads(await ws.recv()))
+            if out[-1]["type"] == etype:
+                return out
+    raise AssertionError(f"no {etype} in {limit} events: {[e['type'] for e in out[-5:]]}")
+
+
+# --- item 1: what a conversation keeps, and when it is freed ------------------------------------
+
+
+def test_a_conversation_keeps_a_bounded_amount_of_audio_and_items():
+    """Old items lose their audio past AUDIO_KEPT_MS (durations stay); past MAX_ITEMS the oldest go."""
+    core = ServerConversation()
+    core.receive_event({"type": "session.update", "session": {"type": "realtime", "audio": {
+        "input": {"turn_detection": None}}}})
+    second = bytes(48000)  # 1 s of pcm16 at 24 kHz
+    turns = conversation_module.AUDIO_KEPT_MS // 1000 + 30
+    for _ in range(turns):
+        core.receive_event({"type": "input_audio_buffer.append", "audio": base64.b64encode(second).decode()})
+        core.receive_event({"type": "input_audio_buffer.commit"})
+    items = list(core.conversation)
+    assert len(items) == turns
+    held = sum(s.audio_bytes() for s in items)
+    assert held == conversation_module.AUDIO_KEPT_MS // 1000 * len(second)
+    assert all(s.audio_ms() == 1000.0 for s in items)  # released items keep their duration
+    oldest = items[0].id
+    core.events_to_send()
+    core.receive_event({"type": "conversation.item.retrieve", "item_id": oldest})
+    retrieved = core.events_to_send()[-1]
+    assert retrieved["type"] == "conversation.item.retrieved"
+    assert "audio" not in retrieved["item"]["content"][0]
+    core.receive_event({"type": "conversation.item.retrieve", "item_id": items[-1].id})
+    assert core.events_to_send()[-1]["item"]["content"][0]["audio"] == base64.b64encode(second).decode()
+
+
+def test_past_max_items_the_oldest_item_is_deleted(monkeypatch):
+    """The conversation holds MAX_ITEMS items; each one dropped is announced as deleted."""
+    monkeypatch.setattr(conversation_module, "MAX_ITEMS", 5)
+    core = ServerConversation()
+    ids = []
+    for n in range(8):
+        core.receive_event({"type": "conversation.item.create", "item": {
+            "id": f"it{n}", "type": "message", "role": "user", "content": [{"type": "input_text", "text": "hi"}]}})
+        ids.append(f"it{n}")
+    assert core.conversation.ids() == ids[3:]
+    deleted = [e["item_id"] for e in core.events_to_send() if e["type"] == "conversation.item.deleted"]
+    assert deleted == ids[:3]
+
+
+async def test_a_closed_connection_is_freed_without_the_garbage_collector(monkeypatch):
+    """After a turn and a close, the connection and its core die by reference counting alone."""
+    refs: list[weakref.ref] = []
+    original = server_module._Connection.__init__
+
+    def spy(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        refs.append(weakref.ref(self))
+        refs.append(weakref.ref(self.core))
+        refs.append(weakref.ref(self.context))
+
+    monkeypatch.setattr(server_module._Connection, "__init__", spy)
+    async with serve_local() as server:
+        gc.collect()
+        gc.disable()
+        try:
+            for mid_response in (False, True):
+                async with raw(server.url) as ws:
+                    await recv_until(ws, "session.created")
+                    await ws.send(append(utterance("hello")))
+                    await recv_until(ws, "response.created" if mid_response else "response.done")
+                with anyio.fail_after(10):
+                    while server.connections:
+                        await anyio.sleep(0.01)
+                await anyio.sleep(0.05)  # let the handler's frames unwind
+            alive = [r() for r in refs if r() is not None]
+            assert not alive, [type(a).__name__ for a in alive]
+        finally:
+            gc.enable()
+    assert len(refs) == 6
