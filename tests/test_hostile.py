@@ -133,3 +133,37 @@ async def test_a_closed_connection_is_freed_without_the_garbage_collector(monkey
         finally:
             gc.enable()
     assert len(refs) == 6
+
+
+# --- item 4: nesting ----------------------------------------------------------------------------
+
+
+def nested_session_update(depth: int) -> str:
+    deep: object = "x"
+    for _ in range(depth):
+        deep = {"a": deep}
+    return json.dumps({"type": "session.update", "event_id": "deep",
+                       "session": {"type": "realtime", "tracing": deep}})
+
+
+async def test_deep_json_is_an_invalid_event_with_one_log_line_and_the_connection_lives(caplog):
+    """2,000 '[' and a session.update nested 495 deep: invalid_event each, one short log line, no traceback."""
+    caplog.set_level(logging.INFO, logger="voxpipe.realtime_server")
+    async with serve_local() as server:
+        async with raw(server.url) as ws:
+            await recv_until(ws, "session.created")
+            for message in ("[" * 2000, "[" * 2000 + "]" * 2000, nested_session_update(495),
+                            '{"type": "session.update", "session": ' + "[" * 5000 + "]" * 5000 + "}"):
+                caplog.clear()
+                await ws.send(message)
+                event = json.loads(await ws.recv())
+                assert event["type"] == "error" and event["error"]["code"] == "invalid_event", event
+                assert event["error"]["type"] == "invalid_request_error"
+                records = [r for r in caplog.records if r.name.startswith("voxpipe.realtime_server")]
+                assert len(records) == 1 and records[0].exc_info is None, [r.getMessage() for r in records]
+                assert len(records[0].getMessage()) < 300
+            await ws.send(nested_session_update(20))  # nesting a real client might send is fine
+            assert json.loads(await ws.recv())["type"] == "session.updated"
+            await ws.send(append(utterance("hello")))
+            done = await recv_until(ws, "response.done")
+            assert done[-1]["response"]["status"] == "completed"

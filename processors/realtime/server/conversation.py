@@ -42,6 +42,7 @@ import json
 import logging
 import math
 import random
+import re
 import secrets
 import time
 from typing import Any, Callable
@@ -95,6 +96,35 @@ CLIENT_EVENTS[Dialect.BETA] = CLIENT_EVENTS[Dialect.GA] + ("transcription_sessio
 AUDIO_KEPT_MS = 120_000
 #: Items kept per conversation; past it the oldest is deleted (``conversation.item.deleted``).
 MAX_ITEMS = 4096
+
+#: Deepest JSON nesting accepted in a client message (a tool's parameter schema needs perhaps
+#: ten); checked before parsing, so neither the parser nor a copy of the session recurses far.
+MAX_JSON_DEPTH = 100
+
+_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+_BRACKETS = re.compile(r"[\[\]{}]")
+
+
+def json_depth(text: str, limit: int) -> int:
+    """How deep ``text`` nests arrays and objects, counted up to just past ``limit``.
+
+    Cheap for what clients send: a message with at most ``limit`` brackets (every audio
+    append: base64 has none) is not scanned at all.
+    """
+    if text.count("[") + text.count("{") <= limit:
+        return 0
+    depth = deepest = 0
+    for match in _BRACKETS.finditer(_STRING.sub("", text)):
+        if match.group() in "[{":
+            depth += 1
+            if depth > deepest:
+                deepest = depth
+                if deepest > limit:
+                    break
+        else:
+            depth -= 1
+    return deepest
+
 
 _BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 
@@ -186,6 +216,10 @@ class ServerConversation:
                 raise ClientEventError("invalid_event", "Binary messages are not supported: send each client "
                                        "event as JSON in a text message (audio goes base64 in "
                                        "input_audio_buffer.append).")
+            depth = json_depth(text, MAX_JSON_DEPTH)
+            if depth > MAX_JSON_DEPTH:
+                raise ClientEventError("invalid_event", f"The message nests JSON more than {MAX_JSON_DEPTH} levels "
+                                       "deep; no client event needs more than a few.")
             try:
                 event = json.loads(text)
             except (ValueError, RecursionError) as exc:
@@ -193,6 +227,9 @@ class ServerConversation:
             self._dispatch(event)
         except ClientEventError as err:
             self._error(err)
+        except RecursionError:  # a nesting the depth check let through (it should not): one line, no traceback
+            log.warning("client event refused: nested too deep to process")
+            self._error(ClientEventError("invalid_event", "The message is nested too deeply to be processed."))
         except Exception as exc:  # a server bug: report it as the real API does, keep the session
             log.exception("realtime server core failed on a client event")
             self._error(ClientEventError(None, f"The server had an error while processing your request: "
