@@ -167,3 +167,109 @@ async def test_deep_json_is_an_invalid_event_with_one_log_line_and_the_connectio
             await ws.send(append(utterance("hello")))
             done = await recv_until(ws, "response.done")
             assert done[-1]["response"]["status"] == "completed"
+
+
+# --- item 6: limits -----------------------------------------------------------------------------
+
+
+def _core(turn_detection: object = None) -> ServerConversation:
+    core = ServerConversation()
+    core.receive_event({"type": "session.update", "session": {"type": "realtime", "audio": {
+        "input": {"turn_detection": turn_detection}}}})
+    core.events_to_send()
+    return core
+
+
+def _errors(core: ServerConversation) -> list[dict]:
+    return [e["error"] for e in core.events_to_send() if e["type"] == "error"]
+
+
+def test_the_input_buffer_is_capped_with_turn_detection_off(monkeypatch):
+    """Appends past MAX_BUFFER_MS are refused (invalid_value, param audio); commit and clear still work."""
+    monkeypatch.setattr(conversation_module, "MAX_BUFFER_MS", 2000)
+    core = _core()
+    second = base64.b64encode(bytes(48000)).decode()
+    for _ in range(8):
+        core.receive_event({"type": "input_audio_buffer.append", "audio": second})
+    errors = _errors(core)
+    assert len(errors) == 6 and {(e["code"], e["param"]) for e in errors} == {("invalid_value", "audio")}
+    assert core.buffer.buffered_ms == 2000
+    core.receive_event({"type": "input_audio_buffer.commit"})
+    assert [e["type"] for e in core.events_to_send()][0] == "input_audio_buffer.committed"
+    assert [type(c).__name__ for c in core.commands()] == ["Transcribe"]
+
+
+def test_with_server_vad_a_turn_reaching_the_cap_is_ended_by_the_server(monkeypatch):
+    """14 s of unbroken speech under server VAD: turns of at most MAX_BUFFER_MS, the buffer never above it."""
+    monkeypatch.setattr(conversation_module, "MAX_BUFFER_MS", 3000)
+    core = _core({"type": "server_vad", "create_response": False, "silence_duration_ms": 1500})
+    data = utterance("what is the weather like in paris today", 50, 50) * 6
+    most = 0
+    for i in range(0, len(data), 4800):  # 100 ms appends
+        core.receive_event({"type": "input_audio_buffer.append", "audio": base64.b64encode(data[i:i + 4800]).decode()})
+        most = max(most, core.buffer.samples)
+    events = core.events_to_send()
+    assert not [e for e in events if e["type"] == "error"]
+    assert len([e for e in events if e["type"] == "input_audio_buffer.committed"]) >= 4
+    assert most <= 24 * 3000
+    assert max(len(c.samples) for c in core.commands()) <= 24 * 3000
+
+
+def test_one_append_over_15_mib_and_an_overlong_audio_item_are_refused():
+    """An append over 15 MiB decoded and an item with more than MAX_BUFFER_MS of audio get invalid_value."""
+    core = _core()
+    core.receive_event({"type": "input_audio_buffer.append",
+                        "audio": base64.b64encode(bytes(conversation_module.MAX_APPEND_BYTES + 3)).decode()})
+    core.receive_event({"type": "conversation.item.create", "item": {"type": "message", "role": "user", "content": [
+        {"type": "input_audio", "audio": base64.b64encode(bytes(48 * (conversation_module.MAX_BUFFER_MS + 10))).decode()}]}})
+    errors = _errors(core)
+    assert [(e["code"], e["param"]) for e in errors] == [("invalid_value", "audio"),
+                                                         ("invalid_value", "item.content[0].audio")]
+    assert core.buffer.samples == 0 and len(core.conversation) == 0 and not core.commands()
+
+
+def test_out_of_band_responses_are_capped():
+    """Past MAX_OUT_OF_BAND running out-of-band responses, response.create is refused; the rest run."""
+    core = _core()
+    for _ in range(conversation_module.MAX_OUT_OF_BAND + 4):
+        core.receive_event({"type": "response.create", "response": {"conversation": "none"}})
+    errors = _errors(core)
+    assert [(e["code"], e["param"]) for e in errors] == [("invalid_value", "response.conversation")] * 4
+    assert len(core.commands()) == conversation_module.MAX_OUT_OF_BAND
+    core.receive_event({"type": "response.create"})  # the default conversation is not affected
+    assert not _errors(core)
+
+
+def test_sessions_stay_under_one_mebibyte_and_tools_are_capped():
+    """10,000 tools: array_above_max_length; 900 KB of instructions: invalid_value; session.updated < 1 MiB."""
+    core = _core()
+    tools = [{"type": "function", "name": f"tool_{i}", "description": "d" * 100,
+              "parameters": {"type": "object", "properties": {}}} for i in range(10_000)]
+    core.receive_event({"type": "session.update", "session": {"type": "realtime", "tools": tools}})
+    core.receive_event({"type": "session.update", "session": {"type": "realtime", "tools": tools[:128]}})
+    updated = core.events_to_send()
+    assert updated[0]["error"]["code"] == "array_above_max_length" and updated[0]["error"]["param"] == "session.tools"
+    assert updated[1]["type"] == "session.updated" and len(updated[1]["session"]["tools"]) == 128
+    core.receive_event({"type": "session.update", "session": {"type": "realtime", "instructions": "x" * 900_000}})
+    errors = _errors(core)
+    assert [(e["code"], e["param"]) for e in errors] == [("invalid_value", "session")]
+    core.receive_event({"type": "session.update", "session": {"type": "realtime", "instructions": "x" * 700_000}})
+    event = core.events_to_send()[0]
+    assert event["type"] == "session.updated" and len(json.dumps(event)) < 1024 * 1024
+
+
+async def test_a_huge_event_id_is_refused_not_echoed():
+    """A 10 MiB event_id: string_above_max_length, error.event_id null, the error is small."""
+    async with serve_local() as server:
+        async with raw(server.url) as ws:
+            await recv_until(ws, "session.created")
+            await ws.send(json.dumps({"type": "input_audio_buffer.clear", "event_id": "e" * (10 * 1024 * 1024)}))
+            message = await ws.recv()
+            event = json.loads(message)
+            assert event["error"]["code"] == "string_above_max_length" and event["error"]["event_id"] is None
+            assert len(message) < 1024
+            await ws.send(json.dumps({"type": "conversation.item.delete", "item_id": "i" * (1024 * 1024)}))
+            message = await ws.recv()
+            assert json.loads(message)["error"]["code"] == "item_not_found" and len(message) < 1024
+            await ws.send(json.dumps({"type": "input_audio_buffer.clear", "event_id": "e" * 512}))
+            assert json.loads(await ws.recv())["type"] == "input_audio_buffer.cleared"

@@ -58,6 +58,7 @@ from .errors import (
     invalid_type,
     invalid_value,
     missing_parameter,
+    string_too_long,
 )
 from .commands import Command, Generate, ResponseContext, StopGeneration, Transcribe, build_context, input_tokens
 from .input_buffer import InputAudioBuffer
@@ -96,6 +97,16 @@ CLIENT_EVENTS[Dialect.BETA] = CLIENT_EVENTS[Dialect.GA] + ("transcription_sessio
 AUDIO_KEPT_MS = 120_000
 #: Items kept per conversation; past it the oldest is deleted (``conversation.item.deleted``).
 MAX_ITEMS = 4096
+#: Audio one append may carry, decoded: the real API's documented 15 MiB.
+MAX_APPEND_BYTES = 15 * 1024 * 1024
+#: Audio the input buffer holds, so the longest commit (or audio item) recognised: six minutes.
+#: With turn detection off an append past it is refused; with server VAD a turn that long is
+#: ended (speech_stopped, committed) and the next one begins.
+MAX_BUFFER_MS = 360_000
+#: Out-of-band responses (``conversation: "none"``) running at once per connection.
+MAX_OUT_OF_BAND = 16
+#: Longest client ``event_id`` accepted (it is echoed back in errors).
+MAX_EVENT_ID = 512
 
 #: Deepest JSON nesting accepted in a client message (a tool's parameter schema needs perhaps
 #: ten); checked before parsing, so neither the parser nor a copy of the session recurses far.
@@ -243,6 +254,8 @@ class ServerConversation:
         if not isinstance(event, dict):
             raise ClientEventError("invalid_event", "A client event must be a JSON object with a 'type' field.")
         client_id = event.get("event_id")
+        if isinstance(client_id, str) and len(client_id) > MAX_EVENT_ID:
+            raise string_too_long("event_id", MAX_EVENT_ID, len(client_id))  # not echoed
         self._client_event_id = client_id if isinstance(client_id, str) else None
         etype = event.get("type")
         if etype is None:
@@ -352,6 +365,9 @@ class ServerConversation:
             raise missing_parameter("audio")
         if not isinstance(audio, str):
             raise invalid_type("audio", "a base64-encoded string", audio)
+        if len(audio) * 3 // 4 > MAX_APPEND_BYTES + 2:
+            raise invalid_value("audio", f"Invalid 'audio': {len(audio) * 3 // 4} bytes of audio in one append; "
+                                f"at most {MAX_APPEND_BYTES} bytes (15 MiB) are accepted. Send it in pieces.")
         try:
             data = decode_base64(audio)
         except ValueError:
@@ -359,8 +375,25 @@ class ServerConversation:
         self.append_audio(data)
 
     def append_audio(self, data: bytes) -> None:
-        """Add wire bytes of the input format to the buffer and run server VAD over them."""
+        """Add wire bytes of the input format to the buffer and run server VAD over them.
+
+        Raises ``invalid_value`` when the buffer would hold more than :data:`MAX_BUFFER_MS`
+        with turn detection off (or the append alone is longer); with server VAD a turn
+        that reaches it is ended first.
+        """
         turns = self._turn_detector()
+        cap = self.buffer.position(MAX_BUFFER_MS)
+        incoming = len(data) // self.buffer.width
+        if incoming > cap or (turns is None and self.buffer.samples + incoming > cap):
+            raise invalid_value("audio", f"The input audio buffer would hold {self.buffer.ms(self.buffer.samples + incoming)}"
+                                f"ms of audio; it holds at most {MAX_BUFFER_MS}ms. Commit or clear it first.")
+        if turns is not None and self.buffer.samples + incoming > cap:
+            log.info("a turn reached %d ms: ended by the server", MAX_BUFFER_MS)
+            if turns.in_speech:
+                self._speech_stopped(self.buffer.end)
+            else:
+                self.buffer.trim_to(self.buffer.end)
+            turns.reset(self.buffer.end)
         samples = self.buffer.append(data)
         if turns is None:
             return
@@ -492,6 +525,10 @@ class ServerConversation:
             raise invalid_type("previous_item_id", "a string", previous_id)
         stored = normalize_client_item(event.get("item"), self.dialect, self._new_id("item"), self._new_id("call"))
         stored.audio_format = self.session.input_format
+        for index in stored.audio:
+            if stored.audio_ms(index) > MAX_BUFFER_MS:
+                raise invalid_value(f"item.content[{index}].audio", f"The audio is {int(stored.audio_ms(index))}ms "
+                                    f"long; an item takes at most {MAX_BUFFER_MS}ms.")
         item = stored.item
         if (self.dialect is Dialect.BETA and item["type"] == "function_call_output"
                 and not any(s.item.get("call_id") == item["call_id"] and s.item["type"] == "function_call"
@@ -600,7 +637,12 @@ class ServerConversation:
             self._next_phase("response.create")  # refused: says why
         settings = settings_from_request(self.session, params)
         oob = settings.conversation == "none"
-        if not oob:
+        if oob:
+            running = sum(1 for ladder in self._responses.values() if ladder.conversation is None)
+            if running >= MAX_OUT_OF_BAND:
+                raise invalid_value("response.conversation", f"{running} out-of-band responses are in progress; "
+                                    f"at most {MAX_OUT_OF_BAND} run at once. Wait for a response.done.")
+        else:
             self._next_phase("response.create")  # refused now, before any work, if one is running
         context_items = self._context_items(params.get("input"))
         response_id = self._new_id("resp")
