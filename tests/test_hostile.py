@@ -16,6 +16,7 @@ import time
 import weakref
 
 import anyio
+import anyio.lowlevel
 import numpy as np
 import pytest
 from websockets.asyncio.client import connect as ws_connect
@@ -273,3 +274,113 @@ async def test_a_huge_event_id_is_refused_not_echoed():
             assert json.loads(message)["error"]["code"] == "item_not_found" and len(message) < 1024
             await ws.send(json.dumps({"type": "input_audio_buffer.clear", "event_id": "e" * 512}))
             assert json.loads(await ws.recv())["type"] == "input_audio_buffer.cleared"
+
+
+# --- item 7: fairness ---------------------------------------------------------------------------
+
+
+async def _timed_turn(url: str, text: str = "hello") -> tuple[float, float]:
+    """One spoken turn on a new connection: (seconds to response.done, perf_counter at its end)."""
+    async with raw(url) as ws:
+        await recv_until(ws, "session.created")
+        t0 = time.perf_counter()
+        await ws.send(append(utterance(text)))
+        done = await recv_until(ws, "response.done", timeout=120)
+        assert done[-1]["response"]["status"] == "completed"
+        end = time.perf_counter()
+        return end - t0, end
+
+
+def test_long_audio_is_cut_at_quiet_points_into_bounded_pieces():
+    """quiet_cuts: pieces of at most MAX_PIECE_S, each cut in the quietest frame near the limit."""
+    from processors.realtime.server.budget import MAX_PIECE_S, quiet_cuts
+
+    rng = np.random.default_rng(7)
+    x = rng.normal(0, 3000, 24000 * 65).astype(np.int16)
+    x[24000 * 18: 24000 * 18 + 480] = 0  # a pause 2 s before the first limit
+    cuts = quiet_cuts(x, 24000)
+    pieces = np.diff([0, *cuts, x.shape[0]])
+    assert pieces.max() <= MAX_PIECE_S * 24000 and len(pieces) == 4
+    assert 24000 * 18 <= cuts[0] <= 24000 * 18 + 480
+    assert quiet_cuts(x[: 24000 * 5], 24000) == []
+
+
+async def test_a_long_commit_does_not_hold_back_another_clients_turn():
+    """One worker; a client commits 2 minutes of speech; another client's turn ends before that transcript."""
+    speech = utterance("what is the weather like in paris today")
+    long_audio = (speech * (48 * 120_000 // len(speech) + 1))[: 48 * 120_000]
+    async with serve_local(workers=1) as server:
+        idle = [(await _timed_turn(server.url))[0] for _ in range(2)]
+        async with raw(server.url) as ws:
+            await recv_until(ws, "session.created")
+            await ws.send(json.dumps({"type": "session.update", "session": {"type": "realtime", "audio": {"input": {
+                "turn_detection": None, "transcription": {"model": "whisper-1"}}}}}))
+            for i in range(0, len(long_audio), 48 * 30_000):
+                await ws.send(append(long_audio[i:i + 48 * 30_000]))
+            await ws.send(json.dumps({"type": "input_audio_buffer.commit"}))
+            await recv_until(ws, "input_audio_buffer.committed")
+            t0 = time.perf_counter()
+            async with anyio.create_task_group() as tg:
+                other: list[tuple[float, float]] = []
+
+                async def turn() -> None:
+                    other.append(await _timed_turn(server.url))
+
+                tg.start_soon(turn)
+                await recv_until(ws, "conversation.item.input_audio_transcription.completed", timeout=120)
+                transcribed = time.perf_counter()
+        latency, other_end = other[0]
+        print(f"\nlong commit: 2 min transcribed in {transcribed - t0:.2f} s; other turn {latency * 1000:.0f} ms "
+              f"(idle {min(idle) * 1000:.0f} ms)")
+        assert other_end < transcribed  # the other turn did not wait for the whole long commit
+
+
+async def test_another_clients_turn_completes_while_one_floods():
+    """A client streams speech at full speed with server VAD; another client's turns still complete."""
+    speech = utterance("what is the weather like in paris today")
+    async with serve_local() as server:
+        idle = [(await _timed_turn(server.url))[0] for _ in range(3)]
+        stop = anyio.Event()
+        sent = 0
+
+        async def flood() -> None:
+            nonlocal sent
+            async with raw(server.url) as ws:
+                await recv_until(ws, "session.created")
+                with anyio.fail_after(120):
+                    while not stop.is_set():
+                        for i in range(0, len(speech), 4800):
+                            await ws.send(append(speech[i:i + 4800]))
+                            sent += 4800
+                        await anyio.lowlevel.checkpoint()
+
+        loaded = []
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(flood)
+            with anyio.fail_after(10):
+                while sent < 48 * 5000:  # the flood is under way
+                    await anyio.sleep(0.01)
+            for _ in range(3):
+                loaded.append((await _timed_turn(server.url))[0])
+            stop.set()
+        print(f"\nflood: {sent / 48000:.0f} s of audio sent; other turns {[round(x * 1000) for x in loaded]} ms "
+              f"loaded vs {[round(x * 1000) for x in idle]} ms idle")
+        assert len(loaded) == 3
+
+
+def test_the_loop_budget_holds_back_a_connection_past_its_share():
+    """LoopBudget: alone, never a wait; among others, a flooder waits so its loop use stays near its share."""
+    from processors.realtime.server.budget import LoopBudget
+
+    alone = LoopBudget(now=0.0)
+    assert all(alone.charge(0.01, now=0.01 * (i + 1)) == 0.0 for i in range(100))
+    budget, now, busy = LoopBudget(now=0.0), 0.0, 0.0
+    budget.share = 0.5
+    for _ in range(200):  # messages of 5 ms each, read as fast as the budget allows
+        now += 0.005
+        busy += 0.005
+        wait = budget.charge(0.005, now)
+        if wait:
+            now += wait
+            budget.waited(wait, now)
+    assert 0.45 <= busy / now <= 0.55 + budget.burst_s / now

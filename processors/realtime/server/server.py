@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 import weakref
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -41,6 +42,7 @@ from typing import Any, AsyncIterator
 from urllib.parse import parse_qs, urlsplit
 
 import anyio
+import anyio.lowlevel
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
@@ -50,6 +52,7 @@ from pipeline.frames import EndFrame
 from pipeline.logs import quiet_handshakes
 from pipeline.runner import Runner, stop_signal
 
+from .budget import LoopBudget, SegmentedRecognition
 from .connection_graph import ConnectionGraphTemplate
 from .conversation import ServerConversation
 from .engine import SpeechResources
@@ -198,7 +201,7 @@ class _Connection:
         self.server = server
         self.core = ServerConversation(dialect=handshake.dialect, model=handshake.model, kind=handshake.kind,
                                        max_delta_ms=server.max_delta_ms, max_event_bytes=MAX_OUTBOUND_BYTES)
-        self.context = ConnectionContext(self.core, server.resources,
+        self.context = ConnectionContext(self.core, SegmentedRecognition(server.resources),
                                          model_delay_s=max(0.0, server.model_delay_ms) / 1000.0,
                                          output_pace=server.output_pace)
         self.graph = server.graph_template.build()
@@ -208,6 +211,7 @@ class _Connection:
         self.session = server.graph_template.session(weakref.proxy(self.context),
                                                      remote_address=getattr(ws, "remote_address", None))
         self._closing = False
+        self.budget = LoopBudget(now=time.perf_counter())
 
     async def run(self) -> None:
         runner = Runner(self.graph, realtime=False, stop_timeout_s=self.server.close_timeout_s, context=self.session)
@@ -223,9 +227,21 @@ class _Connection:
             tg.start_soon(self._run_graph, runner)
             self.context.send_core_events()
             try:
+                budget, clock = self.budget, time.perf_counter
                 async for message in self.ws:
+                    start = clock()
                     self.core.receive_text(message)
                     self.context.after_core_call()
+                    # websockets hands over buffered messages without yielding: a client that
+                    # floods would keep the event loop from every other connection (.budget)
+                    now = clock()
+                    budget.share = 1.0 / max(1, self.server.connections)
+                    wait = budget.charge(now - start, now)
+                    if wait > 0:
+                        await anyio.sleep(wait)
+                        budget.waited(wait, clock())
+                    else:
+                        await anyio.lowlevel.checkpoint()
             except ConnectionClosed:
                 pass
             finally:
