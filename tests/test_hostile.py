@@ -384,3 +384,110 @@ def test_the_loop_budget_holds_back_a_connection_past_its_share():
             now += wait
             budget.waited(wait, now)
     assert 0.45 <= busy / now <= 0.55 + budget.burst_s / now
+
+
+# --- items 8 and 9: odd headers, who may connect ------------------------------------------------
+
+
+async def http_request(port: int, path: str = "/ws", headers: list[tuple[str, str]] | None = None,
+                       host: str | None = None) -> bytes:
+    """Send one websocket upgrade request by hand; the raw response (up to EOF, at most 64 KiB)."""
+    lines = [f"GET {path} HTTP/1.1", f"Host: {host or f'127.0.0.1:{port}'}", "Upgrade: websocket",
+             "Connection: Upgrade", "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==", "Sec-WebSocket-Version: 13"]
+    lines += [f"{k}: {v}" for k, v in headers or []]
+    data = b""
+    with anyio.fail_after(10):
+        async with await anyio.connect_tcp("127.0.0.1", port) as stream:
+            await stream.send(("\r\n".join(lines) + "\r\n\r\n").encode())
+            while len(data) < 65536 and b"\r\n\r\n" not in data:
+                try:
+                    data += await stream.receive()
+                except (anyio.EndOfStream, anyio.BrokenResourceError):
+                    break
+    return data
+
+
+def status_of(response: bytes) -> int:
+    assert response.startswith(b"HTTP/1.1 "), response[:100]
+    return int(response.split(b" ", 2)[1])
+
+
+@pytest.fixture
+def echo_yaml(tmp_path):
+    from test_web_server import ECHO
+
+    path = tmp_path / "web_echo.yaml"
+    path.write_text(ECHO)
+    return path
+
+
+def _our_records(caplog) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+async def test_duplicate_origin_and_overlong_path_get_clean_answers_on_both_servers(caplog, echo_yaml):
+    """Two Origin headers: 400; a 9,000-character path: 414; each with one warning line and no traceback."""
+    from processors.web.server import web_server
+
+    caplog.set_level(logging.INFO)
+    async with web_server(echo_yaml) as web, serve_local() as rt:
+        cases = [(web.port, "/ws", []), (rt.port, "/v1/realtime?model=m", [("Authorization", "Bearer x")])]
+        for port, path, auth in cases:
+            for extra, want in (([("Origin", "http://127.0.0.1"), ("Origin", "http://127.0.0.2")], 400),
+                                ([("Host", "127.0.0.1")], 400)):
+                caplog.clear()
+                response = await http_request(port, path, auth + extra)
+                assert status_of(response) == want, response[:200]
+                assert len(_our_records(caplog)) == 1 and not any(r.exc_info for r in caplog.records)
+            caplog.clear()
+            response = await http_request(port, "/" + "a" * 9000, auth)
+            assert status_of(response) == 414
+            assert [r.getMessage() for r in _our_records(caplog)] == [
+                _our_records(caplog)[0].getMessage()] and "414" in _our_records(caplog)[0].getMessage()
+            assert not any(r.exc_info for r in caplog.records)
+            caplog.clear()
+            response = await http_request(port, path, auth + [("X-Long", "b" * 9000)])
+            assert status_of(response) == 431 and len(_our_records(caplog)) == 1
+        async with ws_connect(web.ws_url) as ws:  # both still serve
+            assert json.loads(await ws.recv())["type"] == "ready"
+        async with raw(rt.url) as ws:
+            assert json.loads(await ws.recv())["type"] == "session.created"
+
+
+async def test_dns_rebinding_and_browser_origins_are_refused(echo_yaml):
+    """A foreign Host is refused by both servers; the realtime server refuses browser Origins unless allowed."""
+    from processors.web.server import web_server
+
+    async with web_server(echo_yaml) as web, serve_local(allow_origins=["http://app.example"]) as rt:
+        # the page of evil.example, its name rebound to 127.0.0.1: Host and Origin agree, so they must not pass
+        rebound = [("Origin", f"http://evil.example:{web.port}")]
+        assert status_of(await http_request(web.port, "/ws", rebound, host=f"evil.example:{web.port}")) == 403
+        assert status_of(await http_request(web.port, "/", [], host=f"evil.example:{web.port}")) == 403
+        for host in (f"localhost:{web.port}", f"127.0.0.1:{web.port}", f"[::1]:{web.port}"):
+            assert status_of(await http_request(web.port, "/ws", [], host=host)) == 101
+        assert status_of(await http_request(web.port, "/ws", [("Origin", f"http://localhost:{web.port}")],
+                                            host=f"localhost:{web.port}")) == 101
+        auth = [("Authorization", "Bearer x")]
+        path = "/v1/realtime?model=m"
+        assert status_of(await http_request(rt.port, path, auth, host=f"evil.example:{rt.port}")) == 403
+        assert status_of(await http_request(rt.port, path, auth + [("Origin", "http://evil.example")])) == 403
+        assert status_of(await http_request(rt.port, path, auth + [("Origin", f"http://127.0.0.1:{rt.port}")])) == 403
+        assert status_of(await http_request(rt.port, path, auth + [("Origin", "http://app.example")])) == 101
+        assert status_of(await http_request(rt.port, path, auth)) == 101  # SDKs send no Origin
+    async with serve_local(allow_origins=["*"]) as rt:
+        assert status_of(await http_request(rt.port, "/v1/realtime?model=m",
+                                            [("Authorization", "Bearer x"), ("Origin", "http://any.example")])) == 101
+
+
+def test_host_check_names():
+    """HostCheck: loopback names and the configured host; IP literals only when bound to every interface."""
+    from processors.guard import HostCheck
+
+    local = HostCheck("127.0.0.1")
+    assert all(local.allows(h) for h in ("localhost", "localhost:80", "app.localhost:8080", "127.0.0.1:1",
+                                         "127.1.2.3", "[::1]:8080", "::1"))
+    assert not any(local.allows(h) for h in ("evil.example", "evil.example:8080", "192.168.1.4", "", None,
+                                             "localhost.evil.example"))
+    assert HostCheck("voice.lan").allows("VOICE.lan:8080")
+    everywhere = HostCheck("0.0.0.0")
+    assert everywhere.allows("192.168.1.4:8080") and not everywhere.allows("evil.example")

@@ -5,7 +5,10 @@ Theory of operation
 One ``websockets`` server (asyncio) listens on ``host:port``. Its ``process_request``
 hook answers plain HTTP GETs with the page (``/``, ``/app.js``, ``/worklet.js``) and
 vets websocket upgrades to ``/ws``: the token (when one is set), the ``Origin`` (same host,
-or one of ``origins``) and the number of open sessions. Everything else is a 404.
+or one of ``origins``) and the number of open sessions. Everything else is a 404. Before
+that, every request's ``Host`` must be a loopback name or the listening host (DNS
+rebinding), ``Host`` and ``Origin`` must come once, and an overlong line gets a 414 or 431
+(:mod:`processors.guard`).
 
 Each accepted websocket is a session. Its handler copies the pipeline's graph (loaded and
 checked once, at start: ``Graph.copy()`` per session, no re-parse), hands the
@@ -52,6 +55,7 @@ from pipeline.loader import load_text
 from pipeline.logs import quiet_handshakes
 from pipeline.runner import Runner, RunResult, stop_signal
 from pipeline.session import SessionContext
+from processors.guard import GuardedConnection, HeaderError, HostCheck, single_header
 
 from .session import WebSession
 from .transport import WEB_SESSION, WebsocketInput, WebsocketOutput
@@ -148,6 +152,7 @@ class WebServer:
         self._idle = anyio.Event()
         self._idle.set()
         self._server: Server | None = None
+        self._hosts = HostCheck(self.host)
         self._local: Any = None  # the shared local realtime server
         self._static = {path: (STATIC_DIR / name).read_bytes() for path, name in _PAGES.items()}
         self.template = graph = self._graph()  # load and check once, before anything listens
@@ -199,8 +204,10 @@ class WebServer:
             self._overrides += [f"{n}.api_key=local" for n in self._keyless]
             self.template = self._graph()  # once more, pointed at the shared server
         try:
+            self._hosts = HostCheck(host)
             self._server = await ws_serve(
                 self._handle, host, port, process_request=self._process_request, max_size=self.max_message_bytes,
+                create_connection=GuardedConnection,
                 compression=None, close_timeout=2, logger=quiet_handshakes(logging.getLogger("voxpipe.web.websockets")))
         except OSError as exc:
             await self.aclose()
@@ -231,6 +238,15 @@ class WebServer:
     # --- HTTP -----------------------------------------------------------------------------------
 
     def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+        try:
+            host = single_header(request.headers, "Host")
+            origin = single_header(request.headers, "Origin")
+        except HeaderError as exc:
+            log.warning("refused a request from %s: %s", _peer(connection), exc)
+            return exc.response
+        if not self._hosts.allows(host):  # DNS rebinding: a page's own name, pointed at this machine
+            log.warning("refused a request from %s for host %r", _peer(connection), host)
+            return self._hosts.refusal(host)
         url = urlsplit(request.path)
         if url.path != WS_PATH:
             if url.path == "/favicon.ico":
@@ -247,8 +263,7 @@ class WebServer:
             if not hmac.compare_digest(given.encode(), self.token.encode()):
                 log.warning("refused a websocket from %s: %s token", _peer(connection), "wrong" if given else "no")
                 return _text(HTTPStatus.UNAUTHORIZED, "a token is required: open the page as /?token=SECRET\n")
-        origin = request.headers.get("Origin")
-        if origin is not None and not self._origin_ok(origin, request.headers.get("Host", "")):
+        if origin is not None and not self._origin_ok(origin, host or ""):
             log.warning("refused a websocket from %s: origin %s", _peer(connection), origin)
             return _text(HTTPStatus.FORBIDDEN, f"origin {origin} is not allowed; open the page from this server "
                                                "or add the origin to the server's allowed origins\n")

@@ -12,7 +12,9 @@ It serves ``ws://HOST:PORT/v1/realtime?model=...`` like the real API (reference 
   compresses and deflating it was the largest CPU cost under load;
 * inbound messages may be up to 32 MiB (a 15 MiB append is 20 MiB of base64); outbound
   messages stay far below 1 MiB (audio deltas of at most 200 ms), which older SDKs need;
-* bad input never closes the connection: the core answers with an ``error`` event.
+* bad input never closes the connection: the core answers with an ``error`` event;
+* who may connect: the ``Host`` must name this server and browser pages (an ``Origin``
+  header) are refused unless ``--allow-origin`` lists them (:mod:`processors.guard`).
 
 Each connection gets its own :class:`~.conversation.ServerConversation` (the protocol
 state) and its own voxpipe graph, built from ``pipelines/realtime_server.yaml`` (loaded and
@@ -51,6 +53,7 @@ from websockets.http11 import Request, Response
 from pipeline.frames import EndFrame
 from pipeline.logs import quiet_handshakes
 from pipeline.runner import Runner, stop_signal
+from processors.guard import GuardedConnection, HeaderError, HostCheck, single_header
 
 from .budget import LoopBudget, SegmentedRecognition
 from .connection_graph import ConnectionGraphTemplate
@@ -129,14 +132,17 @@ class RealtimeServer:
     ``voice`` is the eSpeak NG voice; ``workers`` bounds concurrent recognitions;
     ``output_pace`` > 0 streams response audio at most that many times faster than real
     time (0: as fast as it is synthesised); ``pipeline`` is the graph each connection runs
-    (default ``pipelines/realtime_server.yaml``).
+    (default ``pipelines/realtime_server.yaml``); ``allow_origins`` are the browser page
+    origins allowed to connect (``*``: any; by default a request with an ``Origin`` header is
+    refused, so that no web page the user visits can drive the server). Requests whose
+    ``Host`` is not a loopback name or the listening host are refused (DNS rebinding).
     Start it with :meth:`start` (or use :func:`serve_local`), stop it with :meth:`aclose`.
     """
 
     def __init__(self, *, rules: str | Path | None = None, model_delay_ms: float = 0.0,
                  voice: str = "en-us+klatt", workers: int = 2, close_timeout_s: float = 5.0,
                  max_delta_ms: int = 200, output_pace: float = 0.0,
-                 pipeline: str | Path | None = None) -> None:
+                 pipeline: str | Path | None = None, allow_origins: tuple[str, ...] | list[str] = ()) -> None:
         self.resources = SpeechResources(rules, voice=voice, workers=workers)
         self.graph_template = ConnectionGraphTemplate(pipeline)
         self.model_delay_ms = model_delay_ms
@@ -147,6 +153,8 @@ class RealtimeServer:
         self.port = 0
         self.connections = 0  # open now
         self.connections_total = 0
+        self.allow_origins = set(allow_origins)
+        self._hosts = HostCheck(self.host)
         self._server: Server | None = None
 
     @property
@@ -157,8 +165,9 @@ class RealtimeServer:
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> None:
         """Load the speech models, then listen on ``host:port`` (0: any free port)."""
         await self.resources.warm_up()
+        self._hosts = HostCheck(host)
         self._server = await serve(
-            self._handle, host, port, process_request=self._process_request,
+            self._handle, host, port, process_request=self._process_request, create_connection=GuardedConnection,
             select_subprotocol=_select_subprotocol, max_size=MAX_INBOUND_BYTES, close_timeout=2,
             compression=None,  # base64 audio barely compresses; deflate cost 1 s of CPU at 50 sessions
             logger=quiet_handshakes(logging.getLogger("voxpipe.realtime_server.websockets")))
@@ -179,6 +188,21 @@ class RealtimeServer:
                         self.close_timeout_s, self.connections)
 
     def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+        try:
+            host = single_header(request.headers, "Host")
+            origin = single_header(request.headers, "Origin")
+        except HeaderError as exc:
+            log.warning("refused a request from %s: %s", _peer(connection), exc)
+            return _json_error(HTTPStatus.BAD_REQUEST, f"Send the {exc.name} header once.")
+        if not self._hosts.allows(host):
+            log.warning("refused a request from %s for host %r (DNS rebinding protection)", _peer(connection), host)
+            return _json_error(HTTPStatus.FORBIDDEN, f"This server does not answer for host {host!r}; connect to "
+                               "localhost or 127.0.0.1.")
+        if origin is not None and not ({"*", origin} & self.allow_origins):
+            # a browser page: any site the user visits could otherwise drive this server
+            log.warning("refused a websocket from %s: browser origin %s", _peer(connection), origin)
+            return _json_error(HTTPStatus.FORBIDDEN, f"Browser pages may not connect (origin {origin}); start the "
+                               f"server with --allow-origin {origin} to allow this one.", "origin_not_allowed")
         found = read_handshake(request)
         return found if isinstance(found, Response) else None
 
@@ -275,6 +299,14 @@ class _Connection:
             scope.cancel()
 
 
+def _peer(connection: ServerConnection) -> str:
+    try:
+        host, port = connection.remote_address[:2]
+        return f"{host}:{port}"
+    except Exception:
+        return "?"
+
+
 @asynccontextmanager
 async def serve_local(host: str = "127.0.0.1", port: int = 0, *, rules: str | Path | None = None,
                       model_delay_ms: float = 0.0, voice: str = "en-us+klatt",
@@ -296,12 +328,16 @@ async def serve_local(host: str = "127.0.0.1", port: int = 0, *, rules: str | Pa
 
 
 async def main(host: str = "127.0.0.1", port: int = 8765, rules: str | Path | None = None,
-               model_delay_ms: float = 0.0, *, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
+               model_delay_ms: float = 0.0, *, allow_origins: tuple[str, ...] | list[str] = (),
+               task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
     """``voxpipe realtime-server``: serve until interrupted (Ctrl-C) or cancelled.
 
-    Under ``task_group.start(main, ...)`` it reports the server's base URL once listening.
+    ``allow_origins`` lists the browser page origins allowed to connect (``*``: any); by
+    default none is. Under ``task_group.start(main, ...)`` it reports the server's base URL
+    once listening.
     """
-    async with serve_local(host, port, rules=rules, model_delay_ms=model_delay_ms) as server:
+    async with serve_local(host, port, rules=rules, model_delay_ms=model_delay_ms,
+                           allow_origins=tuple(allow_origins)) as server:
         print(f"voxpipe local realtime server on {server.url}/realtime  (rules: {server.resources.rules_path})",
               flush=True)
         print(f"  python: AsyncOpenAI(api_key='local', websocket_base_url='{server.url}')", flush=True)
