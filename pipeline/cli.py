@@ -126,7 +126,8 @@ def cmd_realtime_server(args) -> int:
 
     from processors.realtime.server.server import main as server_main
 
-    anyio.run(lambda: server_main(args.host, args.port, args.rules, args.model_delay_ms))
+    anyio.run(lambda: server_main(args.host, args.port, args.rules, args.model_delay_ms,
+                                  allow_origins=tuple(args.allow_origin)))
     return 0
 
 
@@ -147,7 +148,8 @@ def cmd_serve(args) -> int:
 
     from processors.web.server import serve
 
-    anyio.run(lambda: serve(pipeline_path(args.pipeline, "web_agent.yaml"), host=args.host, port=args.port, token=args.token))
+    anyio.run(lambda: serve(pipeline_path(args.pipeline, "web_agent.yaml"), host=args.host, port=args.port,
+                            token=args.token, idle_timeout_s=args.idle_timeout))
     return 0
 
 
@@ -185,6 +187,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8765)
     p.add_argument("--rules", default=None, help="responder rules YAML (default: the demo rules)")
     p.add_argument("--model-delay-ms", type=int, default=0, help="artificial delay before the first audio")
+    p.add_argument("--allow-origin", action="append", default=[], metavar="ORIGIN",
+                   help="let browser pages from ORIGIN connect (repeatable; '*': any page); by default none may")
     p.set_defaults(fn=cmd_realtime_server)
 
     p = sub.add_parser("demo", help="run the offline voice-agent demo")
@@ -203,6 +207,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8080)
     p.add_argument("--token", default=None, help="require this token in the websocket URL (env VOXPIPE_TOKEN)")
+    p.add_argument("--idle-timeout", type=float, default=120.0, metavar="SECONDS",
+                   help="close a session whose page sends nothing for this long (0: never; default 120)")
     p.set_defaults(fn=cmd_serve)
     return parser
 

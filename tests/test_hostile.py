@@ -491,3 +491,46 @@ def test_host_check_names():
     assert HostCheck("voice.lan").allows("VOICE.lan:8080")
     everywhere = HostCheck("0.0.0.0")
     assert everywhere.allows("192.168.1.4:8080") and not everywhere.allows("evil.example")
+
+
+# --- item 10: idle sessions ---------------------------------------------------------------------
+
+
+async def test_serve_closes_a_session_that_sends_nothing(echo_yaml):
+    """With idle_timeout_s, a silent page is closed with 1008 and a reason; a talking page stays."""
+    from websockets.exceptions import ConnectionClosed
+
+    from processors.web.server import web_server
+
+    async with web_server(echo_yaml, idle_timeout_s=0.5, max_sessions=2) as web:
+        async with ws_connect(web.ws_url) as silent, ws_connect(web.ws_url) as talking:
+            assert json.loads(await silent.recv())["type"] == "ready"
+            assert json.loads(await talking.recv())["type"] == "ready"
+            t0 = time.perf_counter()
+            with anyio.fail_after(10):
+                for _ in range(40):
+                    await talking.send(json.dumps({"type": "hello", "sample_rate": 16000}))
+                    await anyio.sleep(0.05)
+                    if silent.close_code is not None:
+                        break
+                with pytest.raises(ConnectionClosed):
+                    while True:
+                        await silent.recv()
+            assert silent.close_code == 1008 and "idle" in silent.close_reason, silent.close_reason
+            assert time.perf_counter() - t0 >= 0.4
+            assert talking.close_code is None  # it kept sending
+            with anyio.fail_after(5):
+                while len(web.sessions) > 1:
+                    await anyio.sleep(0.02)
+            async with ws_connect(web.ws_url) as third:  # the freed slot is usable
+                assert json.loads(await third.recv())["type"] == "ready"
+
+
+def test_the_cli_has_the_new_flags():
+    """--allow-origin (realtime-server, repeatable) and --idle-timeout (serve) parse."""
+    from pipeline.cli import build_parser
+
+    args = build_parser().parse_args(["realtime-server", "--allow-origin", "http://a", "--allow-origin", "*"])
+    assert args.allow_origin == ["http://a", "*"]
+    assert build_parser().parse_args(["serve", "--idle-timeout", "30"]).idle_timeout == 30.0
+    assert build_parser().parse_args(["serve"]).idle_timeout == 120.0

@@ -32,6 +32,7 @@ import hmac
 import ipaddress
 import itertools
 import logging
+import math
 import os
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -71,7 +72,7 @@ from .wire import (
     ready_event,
 )
 
-__all__ = ["STATIC_DIR", "TOKEN_ENV", "WebServer", "serve", "web_server"]
+__all__ = ["DEFAULT_IDLE_TIMEOUT_S", "STATIC_DIR", "TOKEN_ENV", "WebServer", "serve", "web_server"]
 
 log = logging.getLogger("voxpipe.web")
 
@@ -80,6 +81,8 @@ TOKEN_ENV = "VOXPIPE_TOKEN"
 WS_PATH = "/ws"
 #: Malformed messages tolerated per session before it is closed as abusive.
 MAX_BAD_MESSAGES = 20
+#: Seconds a page may send nothing (no audio, no report) before its session is closed.
+DEFAULT_IDLE_TIMEOUT_S = 120.0
 
 _PAGES = {"/": "index.html", "/index.html": "index.html", "/app.js": "app.js", "/worklet.js": "worklet.js"}
 _TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8"}
@@ -114,7 +117,9 @@ class WebServer:
 
     ``token`` (default: ``$VOXPIPE_TOKEN``) must then be given as ``?token=`` by every
     websocket client; it is required when ``host`` is not a loopback address. ``origins``
-    lists the page origins allowed besides the server's own. Start with :meth:`start`
+    lists the page origins allowed besides the server's own. A session whose page sends
+    nothing for ``idle_timeout_s`` (None or 0: never) is closed (1008, with a reason the page
+    shows), so idle tabs cannot hold every one of the ``max_sessions`` slots. Start with :meth:`start`
     (or :func:`web_server`), stop with :meth:`aclose`.
     """
 
@@ -128,6 +133,7 @@ class WebServer:
         max_message_bytes: int = 256 * 1024,
         stop_timeout_s: float = 2.0,
         share_local_realtime: bool = True,
+        idle_timeout_s: float | None = DEFAULT_IDLE_TIMEOUT_S,
     ) -> None:
         self.path = Path(pipeline_path)
         try:
@@ -141,6 +147,7 @@ class WebServer:
         self.max_sessions = max_sessions
         self.max_message_bytes = max_message_bytes
         self.stop_timeout_s = stop_timeout_s
+        self.idle_timeout_s = idle_timeout_s or None
         self.share_local_realtime = share_local_realtime
         self.host = "127.0.0.1"
         self.port = 0
@@ -353,8 +360,15 @@ class WebServer:
     async def _read(self, ws: ServerConnection, session: WebSession) -> None:
         """Decode the page's messages until it leaves (or the session is closed)."""
         rate = self._input_rate
+        idle = self.idle_timeout_s if self.idle_timeout_s is not None else math.inf
         try:
-            async for message in ws:
+            while True:
+                with anyio.move_on_after(idle) as scope:
+                    message = await ws.recv()  # cancelling recv() loses nothing (websockets >= 13)
+                if scope.cancelled_caught:
+                    log.info("session %s: nothing from the page for %.0f s; closing it", session.id, idle)
+                    await ws.close(1008, f"idle: nothing received for {idle:.0f} s (voxpipe serve --idle-timeout)")
+                    return
                 try:
                     msg = parse_client_message(message, max_audio=self._max_audio)
                     if isinstance(msg, ClientAudio):
@@ -413,9 +427,9 @@ async def web_server(pipeline_path: str | os.PathLike, *, host: str = "127.0.0.1
 
 
 async def serve(pipeline_path: str | os.PathLike, *, host: str = "127.0.0.1", port: int = 8080,
-                token: str | None = None) -> None:
+                token: str | None = None, idle_timeout_s: float | None = DEFAULT_IDLE_TIMEOUT_S) -> None:
     """``voxpipe serve``: serve the page and a graph per browser connection until interrupted."""
-    async with web_server(pipeline_path, host=host, port=port, token=token) as server:
+    async with web_server(pipeline_path, host=host, port=port, token=token, idle_timeout_s=idle_timeout_s) as server:
         query = "?token=..." if server.token else ""
         print(f"voxpipe: serving {server.path} on {server.url}{query}  (Ctrl-C to stop)", flush=True)
         await stop_signal()
