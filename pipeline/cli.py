@@ -46,12 +46,21 @@ def _load(args):
     return load(pipeline_path(args.pipeline, ""), overrides=args.overrides)
 
 
+def preflight(graph) -> None:
+    """Ask each processor that can (a ``preflight()`` method) whether it can start; raises VoxpipeError."""
+    for node in graph.nodes.values():
+        check = getattr(node.processor, "preflight", None)
+        if check is not None:
+            check()
+
+
 def cmd_run(args) -> int:
     import anyio
 
     from .runner import run
 
     graph = _load(args)
+    preflight(graph)
     result = anyio.run(lambda: run(graph, realtime=not args.fast, stats=args.stats, handle_signals=True))
     for err in result.errors:
         print(f"error in {err.processor}: {err.message}", file=sys.stderr)

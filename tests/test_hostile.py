@@ -534,3 +534,25 @@ def test_the_cli_has_the_new_flags():
     assert args.allow_origin == ["http://a", "*"]
     assert build_parser().parse_args(["serve", "--idle-timeout", "30"]).idle_timeout == 30.0
     assert build_parser().parse_args(["serve"]).idle_timeout == 120.0
+
+
+# --- item 13: a missing API key -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("argv, env", [
+    (["run", "pipelines/voice_agent.yaml"], {}),
+    (["serve", "--port", "0"], {"VOXPIPE_REALTIME_URL": "wss://api.openai.com/v1/realtime"}),
+])
+def test_a_missing_api_key_is_one_line_saying_what_to_set(argv, env):
+    """No OPENAI_API_KEY: one line on stderr naming the variable, no traceback, exit 2, before anything runs."""
+    import os
+    import subprocess
+    import sys
+
+    environ = {k: v for k, v in os.environ.items() if k != "OPENAI_API_KEY"} | env
+    done = subprocess.run([sys.executable, "-m", "pipeline.cli", *argv], capture_output=True, text=True,
+                          timeout=60, env=environ)
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert done.returncode == 2, done.stderr
+    assert len(lines) == 1 and "OPENAI_API_KEY" in lines[0] and "Traceback" not in done.stderr, done.stderr
+    assert "serving" not in done.stdout

@@ -182,6 +182,10 @@ class WebServer:
                               and type(node.processor).__name__ == "OpenAIRealtime"]
         self._local_rules = {graph.nodes[n].processor.params.local_rules for n in self._local_models}
         self._keyless = [n for n in self._local_models if graph.nodes[n].processor.params.api_key is None]
+        for node in graph.nodes.values():  # a missing API key is one line now, not a failure per session
+            check = getattr(node.processor, "preflight", None)
+            if check is not None:
+                check()
 
     # --- lifecycle ------------------------------------------------------------------------------
 
