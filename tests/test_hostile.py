@@ -293,7 +293,7 @@ async def _timed_turn(url: str, text: str = "hello") -> tuple[float, float]:
 
 def test_long_audio_is_cut_at_quiet_points_into_bounded_pieces():
     """quiet_cuts: pieces of at most MAX_PIECE_S, each cut in the quietest frame near the limit."""
-    from processors.realtime.server.budget import MAX_PIECE_S, quiet_cuts
+    from processors.realtime.server.fairness import MAX_PIECE_S, quiet_cuts
 
     rng = np.random.default_rng(7)
     x = rng.normal(0, 3000, 24000 * 65).astype(np.int16)
@@ -367,23 +367,6 @@ async def test_another_clients_turn_completes_while_one_floods():
               f"loaded vs {[round(x * 1000) for x in idle]} ms idle")
         assert len(loaded) == 3
 
-
-def test_the_loop_budget_holds_back_a_connection_past_its_share():
-    """LoopBudget: alone, never a wait; among others, a flooder waits so its loop use stays near its share."""
-    from processors.realtime.server.budget import LoopBudget
-
-    alone = LoopBudget(now=0.0)
-    assert all(alone.charge(0.01, now=0.01 * (i + 1)) == 0.0 for i in range(100))
-    budget, now, busy = LoopBudget(now=0.0), 0.0, 0.0
-    budget.share = 0.5
-    for _ in range(200):  # messages of 5 ms each, read as fast as the budget allows
-        now += 0.005
-        busy += 0.005
-        wait = budget.charge(0.005, now)
-        if wait:
-            now += wait
-            budget.waited(wait, now)
-    assert 0.45 <= busy / now <= 0.55 + budget.burst_s / now
 
 
 # --- items 8 and 9: odd headers, who may connect ------------------------------------------------

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 import weakref
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -55,7 +54,7 @@ from pipeline.logs import quiet_handshakes
 from pipeline.runner import Runner, stop_signal
 from processors.guard import GuardedConnection, HeaderError, HostCheck, single_header
 
-from .budget import LoopBudget, SegmentedRecognition
+from .fairness import SegmentedRecognition
 from .connection_graph import ConnectionGraphTemplate
 from .conversation import ServerConversation
 from .engine import SpeechResources
@@ -235,7 +234,6 @@ class _Connection:
         self.session = server.graph_template.session(weakref.proxy(self.context),
                                                      remote_address=getattr(ws, "remote_address", None))
         self._closing = False
-        self.budget = LoopBudget(now=time.perf_counter())
 
     async def run(self) -> None:
         runner = Runner(self.graph, realtime=False, stop_timeout_s=self.server.close_timeout_s, context=self.session)
@@ -251,21 +249,12 @@ class _Connection:
             tg.start_soon(self._run_graph, runner)
             self.context.send_core_events()
             try:
-                budget, clock = self.budget, time.perf_counter
                 async for message in self.ws:
-                    start = clock()
                     self.core.receive_text(message)
                     self.context.after_core_call()
                     # websockets hands over buffered messages without yielding: a client that
-                    # floods would keep the event loop from every other connection (.budget)
-                    now = clock()
-                    budget.share = 1.0 / max(1, self.server.connections)
-                    wait = budget.charge(now - start, now)
-                    if wait > 0:
-                        await anyio.sleep(wait)
-                        budget.waited(wait, clock())
-                    else:
-                        await anyio.lowlevel.checkpoint()
+                    # floods would keep the event loop from every other connection
+                    await anyio.lowlevel.checkpoint()
             except ConnectionClosed:
                 pass
             finally:

@@ -1,18 +1,10 @@
-"""Fairness between the connections of one server: event-loop time and recognition workers.
+"""Fairness between the connections of one server: recognition workers taken in turns.
 
-Every connection's client messages are handled on the one event loop (the core's JSON
-parse, base64 decode and server VAD run there), and websockets hands a reader its buffered
-messages without yielding. A client that sends at full speed (a flood of appends, 60-second
-appends for a six-minute commit) would take the loop from everyone else: another client's
-turn, which needs dozens of loop turns to travel its graph, then waits behind each flooder
-message.
-
-:class:`LoopBudget` is a token bucket per connection, pure (the caller passes the clock):
-credit accrues at ``share`` seconds of loop time per second of wall time, up to ``burst``;
-each message's handling time is charged; when the credit is negative, :meth:`charge` says
-how long to wait before reading on. The shell sets ``share`` to one connection's fair part
-(1 / open connections) before each charge, so a lone client runs at full speed and a flooder
-among others gets its part and no more.
+The server's recognisers are a pool of ``workers`` threads shared by every connection
+(:mod:`.engine`); a recognition holds one for as long as it runs. :class:`SegmentedRecognition`
+is each connection's view of the shared resources: it cuts long audio at quiet points
+(:func:`quiet_cuts`) and recognises the pieces one after another, each queueing for a worker
+anew, so one client's long commit delays another client's turn by one piece at most.
 """
 
 from __future__ import annotations
@@ -22,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["LoopBudget", "SegmentedRecognition", "quiet_cuts"]
+__all__ = ["MAX_PIECE_S", "SegmentedRecognition", "quiet_cuts"]
 
 log = logging.getLogger("voxpipe.realtime_server")
 
@@ -30,35 +22,6 @@ log = logging.getLogger("voxpipe.realtime_server")
 MAX_PIECE_S = 20.0
 _SEARCH_S = 4.0  # a cut is looked for in the last seconds of each piece
 _FRAME_S = 0.02
-
-
-class LoopBudget:
-    """One connection's credit of event-loop time (see the module docstring)."""
-
-    def __init__(self, *, burst_s: float = 0.05, now: float = 0.0) -> None:
-        self.burst_s = burst_s
-        self.credit = burst_s
-        self.share = 1.0
-        self._last = now
-        self.waited_s = 0.0  # total time this connection was held back (statistics)
-
-    def charge(self, spent_s: float, now: float) -> float:
-        """Charge ``spent_s`` of loop time at time ``now``; the seconds to wait before reading on (0: none)."""
-        self.credit = min(self.burst_s, self.credit + (now - self._last) * self.share) - spent_s
-        self._last = now
-        if self.credit >= 0:
-            return 0.0
-        if self.share >= 1.0:  # alone: no one to yield to
-            self.credit = 0.0
-            return 0.0
-        wait = -self.credit / self.share
-        self.waited_s += wait
-        return wait
-
-    def waited(self, wait_s: float, now: float) -> None:
-        """The wait is over: the credit it earned is counted from ``now`` on."""
-        self.credit = 0.0
-        self._last = now
 
 
 def quiet_cuts(samples: np.ndarray, rate: int, max_piece_s: float = MAX_PIECE_S) -> list[int]:
