@@ -54,10 +54,10 @@ from pipeline.logs import quiet_handshakes
 from pipeline.runner import Runner, stop_signal
 from processors.guard import GuardedConnection, HeaderError, HostCheck, single_header
 
-from .fairness import SegmentedRecognition
 from .connection_graph import ConnectionGraphTemplate
 from .conversation import ServerConversation
 from .engine import SpeechResources
+from .fairness import SegmentedRecognition
 from .graph_io import ConnectionContext
 from .session import Dialect
 
