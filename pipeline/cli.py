@@ -46,12 +46,21 @@ def _load(args):
     return load(pipeline_path(args.pipeline, ""), overrides=args.overrides)
 
 
+def preflight(graph) -> None:
+    """Ask each processor that can (a ``preflight()`` method) whether it can start; raises VoxpipeError."""
+    for node in graph.nodes.values():
+        check = getattr(node.processor, "preflight", None)
+        if check is not None:
+            check()
+
+
 def cmd_run(args) -> int:
     import anyio
 
     from .runner import run
 
     graph = _load(args)
+    preflight(graph)
     result = anyio.run(lambda: run(graph, realtime=not args.fast, stats=args.stats, handle_signals=True))
     for err in result.errors:
         print(f"error in {err.processor}: {err.message}", file=sys.stderr)
@@ -126,7 +135,8 @@ def cmd_realtime_server(args) -> int:
 
     from processors.realtime.server.server import main as server_main
 
-    anyio.run(lambda: server_main(args.host, args.port, args.rules, args.model_delay_ms))
+    anyio.run(lambda: server_main(args.host, args.port, args.rules, args.model_delay_ms,
+                                  allow_origins=tuple(args.allow_origin)))
     return 0
 
 
@@ -147,8 +157,9 @@ def cmd_serve(args) -> int:
 
     from processors.web.server import serve
 
-    anyio.run(lambda: serve(pipeline_path(args.pipeline, "web_agent.yaml"), host=args.host, port=args.port, token=args.token,
-                            public_url=args.public_url, verify_signatures=not args.no_verify_signatures))
+    anyio.run(lambda: serve(pipeline_path(args.pipeline, "web_agent.yaml"), host=args.host, port=args.port,
+                            token=args.token, public_url=args.public_url,
+                            verify_signatures=not args.no_verify_signatures, idle_timeout_s=args.idle_timeout))
     return 0
 
 
@@ -186,6 +197,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8765)
     p.add_argument("--rules", default=None, help="responder rules YAML (default: the demo rules)")
     p.add_argument("--model-delay-ms", type=int, default=0, help="artificial delay before the first audio")
+    p.add_argument("--allow-origin", action="append", default=[], metavar="ORIGIN",
+                   help="let browser pages from ORIGIN connect (repeatable; '*': any page); by default none may")
     p.set_defaults(fn=cmd_realtime_server)
 
     p = sub.add_parser("demo", help="run the offline voice-agent demo")
@@ -208,6 +221,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default: the request's Host)")
     p.add_argument("--no-verify-signatures", action="store_true", help="phone calls: accept unsigned webhooks and "
                    "streams (local development only; logged as a warning)")
+    p.add_argument("--idle-timeout", type=float, default=120.0, metavar="SECONDS",
+                   help="close a session whose page sends nothing for this long (0: never; default 120)")
     p.set_defaults(fn=cmd_serve)
     return parser
 

@@ -5,7 +5,10 @@ Theory of operation
 One ``websockets`` server (asyncio) listens on ``host:port``. Its ``process_request``
 hook answers plain HTTP GETs with the page (``/``, ``/app.js``, ``/worklet.js``) and
 vets websocket upgrades to ``/ws``: the token (when one is set), the ``Origin`` (same host,
-or one of ``origins``) and the number of open sessions. Everything else is a 404.
+or one of ``origins``) and the number of open sessions. Everything else is a 404. Before
+that, every request's ``Host`` must be a loopback name or the listening host (DNS
+rebinding), ``Host`` and ``Origin`` must come once, and an overlong line gets a 414 or 431
+(:mod:`processors.guard`).
 
 Each accepted websocket is a session. Its handler copies the pipeline's graph (loaded and
 checked once, at start: ``Graph.copy()`` per session, no re-parse), hands the
@@ -29,6 +32,7 @@ import hmac
 import ipaddress
 import itertools
 import logging
+import math
 import os
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -54,6 +58,7 @@ from pipeline.runner import Runner, RunResult, stop_signal
 from pipeline.session import SessionContext
 from processors.telephony.host import TelephonyHost, has_phone_transports
 from processors.telephony.http import PostAwareConnection
+from processors.guard import GuardedConnection, HeaderError, HostCheck, single_header
 
 from .session import WebSession
 from .transport import WEB_SESSION, WebsocketInput, WebsocketOutput
@@ -69,7 +74,7 @@ from .wire import (
     ready_event,
 )
 
-__all__ = ["STATIC_DIR", "TOKEN_ENV", "WebServer", "serve", "web_server"]
+__all__ = ["DEFAULT_IDLE_TIMEOUT_S", "STATIC_DIR", "TOKEN_ENV", "WebServer", "serve", "web_server"]
 
 log = logging.getLogger("voxpipe.web")
 
@@ -78,6 +83,8 @@ TOKEN_ENV = "VOXPIPE_TOKEN"
 WS_PATH = "/ws"
 #: Malformed messages tolerated per session before it is closed as abusive.
 MAX_BAD_MESSAGES = 20
+#: Seconds a page may send nothing (no audio, no report) before its session is closed.
+DEFAULT_IDLE_TIMEOUT_S = 120.0
 
 _PAGES = {"/": "index.html", "/index.html": "index.html", "/app.js": "app.js", "/worklet.js": "worklet.js"}
 _TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8"}
@@ -107,12 +114,18 @@ def _transports(graph: Graph) -> _Transports:
                        [p for p in procs if isinstance(p, WebsocketOutput)])
 
 
+class _PhoneConnection(GuardedConnection, PostAwareConnection):
+    """Guarded request heads (see :mod:`processors.guard`) and the phone webhooks' HTTP POSTs."""
+
+
 class WebServer:
     """Serves a pipeline to browsers: the page over HTTP, one graph per websocket session.
 
     ``token`` (default: ``$VOXPIPE_TOKEN``) must then be given as ``?token=`` by every
     websocket client; it is required when ``host`` is not a loopback address. ``origins``
-    lists the page origins allowed besides the server's own. Start with :meth:`start`
+    lists the page origins allowed besides the server's own. A session whose page sends
+    nothing for ``idle_timeout_s`` (None or 0: never) is closed (1008, with a reason the page
+    shows), so idle tabs cannot hold every one of the ``max_sessions`` slots. Start with :meth:`start`
     (or :func:`web_server`), stop with :meth:`aclose`.
     """
 
@@ -128,6 +141,7 @@ class WebServer:
         share_local_realtime: bool = True,
         public_url: str | None = None,
         verify_signatures: bool = True,
+        idle_timeout_s: float | None = DEFAULT_IDLE_TIMEOUT_S,
     ) -> None:
         self.path = Path(pipeline_path)
         try:
@@ -141,6 +155,7 @@ class WebServer:
         self.max_sessions = max_sessions
         self.max_message_bytes = max_message_bytes
         self.stop_timeout_s = stop_timeout_s
+        self.idle_timeout_s = idle_timeout_s or None
         self.share_local_realtime = share_local_realtime
         self.host = "127.0.0.1"
         self.port = 0
@@ -152,6 +167,7 @@ class WebServer:
         self._idle = anyio.Event()
         self._idle.set()
         self._server: Server | None = None
+        self._hosts = HostCheck(self.host)
         self._local: Any = None  # the shared local realtime server
         self._static = {path: (STATIC_DIR / name).read_bytes() for path, name in _PAGES.items()}
         self.template = graph = self._graph()  # load and check once, before anything listens
@@ -178,6 +194,10 @@ class WebServer:
                               and type(node.processor).__name__ == "OpenAIRealtime"]
         self._local_rules = {graph.nodes[n].processor.params.local_rules for n in self._local_models}
         self._keyless = [n for n in self._local_models if graph.nodes[n].processor.params.api_key is None]
+        for node in graph.nodes.values():  # a missing API key is one line now, not a failure per session
+            check = getattr(node.processor, "preflight", None)
+            if check is not None:
+                check()
 
     # --- lifecycle ------------------------------------------------------------------------------
 
@@ -207,10 +227,11 @@ class WebServer:
             self._overrides += [f"{n}.api_key=local" for n in self._keyless]
             self.template = self._graph()  # once more, pointed at the shared server
         try:
+            self._hosts = HostCheck(host)
             self._server = await ws_serve(
                 self._handle, host, port, process_request=self._process_request, max_size=self.max_message_bytes,
-                compression=None, close_timeout=2, logger=quiet_handshakes(logging.getLogger("voxpipe.web.websockets")),
-                create_connection=PostAwareConnection if self.telephony is not None else None)
+                create_connection=_PhoneConnection if self.telephony is not None else GuardedConnection,
+                compression=None, close_timeout=2, logger=quiet_handshakes(logging.getLogger("voxpipe.web.websockets")))
         except OSError as exc:
             await self.aclose()
             raise VoxpipeError(f"cannot listen on {host}:{port}: {exc.strerror or exc}; pick another --port "
@@ -240,8 +261,19 @@ class WebServer:
     # --- HTTP -----------------------------------------------------------------------------------
 
     def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+        try:
+            host = single_header(request.headers, "Host")
+            origin = single_header(request.headers, "Origin")
+        except HeaderError as exc:
+            log.warning("refused a request from %s: %s", _peer(connection), exc)
+            return exc.response
+        # phone providers reach us under the public URL's name and sign what they send:
+        # their routes check signatures, not the browser's Host allow-list
         if self.telephony is not None and (self.telephony.owns(request) or self._phone_only):
             return self.telephony.process_request(connection, request)
+        if not self._hosts.allows(host):  # DNS rebinding: a page's own name, pointed at this machine
+            log.warning("refused a request from %s for host %r", _peer(connection), host)
+            return self._hosts.refusal(host)
         url = urlsplit(request.path)
         if url.path != WS_PATH:
             if url.path == "/favicon.ico":
@@ -258,8 +290,7 @@ class WebServer:
             if not hmac.compare_digest(given.encode(), self.token.encode()):
                 log.warning("refused a websocket from %s: %s token", _peer(connection), "wrong" if given else "no")
                 return _text(HTTPStatus.UNAUTHORIZED, "a token is required: open the page as /?token=SECRET\n")
-        origin = request.headers.get("Origin")
-        if origin is not None and not self._origin_ok(origin, request.headers.get("Host", "")):
+        if origin is not None and not self._origin_ok(origin, host or ""):
             log.warning("refused a websocket from %s: origin %s", _peer(connection), origin)
             return _text(HTTPStatus.FORBIDDEN, f"origin {origin} is not allowed; open the page from this server "
                                                "or add the origin to the server's allowed origins\n")
@@ -351,8 +382,15 @@ class WebServer:
     async def _read(self, ws: ServerConnection, session: WebSession) -> None:
         """Decode the page's messages until it leaves (or the session is closed)."""
         rate = self._input_rate
+        idle = self.idle_timeout_s if self.idle_timeout_s is not None else math.inf
         try:
-            async for message in ws:
+            while True:
+                with anyio.move_on_after(idle) as scope:
+                    message = await ws.recv()  # cancelling recv() loses nothing (websockets >= 13)
+                if scope.cancelled_caught:
+                    log.info("session %s: nothing from the page for %.0f s; closing it", session.id, idle)
+                    await ws.close(1008, f"idle: nothing received for {idle:.0f} s (voxpipe serve --idle-timeout)")
+                    return
                 try:
                     msg = parse_client_message(message, max_audio=self._max_audio)
                     if isinstance(msg, ClientAudio):
@@ -411,10 +449,11 @@ async def web_server(pipeline_path: str | os.PathLike, *, host: str = "127.0.0.1
 
 
 async def serve(pipeline_path: str | os.PathLike, *, host: str = "127.0.0.1", port: int = 8080,
-                token: str | None = None, public_url: str | None = None, verify_signatures: bool = True) -> None:
+                token: str | None = None, public_url: str | None = None, verify_signatures: bool = True,
+                idle_timeout_s: float | None = DEFAULT_IDLE_TIMEOUT_S) -> None:
     """``voxpipe serve``: serve the page and a graph per browser connection (or phone call) until interrupted."""
     async with web_server(pipeline_path, host=host, port=port, token=token, public_url=public_url,
-                          verify_signatures=verify_signatures) as server:
+                          verify_signatures=verify_signatures, idle_timeout_s=idle_timeout_s) as server:
         query = "?token=..." if server.token else ""
         print(f"voxpipe: serving {server.path} on {server.url}{query}  (Ctrl-C to stop)", flush=True)
         await stop_signal()

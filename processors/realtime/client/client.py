@@ -65,7 +65,7 @@ from ..wire import PCM_RATE
 from .backoff import Backoff, retry_after_close, retry_after_handshake
 from .errors import RealtimeError
 from .protocol import RealtimeProtocol
-from .session import RealtimeParams, connect_url, resolve_api_key
+from .session import MissingApiKey, RealtimeParams, connect_url, resolve_api_key
 from .state import Phase
 
 __all__ = ["OpenAIRealtime", "run_local_server"]
@@ -139,6 +139,14 @@ class OpenAIRealtime(Processor):
         return out
 
     # --- lifecycle ------------------------------------------------------------------------
+
+    def preflight(self) -> None:
+        """Fail now, before anything runs, if the node has no API key (MissingApiKey: one line)."""
+        p: RealtimeParams = self.params  # type: ignore[assignment]
+        try:
+            resolve_api_key(p, local=p.url == "local")
+        except MissingApiKey as exc:
+            raise MissingApiKey(f"processor {self.name!r}: {exc}") from None
 
     async def start(self) -> None:
         p: RealtimeParams = self.params  # type: ignore[assignment]

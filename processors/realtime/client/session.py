@@ -30,9 +30,12 @@ from pydantic import (
     model_validator,
 )
 
+from pipeline.errors import VoxpipeError
+
 from ..wire import SAMPLE_RATE, AudioFormatName, ga_format
 
 __all__ = [
+    "MissingApiKey",
     "DEFAULT_URL",
     "InputTranscription",
     "RealtimeParams",
@@ -238,6 +241,10 @@ def check_tool(tool: Any, where: str) -> None:
         raise ValueError(f"{where} needs `type: function` and a `name` (found {sorted(tool)})")
 
 
+class MissingApiKey(VoxpipeError, ValueError):
+    """No API key for a realtime.openai node: its message is the one line that says what to set."""
+
+
 def resolve_api_key(params: RealtimeParams, *, local: bool = False, env: dict[str, str] | None = None) -> str:
     """The API key from params or ``$OPENAI_API_KEY``; raises ValueError naming the fix.
 
@@ -250,8 +257,8 @@ def resolve_api_key(params: RealtimeParams, *, local: bool = False, env: dict[st
         return key
     if local:
         return "sk-local"
-    raise ValueError("realtime.openai: no API key: set the OPENAI_API_KEY environment variable "
-                     "(or params.api_key), or use `url: local` for the offline local server")
+    raise MissingApiKey("realtime.openai: no API key: set the OPENAI_API_KEY environment variable "
+                        "(or params.api_key), or use `url: local` for the offline local server")
 
 
 def connect_url(base: str, model: str) -> str:

@@ -42,6 +42,7 @@ import json
 import logging
 import math
 import random
+import re
 import secrets
 import time
 from typing import Any, Callable
@@ -57,6 +58,7 @@ from .errors import (
     invalid_type,
     invalid_value,
     missing_parameter,
+    string_too_long,
 )
 from .commands import Command, Generate, ResponseContext, StopGeneration, Transcribe, build_context, input_tokens
 from .input_buffer import InputAudioBuffer
@@ -87,6 +89,53 @@ CLIENT_EVENTS = {
     ),
 }
 CLIENT_EVENTS[Dialect.BETA] = CLIENT_EVENTS[Dialect.GA] + ("transcription_session.update",)
+
+#: Audio kept per conversation, newest items first: older items keep their duration
+#: (truncate, usage) but not their bytes, so ``conversation.item.retrieve`` returns them
+#: without audio. Two minutes covers any truncate (it targets the item being played) and
+#: retrieving the last turns; it is 5.6 MiB of pcm16. See docs/realtime-server-limits.md.
+AUDIO_KEPT_MS = 120_000
+#: Items kept per conversation; past it the oldest is deleted (``conversation.item.deleted``).
+MAX_ITEMS = 4096
+#: Audio one append may carry, decoded: the real API's documented 15 MiB.
+MAX_APPEND_BYTES = 15 * 1024 * 1024
+#: Audio the input buffer holds, so the longest commit (or audio item) recognised: six minutes.
+#: With turn detection off an append past it is refused; with server VAD a turn that long is
+#: ended (speech_stopped, committed) and the next one begins.
+MAX_BUFFER_MS = 360_000
+#: Out-of-band responses (``conversation: "none"``) running at once per connection.
+MAX_OUT_OF_BAND = 16
+#: Longest client ``event_id`` accepted (it is echoed back in errors).
+MAX_EVENT_ID = 512
+
+#: Deepest JSON nesting accepted in a client message (a tool's parameter schema needs perhaps
+#: ten); checked before parsing, so neither the parser nor a copy of the session recurses far.
+MAX_JSON_DEPTH = 100
+
+_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+_BRACKETS = re.compile(r"[\[\]{}]")
+
+
+def json_depth(text: str, limit: int) -> int:
+    """How deep ``text`` nests arrays and objects, counted up to just past ``limit``.
+
+    Cheap for what clients send: a message with at most ``limit`` brackets (every audio
+    append: base64 has none) is not scanned at all.
+    """
+    if text.count("[") + text.count("{") <= limit:
+        return 0
+    depth = deepest = 0
+    for match in _BRACKETS.finditer(_STRING.sub("", text)):
+        if match.group() in "[{":
+            depth += 1
+            if depth > deepest:
+                deepest = depth
+                if deepest > limit:
+                    break
+        else:
+            depth -= 1
+    return deepest
+
 
 _BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 
@@ -142,21 +191,9 @@ class ServerConversation:
         self._client_event_id: str | None = None
         self._idle_start = 0
         self._idle_deadline: int | None = None  # timeline position of the idle timeout
-        handlers: dict[str, Callable[[dict[str, Any]], None]] = {
-            "session.update": self._on_session_update,
-            "input_audio_buffer.append": self._on_input_audio_buffer_append,
-            "input_audio_buffer.commit": self._on_input_audio_buffer_commit,
-            "input_audio_buffer.clear": self._on_input_audio_buffer_clear,
-            "conversation.item.create": self._on_conversation_item_create,
-            "conversation.item.truncate": self._on_conversation_item_truncate,
-            "conversation.item.delete": self._on_conversation_item_delete,
-            "conversation.item.retrieve": self._on_conversation_item_retrieve,
-            "response.create": self._on_response_create,
-            "response.cancel": self._on_response_cancel,
-            "output_audio_buffer.clear": self._on_output_audio_buffer_clear,
-            "transcription_session.update": self._on_transcription_session_update,  # beta only
-        }
-        self._handlers = {etype: handlers[etype] for etype in CLIENT_EVENTS[dialect]}
+        # plain functions, not bound methods: a table of bound methods on self is a reference
+        # cycle, which kept a closed connection (and its audio) alive until the next gc run
+        self._handlers = {etype: _HANDLERS[etype] for etype in CLIENT_EVENTS[dialect]}
         self._configure_turns()
         self._emit("session.created", session=self.session.render())
 
@@ -190,6 +227,10 @@ class ServerConversation:
                 raise ClientEventError("invalid_event", "Binary messages are not supported: send each client "
                                        "event as JSON in a text message (audio goes base64 in "
                                        "input_audio_buffer.append).")
+            depth = json_depth(text, MAX_JSON_DEPTH)
+            if depth > MAX_JSON_DEPTH:
+                raise ClientEventError("invalid_event", f"The message nests JSON more than {MAX_JSON_DEPTH} levels "
+                                       "deep; no client event needs more than a few.")
             try:
                 event = json.loads(text)
             except (ValueError, RecursionError) as exc:
@@ -197,6 +238,9 @@ class ServerConversation:
             self._dispatch(event)
         except ClientEventError as err:
             self._error(err)
+        except RecursionError:  # a nesting the depth check let through (it should not): one line, no traceback
+            log.warning("client event refused: nested too deep to process")
+            self._error(ClientEventError("invalid_event", "The message is nested too deeply to be processed."))
         except Exception as exc:  # a server bug: report it as the real API does, keep the session
             log.exception("realtime server core failed on a client event")
             self._error(ClientEventError(None, f"The server had an error while processing your request: "
@@ -210,6 +254,8 @@ class ServerConversation:
         if not isinstance(event, dict):
             raise ClientEventError("invalid_event", "A client event must be a JSON object with a 'type' field.")
         client_id = event.get("event_id")
+        if isinstance(client_id, str) and len(client_id) > MAX_EVENT_ID:
+            raise string_too_long("event_id", MAX_EVENT_ID, len(client_id))  # not echoed
         self._client_event_id = client_id if isinstance(client_id, str) else None
         etype = event.get("type")
         if etype is None:
@@ -219,7 +265,27 @@ class ServerConversation:
             known = ", ".join(f"'{t}'" for t in CLIENT_EVENTS[self.dialect])
             raise ClientEventError("invalid_event", f"Invalid value: '{etype}'. Supported values are: {known}.",
                                    "type")
-        handler(event)
+        handler(self, event)
+
+    def close(self) -> None:
+        """The connection is gone: drop its audio, items and responses now (call once, last)."""
+        self._responses.clear()  # each active ladder holds self._emit: a cycle
+        self._default_response = None
+        self.conversation = Conversation(self.conversation.id)
+        self.buffer.clear()
+        self._turns = None
+        self._events, self._commands = [], []
+
+    def _keep_bounded(self) -> None:
+        """Hold at most :data:`MAX_ITEMS` items and :data:`AUDIO_KEPT_MS` of their audio."""
+        conversation = self.conversation
+        while len(conversation) > MAX_ITEMS:
+            oldest = conversation.find(conversation.head)
+            if oldest is not None and oldest.response_id in self._responses:
+                break  # never the item a response is writing
+            conversation.pop_oldest()
+            self._emit("conversation.item.deleted", item_id=oldest.id)
+        conversation.keep_audio(AUDIO_KEPT_MS)
 
     # --- phase (the one table is in .state) ------------------------------------------------------
 
@@ -299,6 +365,9 @@ class ServerConversation:
             raise missing_parameter("audio")
         if not isinstance(audio, str):
             raise invalid_type("audio", "a base64-encoded string", audio)
+        if len(audio) * 3 // 4 > MAX_APPEND_BYTES + 2:
+            raise invalid_value("audio", f"Invalid 'audio': {len(audio) * 3 // 4} bytes of audio in one append; "
+                                f"at most {MAX_APPEND_BYTES} bytes (15 MiB) are accepted. Send it in pieces.")
         try:
             data = decode_base64(audio)
         except ValueError:
@@ -306,8 +375,25 @@ class ServerConversation:
         self.append_audio(data)
 
     def append_audio(self, data: bytes) -> None:
-        """Add wire bytes of the input format to the buffer and run server VAD over them."""
+        """Add wire bytes of the input format to the buffer and run server VAD over them.
+
+        Raises ``invalid_value`` when the buffer would hold more than :data:`MAX_BUFFER_MS`
+        with turn detection off (or the append alone is longer); with server VAD a turn
+        that reaches it is ended first.
+        """
         turns = self._turn_detector()
+        cap = self.buffer.position(MAX_BUFFER_MS)
+        incoming = len(data) // self.buffer.width
+        if incoming > cap or (turns is None and self.buffer.samples + incoming > cap):
+            raise invalid_value("audio", f"The input audio buffer would hold {self.buffer.ms(self.buffer.samples + incoming)}"
+                                f"ms of audio; it holds at most {MAX_BUFFER_MS}ms. Commit or clear it first.")
+        if turns is not None and self.buffer.samples + incoming > cap:
+            log.info("a turn reached %d ms: ended by the server", MAX_BUFFER_MS)
+            if turns.in_speech:
+                self._speech_stopped(self.buffer.end)
+            else:
+                self.buffer.trim_to(self.buffer.end)
+            turns.reset(self.buffer.end)
         samples = self.buffer.append(data)
         if turns is None:
             return
@@ -393,6 +479,7 @@ class ServerConversation:
         self._announce_item(stored, previous)
         transcribe = self.session.transcription is not None
         self._commands.append(Transcribe(item_id, decode(fmt, data), self.buffer.rate, transcribe))
+        self._keep_bounded()
 
     # --- transcription results -------------------------------------------------------------------
 
@@ -438,6 +525,10 @@ class ServerConversation:
             raise invalid_type("previous_item_id", "a string", previous_id)
         stored = normalize_client_item(event.get("item"), self.dialect, self._new_id("item"), self._new_id("call"))
         stored.audio_format = self.session.input_format
+        for index in stored.audio:
+            if stored.audio_ms(index) > MAX_BUFFER_MS:
+                raise invalid_value(f"item.content[{index}].audio", f"The audio is {int(stored.audio_ms(index))}ms "
+                                    f"long; an item takes at most {MAX_BUFFER_MS}ms.")
         item = stored.item
         if (self.dialect is Dialect.BETA and item["type"] == "function_call_output"
                 and not any(s.item.get("call_id") == item["call_id"] and s.item["type"] == "function_call"
@@ -452,6 +543,7 @@ class ServerConversation:
             if part.get("type") == "input_audio" and part.get("transcript") is None:
                 samples = decode(stored.audio_format, bytes(audio))
                 self._commands.append(Transcribe(stored.id, samples, SAMPLE_RATE[stored.audio_format], False))
+        self._keep_bounded()
 
     def _announce_item(self, stored: StoredItem, previous: str | None) -> None:
         rendered = render_item(stored, self.dialect)
@@ -518,6 +610,8 @@ class ServerConversation:
         data = stored.audio.get(0)
         if data is not None:
             del data[end_ms * bytes_per_ms(stored.audio_format):]
+        elif 0 in stored.released:  # its audio is gone (AUDIO_KEPT_MS); its duration is what it was heard for
+            stored.released[0] = float(end_ms)
         for part in parts:
             if part["type"] == "output_audio":
                 part["transcript"] = ""  # no unheard text stays in the context (reference §2)
@@ -543,7 +637,12 @@ class ServerConversation:
             self._next_phase("response.create")  # refused: says why
         settings = settings_from_request(self.session, params)
         oob = settings.conversation == "none"
-        if not oob:
+        if oob:
+            running = sum(1 for ladder in self._responses.values() if ladder.conversation is None)
+            if running >= MAX_OUT_OF_BAND:
+                raise invalid_value("response.conversation", f"{running} out-of-band responses are in progress; "
+                                    f"at most {MAX_OUT_OF_BAND} run at once. Wait for a response.done.")
+        else:
             self._next_phase("response.create")  # refused now, before any work, if one is running
         context_items = self._context_items(params.get("input"))
         response_id = self._new_id("resp")
@@ -595,6 +694,7 @@ class ServerConversation:
         ladder.finish("cancelled", reason=reason)
         self._assistant_audio |= ladder.audio_sent
         self._commands.append(StopGeneration(response_id))
+        self._keep_bounded()
 
     # --- the shell drives a response ------------------------------------------------------------
 
@@ -650,6 +750,7 @@ class ServerConversation:
             self._arm_idle_timeout(ladder)
         if self._default_response == response_id:
             self._set_phase("response.done", None)
+        self._keep_bounded()
 
     # --- emitting ---------------------------------------------------------------------------------
 
@@ -663,4 +764,21 @@ class ServerConversation:
     def _error(self, err: ClientEventError) -> None:
         log.info("client event refused: %s (%s)", err.message, err.code)
         self._emit("error", error=err.payload(self._client_event_id))
+
+
+#: The dispatch table: client event type -> handler, called as ``handler(conversation, event)``.
+_HANDLERS: dict[str, Callable[[ServerConversation, dict[str, Any]], None]] = {
+    "session.update": ServerConversation._on_session_update,
+    "input_audio_buffer.append": ServerConversation._on_input_audio_buffer_append,
+    "input_audio_buffer.commit": ServerConversation._on_input_audio_buffer_commit,
+    "input_audio_buffer.clear": ServerConversation._on_input_audio_buffer_clear,
+    "conversation.item.create": ServerConversation._on_conversation_item_create,
+    "conversation.item.truncate": ServerConversation._on_conversation_item_truncate,
+    "conversation.item.delete": ServerConversation._on_conversation_item_delete,
+    "conversation.item.retrieve": ServerConversation._on_conversation_item_retrieve,
+    "response.create": ServerConversation._on_response_create,
+    "response.cancel": ServerConversation._on_response_cancel,
+    "output_audio_buffer.clear": ServerConversation._on_output_audio_buffer_clear,
+    "transcription_session.update": ServerConversation._on_transcription_session_update,  # beta only
+}
 

@@ -18,6 +18,8 @@ Codes used::
     conversation_already_has_active_response   a second response.create while one runs
     response_cancel_not_active             response.cancel with nothing running (benign)
     cannot_update_voice                    voice change after assistant audio
+    string_above_max_length                an ``event_id`` over 512 characters
+    array_above_max_length                 more than 128 tools
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from ..wire import MIN_COMMIT_MS
 __all__ = [
     "ClientEventError",
     "active_response",
+    "array_too_long",
     "cancel_not_active",
     "cannot_update_voice",
     "commit_empty",
@@ -37,6 +40,8 @@ __all__ = [
     "item_not_found",
     "json_type_name",
     "missing_parameter",
+    "shorten",
+    "string_too_long",
     "unknown_parameter",
 ]
 
@@ -84,9 +89,25 @@ def unknown_parameter(param: str) -> ClientEventError:
     return ClientEventError("unknown_parameter", f"Unknown parameter: '{param}'.", param)
 
 
+def shorten(text: str, limit: int = 64) -> str:
+    """``text`` cut to ``limit`` characters for an error message (a client's 10 MiB id is not echoed)."""
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
 def item_not_found(param: str, item_id: str, what: str = "item") -> ClientEventError:
-    return ClientEventError("item_not_found", f"The {what} with id '{item_id}' does not exist "
+    return ClientEventError("item_not_found", f"The {what} with id '{shorten(item_id)}' does not exist "
                             "in the conversation.", param)
+
+
+def string_too_long(param: str, limit: int, length: int) -> ClientEventError:
+    # the wording of the OpenAI API's validation errors
+    return ClientEventError("string_above_max_length", f"Invalid '{param}': string too long. Expected a string "
+                            f"with maximum length {limit}, but got a string with length {length} instead.", param)
+
+
+def array_too_long(param: str, limit: int, length: int) -> ClientEventError:
+    return ClientEventError("array_above_max_length", f"Invalid '{param}': array too long. Expected an array "
+                            f"with maximum length {limit}, but got an array with length {length} instead.", param)
 
 
 def commit_empty(buffered_ms: float) -> ClientEventError:

@@ -105,7 +105,9 @@ class TranscriptionFailedFrame(Frame):
 class ConnectionContext:
     """What one connection's graph shares: the protocol core, speech resources, callbacks.
 
-    ``flush`` sends the events the core produced; ``model_delay_s`` holds back each
+    ``flush`` sends the events the core produced (None, the default: :meth:`send_core_events`;
+    the context never holds its shell's bound methods, so a closed connection is freed by
+    reference counting alone); ``model_delay_s`` holds back each
     response's first output; ``output_pace`` > 0 streams audio at most that many times
     faster than real time. The maps are the graph's shared bookkeeping: ``emit_transcripts``
     (item id -> whether the session asked for transcription events), ``call_ids`` (the
@@ -114,7 +116,7 @@ class ConnectionContext:
 
     core: Any  # ServerConversation
     resources: Any  # SpeechResources
-    flush: Callable[[], None]
+    flush: Callable[[], None] | None = None
     model_delay_s: float = 0.0
     output_pace: float = 0.0
     emit_transcripts: dict[str, bool] = field(default_factory=dict)
@@ -127,6 +129,8 @@ class ConnectionContext:
     #: Called once when a queue is full: the peer (or the graph) is not keeping up.
     on_overflow: Callable[[str], None] | None = None
     closed: bool = False
+    #: Why a bounded queue overflowed (the connection then closes with 1008), or None.
+    overflowed: str | None = None
 
     def dispatch(self) -> None:
         """Hand the core's queued commands to the graph's input (call after each core call)."""
@@ -151,14 +155,24 @@ class ConnectionContext:
         if self.closed:
             return
         log.warning("closing the connection: %s", why)
+        self.overflowed = why
         self.close()
         if self.on_overflow is not None:
             self.on_overflow(why)
 
+    def send_core_events(self) -> None:
+        """Queue every event the core produced for the writer (stops once the connection closes)."""
+        if self.flush is not None:
+            self.flush()
+            return
+        for event in self.core.events_to_send():
+            if not self.send_event(event):
+                return  # the writer is gone, or the client does not read: the connection is closing
+
     def after_core_call(self) -> None:
         """Dispatch new commands and send new events: what a shell does after driving the core."""
         self.dispatch()
-        self.flush()
+        self.send_core_events()
 
     def close(self) -> None:
         """No more commands or events: the graph's input and the socket writer end at once."""
@@ -335,5 +349,5 @@ class ProtocolOutput(ConnectionProcessor):
             if self._ctx.core.begin_message(reply.response_id) is None:
                 return None
             reply.begun = True
-            self._ctx.flush()
+            self._ctx.send_core_events()
         return reply

@@ -41,6 +41,11 @@ class InputAudioBuffer:
         return self.end - len(self._data) // self._width
 
     @property
+    def width(self) -> int:
+        """Bytes per sample of the wire format."""
+        return self._width
+
+    @property
     def samples(self) -> int:
         return len(self._data) // self._width
 

@@ -51,6 +51,8 @@ class StoredItem:
     audio_format: str = "pcm16"
     heard_text: str | None = None
     response_id: str | None = None  # the response that produced it (assistant output)
+    #: content index -> duration (ms) of audio released by :meth:`Conversation.keep_audio`
+    released: dict[int, float] = field(default_factory=dict)
 
     @property
     def id(self) -> str:
@@ -60,8 +62,21 @@ class StoredItem:
         """Duration of the audio of one content part, in milliseconds."""
         data = self.audio.get(content_index)
         if not data:
-            return 0.0
+            return self.released.get(content_index, 0.0)
         return duration_ms(self.audio_format, len(data))
+
+    def audio_bytes(self) -> int:
+        """Bytes of audio this item still holds."""
+        return sum(len(d) for d in self.audio.values())
+
+    def release_audio(self) -> int:
+        """Drop the item's audio, keeping each part's duration; the bytes freed."""
+        freed = 0
+        for index, data in self.audio.items():
+            self.released[index] = duration_ms(self.audio_format, len(data))
+            freed += len(data)
+        self.audio = {}
+        return freed
 
 
 class Conversation:
@@ -135,6 +150,33 @@ class Conversation:
         else:
             self._prev[before] = item_id
         return after
+
+    def keep_audio(self, max_ms: float) -> int:
+        """Release the audio of all but the newest items holding ``max_ms`` of it; bytes freed.
+
+        Walks back from the last item; once the newest items hold ``max_ms`` of audio, every
+        older item's audio is released (its duration stays, for truncate and usage). The walk
+        stops at the first older item with nothing to release, so each call costs the items
+        that still hold audio, not the whole conversation.
+        """
+        kept_ms, freed, node = 0.0, 0, self.tail
+        while node is not None:
+            stored = self._items[node]
+            node = self._prev[node]
+            if not stored.audio:
+                if stored.released and kept_ms >= max_ms:
+                    break  # released before: so were the items before it
+                continue
+            if kept_ms >= max_ms:
+                freed += stored.release_audio()
+            else:
+                kept_ms += sum(duration_ms(stored.audio_format, len(d)) for d in stored.audio.values())
+        return freed
+
+    def pop_oldest(self) -> StoredItem:
+        """Remove and return the first item (the conversation is not empty)."""
+        assert self.head is not None
+        return self.delete(self.head)
 
     def delete(self, item_id: str) -> StoredItem:
         """Remove ``item_id`` and join its neighbours; ``item_not_found`` if it is unknown."""

@@ -12,7 +12,9 @@ It serves ``ws://HOST:PORT/v1/realtime?model=...`` like the real API (reference 
   compresses and deflating it was the largest CPU cost under load;
 * inbound messages may be up to 32 MiB (a 15 MiB append is 20 MiB of base64); outbound
   messages stay far below 1 MiB (audio deltas of at most 200 ms), which older SDKs need;
-* bad input never closes the connection: the core answers with an ``error`` event.
+* bad input never closes the connection: the core answers with an ``error`` event;
+* who may connect: the ``Host`` must name this server and browser pages (an ``Origin``
+  header) are refused unless ``--allow-origin`` lists them (:mod:`processors.guard`).
 
 Each connection gets its own :class:`~.conversation.ServerConversation` (the protocol
 state) and its own voxpipe graph, built from ``pipelines/realtime_server.yaml`` (loaded and
@@ -32,6 +34,7 @@ from __future__ import annotations
 
 import json
 import logging
+import weakref
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -40,6 +43,7 @@ from typing import Any, AsyncIterator
 from urllib.parse import parse_qs, urlsplit
 
 import anyio
+import anyio.lowlevel
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
@@ -48,10 +52,12 @@ from websockets.http11 import Request, Response
 from pipeline.frames import EndFrame
 from pipeline.logs import quiet_handshakes
 from pipeline.runner import Runner, stop_signal
+from processors.guard import GuardedConnection, HeaderError, HostCheck, single_header
 
 from .connection_graph import ConnectionGraphTemplate
 from .conversation import ServerConversation
 from .engine import SpeechResources
+from .fairness import SegmentedRecognition
 from .graph_io import ConnectionContext
 from .session import Dialect
 
@@ -125,14 +131,18 @@ class RealtimeServer:
     ``voice`` is the eSpeak NG voice; ``workers`` bounds concurrent recognitions;
     ``output_pace`` > 0 streams response audio at most that many times faster than real
     time (0: as fast as it is synthesised); ``pipeline`` is the graph each connection runs
-    (default ``pipelines/realtime_server.yaml``).
+    (default ``pipelines/realtime_server.yaml``); ``allow_origins`` are the browser page
+    origins allowed to connect (``*``: any; by default a request with an ``Origin`` header is
+    refused, so that no web page the user visits can drive the server). Requests whose
+    ``Host`` is not a loopback name or the listening host are refused (DNS rebinding).
     Start it with :meth:`start` (or use :func:`serve_local`), stop it with :meth:`aclose`.
     """
 
     def __init__(self, *, rules: str | Path | None = None, model_delay_ms: float = 0.0,
                  voice: str = "en-us+klatt", workers: int = 2, close_timeout_s: float = 5.0,
                  max_delta_ms: int = 200, output_pace: float = 0.0,
-                 pipeline: str | Path | None = None, general_fallback: bool = False) -> None:
+                 pipeline: str | Path | None = None, allow_origins: tuple[str, ...] | list[str] = (),
+                 general_fallback: bool = False) -> None:
         # general_fallback: decode each utterance again with the general English model for
         # out-of-grammar speech. Off by default: it costs 6-20x the grammar's decoding (about
         # 0.6 s a turn on the reference machine, docs/local-model.md) on every turn.
@@ -146,6 +156,8 @@ class RealtimeServer:
         self.port = 0
         self.connections = 0  # open now
         self.connections_total = 0
+        self.allow_origins = set(allow_origins)
+        self._hosts = HostCheck(self.host)
         self._server: Server | None = None
 
     @property
@@ -156,8 +168,9 @@ class RealtimeServer:
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> None:
         """Load the speech models, then listen on ``host:port`` (0: any free port)."""
         await self.resources.warm_up()
+        self._hosts = HostCheck(host)
         self._server = await serve(
-            self._handle, host, port, process_request=self._process_request,
+            self._handle, host, port, process_request=self._process_request, create_connection=GuardedConnection,
             select_subprotocol=_select_subprotocol, max_size=MAX_INBOUND_BYTES, close_timeout=2,
             compression=None,  # base64 audio barely compresses; deflate cost 1 s of CPU at 50 sessions
             logger=quiet_handshakes(logging.getLogger("voxpipe.realtime_server.websockets")))
@@ -178,6 +191,21 @@ class RealtimeServer:
                         self.close_timeout_s, self.connections)
 
     def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+        try:
+            host = single_header(request.headers, "Host")
+            origin = single_header(request.headers, "Origin")
+        except HeaderError as exc:
+            log.warning("refused a request from %s: %s", _peer(connection), exc)
+            return _json_error(HTTPStatus.BAD_REQUEST, f"Send the {exc.name} header once.")
+        if not self._hosts.allows(host):
+            log.warning("refused a request from %s for host %r (DNS rebinding protection)", _peer(connection), host)
+            return _json_error(HTTPStatus.FORBIDDEN, f"This server does not answer for host {host!r}; connect to "
+                               "localhost or 127.0.0.1.")
+        if origin is not None and not ({"*", origin} & self.allow_origins):
+            # a browser page: any site the user visits could otherwise drive this server
+            log.warning("refused a websocket from %s: browser origin %s", _peer(connection), origin)
+            return _json_error(HTTPStatus.FORBIDDEN, f"Browser pages may not connect (origin {origin}); start the "
+                               f"server with --allow-origin {origin} to allow this one.", "origin_not_allowed")
         found = read_handshake(request)
         return found if isinstance(found, Response) else None
 
@@ -200,34 +228,37 @@ class _Connection:
         self.server = server
         self.core = ServerConversation(dialect=handshake.dialect, model=handshake.model, kind=handshake.kind,
                                        max_delta_ms=server.max_delta_ms, max_event_bytes=MAX_OUTBOUND_BYTES)
-        self.context = ConnectionContext(self.core, server.resources, self.flush,
+        self.context = ConnectionContext(self.core, SegmentedRecognition(server.resources),
                                          model_delay_s=max(0.0, server.model_delay_ms) / 1000.0,
-                                         output_pace=server.output_pace, on_overflow=self._overflowed)
-        self._overflow: str | None = None
+                                         output_pace=server.output_pace)
         self.graph = server.graph_template.build()
-        self.session = server.graph_template.session(self.context, remote_address=getattr(ws, "remote_address", None))
+        # The graph is a web of cycles (nodes, runner, bound methods) that only the collector
+        # frees; its processors keep the context they are handed. A weak proxy keeps the
+        # context, the core and its audio out of that web: they go with this connection.
+        self.session = server.graph_template.session(weakref.proxy(self.context),
+                                                     remote_address=getattr(ws, "remote_address", None))
         self._closing = False
-
-    def flush(self) -> None:
-        send = self.context.send_event
-        for event in self.core.events_to_send():
-            if not send(event):
-                return  # the writer is gone, or the client does not read: the connection is closing
-
-    def _overflowed(self, why: str) -> None:
-        self._overflow = why  # the writer sees its end marker, then closes the socket with this reason
-        self._closing = True
 
     async def run(self) -> None:
         runner = Runner(self.graph, realtime=False, stop_timeout_s=self.server.close_timeout_s, context=self.session)
+        try:
+            await self._serve(runner)
+        finally:
+            self.core.close()  # the audio goes now, whatever still refers to the core
+            self.session.attachments.clear()
+
+    async def _serve(self, runner: Runner) -> None:
         async with anyio.create_task_group() as tg:
             tg.start_soon(self._writer, tg.cancel_scope)
             tg.start_soon(self._run_graph, runner)
-            self.flush()
+            self.context.send_core_events()
             try:
                 async for message in self.ws:
                     self.core.receive_text(message)
                     self.context.after_core_call()
+                    # websockets hands over buffered messages without yielding: a client that
+                    # floods would keep the event loop from every other connection
+                    await anyio.lowlevel.checkpoint()
             except ConnectionClosed:
                 pass
             finally:
@@ -237,7 +268,7 @@ class _Connection:
 
     async def _run_graph(self, runner: Runner) -> None:
         result = await runner.run()
-        if not self._closing:  # the graph failed (on_error: stop) while the client is still there
+        if not (self._closing or self.context.closed):  # the graph failed (on_error: stop) while the client is still there
             log.error("connection graph %r ended (%s%s): closing the connection", self.graph.name, result.ended,
                       "".join(f"; {e.processor}: {e.message}" for e in result.errors))
             await self.ws.close(1011, "the local realtime server's connection graph failed; see the server log")
@@ -248,7 +279,7 @@ class _Connection:
             while True:
                 frame = (await events.get())[0]
                 if type(frame) is EndFrame:
-                    if self._overflow is not None:
+                    if self.context.overflowed is not None:
                         await self.ws.close(1008, "the client is not reading events fast enough")
                     return
                 event = frame.event
@@ -259,6 +290,14 @@ class _Connection:
                 await self.ws.send(text)
         except ConnectionClosed:
             scope.cancel()
+
+
+def _peer(connection: ServerConnection) -> str:
+    try:
+        host, port = connection.remote_address[:2]
+        return f"{host}:{port}"
+    except Exception:
+        return "?"
 
 
 @asynccontextmanager
@@ -282,12 +321,16 @@ async def serve_local(host: str = "127.0.0.1", port: int = 0, *, rules: str | Pa
 
 
 async def main(host: str = "127.0.0.1", port: int = 8765, rules: str | Path | None = None,
-               model_delay_ms: float = 0.0, *, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
+               model_delay_ms: float = 0.0, *, allow_origins: tuple[str, ...] | list[str] = (),
+               task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
     """``voxpipe realtime-server``: serve until interrupted (Ctrl-C) or cancelled.
 
-    Under ``task_group.start(main, ...)`` it reports the server's base URL once listening.
+    ``allow_origins`` lists the browser page origins allowed to connect (``*``: any); by
+    default none is. Under ``task_group.start(main, ...)`` it reports the server's base URL
+    once listening.
     """
-    async with serve_local(host, port, rules=rules, model_delay_ms=model_delay_ms) as server:
+    async with serve_local(host, port, rules=rules, model_delay_ms=model_delay_ms,
+                           allow_origins=tuple(allow_origins)) as server:
         print(f"voxpipe local realtime server on {server.url}/realtime  (rules: {server.resources.rules_path})",
               flush=True)
         print(f"  python: AsyncOpenAI(api_key='local', websocket_base_url='{server.url}')", flush=True)

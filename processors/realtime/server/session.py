@@ -27,12 +27,26 @@ from __future__ import annotations
 
 import copy
 import enum
+import json
 from typing import Any
 
 from ..wire import FORMAT_TYPES, FORMATS, PCM_RATE, format_name, ga_format
-from .errors import cannot_update_voice, invalid_type, invalid_value, missing_parameter, unknown_parameter
+from .errors import (
+    array_too_long,
+    cannot_update_voice,
+    invalid_type,
+    invalid_value,
+    missing_parameter,
+    unknown_parameter,
+)
 
-__all__ = ["DEFAULT_INSTRUCTIONS", "Dialect", "Session"]
+__all__ = ["DEFAULT_INSTRUCTIONS", "Dialect", "MAX_SESSION_BYTES", "MAX_TOOLS", "Session"]
+
+#: Tools per session: the OpenAI API's own limit for function tools.
+MAX_TOOLS = 128
+#: The largest session a ``session.update`` may leave (its JSON): ``session.updated`` carries
+#: it whole and must stay under the 1 MiB that SDK <= 2.x clients accept (reference §7.13).
+MAX_SESSION_BYTES = 768 * 1024
 
 
 class Dialect(enum.Enum):
@@ -198,6 +212,8 @@ def _voice(value: Any, param: str) -> str | dict[str, str]:
 def _tools(value: Any, param: str) -> list[dict[str, Any]]:
     if not isinstance(value, list):
         raise invalid_type(param, "an array", value)
+    if len(value) > MAX_TOOLS:
+        raise array_too_long(param, MAX_TOOLS, len(value))
     tools = []
     for i, tool in enumerate(value):
         p = f"{param}[{i}]"
@@ -352,6 +368,11 @@ class Session:
             temperature = self._apply_beta(new, patch)
         if voice_locked and self.kind == "realtime" and new["audio"]["output"]["voice"] != self.voice:
             raise cannot_update_voice("session.audio.output.voice" if self.dialect is Dialect.GA else "session.voice")
+        size = len(json.dumps(new, separators=(",", ":")))
+        if size > MAX_SESSION_BYTES:
+            raise invalid_value("session", f"The session would be {size} bytes of JSON, over the {MAX_SESSION_BYTES} "
+                                "this server accepts (session.updated carries it whole); shorten the instructions "
+                                "or the tools' descriptions and schemas.")
         self.config = new
         self.temperature = temperature
 
