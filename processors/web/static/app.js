@@ -85,11 +85,27 @@ function connect() {
     state.ready = null;
     stopTalking();
     flushPlayback();
-    const why = e.reason ? `${e.code} ${e.reason}` : `code ${e.code}`;
-    setStatus(`disconnected (${why})`, "error");
-    if (!state.closing && e.code !== 1000) showError(`Connection closed: ${why}.`);
+    const why = closeReason(e.code, e.reason);
+    setStatus("disconnected", "error");
+    if (!state.closing && e.code !== 1000) showError(why);
     $("talk").textContent = "Reconnect";
   };
+}
+
+// What a websocket close code means to the person at the page, in words.
+function closeReason(code, reason) {
+  const words = {
+    1001: "The voxpipe server went away (it was stopped or restarted).",
+    1006: "The connection to the voxpipe server was lost (the server stopped or the network dropped).",
+    1008: "The server refused this page's messages",
+    1009: "The server refused a message that was too large.",
+    1011: "The voice agent hit an error on the server and ended the conversation; its log says what went wrong.",
+    1012: "The voxpipe server is restarting.",
+    1013: "The voxpipe server is busy; try again in a moment.",
+  }[code] || `The connection to the voxpipe server closed unexpectedly (code ${code}).`;
+  const detail = reason && code !== 1011 ? ` (${reason})` : "";
+  const text = words.endsWith(".") ? words.slice(0, -1) + detail + "." : words + detail + ".";
+  return `${text} Press Reconnect to start again.`;
 }
 
 function send(obj) {
