@@ -19,9 +19,12 @@ nodes first so that each value keeps its line.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
+import importlib
 import os
 import re
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -113,7 +116,32 @@ def load(path: str | os.PathLike, *, overrides: list[str] | None = None, env: di
                                     hint=f"check the path; voxpipe ships {', '.join(available())} (name one alone)")) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise PipelineError(Problem(f"cannot read pipeline file {p}: {exc}")) from None
-    return load_text(text, file=str(path), overrides=overrides, env=env, base_dir=p.parent)
+    with _importable(p.parent):
+        return load_text(text, file=str(path), overrides=overrides, env=env, base_dir=p.parent)
+
+
+@contextlib.contextmanager
+def _importable(folder: Path):
+    """The pipeline's folder first on ``sys.path`` while it loads.
+
+    A user's package next to the YAML (``mypkg/gain.py`` beside ``my.yaml``) is then
+    importable as ``type: mypkg.gain:Gain`` or a tool module without setting PYTHONPATH,
+    from any working directory. Modules imported while loading stay imported; the path
+    entry is removed afterwards so that the folder does not shadow other imports later.
+    """
+    entry = str(folder.resolve())
+    added = entry not in sys.path
+    if added:
+        sys.path.insert(0, entry)
+        importlib.invalidate_caches()
+    try:
+        yield
+    finally:
+        if added:
+            try:
+                sys.path.remove(entry)
+            except ValueError:
+                pass
 
 
 def load_text(
