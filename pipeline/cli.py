@@ -17,8 +17,20 @@ __all__ = ["main"]
 
 
 
+class _Help(argparse.HelpFormatter):
+    """Each option's help ends with its default when it has one worth showing."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if ("%(default)" not in text and action.option_strings and default not in (None, False, argparse.SUPPRESS)
+                and not (isinstance(default, list) and not default)):
+            text += " (default: %(default)s)"
+        return text
+
+
 def _add_load_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("pipeline", help="the pipeline YAML file")
+    p.add_argument("pipeline", help="the pipeline YAML file, or the name of a shipped one (demo.yaml, ...)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="NODE.PARAM=VALUE",
                    help="override a param, e.g. --set model.voice=nova (repeatable)")
 
@@ -100,17 +112,17 @@ def cmd_schema(args) -> int:
 
 
 def cmd_processors(args) -> int:
-    from .registry import ALIASES, available_types, resolve_type
+    from . import reference
 
-    aliases = {v: k for k, v in ALIASES.items()}
-    for name in sorted(available_types()):
-        try:
-            doc = (resolve_type(name).__doc__ or "").strip().splitlines()
-            line = doc[0] if doc else ""
-        except Exception as exc:  # an optional extra not installed
-            line = f"(unavailable: {exc})"
-        alias = f" (alias: {aliases[name]})" if name in aliases else ""
-        print(f"{name:<20} {line}{alias}")
+    if args.markdown:
+        text = reference.reference_markdown()
+        if args.markdown == "-":
+            print(text, end="")
+        else:
+            Path(args.markdown).write_text(text, encoding="utf-8")
+            print(f"wrote {args.markdown}", file=sys.stderr)
+        return 0
+    print(reference.type_text(args.name) if args.name else reference.types_table(), end="" if args.name else "\n")
     return 0
 
 
@@ -152,57 +164,71 @@ def cmd_serve(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="voxpipe", description="Streaming voice agents as graphs of frame processors.")
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
+    parser = argparse.ArgumentParser(prog="voxpipe", description="Streaming voice agents as graphs of frame processors.",
+                                     formatter_class=_Help)
+    parser.add_argument("-v", "--verbose", action="count", default=0,
+                        help="more logging: -v for info, -vv for debug (default: warnings only)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    p = sub.add_parser("run", help="run a pipeline")
+    def command(name: str, text: str, description: str | None = None) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=text, description=description or text[:1].upper() + text[1:] + ".",
+                              formatter_class=_Help)
+
+    p = command("run", "run a pipeline")
     _add_load_args(p)
-    p.add_argument("--fast", action="store_true", help="as fast as possible instead of real time")
+    p.add_argument("--fast", action="store_true", help="as fast as possible instead of real time (default: real time)")
     p.add_argument("--stats", action="store_true", help="print per-processor latency and queue figures at the end")
     p.set_defaults(fn=cmd_run)
 
-    p = sub.add_parser("validate", help="check a pipeline without running it")
+    p = command("validate", "check a pipeline without running it")
     _add_load_args(p)
     p.set_defaults(fn=cmd_validate)
 
-    p = sub.add_parser("graph", help="print a pipeline as Mermaid (or DOT)")
+    p = command("graph", "print a pipeline as Mermaid (or DOT)")
     _add_load_args(p)
-    p.add_argument("--format", choices=["mermaid", "dot"], default="mermaid")
+    p.add_argument("--format", choices=["mermaid", "dot"], default="mermaid", help="the diagram language")
     p.set_defaults(fn=cmd_graph)
 
-    p = sub.add_parser("schema", help="print the JSON Schema of pipeline files")
+    p = command("schema", "print the JSON Schema of pipeline files")
     p.set_defaults(fn=cmd_schema)
 
-    p = sub.add_parser("processors", help="list the registered processor types")
+    p = command("processors", "list the registered processor types, or show one type's reference",
+                "List the registered processor types (built-in, entry points of installed packages); "
+                "with NAME, print that type's params (type, default, description), formats and an example.")
+    p.add_argument("name", nargs="?", default=None, help="a type name, e.g. vad.energy (default: list every type)")
+    p.add_argument("--markdown", nargs="?", const="-", default=None, metavar="FILE",
+                   help="write the reference of every built-in type as Markdown to FILE (docs/reference.md), "
+                        "or to stdout without FILE")
     p.set_defaults(fn=cmd_processors)
 
-    p = sub.add_parser("devices", help="list sound devices (needs the 'audio' extra)")
+    p = command("devices", "list sound devices (needs the 'audio' extra)")
     p.set_defaults(fn=cmd_devices)
 
-    p = sub.add_parser("realtime-server", help="serve the OpenAI Realtime API offline on 127.0.0.1")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8765)
-    p.add_argument("--rules", default=None, help="responder rules YAML (default: the demo rules)")
-    p.add_argument("--model-delay-ms", type=int, default=0, help="artificial delay before the first audio")
+    p = command("realtime-server", "serve the OpenAI Realtime API offline on 127.0.0.1")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    p.add_argument("--port", type=int, default=8765, help="port to listen on")
+    p.add_argument("--rules", default=None, help="responder rules YAML (default: the shipped demo rules)")
+    p.add_argument("--model-delay-ms", type=int, default=0, help="artificial delay before the first audio of each response")
     p.set_defaults(fn=cmd_realtime_server)
 
-    p = sub.add_parser("demo", help="run the offline voice-agent demo")
+    p = command("demo", "run the offline voice-agent demo")
     p.add_argument("--out", default="out", help="where to write the output WAV files")
     p.set_defaults(fn=cmd_demo)
 
-    p = sub.add_parser("bench", help="run the benchmarks and print a summary")
-    p.add_argument("--quick", action="store_true", help="fewer iterations")
-    p.add_argument("--json", default=None, help="write the figures to this JSON file")
-    p.add_argument("--plot", default=None, help="write PNG plots to this directory (needs matplotlib)")
-    p.add_argument("--only", action="append", default=None, help="run only these benchmarks (hops, session_copy, dsp, turn, sessions)")
+    p = command("bench", "run the benchmarks and print a summary")
+    p.add_argument("--quick", action="store_true", help="fewer iterations (default: the full run)")
+    p.add_argument("--json", default=None, help="write the figures to this JSON file (default: none written)")
+    p.add_argument("--plot", default=None, help="write PNG plots to this directory (needs matplotlib; default: no plots)")
+    p.add_argument("--only", action="append", default=None,
+                   help="run only this benchmark, repeatable: hops, session_copy, dsp, turn, sessions (default: all)")
     p.set_defaults(fn=cmd_bench)
 
-    p = sub.add_parser("serve", help="serve a pipeline to browsers (page + websocket)")
+    p = command("serve", "serve a pipeline to browsers (page + websocket)")
     p.add_argument("pipeline", nargs="?", default=None, help="pipeline YAML (default: the shipped web_agent.yaml)")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8080)
-    p.add_argument("--token", default=None, help="require this token in the websocket URL (env VOXPIPE_TOKEN)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    p.add_argument("--port", type=int, default=8080, help="port to listen on")
+    p.add_argument("--token", default=None,
+                   help="require this token in the websocket URL (default: $VOXPIPE_TOKEN, else no token)")
     p.set_defaults(fn=cmd_serve)
     return parser
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from typing import ClassVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from pipeline.frames import (
     AudioFrame,
@@ -39,9 +39,9 @@ class ConsolePrinter(Processor):
 
     class Params(BaseModel):
         model_config = ConfigDict(extra="forbid")
-        partial: bool = False
-        speaking: bool = False  # also print VAD start/stop events
-        metrics: bool = False
+        partial: bool = Field(False, description="also print partial transcripts")
+        speaking: bool = Field(False, description="also print VAD start/stop events")
+        metrics: bool = Field(False, description="also print every MetricsFrame")
 
     def __init__(self, params=None, *, name=None, stream=None) -> None:
         super().__init__(params, name=name)

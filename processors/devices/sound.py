@@ -145,10 +145,10 @@ def _named(device: int | str | None, kind: str) -> str:
 class _DeviceParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
     device: int | str | None = Field(None, description="index or part of the name (voxpipe devices); null: default")
-    sample_rate: int = Field(24000, gt=0, le=384000)
-    channels: int = Field(1, ge=1, le=32)
+    sample_rate: int = Field(24000, gt=0, le=384000, description="Hz the device is opened at")
+    channels: int = Field(1, ge=1, le=32, description="channels the device is opened with")
     frame_ms: float = Field(20.0, gt=0, le=1000, description="audio per callback block")
-    dtype: Literal["int16", "float32"] = "int16"
+    dtype: Literal["int16", "float32"] = Field("int16", description="sample type of the frames")
     latency: Literal["low", "high"] | float = Field("low", description="PortAudio suggested latency (s, or low/high)")
 
 
