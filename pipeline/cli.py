@@ -58,20 +58,95 @@ def _load(args):
     return load(pipeline_path(args.pipeline, ""), overrides=args.overrides)
 
 
+#: Types that converse at their own pace: --fast would hand them a whole conversation at once.
+_PACED_TYPES = ("realtime.",)
+#: Types after which the live view sits: it sees what they emit and what comes back to them.
+_TALKERS = ("realtime.", "brain.", "stt.")
+
+
+def _refuse_fast(graph) -> None:
+    from .errors import VoxpipeError
+
+    paced = [nid for nid, n in graph.nodes.items() if str(n.type).startswith(_PACED_TYPES)]
+    if paced:
+        raise VoxpipeError(
+            f"--fast would push the whole input into the realtime model ({', '.join(paced)}) at once: it would "
+            "hear the conversation before its first answer and barge-ins would land at random. Run it without "
+            "--fast (real time); --fast is for file pipelines and tests")
+
+
+def _is_terminal() -> bool:
+    try:
+        return sys.stdout.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def _live_view(graph, args):
+    """The console the run prints through: the YAML's debug.console, or one inserted after the model.
+
+    Returns the printer, or None when nothing is shown (``--quiet``, no terminal and no
+    ``--log-format json``, or no node that talks).
+    """
+    from processors.debug.console import ConsolePrinter
+
+    consoles = [n.processor for n in graph.nodes.values() if isinstance(n.processor, ConsolePrinter)]
+    as_json = args.log_format == "json"
+    if args.quiet:
+        import io
+
+        for console in consoles:
+            console.stream = io.StringIO()  # the YAML asked for it; --quiet wins
+        return None
+    if as_json:
+        for console in consoles:
+            console.params.format = "json"
+    if consoles:
+        return consoles[0]
+    if not (as_json or _is_terminal()):
+        return None
+    talkers = [nid for nid, n in graph.nodes.items() if str(n.type).startswith(_TALKERS)]
+    if not talkers:
+        return None
+    printer = ConsolePrinter({"speaking": not as_json, "format": "json" if as_json else "text"}, name="live")
+    after = talkers[0]
+    outputs = graph.outputs(after)
+    if outputs:
+        graph.insert("live", printer, between=(after, outputs[0]), type="debug.console")
+    else:
+        graph.add("live", printer, type="debug.console")
+        graph.link(after, "live")
+        graph.check()
+    return printer
+
+
 def cmd_run(args) -> int:
     import anyio
 
     from .runner import run
 
     graph = _load(args)
+    if args.fast:
+        _refuse_fast(graph)
+    live = _live_view(graph, args)
+    if live is not None and live.params.format == "text":
+        mode = "as fast as possible" if args.fast else "at real time"
+        print(f"voxpipe run: {graph.name!r} {mode}; Ctrl-C ends it, --quiet hides this view", flush=True)
     result = anyio.run(lambda: run(graph, realtime=not args.fast, stats=args.stats, handle_signals=True))
+    as_json = args.log_format == "json"
     for err in result.errors:
-        print(f"error in {err.processor}: {err.message}", file=sys.stderr)
+        if as_json:
+            print(json.dumps({"event": "error", "processor": err.processor, "message": err.message}), file=sys.stderr)
+        else:
+            print(f"error in {err.processor}: {err.message}", file=sys.stderr)
     if args.stats:
-        print(format_stats(result.stats))
+        print(json.dumps({"event": "stats", "stats": result.stats}, default=str) if as_json else format_stats(result.stats))
     if result.hung:
         print(f"still busy when cancelled: {', '.join(result.hung)}", file=sys.stderr)
-    print(f"pipeline {graph.name!r} ended: {result.ended}", file=sys.stderr)
+    if as_json:
+        print(json.dumps({"event": "end", "pipeline": graph.name, "ended": result.ended, "ok": result.ok}))
+    else:
+        print(f"pipeline {graph.name!r} ended: {result.ended}", file=sys.stderr)
     return 0 if result.ok else 1
 
 
@@ -163,6 +238,17 @@ def cmd_serve(args) -> int:
     return 0
 
 
+class _JsonFormatter(logging.Formatter):
+    """One JSON object per log record: time, level, logger, message (secrets still redacted)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        out = {"t": round(record.created, 3), "level": record.levelname.lower(), "logger": record.name,
+               "message": record.getMessage()}
+        if record.exc_info and logging.getLogger().isEnabledFor(logging.DEBUG):
+            out["traceback"] = self.formatException(record.exc_info)
+        return json.dumps(out, default=str)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="voxpipe", description="Streaming voice agents as graphs of frame processors.",
                                      formatter_class=_Help)
@@ -178,6 +264,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_load_args(p)
     p.add_argument("--fast", action="store_true", help="as fast as possible instead of real time (default: real time)")
     p.add_argument("--stats", action="store_true", help="print per-processor latency and queue figures at the end")
+    p.add_argument("--quiet", "-q", action="store_true",
+                   help="print nothing while running, not even the pipeline's debug.console (default: a live view of "
+                        "the conversation when a terminal is attached)")
+    p.add_argument("--log-format", choices=["text", "json"], default="text",
+                   help="json: the live view's events and the log as one JSON object per line, terminal or not")
     p.set_defaults(fn=cmd_run)
 
     p = command("validate", "check a pipeline without running it")
@@ -241,6 +332,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     level = logging.WARNING - 10 * args.verbose
     logging.basicConfig(level=max(level, logging.DEBUG), format="%(levelname)s %(name)s: %(message)s")
+    if getattr(args, "log_format", "text") == "json":
+        for handler in logging.getLogger().handlers:
+            handler.setFormatter(_JsonFormatter())
     from .errors import PipelineError, VoxpipeError
     from .logs import install, redact
 
