@@ -224,6 +224,25 @@ def cmd_demo(args) -> int:
 
 
 def cmd_bench(args) -> int:
+    if args.pipeline:
+        from .errors import VoxpipeError
+        from pipelines.pipeline_bench import bench_pipeline
+
+        if args.quick or args.only:
+            raise VoxpipeError("--quick and --only choose among voxpipe's own benchmarks; leave them out with a PIPELINE")
+        graph_path = pipeline_path(args.pipeline, "")
+        if args.fast:
+            from .loader import load
+
+            _refuse_fast(load(graph_path, overrides=args.overrides))
+        return bench_pipeline(graph_path, overrides=args.overrides, fast=args.fast, runs=args.runs,
+                              duration_s=args.duration, max_turns=args.turns, json_path=args.json,
+                              baseline=args.baseline, tolerance=args.tolerance, plot_dir=args.plot)
+    if args.baseline or args.fast or args.overrides or args.turns or args.duration or args.runs != 1:
+        from .errors import VoxpipeError
+
+        raise VoxpipeError("--fast, --runs, --turns, --duration, --set and --baseline measure a pipeline: "
+                           "give one, e.g. voxpipe bench my.yaml --baseline bench.json")
     from pipelines.bench import run_bench
 
     return run_bench(quick=args.quick, json_path=args.json, plot_dir=args.plot, only=args.only)
@@ -306,9 +325,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="out", help="where to write the output WAV files")
     p.set_defaults(fn=cmd_demo)
 
-    p = command("bench", "run the benchmarks and print a summary")
+    p = command("bench", "benchmark a pipeline of yours, or run voxpipe's own benchmarks",
+                "With PIPELINE: run it and report per processor (frames, time in process(), share of the frame "
+                "budget, queue high-water, drops) and, with a realtime model, per turn (speech end -> first audio, "
+                "barge-in -> playback stopped); compare with --baseline and exit 1 past --tolerance. Without: "
+                "run the benchmarks of a source checkout (benchmarks/) and print their summary.")
+    p.add_argument("pipeline", nargs="?", default=None,
+                   help="the pipeline YAML to measure (default: voxpipe's own benchmarks)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="NODE.PARAM=VALUE",
+                   help="override a param of PIPELINE, repeatable")
+    p.add_argument("--fast", action="store_true", help="run PIPELINE as fast as the graph allows (default: real time)")
+    p.add_argument("--runs", type=int, default=1, help="run PIPELINE this many times, each on a fresh copy")
+    p.add_argument("--turns", type=int, default=None, help="end each run after this many model turns (default: the whole input)")
+    p.add_argument("--duration", type=float, default=None, metavar="SECONDS",
+                   help="end each run after this many seconds (default: the whole input)")
+    p.add_argument("--baseline", default=None, metavar="FILE",
+                   help="compare with a report written earlier by --json; exit 1 when a figure is past --tolerance "
+                        "(default: no comparison)")
+    p.add_argument("--tolerance", type=float, default=1.5,
+                   help="ratio to the baseline past which a figure fails (1.5: 50%% slower)")
     p.add_argument("--quick", action="store_true", help="fewer iterations (default: the full run)")
-    p.add_argument("--json", default=None, help="write the figures to this JSON file (default: none written)")
+    p.add_argument("--json", default=None, help="write the figures to this JSON file, - for stdout (default: none written)")
     p.add_argument("--plot", default=None, help="write PNG plots to this directory (needs matplotlib; default: no plots)")
     p.add_argument("--only", action="append", default=None,
                    help="run only this benchmark, repeatable: hops, session_copy, dsp, turn, sessions (default: all)")
