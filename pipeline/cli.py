@@ -261,8 +261,9 @@ class _JsonFormatter(logging.Formatter):
     """One JSON object per log record: time, level, logger, message (secrets still redacted)."""
 
     def format(self, record: logging.LogRecord) -> str:
+        record.message = record.getMessage()
         out = {"t": round(record.created, 3), "level": record.levelname.lower(), "logger": record.name,
-               "message": record.getMessage()}
+               "message": record.message}
         if record.exc_info and logging.getLogger().isEnabledFor(logging.DEBUG):
             out["traceback"] = self.formatException(record.exc_info)
         return json.dumps(out, default=str)
@@ -368,10 +369,13 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0
     level = logging.WARNING - 10 * args.verbose
-    logging.basicConfig(level=max(level, logging.DEBUG), format="%(levelname)s %(name)s: %(message)s")
+    handler = logging.StreamHandler()
     if getattr(args, "log_format", "text") == "json":
-        for handler in logging.getLogger().handlers:
-            handler.setFormatter(_JsonFormatter())
+        handler.setFormatter(_JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    # a no-op when the host (pytest, an application) configured logging already: its handlers stay as they are
+    logging.basicConfig(level=max(level, logging.DEBUG), handlers=[handler])
     from .errors import PipelineError, VoxpipeError
     from .logs import install, redact
 

@@ -24,6 +24,8 @@ from typing import Any
 
 import pytest
 
+__all__ = ["pytest_pyfunc_call"]
+
 
 def _claimed_by_another_plugin(item: Any) -> bool:
     if "anyio_backend" in item.funcargs:  # anyio's plugin runs it (its hook runs first)

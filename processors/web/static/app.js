@@ -23,6 +23,9 @@ const state = {
   stoppedAt: null, // when the server said the user stopped speaking (performance.now())
   turns: new Map(), // turn -> latency row (of this session)
   answers: 0, // latency rows so far
+  said: null, // {text, used}: the user's last words, the label of the next latency row
+  toolSince: null, // a tool's name whose result came back since the last row
+  unlabelled: null, // a row created before its words were recognised
   bubbles: new Map(), // role:item_id -> bubble element
   tools: new Map(), // call_id -> tool card
   itemTurns: new Map(), // assistant item_id -> turn
@@ -148,18 +151,21 @@ function onEvent(ev) {
       const b = bubble(ev.role, ev.item_id);
       b.text.textContent = ev.text;
       b.el.classList.remove("partial");
+      if (ev.role === "user") userSaid(ev.text);
       break;
     }
     case "response.end":
       if (playerReady) playerReady.then((player) => player.port.postMessage({ type: "end" })); // after the audio
       for (const [key, b] of state.bubbles) if (key.startsWith("assistant:")) b.el.classList.remove("partial");
       if (ev.status !== "completed" && state.turns.has(ev.turn)) state.turns.get(ev.turn).status.textContent = ev.status;
+      if (state.turns.has(ev.turn)) settleRow(state.turns.get(ev.turn));
       break;
     case "tool.call":
       toolCall(ev);
       break;
     case "tool.result":
       toolResult(ev);
+      state.toolSince = ev.name || "tool";
       break;
     case "latency":
       latencyRow(ev.turn).server.textContent = `${Math.round(ev.first_audio_ms)} ms`;
@@ -167,7 +173,9 @@ function onEvent(ev) {
     case "metrics":
       // the model's own figure: response created -> its first audio (turns that spoke only)
       if (ev.name === "realtime.turn" && ev.values && ev.values.turn && ev.values.first_audio_ms != null) {
-        latencyRow(ev.values.turn).model.textContent = `${Math.round(ev.values.first_audio_ms)} ms`;
+        const row = latencyRow(ev.values.turn);
+        row.model.textContent = `${Math.round(ev.values.first_audio_ms)} ms`;
+        settleRow(row); // the model's figure comes at the response's end: what is still "…" never will be
       }
       break;
     case "error":
@@ -275,17 +283,54 @@ function latencyRow(turn) {
   if (!row) {
     const tr = document.createElement("tr");
     state.answers++;
-    const cells = [`${state.answers}`, "…", "…", "…", ""].map((text) => {
+    const cells = ["", "…", "…", "…", ""].map((text) => {
       const td = document.createElement("td");
       td.textContent = text;
       tr.append(td);
       return td;
     });
     $("latency").append(tr);
-    row = { tr, server: cells[1], heard: cells[2], model: cells[3], status: cells[4] };
+    row = { tr, label: cells[0], server: cells[1], heard: cells[2], model: cells[3], status: cells[4] };
+    if (state.said && !state.said.used) {
+      labelRow(row, state.said.text);
+      state.said.used = true;
+    } else if (state.toolSince) {
+      row.label.textContent = `(${state.toolSince} result)`;
+    } else {
+      row.label.textContent = "…";
+      state.unlabelled = row; // the words are still being recognised
+    }
+    state.toolSince = null;
     state.turns.set(turn, row);
   }
   return row;
+}
+
+function labelRow(row, text) {
+  row.label.textContent = text.length > 40 ? `“${text.slice(0, 38)}…”` : `“${text}”`;
+  row.label.title = text;
+}
+
+function userSaid(text) {
+  if (state.unlabelled) {
+    labelRow(state.unlabelled, text);
+    state.unlabelled = null;
+    state.said = { text, used: true };
+  } else {
+    state.said = { text, used: false };
+  }
+}
+
+// A finished turn keeps no "…": what was not measured says so.
+function settleRow(row) {
+  const why = "not measured: no end of speech for this turn (a typed message, or a tool's result)";
+  for (const cell of [row.server, row.model]) { // "heard" is set when playback starts, after this
+    if (cell.textContent === "…") {
+      cell.textContent = "–";
+      cell.title = why;
+    }
+  }
+  if (row.label.textContent === "…") row.label.textContent = "(no words)";
 }
 
 // --- audio --------------------------------------------------------------------------------
@@ -317,7 +362,9 @@ function onPlayer(m) {
   if (m.type === "started") {
     const turn = state.itemTurns.get(m.item) || 0;
     if (state.stoppedAt !== null && turn > 0) {
-      latencyRow(turn).heard.textContent = `${Math.round(performance.now() - state.stoppedAt)} ms`;
+      const cell = latencyRow(turn).heard;
+      cell.textContent = `${Math.round(performance.now() - state.stoppedAt)} ms`;
+      cell.title = "";
       state.stoppedAt = null;
     }
     return;
@@ -415,6 +462,8 @@ $("say").addEventListener("submit", async (e) => {
   }
   await ensurePlayer(); // a click is a gesture: audio may start
   send({ type: "text", text });
+  state.stoppedAt = performance.now(); // "heard" counts from the send for a typed turn
+  userSaid(text);
   const b = bubble("user", null);
   b.text.textContent = text;
   b.el.classList.remove("partial");
