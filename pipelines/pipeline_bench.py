@@ -56,23 +56,52 @@ def _frame_ms(graph) -> float:
 
 
 def _observer_class():
-    from pipeline.frames import InterruptionFrame, PlaybackProgressFrame
+    from pipeline.frames import (
+        AudioFrame,
+        InterruptionFrame,
+        PlaybackProgressFrame,
+        UserStartedSpeakingFrame,
+        UserStoppedSpeakingFrame,
+    )
     from processors.debug.console import ConsolePrinter
 
     class TurnObserver(ConsolePrinter):
-        """A silent console that also times each barge-in to the end of its playback."""
+        """A silent console that also times each barge-in to the end of its playback, and
+        records a timeline on the media clock: the user's speech (from the VAD's frames),
+        when the VAD decided, each reply's first audio and the end of its playback."""
 
         def __init__(self, *args, on_turn=None, **kwargs) -> None:
             super().__init__(*args, **kwargs)
             self.on_turn = on_turn
             self.barge_ms: list[float] = []
             self._barge_at: float | None = None
+            self.timeline: list[dict] = []
+            self._speech_start: float | None = None
+            self._first: dict[str, float] = {}
 
         def clone(self):
             return type(self)(self.params.model_copy(deep=True), name=self.name, stream=self.stream,
                               on_turn=self.on_turn)
 
+        async def process(self, frame, direction) -> None:
+            if type(frame) is AudioFrame and frame.item_id is not None and frame.item_id not in self._first:
+                self._first[frame.item_id] = now = self.clock.elapsed()
+                self.timeline.append({"kind": "first_audio", "at": round(now, 3), "item": frame.item_id,
+                                      "turn": frame.turn})
+            await super().process(frame, direction)
+
         def _observe(self, frame) -> None:
+            if isinstance(frame, UserStartedSpeakingFrame) and frame.sample_rate:
+                self._speech_start = frame.pts / frame.sample_rate
+            elif isinstance(frame, UserStoppedSpeakingFrame) and frame.sample_rate:
+                end = frame.pts / frame.sample_rate
+                self.timeline.append({"kind": "user_speech", "start": round(self._speech_start or end, 3),
+                                      "end": round(end, 3), "decided": round(self.clock.elapsed(), 3)})
+            elif isinstance(frame, PlaybackProgressFrame) and frame.done and frame.item_id in self._first:
+                self.timeline.append({"kind": "playback", "item": frame.item_id,
+                                      "start": round(self._first.pop(frame.item_id), 3),
+                                      "end": round(self.clock.elapsed(), 3), "played_ms": frame.played_ms,
+                                      "interrupted": self._barge_at is not None})
             n_before = len(self.metrics)
             super()._observe(frame)
             if isinstance(frame, InterruptionFrame):
@@ -166,6 +195,7 @@ def measure(path: str | Path, *, overrides: list[str] | None = None, fast: bool 
     turn_records: list[dict] = []
     wall = 0.0
     errors: list[str] = []
+    timeline: list[dict] = []
     bar = _Progress(runs, duration_s, max_turns, enabled=show_progress)
     for i in range(runs):
         graph = template.copy()
@@ -182,6 +212,8 @@ def measure(path: str | Path, *, overrides: list[str] | None = None, fast: bool 
             high[nid] = max(high.get(nid, 0), hw.get(nid, 0))
         if observer is not None:
             barge += observer.barge_ms
+            if i == 0:
+                timeline = observer.timeline
             for name, v in observer.metrics:
                 if name != "realtime.turn":
                     continue
@@ -215,7 +247,7 @@ def measure(path: str | Path, *, overrides: list[str] | None = None, fast: bool 
         "wall_s": round(wall, 3), "frame_ms": frame_ms, "errors": errors, "processors": processors,
         "turns": {"speech_end_to_first_audio_ms": _quantiles(ttfb), "created_to_first_audio_ms": _quantiles(created),
                   "barge_in_to_playback_stopped_ms": _quantiles(barge)} if (ttfb or created or turn_records) else {},
-        "turn_records": turn_records, "environment": environment(),
+        "turn_records": turn_records, "timeline": timeline, "environment": environment(),
     }
 
 
@@ -362,7 +394,33 @@ def write_pipeline_plots(report: dict, out_dir: Path) -> list[Path]:
         fig.savefig(path, dpi=110)
         plt.close(fig)
         written.append(path)
+    if report.get("timeline"):
+        written.append(_timeline_plot(plt, report, out_dir / "timeline.png"))
     return written
+
+
+def _timeline_plot(plt, report: dict, path: Path) -> Path:
+    """The first run on the media clock: user speech, the VAD's decision, first audio, playback."""
+    events = report["timeline"]
+    fig, ax = plt.subplots(figsize=(11, 2.8))
+    rows = {"user speech": 3, "VAD / first audio": 2, "playback": 1}
+    for e in events:
+        if e["kind"] == "user_speech":
+            ax.barh(rows["user speech"], e["end"] - e["start"], left=e["start"], height=0.5, color="#2f6fed")
+            ax.plot([e["decided"]], [rows["VAD / first audio"]], marker="|", markersize=14, color="#2f6fed")
+        elif e["kind"] == "first_audio":
+            ax.plot([e["at"]], [rows["VAD / first audio"]], marker="v", color="#1f8a4c")
+        elif e["kind"] == "playback":
+            ax.barh(rows["playback"], e["end"] - e["start"], left=e["start"], height=0.5,
+                    color="#c0392b" if e["interrupted"] else "#1f8a4c")
+    ax.set_yticks(list(rows.values()), list(rows))
+    ax.set_xlabel("media time (s): blue bars the user's speech, | the VAD's decision, v the model's first audio, "
+                  "bars its playback (red: cut by a barge-in)", fontsize=8)
+    ax.set_title(f"{report['pipeline']}: the first run's turns")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
 
 
 def bench_pipeline(path: str | Path, *, overrides: list[str] | None = None, fast: bool = False, runs: int = 1,

@@ -100,3 +100,7 @@ def test_a_model_pipeline_reports_per_turn_latency(tmp_path, capsys):
     assert first["n"] >= 1 and 0 < first["median"] < 5000
     out = capsys.readouterr().out
     assert "user speech end -> model's first audio" in out
+    timeline = json.loads(path.read_text())["timeline"]
+    speech = [e for e in timeline if e["kind"] == "user_speech"]
+    first = [e for e in timeline if e["kind"] == "first_audio"]
+    assert speech and first and speech[0]["start"] < speech[0]["end"] <= speech[0]["decided"] < first[0]["at"]

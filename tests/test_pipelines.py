@@ -88,8 +88,11 @@ async def test_telephony_pipeline_talks_g711_with_the_local_server(tmp_path, cap
     assert result.ok, result.errors
     text = capsys.readouterr().out
     assert "tool call : get_weather({'location': 'Paris'})" in text
-    # the caller's second turn ("hi there") may start while the answer plays: printed as heard
-    assert re.search(r"assistant : (It is 18 degrees and partly cloudy in Paris\.|It is .*\[cut: the user barged in after)", text)
+    # the caller's second turn ("hi there") may start while the answer plays: printed as heard,
+    # cut (possibly before its first word), or, on a loaded machine, purged before it reached
+    # the console by a barge-in that came first
+    answered = re.search(r"assistant : (It is 18 degrees and partly cloudy in Paris\.|(It is .*)?\[cut: the user barged in after)", text)
+    assert answered or "(the user barged in: playback flushed)" in text, text
     samples, rate = read_wav(out)
     assert rate == 8000 and len(samples) > rate  # more than a second of assistant speech
 
