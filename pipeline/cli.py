@@ -17,8 +17,20 @@ __all__ = ["main"]
 
 
 
+class _Help(argparse.HelpFormatter):
+    """Each option's help ends with its default when it has one worth showing."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if ("%(default)" not in text and action.option_strings and default not in (None, False, argparse.SUPPRESS)
+                and not (isinstance(default, list) and not default)):
+            text += " (default: %(default)s)"
+        return text
+
+
 def _add_load_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("pipeline", help="the pipeline YAML file")
+    p.add_argument("pipeline", help="the pipeline YAML file, or the name of a shipped one (demo.yaml, ...)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="NODE.PARAM=VALUE",
                    help="override a param, e.g. --set model.voice=nova (repeatable)")
 
@@ -54,21 +66,96 @@ def preflight(graph) -> None:
             check()
 
 
+#: Types that converse at their own pace: --fast would hand them a whole conversation at once.
+_PACED_TYPES = ("realtime.",)
+#: Types after which the live view sits: it sees what they emit and what comes back to them.
+_TALKERS = ("realtime.", "brain.", "stt.")
+
+
+def _refuse_fast(graph) -> None:
+    from .errors import VoxpipeError
+
+    paced = [nid for nid, n in graph.nodes.items() if str(n.type).startswith(_PACED_TYPES)]
+    if paced:
+        raise VoxpipeError(
+            f"--fast would push the whole input into the realtime model ({', '.join(paced)}) at once: it would "
+            "hear the conversation before its first answer and barge-ins would land at random. Run it without "
+            "--fast (real time); --fast is for file pipelines and tests")
+
+
+def _is_terminal() -> bool:
+    try:
+        return sys.stdout.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def _live_view(graph, args):
+    """The console the run prints through: the YAML's debug.console, or one inserted after the model.
+
+    Returns the printer, or None when nothing is shown (``--quiet``, no terminal and no
+    ``--log-format json``, or no node that talks).
+    """
+    from processors.debug.console import ConsolePrinter
+
+    consoles = [n.processor for n in graph.nodes.values() if isinstance(n.processor, ConsolePrinter)]
+    as_json = args.log_format == "json"
+    if args.quiet:
+        import io
+
+        for console in consoles:
+            console.stream = io.StringIO()  # the YAML asked for it; --quiet wins
+        return None
+    if as_json:
+        for console in consoles:
+            console.params.format = "json"
+    if consoles:
+        return consoles[0]
+    if not (as_json or _is_terminal()):
+        return None
+    talkers = [nid for nid, n in graph.nodes.items() if str(n.type).startswith(_TALKERS)]
+    if not talkers:
+        return None
+    printer = ConsolePrinter({"speaking": not as_json, "format": "json" if as_json else "text"}, name="live")
+    after = talkers[0]
+    outputs = graph.outputs(after)
+    if outputs:
+        graph.insert("live", printer, between=(after, outputs[0]), type="debug.console")
+    else:
+        graph.add("live", printer, type="debug.console")
+        graph.link(after, "live")
+        graph.check()
+    return printer
+
+
 def cmd_run(args) -> int:
     import anyio
 
     from .runner import run
 
     graph = _load(args)
+    if args.fast:
+        _refuse_fast(graph)
     preflight(graph)
+    live = _live_view(graph, args)
+    if live is not None and live.params.format == "text":
+        mode = "as fast as possible" if args.fast else "at real time"
+        print(f"voxpipe run: {graph.name!r} {mode}; Ctrl-C ends it, --quiet hides this view", flush=True)
     result = anyio.run(lambda: run(graph, realtime=not args.fast, stats=args.stats, handle_signals=True))
+    as_json = args.log_format == "json"
     for err in result.errors:
-        print(f"error in {err.processor}: {err.message}", file=sys.stderr)
+        if as_json:
+            print(json.dumps({"event": "error", "processor": err.processor, "message": err.message}), file=sys.stderr)
+        else:
+            print(f"error in {err.processor}: {err.message}", file=sys.stderr)
     if args.stats:
-        print(format_stats(result.stats))
+        print(json.dumps({"event": "stats", "stats": result.stats}, default=str) if as_json else format_stats(result.stats))
     if result.hung:
         print(f"still busy when cancelled: {', '.join(result.hung)}", file=sys.stderr)
-    print(f"pipeline {graph.name!r} ended: {result.ended}", file=sys.stderr)
+    if as_json:
+        print(json.dumps({"event": "end", "pipeline": graph.name, "ended": result.ended, "ok": result.ok}))
+    else:
+        print(f"pipeline {graph.name!r} ended: {result.ended}", file=sys.stderr)
     return 0 if result.ok else 1
 
 
@@ -109,17 +196,17 @@ def cmd_schema(args) -> int:
 
 
 def cmd_processors(args) -> int:
-    from .registry import ALIASES, available_types, resolve_type
+    from . import reference
 
-    aliases = {v: k for k, v in ALIASES.items()}
-    for name in sorted(available_types()):
-        try:
-            doc = (resolve_type(name).__doc__ or "").strip().splitlines()
-            line = doc[0] if doc else ""
-        except Exception as exc:  # an optional extra not installed
-            line = f"(unavailable: {exc})"
-        alias = f" (alias: {aliases[name]})" if name in aliases else ""
-        print(f"{name:<20} {line}{alias}")
+    if args.markdown:
+        text = reference.reference_markdown()
+        if args.markdown == "-":
+            print(text, end="")
+        else:
+            Path(args.markdown).write_text(text, encoding="utf-8")
+            print(f"wrote {args.markdown}", file=sys.stderr)
+        return 0
+    print(reference.type_text(args.name) if args.name else reference.types_table(), end="" if args.name else "\n")
     return 0
 
 
@@ -147,6 +234,25 @@ def cmd_demo(args) -> int:
 
 
 def cmd_bench(args) -> int:
+    if args.pipeline:
+        from .errors import VoxpipeError
+        from pipelines.pipeline_bench import bench_pipeline
+
+        if args.quick or args.only:
+            raise VoxpipeError("--quick and --only choose among voxpipe's own benchmarks; leave them out with a PIPELINE")
+        graph_path = pipeline_path(args.pipeline, "")
+        if args.fast:
+            from .loader import load
+
+            _refuse_fast(load(graph_path, overrides=args.overrides))
+        return bench_pipeline(graph_path, overrides=args.overrides, fast=args.fast, runs=args.runs,
+                              duration_s=args.duration, max_turns=args.turns, json_path=args.json,
+                              baseline=args.baseline, tolerance=args.tolerance, plot_dir=args.plot)
+    if args.baseline or args.fast or args.overrides or args.turns or args.duration or args.runs != 1:
+        from .errors import VoxpipeError
+
+        raise VoxpipeError("--fast, --runs, --turns, --duration, --set and --baseline measure a pipeline: "
+                           "give one, e.g. voxpipe bench my.yaml --baseline bench.json")
     from pipelines.bench import run_bench
 
     return run_bench(quick=args.quick, json_path=args.json, plot_dir=args.plot, only=args.only)
@@ -163,60 +269,109 @@ def cmd_serve(args) -> int:
     return 0
 
 
+class _JsonFormatter(logging.Formatter):
+    """One JSON object per log record: time, level, logger, message (secrets still redacted)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        record.message = record.getMessage()
+        out = {"t": round(record.created, 3), "level": record.levelname.lower(), "logger": record.name,
+               "message": record.message}
+        if record.exc_info and logging.getLogger().isEnabledFor(logging.DEBUG):
+            out["traceback"] = self.formatException(record.exc_info)
+        return json.dumps(out, default=str)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="voxpipe", description="Streaming voice agents as graphs of frame processors.")
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
+    parser = argparse.ArgumentParser(prog="voxpipe", description="Streaming voice agents as graphs of frame processors.",
+                                     formatter_class=_Help)
+    parser.add_argument("-v", "--verbose", action="count", default=0,
+                        help="more logging: -v for info, -vv for debug (default: warnings only)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    p = sub.add_parser("run", help="run a pipeline")
+    def command(name: str, text: str, description: str | None = None) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=text, description=description or text[:1].upper() + text[1:] + ".",
+                              formatter_class=_Help)
+
+    p = command("run", "run a pipeline")
     _add_load_args(p)
-    p.add_argument("--fast", action="store_true", help="as fast as possible instead of real time")
+    p.add_argument("--fast", action="store_true", help="as fast as possible instead of real time (default: real time)")
     p.add_argument("--stats", action="store_true", help="print per-processor latency and queue figures at the end")
+    p.add_argument("--quiet", "-q", action="store_true",
+                   help="print nothing while running, not even the pipeline's debug.console (default: a live view of "
+                        "the conversation when a terminal is attached)")
+    p.add_argument("--log-format", choices=["text", "json"], default="text",
+                   help="json: the live view's events and the log as one JSON object per line, terminal or not")
     p.set_defaults(fn=cmd_run)
 
-    p = sub.add_parser("validate", help="check a pipeline without running it")
+    p = command("validate", "check a pipeline without running it")
     _add_load_args(p)
     p.set_defaults(fn=cmd_validate)
 
-    p = sub.add_parser("graph", help="print a pipeline as Mermaid (or DOT)")
+    p = command("graph", "print a pipeline as Mermaid (or DOT)")
     _add_load_args(p)
-    p.add_argument("--format", choices=["mermaid", "dot"], default="mermaid")
+    p.add_argument("--format", choices=["mermaid", "dot"], default="mermaid", help="the diagram language")
     p.set_defaults(fn=cmd_graph)
 
-    p = sub.add_parser("schema", help="print the JSON Schema of pipeline files")
+    p = command("schema", "print the JSON Schema of pipeline files")
     p.set_defaults(fn=cmd_schema)
 
-    p = sub.add_parser("processors", help="list the registered processor types")
+    p = command("processors", "list the registered processor types, or show one type's reference",
+                "List the registered processor types (built-in, entry points of installed packages); "
+                "with NAME, print that type's params (type, default, description), formats and an example.")
+    p.add_argument("name", nargs="?", default=None, help="a type name, e.g. vad.energy (default: list every type)")
+    p.add_argument("--markdown", nargs="?", const="-", default=None, metavar="FILE",
+                   help="write the reference of every built-in type as Markdown to FILE (docs/reference.md), "
+                        "or to stdout without FILE")
     p.set_defaults(fn=cmd_processors)
 
-    p = sub.add_parser("devices", help="list sound devices (needs the 'audio' extra)")
+    p = command("devices", "list sound devices (needs the 'audio' extra)")
     p.set_defaults(fn=cmd_devices)
 
-    p = sub.add_parser("realtime-server", help="serve the OpenAI Realtime API offline on 127.0.0.1")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8765)
-    p.add_argument("--rules", default=None, help="responder rules YAML (default: the demo rules)")
-    p.add_argument("--model-delay-ms", type=int, default=0, help="artificial delay before the first audio")
+    p = command("realtime-server", "serve the OpenAI Realtime API offline on 127.0.0.1")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    p.add_argument("--port", type=int, default=8765, help="port to listen on")
+    p.add_argument("--rules", default=None, help="responder rules YAML (default: the shipped demo rules)")
+    p.add_argument("--model-delay-ms", type=int, default=0, help="artificial delay before the first audio of each response")
     p.add_argument("--allow-origin", action="append", default=[], metavar="ORIGIN",
                    help="let browser pages from ORIGIN connect (repeatable; '*': any page); by default none may")
     p.set_defaults(fn=cmd_realtime_server)
 
-    p = sub.add_parser("demo", help="run the offline voice-agent demo")
+    p = command("demo", "run the offline voice-agent demo")
     p.add_argument("--out", default="out", help="where to write the output WAV files")
     p.set_defaults(fn=cmd_demo)
 
-    p = sub.add_parser("bench", help="run the benchmarks and print a summary")
-    p.add_argument("--quick", action="store_true", help="fewer iterations")
-    p.add_argument("--json", default=None, help="write the figures to this JSON file")
-    p.add_argument("--plot", default=None, help="write PNG plots to this directory (needs matplotlib)")
-    p.add_argument("--only", action="append", default=None, help="run only these benchmarks (hops, session_copy, dsp, turn, sessions)")
+    p = command("bench", "benchmark a pipeline of yours, or run voxpipe's own benchmarks",
+                "With PIPELINE: run it and report per processor (frames, time in process(), share of the frame "
+                "budget, queue high-water, drops) and, with a realtime model, per turn (speech end -> first audio, "
+                "barge-in -> playback stopped); compare with --baseline and exit 1 past --tolerance. Without: "
+                "run the benchmarks of a source checkout (benchmarks/) and print their summary.")
+    p.add_argument("pipeline", nargs="?", default=None,
+                   help="the pipeline YAML to measure (default: voxpipe's own benchmarks)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="NODE.PARAM=VALUE",
+                   help="override a param of PIPELINE, repeatable")
+    p.add_argument("--fast", action="store_true", help="run PIPELINE as fast as the graph allows (default: real time)")
+    p.add_argument("--runs", type=int, default=1, help="run PIPELINE this many times, each on a fresh copy")
+    p.add_argument("--turns", type=int, default=None, help="end each run after this many model turns (default: the whole input)")
+    p.add_argument("--duration", type=float, default=None, metavar="SECONDS",
+                   help="end each run after this many seconds (default: the whole input)")
+    p.add_argument("--baseline", default=None, metavar="FILE",
+                   help="compare with a report written earlier by --json; exit 1 when a figure is past --tolerance "
+                        "(default: no comparison)")
+    p.add_argument("--tolerance", type=float, default=1.5,
+                   help="ratio to the baseline past which a figure fails (1.5: 50%% slower)")
+    p.add_argument("--quick", action="store_true", help="fewer iterations (default: the full run)")
+    p.add_argument("--json", default=None, help="write the figures to this JSON file, - for stdout (default: none written)")
+    p.add_argument("--plot", default=None, help="write PNG plots to this directory (needs matplotlib; default: no plots)")
+    p.add_argument("--only", action="append", default=None,
+                   help="run only this benchmark, repeatable: hops, session_copy, dsp, turn, sessions (default: all)")
     p.set_defaults(fn=cmd_bench)
 
-    p = sub.add_parser("serve", help="serve a pipeline to browsers (page + websocket)")
+    p = command("serve", "serve a pipeline to browsers (page + websocket)")
     p.add_argument("pipeline", nargs="?", default=None, help="pipeline YAML (default: the shipped web_agent.yaml)")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8080)
-    p.add_argument("--token", default=None, help="require this token in the websocket URL (env VOXPIPE_TOKEN)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    p.add_argument("--port", type=int, default=8080, help="port to listen on")
+    p.add_argument("--token", default=None,
+                   help="require this token in the websocket URL (default: $VOXPIPE_TOKEN, else no token)")
     p.add_argument("--public-url", default=None, help="phone calls: the https:// URL providers reach this server at "
                    "(default: the request's Host)")
     p.add_argument("--no-verify-signatures", action="store_true", help="phone calls: accept unsigned webhooks and "
@@ -234,7 +389,13 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0
     level = logging.WARNING - 10 * args.verbose
-    logging.basicConfig(level=max(level, logging.DEBUG), format="%(levelname)s %(name)s: %(message)s")
+    handler = logging.StreamHandler()
+    if getattr(args, "log_format", "text") == "json":
+        handler.setFormatter(_JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    # a no-op when the host (pytest, an application) configured logging already: its handlers stay as they are
+    logging.basicConfig(level=max(level, logging.DEBUG), handlers=[handler])
     from .errors import PipelineError, VoxpipeError
     from .logs import install, redact
 
@@ -249,6 +410,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `voxpipe ... | head`: the reader left, nothing to report
+        sys.stderr.close()
+        return 0
 
 
 if __name__ == "__main__":

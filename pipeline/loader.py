@@ -19,9 +19,12 @@ nodes first so that each value keeps its line.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
+import importlib
 import os
 import re
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -113,7 +116,32 @@ def load(path: str | os.PathLike, *, overrides: list[str] | None = None, env: di
                                     hint=f"check the path; voxpipe ships {', '.join(available())} (name one alone)")) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise PipelineError(Problem(f"cannot read pipeline file {p}: {exc}")) from None
-    return load_text(text, file=str(path), overrides=overrides, env=env, base_dir=p.parent)
+    with _importable(p.parent):
+        return load_text(text, file=str(path), overrides=overrides, env=env, base_dir=p.parent)
+
+
+@contextlib.contextmanager
+def _importable(folder: Path):
+    """The pipeline's folder first on ``sys.path`` while it loads.
+
+    A user's package next to the YAML (``mypkg/gain.py`` beside ``my.yaml``) is then
+    importable as ``type: mypkg.gain:Gain`` or a tool module without setting PYTHONPATH,
+    from any working directory. Modules imported while loading stay imported; the path
+    entry is removed afterwards so that the folder does not shadow other imports later.
+    """
+    entry = str(folder.resolve())
+    added = entry not in sys.path
+    if added:
+        sys.path.insert(0, entry)
+        importlib.invalidate_caches()
+    try:
+        yield
+    finally:
+        if added:
+            try:
+                sys.path.remove(entry)
+            except ValueError:
+                pass
 
 
 def load_text(
@@ -147,6 +175,7 @@ class _Loader:
         self.env = env
         self.base_dir = base_dir
         self.problems: list[Problem] = []
+        self.unset_env = 0  # ${VAR}s without a value: their node is not built (no knock-on error)
 
     def problem(self, message: str, line: int | None, hint: str | None = None) -> None:
         self.problems.append(Problem(message, self.file, line, hint))
@@ -207,6 +236,7 @@ class _Loader:
             if default is not None:
                 return default
             self.problem(f"environment variable {name} is not set", line, f"set it, or give a default: ${{{name}:-value}}")
+            self.unset_env += 1
             return ""
 
         whole = _ENV.fullmatch(text)
@@ -282,7 +312,8 @@ class _Loader:
                 self.problem(f"processor {node_id!r} must be a mapping with `type` (and optional `params`)", line,
                              f"e.g. `{node_id}: {{type: audio.gain, params: {{db: -6}}}}`")
                 continue
-            spec: dict[str, Any] = {"line": line, "param_lines": {}}
+            spec: dict[str, Any] = {"line": line, "param_lines": {}, "overridden": {}}
+            unset_before = self.unset_env
             for kk, vv in v.value:
                 key = _construct_scalar(kk)
                 if key not in NODE_KEYS:
@@ -296,6 +327,7 @@ class _Loader:
             if "type" not in spec:
                 self.problem(f"processor {node_id!r} has no `type`", line, "run `voxpipe processors` to list types")
                 continue
+            spec["unset_env"] = self.unset_env > unset_before
             if "params" in spec and spec["params"] is None:
                 spec["params"] = {}
             if "params" in spec and not isinstance(spec["params"], dict):
@@ -322,11 +354,14 @@ class _Loader:
                     break
             else:
                 target[path[-1]] = value
+                specs[node_id]["overridden"][tuple(path)] = item
 
     def build_nodes(self, graph: Graph, specs: dict[str, dict]) -> None:
         from .registry import resolve_type
 
         for node_id, spec in specs.items():
+            if spec.get("unset_env"):  # already reported; building it would only add a knock-on error
+                continue
             type_line = spec.get("type_line", spec["line"])
             try:
                 cls = resolve_type(str(spec["type"]))
@@ -368,20 +403,35 @@ class _Loader:
 
     def param_problem(self, node_id: str, spec: dict, model: type[BaseModel], err: dict) -> Problem:
         loc = tuple(str(x) for x in err.get("loc", ()))
-        lines = spec["param_lines"]
-        line = lines.get(loc) or (lines.get(loc[:1]) if loc else None) or spec.get("params_line") or spec["line"]
         name = ".".join(loc) or "params"
         kind = err.get("type", "")
+        override = next((item for path, item in spec["overridden"].items() if loc[:len(path)] == path), None)
+        if override is not None:  # the mistake is on the command line, not in the file
+            file, line, what = None, None, f"--set {override}: processor {node_id!r}"
+        else:
+            lines = spec["param_lines"]
+            file = self.file
+            line = lines.get(loc) or (lines.get(loc[:1]) if loc else None) or spec.get("params_line") or spec["line"]
+            what = f"processor {node_id!r}"
         if kind == "extra_forbidden":
             fields = list(model.model_fields)
-            return Problem(f"processor {node_id!r}: unknown param {name!r}", self.file, line,
+            return Problem(f"{what}: unknown param {name!r}", file, line,
                            suggest(loc[-1], fields) or (f"known params: {', '.join(fields)}" if fields else "this processor takes no params"))
         if kind == "missing":
-            return Problem(f"processor {node_id!r}: missing required param {name!r}", self.file, spec.get("params_line", spec["line"]),
+            return Problem(f"{what}: missing required param {name!r}", file, spec.get("params_line", spec["line"]) if file else None,
                            f"add `{name}: ...` under params")
         got = err.get("input")
-        return Problem(f"processor {node_id!r}: param {name!r}: {err.get('msg')} (got {got!r})", self.file, line,
-                       _expected(model, loc))
+        msg = str(err.get("msg", ""))
+        if kind in ("value_error", "assertion_error") or kind not in _PYDANTIC_TYPES:
+            # a validator's own sentence already says what to do: no pydantic prefix, no echo
+            for prefix in ("Value error, ", "Assertion failed, "):
+                if msg.startswith(prefix):
+                    msg = msg[len(prefix):]
+            if kind in _PYDANTIC_CONSTRAINTS:
+                return Problem(f"{what}: param {name!r} {_constraint(msg)}, not {_shown(got)}", file, line, _expected(model, loc))
+            return Problem(f"{what}: param {name!r}: {msg}", file, line)
+        return Problem(f"{what}: param {name!r} must be {_PYDANTIC_TYPES[kind]}, not {_kind_of(got)} {_shown(got)}",
+                       file, line, _default(model, loc))
 
     def read_links(self, graph: Graph, node: yaml.Node) -> None:
         if not isinstance(node, yaml.SequenceNode):
@@ -423,11 +473,76 @@ def _param_lines(node: yaml.MappingNode, prefix: tuple, out: dict) -> None:
             _param_lines(v, key, out)
 
 
+#: pydantic's type errors -> what the value must be, in words
+_PYDANTIC_TYPES = {
+    "dict_type": "a mapping (`{key: value, ...}`)", "model_type": "a mapping (`{key: value, ...}`)",
+    "model_attributes_type": "a mapping (`{key: value, ...}`)",
+    "list_type": "a list (`[a, b]`)", "tuple_type": "a list (`[a, b]`)", "set_type": "a list (`[a, b]`)",
+    "string_type": "text", "int_type": "a whole number", "int_parsing": "a whole number",
+    "int_from_float": "a whole number", "float_type": "a number", "float_parsing": "a number",
+    "bool_type": "true or false", "bool_parsing": "true or false", "literal_error": "one of the allowed values",
+    "enum": "one of the allowed values", "none_required": "null", "url_parsing": "a URL", "url_scheme": "a URL",
+}
+#: pydantic's constraint errors: their message is already a sentence about the value
+_PYDANTIC_CONSTRAINTS = {"greater_than", "greater_than_equal", "less_than", "less_than_equal", "too_short",
+                         "too_long", "string_too_short", "string_too_long", "multiple_of", "string_pattern_mismatch"}
+
+
+def _constraint(msg: str) -> str:
+    """pydantic's "Input should be greater than 0" -> "must be greater than 0"."""
+    for prefix in ("Input should be ", "Input should have ", "String should have ", "String should match "):
+        if msg.startswith(prefix):
+            return "must " + ("be " if "be" in prefix else "have " if "have" in prefix else "match ") + msg[len(prefix):]
+    return msg[:1].lower() + msg[1:]
+
+
+def _kind_of(value: Any) -> str:
+    if value is None:
+        return "null"
+    return {dict: "a mapping", list: "a list", str: "the text", bool: "the boolean", int: "the number",
+            float: "the number"}.get(type(value), f"a {type(value).__name__}")
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _type_words(ann: Any) -> str:
+    """A param's annotation as a user reads it: `dict[str, X]` -> "a mapping", `Literal` -> the choices."""
+    import typing
+
+    origin = typing.get_origin(ann)
+    args = typing.get_args(ann)
+    if origin is typing.Literal:
+        return "one of " + ", ".join(repr(a) for a in args)
+    if origin is typing.Annotated:
+        return _type_words(args[0])
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        parts = [_type_words(a) for a in args if a is not type(None)]
+        text = " or ".join(dict.fromkeys(parts))
+        return text + (" (or null)" if type(None) in args else "")
+    if origin in (dict, typing.Dict) or ann is dict:
+        return "a mapping"
+    if origin in (list, tuple, set, frozenset) or ann in (list, tuple, set):
+        return "a list"
+    if isinstance(ann, type) and issubclass(ann, BaseModel):
+        return "a mapping"
+    return {str: "text", int: "a whole number", float: "a number", bool: "true or false"}.get(ann, getattr(ann, "__name__", None) or str(ann).replace("typing.", ""))
+
+
+def _default(model: type[BaseModel], loc: tuple) -> str | None:
+    field = model.model_fields.get(loc[0]) if len(loc) == 1 else None
+    if field is None or field.is_required() or field.default_factory is not None:
+        return None
+    return f"leave it out for the default, {field.default!r}"
+
+
 def _expected(model: type[BaseModel], loc: tuple) -> str | None:
     field = model.model_fields.get(loc[0]) if loc else None
     if field is None:
         return None
-    ann = field.annotation
-    name = getattr(ann, "__name__", None) or str(ann).replace("typing.", "")
+    if len(loc) > 1:  # inside a mapping or list: the top-level type would mislead
+        return None
     default = "" if field.is_required() or field.default_factory is not None else f" (default {field.default!r})"
-    return f"expected {name}{default}"
+    return f"expected {_type_words(field.annotation)}{default}"

@@ -263,7 +263,7 @@ def test_wav_capture_bad_file_is_a_pipeline_error_naming_file_and_line(tmp_path)
     missing = tmp_path / "missing.wav"
     assert str(exc.value) == (
         f"p.yaml:3: processor 'mic': {missing}: no such file; "
-        "check the path (relative paths start at the current directory)"
+        "check the path; in a pipeline a relative `path` is looked up next to the pipeline file, then in the current directory"
     )
     (tmp_path / "missing.wav").write_bytes(b"ID3\x03" + bytes(100))  # an MP3 tag and no audio after it
     with pytest.raises(PipelineError) as exc:

@@ -64,7 +64,7 @@ def test_unknown_param_suggests_the_closest():
 def test_mistyped_param_names_the_expected_type():
     """A value of the wrong type says what was expected."""
     msg = problems(GOOD.replace("{factor: 3}", "{factor: loud}"))
-    assert "p.yaml:5: processor 'gain': param 'factor'" in msg and "'loud'" in msg and "expected int" in msg
+    assert "p.yaml:5: processor 'gain': param 'factor'" in msg and "'loud'" in msg and "must be a whole number" in msg
 
 
 def test_link_to_unknown_node():

@@ -80,7 +80,7 @@ def test_run_with_the_in_process_local_server_logs_no_key(tmp_path):
     path.write_text(f"voxpipe: 1\nprocessors:\n  tone: {{type: capture.tone, params: {{sample_rate: 24000, duration_s: 0.3}}}}\n"
                     f"  model: {{type: realtime.openai, params: {{url: local, api_key: \"{KEY}\"}}}}\n"
                     "  out: {type: playback.null}\nlinks:\n  - tone -> model -> out\n")
-    result = _voxpipe("run", "--fast", str(path), timeout=120)
+    result = _voxpipe("run", str(path), timeout=120)  # at real time: --fast refuses a realtime model
     output = result.stdout + result.stderr
     assert "DEBUG" in output  # -vv really was verbose
     _assert_clean(output)

@@ -378,7 +378,7 @@ def good_pcm16() -> bytes:
 
 
 BAD_FILES = {
-    "missing": (None, "no such file; check the path (relative paths start at the current directory)"),
+    "missing": (None, "no such file; check the path; in a pipeline a relative `path` is looked up next to the pipeline file, then in the current directory"),
     "empty": (b"", "empty file, not an audio file"),
     "text": (b"hello world\n", f"not an audio file voxpipe reads: it starts with b'hell' (WAV, FLAC, Ogg Vorbis/Opus, "
              f"AIFF and MP3 are read); {PCM_HINT}"),

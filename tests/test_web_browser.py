@@ -78,7 +78,7 @@ async def test_the_page_talks_with_the_agent(tmp_path, monkeypatch, caplog):
     wav = microphone_wav(tmp_path / "microphone.wav")
     ARTIFACTS.mkdir(exist_ok=True)
     problems: list[str] = []
-    with anyio.fail_after(150)  # a deadline for a loaded machine, not a timing check:
+    with anyio.fail_after(150):  # a deadline for a loaded machine, not a timing check
         async with web_server(ROOT / "pipelines" / "web_agent.yaml") as srv, async_playwright() as pw:
             browser = await pw.chromium.launch(executable_path=CHROMIUM, args=chromium_args(wav))
             page = await browser.new_page()
@@ -129,6 +129,24 @@ async def test_the_page_talks_with_the_agent(tmp_path, monkeypatch, caplog):
                         await anyio.sleep(0.05)  # the truncation's round trip to the local server
                 assert "interrupted after" in await page.evaluate(
                     "el => getComputedStyle(el, '::after').content", await story.first.locator(".text").element_handle())
+
+                # 3. a typed message is answered; its latency row is labelled and settles (no "…" left)
+                answers = await page.locator(".bubble.assistant").count()
+                await page.fill("#typed", "hello")
+                await page.click("#say button")
+                await page.wait_for_function(f"() => document.querySelectorAll('.bubble.assistant:not(.partial)').length > {answers}",
+                                             timeout=15_000)
+                await page.wait_for_function(
+                    "() => [...document.querySelectorAll('#latency td')].every(td => td.textContent !== '…')", timeout=15_000)
+                labels = await page.locator("#latency tr td:nth-child(1)").all_inner_texts()
+                assert any("weather" in x and "paris" in x.lower() for x in labels), labels
+                assert labels[-1] == "“hello”", labels
+
+                # the conversation panel fills the window and no bubble is squashed to fit it
+                layout = await page.evaluate("""() => ({
+                    panel: document.getElementById('transcript').clientHeight, window: window.innerHeight,
+                    squashed: [...document.querySelectorAll('.bubble')].filter(b => b.scrollHeight > b.clientHeight + 1).length})""")
+                assert layout["squashed"] == 0 and layout["panel"] >= 0.6 * layout["window"], layout
 
                 stats = await page.evaluate("() => window.voxpipe.stats")
                 assert stats["flushes"] >= 1 and stats["playedMs"] > 3000 and stats["sentFrames"] > 100

@@ -113,9 +113,21 @@ def _resolve_device(sd, device: int | str | None, kind: Literal["input", "output
     """The PortAudio index of ``device`` (None: the default), or a MediaError listing choices."""
     if isinstance(device, str) and device.strip().isdigit():
         device = int(device)
-    if device is None:
-        return None
     key = "max_input_channels" if kind == "input" else "max_output_channels"
+    if device is None:
+        default = sd.default.device[0 if kind == "input" else 1]
+        try:
+            missing = default is None or int(default) < 0
+        except (TypeError, ValueError):
+            missing = False
+        if missing:  # PortAudio would say "Error querying device -1"
+            try:
+                have = [d for d in sd.query_devices() if d[key] > 0]
+            except Exception:
+                have = []
+            hint = ("give `device:` one of them" if have else "connect one, or use a file or browser pipeline instead")
+            raise MediaError(f"no default {kind} device; run `voxpipe devices` to list the sound devices, and {hint}")
+        return None
     try:
         info = sd.query_devices(device, kind)
     except (ValueError, sd.PortAudioError) as exc:
@@ -126,13 +138,17 @@ def _resolve_device(sd, device: int | str | None, kind: Literal["input", "output
     return int(info["index"])
 
 
+def _named(device: int | str | None, kind: str) -> str:
+    return f"the default {kind} device" if device is None else f"{kind} device {device!r}"
+
+
 class _DeviceParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
     device: int | str | None = Field(None, description="index or part of the name (voxpipe devices); null: default")
-    sample_rate: int = Field(24000, gt=0, le=384000)
-    channels: int = Field(1, ge=1, le=32)
+    sample_rate: int = Field(24000, gt=0, le=384000, description="Hz the device is opened at")
+    channels: int = Field(1, ge=1, le=32, description="channels the device is opened with")
     frame_ms: float = Field(20.0, gt=0, le=1000, description="audio per callback block")
-    dtype: Literal["int16", "float32"] = "int16"
+    dtype: Literal["int16", "float32"] = Field("int16", description="sample type of the frames")
     latency: Literal["low", "high"] | float = Field("low", description="PortAudio suggested latency (s, or low/high)")
 
 
@@ -179,7 +195,7 @@ class MicrophoneCapture(Processor):
             self._stream.start()
         except sd.PortAudioError as exc:
             self._close()
-            raise MediaError(f"cannot open input device {p.device!r} at {p.sample_rate} Hz, {p.channels} ch: {exc}") from None
+            raise MediaError(f"cannot open {_named(p.device, 'input')} at {p.sample_rate} Hz, {p.channels} ch: {exc}; run `voxpipe devices` to see the devices and their rates") from None
 
     def _callback(self, indata: np.ndarray, frames: int, _time: Any, status: Any) -> None:
         """PortAudio's thread: copy the block and hand it to the loop; never wait."""
@@ -306,7 +322,7 @@ class SpeakerPlayback(Processor):
             self._stream.start()
         except sd.PortAudioError as exc:
             self._close()
-            raise MediaError(f"cannot open output device {p.device!r} at {p.sample_rate} Hz, {p.channels} ch: {exc}") from None
+            raise MediaError(f"cannot open {_named(p.device, 'output')} at {p.sample_rate} Hz, {p.channels} ch: {exc}; run `voxpipe devices` to see the devices and their rates") from None
         self.spawn(self._report_progress)
 
     def _callback(self, outdata: np.ndarray, frames: int, _time: Any, status: Any) -> None:

@@ -138,10 +138,10 @@ class WavCapture(_PacedSource):
 class _GeneratorParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
     duration_s: float | None = Field(1.0, gt=0, description="length of the signal; null: until the graph ends")
-    sample_rate: int = Field(16000, gt=0, le=384000)
-    frame_ms: float = Field(20.0, gt=0, le=1000)
+    sample_rate: int = Field(16000, gt=0, le=384000, description="Hz of the frames")
+    frame_ms: float = Field(20.0, gt=0, le=1000, description="frame duration")
     realtime: bool = Field(True, description="pace frames at real time by media time; false: as fast as possible")
-    dtype: Literal["int16", "float32"] = "int16"
+    dtype: Literal["int16", "float32"] = Field("int16", description="sample type of the frames")
 
 
 class _Generator(_PacedSource):

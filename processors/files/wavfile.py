@@ -278,7 +278,7 @@ def _check_file(name: str) -> tuple[int | None, int | None]:
     try:
         f = open(name, "rb", buffering=0)  # noqa: SIM115 - closed below
     except FileNotFoundError:
-        raise WavError(name, "no such file", "check the path (relative paths start at the current directory)") from None
+        raise WavError(name, "no such file", "check the path; in a pipeline a relative `path` is looked up next to the pipeline file, then in the current directory") from None
     except IsADirectoryError:
         raise WavError(name, "is a directory, not an audio file") from None
     except OSError as exc:

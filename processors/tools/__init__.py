@@ -6,6 +6,6 @@
 * :mod:`.examples` holds the sample tools the shipped pipelines use (``get_weather``).
 """
 
-from .schema import tool
+from .schema import ToolError, tool
 
-__all__ = ["tool"]
+__all__ = ["ToolError", "tool"]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from .schema import tool
+from .schema import ToolError, tool
 
 __all__ = ["KNOWN_CITIES", "get_weather"]
 
@@ -44,7 +44,7 @@ def get_weather(location: str, unit: Literal["celsius", "fahrenheit"] = "celsius
         key = next((city for city in KNOWN_CITIES if city in key), key)
     if key not in KNOWN_CITIES:
         known = ", ".join(city.title() for city in KNOWN_CITIES)
-        raise ValueError(f"no weather data for {location!r}; known cities: {known}")
+        raise ToolError(f"no weather data for {location!r}; known cities: {known}")
     temp_c, conditions = KNOWN_CITIES[key]
     result: dict = {"location": key.title(), "temp_c": temp_c, "conditions": conditions}
     if unit == "fahrenheit":

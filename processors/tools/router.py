@@ -12,8 +12,10 @@ Each call runs in its own task owned by the graph, so the calls of one response 
 concurrently and their results go upstream in order of completion. A call never raises
 into the graph: an unknown tool, invalid arguments, a timeout, an exception, a result that
 is not JSON or a cancellation all become a result with ``is_error=True`` and the output
-``{"error": "<what went wrong, worded for the model>"}``; the developer gets the log line
-(with the traceback for exceptions). Async tools run on the event loop; plain functions
+``{"error": "<what went wrong, worded for the model>"}``. A tool that raises
+:class:`ToolError` answers with its message; any other exception is a bug, so the model
+hears only that the tool hit an internal error while the developer gets one log line
+naming the exception and the line of the tool that raised it (the traceback at DEBUG). Async tools run on the event loop; plain functions
 run in a worker thread so they never hold up audio. A thread cannot be killed: a plain
 function that times out or is cancelled keeps running until it returns, and what it
 returns then is ignored (make such functions idempotent, or async).
@@ -58,6 +60,7 @@ from pipeline.processor import Processor
 from .schema import (
     ToolArgumentsError,
     ToolDefinitionError,
+    ToolError,
     ToolSpec,
     build_tool_spec,
     tool,
@@ -67,6 +70,7 @@ from .schema import (
 __all__ = [
     "CallOutcome",
     "ToolDefinitionError",
+    "ToolError",
     "ToolOverride",
     "ToolRegistry",
     "ToolRouter",
@@ -117,9 +121,44 @@ def _import_module(name: str) -> Any:
     try:
         return importlib.import_module(name)
     except ImportError as exc:
+        missing = getattr(exc, "name", None)
+        if missing and not (name == missing or name.startswith(missing + ".")):
+            # the module exists but imports something that does not: say which, and where
+            raise ValueError(f"importing module {name!r} failed: {_exception_line(exc)}; "
+                             f"install {missing.partition('.')[0]!r} or fix that import") from None
         raise ValueError(
-            f"cannot import module {name!r} ({exc}); check the spelling and that it is on PYTHONPATH"
+            f"cannot import module {name!r} ({exc}); check the spelling, and that its package is installed "
+            "or sits next to the pipeline file"
         ) from None
+    except Exception as exc:  # the module itself is broken: one line naming where, not its traceback
+        raise ValueError(f"importing module {name!r} failed: {_exception_line(exc)}") from None
+
+
+def _exception_line(exc: BaseException) -> str:
+    """``Type: message (file.py:line)``: the exception and the last line of user code it came from."""
+    where = ""
+    if isinstance(exc, SyntaxError) and exc.filename:
+        where = f" ({exc.filename}:{exc.lineno})"
+        text = exc.msg
+    else:
+        text = str(exc)
+        tb = exc.__traceback__
+        last = None
+        while tb is not None:
+            name = tb.tb_frame.f_code.co_filename
+            if not _is_library(name):
+                last = (name, tb.tb_lineno)
+            tb = tb.tb_next
+        if last:
+            where = f" ({last[0]}:{last[1]})"
+    return f"{type(exc).__name__}" + (f": {text}" if text else "") + where
+
+
+def _is_library(filename: str) -> bool:
+    """Frames of the import machinery, anyio, asyncio, threads and voxpipe itself are not the user's."""
+    f = filename.replace("\\", "/")
+    return (f.startswith("<frozen") or "/anyio/" in f or "/asyncio/" in f or "/concurrent/" in f
+            or f.endswith("/threading.py") or "/processors/tools/" in f or "/pipeline/" in f)
 
 
 def _check_import_path(path: str) -> str:
@@ -500,10 +539,15 @@ class ToolRouter(Processor):
         return outcome, output
 
     def _failed(self, spec: ToolSpec, frame: ToolCallFrame, exc: Exception) -> str:
-        self.log.error("%s: tool %s raised (call %s)", self.name, spec.name, frame.call_id, exc_info=exc)
-        text = str(exc)
-        text = text if len(text) <= 200 else text[:197] + "..."
-        return error_output(f"{spec.name} failed: {type(exc).__name__}" + (f": {text}" if text else ""))
+        if isinstance(exc, ToolError):  # raised on purpose: its message is the answer
+            self.log.info("%s: tool %s answered an error (call %s): %s", self.name, spec.name, frame.call_id, exc)
+            text = str(exc) or f"{spec.name} failed"
+            return error_output(text if len(text) <= 300 else text[:297] + "...")
+        # a bug in the tool: one paragraph for the developer, no exception text for the user
+        self.log.error("%s: tool %s raised %s (call %s); the model was told it hit an internal error",
+                       self.name, spec.name, _exception_line(exc), frame.call_id)
+        self.log.debug("%s: traceback of tool %s", self.name, spec.name, exc_info=exc)
+        return error_output(f"{spec.name} hit an internal error")
 
     @staticmethod
     async def _invoke(spec: ToolSpec, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:

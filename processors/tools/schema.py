@@ -43,6 +43,7 @@ __all__ = [
     "Docstring",
     "ToolArgumentsError",
     "ToolDefinitionError",
+    "ToolError",
     "ToolOptions",
     "ToolSpec",
     "build_tool_spec",
@@ -59,6 +60,16 @@ _OPTIONS_ATTR = "__voxpipe_tool__"
 
 class ToolDefinitionError(VoxpipeError, ValueError):
     """A function cannot be made into a tool; the message says which one and how to fix it."""
+
+
+class ToolError(Exception):
+    """Raise it from a tool to tell the model (and so the user) why the call failed.
+
+    Its message is the tool's answer, ``{"error": message}``: word it for a person
+    ("no weather data for 'Atlantis'; known cities: ..."). Any other exception is a bug
+    in the tool: the model is told only that the tool hit an internal error, and the
+    developer's log gets the exception and the line that raised it.
+    """
 
 
 class ToolArgumentsError(ValueError):

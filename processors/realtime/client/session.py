@@ -124,25 +124,25 @@ class RealtimeParams(BaseModel):
 
     # connection
     url: str = Field(DEFAULT_URL, description="websocket URL of the Realtime API, or `local` for the offline local server")
-    model: str = "gpt-realtime"
+    model: str = Field("gpt-realtime", description="the Realtime model to talk to")
     api_key: SecretStr | None = Field(None, description="defaults to $OPENAI_API_KEY; never logged")
-    dialect: Literal["ga", "beta"] = "ga"
-    connect_timeout_s: float = Field(10.0, gt=0)
-    reconnect: Reconnect = Field(default_factory=Reconnect)
+    dialect: Literal["ga", "beta"] = Field("ga", description="event shapes of the generally available API, or of the older beta")
+    connect_timeout_s: float = Field(10.0, gt=0, description="give up connecting after this many seconds")
+    reconnect: Reconnect = Field(default_factory=Reconnect, description="retries after a dropped connection")
     local_rules: str | None = Field(None, description="rules file of the local server's scripted responder (url: local)")
     # session
-    instructions: str | None = None
-    voice: str | None = "alloy"
-    output_modalities: list[Literal["audio", "text"]] = Field(default_factory=lambda: ["audio"])
-    input_audio_format: AudioFormatName = "pcm16"
-    output_audio_format: AudioFormatName = "pcm16"
-    speed: float | None = Field(None, ge=0.25, le=1.5)
-    turn_detection: TurnDetection = Field(default_factory=TurnDetection)
-    input_transcription: InputTranscription | None = None
-    noise_reduction: Literal["near_field", "far_field"] | None = None
-    tools: list[dict[str, Any]] = Field(default_factory=list)
-    tool_choice: str | dict[str, Any] = "auto"
-    max_output_tokens: int | Literal["inf"] | None = None
+    instructions: str | None = Field(None, description="the system prompt of the session")
+    voice: str | None = Field("alloy", description="the voice the model speaks with")
+    output_modalities: list[Literal["audio", "text"]] = Field(default_factory=lambda: ["audio"], description="[audio] (speech and its transcript) or [text]")
+    input_audio_format: AudioFormatName = Field("pcm16", description="wire format of the user's audio (pcm16 is 24 kHz)")
+    output_audio_format: AudioFormatName = Field("pcm16", description="wire format of the model's audio")
+    speed: float | None = Field(None, ge=0.25, le=1.5, description="speaking rate; null: the model's default")
+    turn_detection: TurnDetection = Field(default_factory=TurnDetection, description="server-side VAD settings, or `none` to commit turns from a local VAD")
+    input_transcription: InputTranscription | None = Field(None, description="transcribe the user's speech (a model name and options); null: off")
+    noise_reduction: Literal["near_field", "far_field"] | None = Field(None, description="the server's input noise reduction; null: off")
+    tools: list[dict[str, Any]] = Field(default_factory=list, description="extra tool definitions (tools.router announces its own)")
+    tool_choice: str | dict[str, Any] = Field("auto", description="auto, none, required, or a function to force")
+    max_output_tokens: int | Literal["inf"] | None = Field(None, description="cap on each response's tokens; null: the server's default")
     # client behaviour
     append_ms: int = Field(60, ge=10, le=1000, description="user audio batched into one input_audio_buffer.append")
     end_timeout_s: float = Field(10.0, ge=0, description="on a graceful end, wait this long for a response in progress")

@@ -23,6 +23,9 @@ const state = {
   stoppedAt: null, // when the server said the user stopped speaking (performance.now())
   turns: new Map(), // turn -> latency row (of this session)
   answers: 0, // latency rows so far
+  said: null, // {text, used}: the user's last words, the label of the next latency row
+  toolSince: null, // a tool's name whose result came back since the last row
+  unlabelled: null, // a row created before its words were recognised
   bubbles: new Map(), // role:item_id -> bubble element
   tools: new Map(), // call_id -> tool card
   itemTurns: new Map(), // assistant item_id -> turn
@@ -85,11 +88,27 @@ function connect() {
     state.ready = null;
     stopTalking();
     flushPlayback();
-    const why = e.reason ? `${e.code} ${e.reason}` : `code ${e.code}`;
-    setStatus(`disconnected (${why})`, "error");
-    if (!state.closing && e.code !== 1000) showError(`Connection closed: ${why}.`);
+    const why = closeReason(e.code, e.reason);
+    setStatus("disconnected", "error");
+    if (!state.closing && e.code !== 1000) showError(why);
     $("talk").textContent = "Reconnect";
   };
+}
+
+// What a websocket close code means to the person at the page, in words.
+function closeReason(code, reason) {
+  const words = {
+    1001: "The voxpipe server went away (it was stopped or restarted).",
+    1006: "The connection to the voxpipe server was lost (the server stopped or the network dropped).",
+    1008: "The server refused this page's messages",
+    1009: "The server refused a message that was too large.",
+    1011: "The voice agent hit an error on the server and ended the conversation; its log says what went wrong.",
+    1012: "The voxpipe server is restarting.",
+    1013: "The voxpipe server is busy; try again in a moment.",
+  }[code] || `The connection to the voxpipe server closed unexpectedly (code ${code}).`;
+  const detail = reason && code !== 1011 ? ` (${reason})` : "";
+  const text = words.endsWith(".") ? words.slice(0, -1) + detail + "." : words + detail + ".";
+  return `${text} Press Reconnect to start again.`;
 }
 
 function send(obj) {
@@ -132,18 +151,21 @@ function onEvent(ev) {
       const b = bubble(ev.role, ev.item_id);
       b.text.textContent = ev.text;
       b.el.classList.remove("partial");
+      if (ev.role === "user") userSaid(ev.text);
       break;
     }
     case "response.end":
       if (playerReady) playerReady.then((player) => player.port.postMessage({ type: "end" })); // after the audio
       for (const [key, b] of state.bubbles) if (key.startsWith("assistant:")) b.el.classList.remove("partial");
       if (ev.status !== "completed" && state.turns.has(ev.turn)) state.turns.get(ev.turn).status.textContent = ev.status;
+      if (state.turns.has(ev.turn)) settleRow(state.turns.get(ev.turn));
       break;
     case "tool.call":
       toolCall(ev);
       break;
     case "tool.result":
       toolResult(ev);
+      state.toolSince = ev.name || "tool";
       break;
     case "latency":
       latencyRow(ev.turn).server.textContent = `${Math.round(ev.first_audio_ms)} ms`;
@@ -151,7 +173,9 @@ function onEvent(ev) {
     case "metrics":
       // the model's own figure: response created -> its first audio (turns that spoke only)
       if (ev.name === "realtime.turn" && ev.values && ev.values.turn && ev.values.first_audio_ms != null) {
-        latencyRow(ev.values.turn).model.textContent = `${Math.round(ev.values.first_audio_ms)} ms`;
+        const row = latencyRow(ev.values.turn);
+        row.model.textContent = `${Math.round(ev.values.first_audio_ms)} ms`;
+        settleRow(row); // the model's figure comes at the response's end: what is still "…" never will be
       }
       break;
     case "error":
@@ -259,17 +283,54 @@ function latencyRow(turn) {
   if (!row) {
     const tr = document.createElement("tr");
     state.answers++;
-    const cells = [`${state.answers}`, "…", "…", "…", ""].map((text) => {
+    const cells = ["", "…", "…", "…", ""].map((text) => {
       const td = document.createElement("td");
       td.textContent = text;
       tr.append(td);
       return td;
     });
     $("latency").append(tr);
-    row = { tr, server: cells[1], heard: cells[2], model: cells[3], status: cells[4] };
+    row = { tr, label: cells[0], server: cells[1], heard: cells[2], model: cells[3], status: cells[4] };
+    if (state.said && !state.said.used) {
+      labelRow(row, state.said.text);
+      state.said.used = true;
+    } else if (state.toolSince) {
+      row.label.textContent = `(${state.toolSince} result)`;
+    } else {
+      row.label.textContent = "…";
+      state.unlabelled = row; // the words are still being recognised
+    }
+    state.toolSince = null;
     state.turns.set(turn, row);
   }
   return row;
+}
+
+function labelRow(row, text) {
+  row.label.textContent = text.length > 40 ? `“${text.slice(0, 38)}…”` : `“${text}”`;
+  row.label.title = text;
+}
+
+function userSaid(text) {
+  if (state.unlabelled) {
+    labelRow(state.unlabelled, text);
+    state.unlabelled = null;
+    state.said = { text, used: true };
+  } else {
+    state.said = { text, used: false };
+  }
+}
+
+// A finished turn keeps no "…": what was not measured says so.
+function settleRow(row) {
+  const why = "not measured: no end of speech for this turn (a typed message, or a tool's result)";
+  for (const cell of [row.server, row.model]) { // "heard" is set when playback starts, after this
+    if (cell.textContent === "…") {
+      cell.textContent = "–";
+      cell.title = why;
+    }
+  }
+  if (row.label.textContent === "…") row.label.textContent = "(no words)";
 }
 
 // --- audio --------------------------------------------------------------------------------
@@ -301,7 +362,9 @@ function onPlayer(m) {
   if (m.type === "started") {
     const turn = state.itemTurns.get(m.item) || 0;
     if (state.stoppedAt !== null && turn > 0) {
-      latencyRow(turn).heard.textContent = `${Math.round(performance.now() - state.stoppedAt)} ms`;
+      const cell = latencyRow(turn).heard;
+      cell.textContent = `${Math.round(performance.now() - state.stoppedAt)} ms`;
+      cell.title = "";
       state.stoppedAt = null;
     }
     return;
@@ -399,6 +462,8 @@ $("say").addEventListener("submit", async (e) => {
   }
   await ensurePlayer(); // a click is a gesture: audio may start
   send({ type: "text", text });
+  state.stoppedAt = performance.now(); // "heard" counts from the send for a typed turn
+  userSaid(text);
   const b = bubble("user", null);
   b.text.textContent = text;
   b.el.classList.remove("partial");
