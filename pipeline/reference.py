@@ -27,6 +27,9 @@ EXAMPLES: dict[str, dict[str, Any]] = {
     "audio.resample": {"rate": 24000},
     "audio.gain": {"db": -6},
     "audio.mix": {},
+    "audio.aec": {"reference": "speaker"},
+    "audio.denoise": {"level": "low"},
+    "turn.semantic": {"threshold": 0.5, "pause_ms": 200},
     "vad.energy": {"threshold": 0.5, "silence_duration_ms": 500},
     "vad.silero": {"threshold": 0.5},
     "capture.wav": {"path": "{sample}", "realtime": False, "pad_ms": 500},
@@ -45,6 +48,8 @@ EXAMPLES: dict[str, dict[str, Any]] = {
     "debug.console": {"speaking": True},
     "transport.websocket.input": {},
     "transport.websocket.output": {},
+    "transport.phone.input": {},
+    "transport.phone.output": {"chunk_ms": 20},
     "realtime_server.input": {},
     "realtime_server.output": {},
     "realtime_server.stt": {},
@@ -54,13 +59,13 @@ EXAMPLES: dict[str, dict[str, Any]] = {
 
 #: Sections of the reference, in order: (title, type-name prefixes).
 GROUPS: list[tuple[str, tuple[str, ...]]] = [
-    ("Audio", ("audio.", "vad.")),
+    ("Audio", ("audio.", "vad.", "turn.")),
     ("Sources", ("capture.",)),
     ("Sinks", ("playback.", "record")),
     ("Model and tools", ("realtime.", "tools.", "brain.")),
     ("Speech", ("stt.", "tts.")),
     ("Debugging", ("debug.",)),
-    ("Browser transport (voxpipe serve)", ("transport.",)),
+    ("Transports (voxpipe serve: browser and phone)", ("transport.",)),
     ("The local realtime server's own graph", ("realtime_server.",)),
 ]
 

@@ -58,18 +58,21 @@ def test_compare_flags_figures_past_the_tolerance_and_ignores_noise():
 
 
 def test_baseline_past_the_tolerance_exits_1(report, tmp_path, capsys):
-    """A baseline that was 10 times faster on the costliest figure fails the run."""
-    slow = max(report["processors"].items(), key=lambda kv: kv[1]["p99_us"])
-    assert slow[1]["p99_us"] >= 20  # above the noise floor, so it is compared
+    """A baseline a million times faster on every processor's p99 fails the run.
+
+    Every p99 is made tiny, not just one: which processor's p99 clears the noise floor in
+    the second run is up to the machine, but one always does.
+    """
     baseline = copy.deepcopy(report)
-    baseline["processors"][slow[0]]["p99_us"] = slow[1]["p99_us"] / 10
+    for figures in baseline["processors"].values():
+        figures["p99_us"] = 1e-6
     path = tmp_path / "baseline.json"
     path.write_text(json.dumps(baseline))
     code = main(["bench", WAV_VAD, "--fast", "--baseline", str(path), "--tolerance", "3",
                  "--set", f"out.path={tmp_path / 'o.wav'}"])
     out = capsys.readouterr().out
     assert code == 1, out
-    assert f"{slow[0]} p99 us" in out and "WORSE (> 3x)" in out
+    assert "p99 us" in out and "WORSE (> 3x)" in out
 
 
 def test_bench_refuses_fast_with_a_realtime_model(capsys):
