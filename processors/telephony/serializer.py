@@ -19,6 +19,7 @@ of samples of the stream's encoding, and at most :data:`MAX_PAYLOAD_BYTES`.
 
 from __future__ import annotations
 
+import abc
 import base64
 import binascii
 import json
@@ -128,7 +129,7 @@ StreamEvent = (StreamConnected | StreamStart | StreamMedia | StreamMark | Stream
 _DIGITS = frozenset("0123456789*#ABCD")
 
 
-class MediaStreamProtocol:
+class MediaStreamProtocol(abc.ABC):
     """One media stream as seen by a provider's serializer: subclass per provider.
 
     A subclass sets ``provider``, maps event names to parse methods in ``EVENTS`` and
@@ -257,16 +258,31 @@ class MediaStreamProtocol:
     def encode(message: dict[str, Any]) -> str:
         return json.dumps(message, separators=(",", ":"))
 
+    # --- provider -> us: the Twilio shape, which Telnyx shares (Plivo overrides) ----------
+
+    def _media(self, data: dict[str, Any]) -> StreamMedia:
+        m = self.obj(data, "media", "media")
+        track = m.get("track", "inbound")
+        if track not in ("inbound", "inbound_track"):
+            raise StreamError("wrong_track", f"media of track {str(track)[:20]!r}; only the caller's (inbound) is used")
+        return StreamMedia(self.payload(m.get("payload")), self.number(m.get("timestamp")), self.number(m.get("chunk")))
+
+    def _dtmf(self, data: dict[str, Any]) -> StreamDtmf:
+        return StreamDtmf(self.digit(self.obj(data, "dtmf", "dtmf").get("digit")))
+
+    def _mark(self, data: dict[str, Any]) -> StreamMark:
+        return StreamMark(self.text(self.obj(data, "mark", "mark").get("name"), "mark.name", "mark"))
+
     # --- us -> provider (per provider) --------------------------------------------------------
 
+    @abc.abstractmethod
     def media(self, payload: bytes) -> str:
         """The message that plays ``payload`` (raw bytes of the stream's encoding) to the caller."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def mark(self, name: str) -> str:
         """The message asking the provider to tell us when playback reaches this point."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def clear(self) -> str:
         """The message that drops every bit of our audio the provider still has buffered."""
-        raise NotImplementedError

@@ -18,10 +18,7 @@ from typing import Any
 from .serializer import (
     MediaStreamProtocol,
     StreamConnected,
-    StreamDtmf,
     StreamError,
-    StreamMark,
-    StreamMedia,
     StreamNotice,
     StreamStart,
     StreamStop,
@@ -61,19 +58,6 @@ class TelnyxProtocol(MediaStreamProtocol):
             from_number=self.text(s.get("from"), "from", "start", required=False),
             to_number=self.text(s.get("to"), "to", "start", required=False),
             custom=custom, encoding=_ENCODINGS[name], sample_rate=8000)
-
-    def _media(self, data: dict[str, Any]) -> StreamMedia:
-        m = self.obj(data, "media", "media")
-        track = m.get("track", "inbound")
-        if track not in ("inbound", "inbound_track"):
-            raise StreamError("wrong_track", f"media of track {str(track)[:20]!r}; only the caller's (inbound) is used")
-        return StreamMedia(self.payload(m.get("payload")), self.number(m.get("timestamp")), self.number(m.get("chunk")))
-
-    def _dtmf(self, data: dict[str, Any]) -> StreamDtmf:
-        return StreamDtmf(self.digit(self.obj(data, "dtmf", "dtmf").get("digit")))
-
-    def _mark(self, data: dict[str, Any]) -> StreamMark:
-        return StreamMark(self.text(self.obj(data, "mark", "mark").get("name"), "mark.name", "mark"))
 
     def _error(self, data: dict[str, Any]) -> StreamNotice:
         p = data.get("payload") if isinstance(data.get("payload"), dict) else {}

@@ -19,10 +19,7 @@ from typing import Any
 from .serializer import (
     MediaStreamProtocol,
     StreamConnected,
-    StreamDtmf,
     StreamError,
-    StreamMark,
-    StreamMedia,
     StreamStart,
     StreamStop,
 )
@@ -58,19 +55,6 @@ class TwilioProtocol(MediaStreamProtocol):
             account_id=self.text(s.get("accountSid"), "accountSid", "start", required=False),
             from_number=custom.get("from"), to_number=custom.get("to"), custom=custom,
             encoding=encoding, sample_rate=8000, tracks=tuple(str(t) for t in tracks))
-
-    def _media(self, data: dict[str, Any]) -> StreamMedia:
-        m = self.obj(data, "media", "media")
-        track = m.get("track", "inbound")
-        if track not in ("inbound", "inbound_track"):
-            raise StreamError("wrong_track", f"media of track {str(track)[:20]!r}; only the caller's (inbound) is used")
-        return StreamMedia(self.payload(m.get("payload")), self.number(m.get("timestamp")), self.number(m.get("chunk")))
-
-    def _dtmf(self, data: dict[str, Any]) -> StreamDtmf:
-        return StreamDtmf(self.digit(self.obj(data, "dtmf", "dtmf").get("digit")))
-
-    def _mark(self, data: dict[str, Any]) -> StreamMark:
-        return StreamMark(self.text(self.obj(data, "mark", "mark").get("name"), "mark.name", "mark"))
 
     def _stop(self, data: dict[str, Any]) -> StreamStop:
         return StreamStop("stop")
