@@ -9,6 +9,8 @@ by the user) with and without AEC, true barge-ins detected, user level change.
 
 from __future__ import annotations
 
+import os
+
 from dataclasses import dataclass
 
 import anyio
@@ -294,6 +296,9 @@ async def test_aec_processor_takes_the_reference_upstream():
 
 @pytest.mark.slow
 @pytest.mark.anyio
+@pytest.mark.skipif(not os.environ.get("VOXPIPE_DEVICE_AEC"), reason=(
+    "set VOXPIPE_DEVICE_AEC=1 to run: through a JACK dummy server the reference's arrival against "
+    "its echo varies from run to run (ERLE 2-50 dB in the same code), so it is not a CI gate yet"))
 async def test_aec_on_real_devices_speaker_looped_into_microphone(jack_server):
     """JACK loopback at real time: playback.speaker's echo_reference lets audio.aec remove the played speech."""
     from test_devices_jack import RATE as JACK_RATE
