@@ -37,7 +37,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from .rules import Call, _coerce, _tool_name, normalize_transcript, schema_errors
+from .rules import Call, _coerce, _tool_name, _types, normalize_transcript, schema_errors
 
 __all__ = ["AskBack", "MIN_SCORE", "ToolMatcher", "describe_result", "number_words", "parse_number",
            "tools_corpus"]
@@ -203,16 +203,6 @@ def _param(name: str, schema: dict[str, Any], required: bool, names: list[str]) 
         for form in _spoken_forms(option):
             p.values.setdefault(form, option)
     return p
-
-
-def _types(schema: dict[str, Any]) -> set[str]:
-    t = schema.get("type")
-    found = {t} if isinstance(t, str) else set(t) if isinstance(t, list) else set()
-    for key in ("anyOf", "oneOf"):
-        for branch in schema.get(key) or []:
-            if isinstance(branch, dict):
-                found |= _types(branch)
-    return found
 
 
 def _carriers(name_words: list[str], description: str) -> list[str]:
