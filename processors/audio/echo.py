@@ -57,6 +57,10 @@ class EchoCancellerProcessor(Processor):
         capture_delay_ms: float = Field(0.0, ge=0.0, le=500.0,
                                         description="hold the capture back this long, for reference that can "
                                                     "arrive after its echo (adds that latency)")
+        residual_gate_db: float | None = Field(10.0, ge=3.0, le=40.0,
+                                               description="while the far end plays, attenuate 10 ms blocks the "
+                                                           "canceller cut by this many dB or more (residual echo "
+                                                           "bursts); null: off")
 
     input_format = AudioFormat(channels=1)
 
@@ -112,7 +116,8 @@ class EchoCancellerProcessor(Processor):
         from pipeline.dsp.aec import EchoCanceller
 
         self.canceller = EchoCanceller(rate, dtype=dtype, max_reference_ms=self.params.max_reference_ms,
-                                       capture_delay_ms=self.params.capture_delay_ms)
+                                       capture_delay_ms=self.params.capture_delay_ms,
+                                       residual_gate_db=self.params.residual_gate_db)
         self._rate, self._dtype = rate, dtype
         self._ref_rate = 0
         self._next_pts = None
