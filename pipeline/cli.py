@@ -161,14 +161,15 @@ def cmd_run(args) -> int:
 
 def format_stats(stats: dict) -> str:
     """A table of per-processor queue and latency figures."""
-    head = f"{'processor':<22}{'frames':>8}{'p50 us':>10}{'p99 us':>10}{'max us':>10}{'dropped':>9}{'stale':>7}"
+    head = f"{'processor':<22}{'frames':>8}{'p50 us':>10}{'p99 us':>10}{'max us':>10}{'dropped':>9}{'stale':>7}{'queue hw':>10}"
     rows = [head, "-" * len(head)]
     for name, s in stats.items():
         rows.append(
             f"{name:<22}{s.get('frames', 0):>8}{s.get('p50_us', 0):>10.1f}{s.get('p99_us', 0):>10.1f}"
             f"{s.get('max_us', 0):>10.1f}{s.get('dropped', 0):>9}{s.get('stale', 0):>7}"
+            f"{str(s.get('high_water', 0)) + '/' + str(s.get('max_size', '-')):>10}"
         )
-        extra = {k: v for k, v in s.items() if k not in {"frames", "p50_us", "p99_us", "max_us", "mean_us", "dropped", "stale", "queued", "max_size"}}
+        extra = {k: v for k, v in s.items() if k not in {"frames", "p50_us", "p99_us", "max_us", "mean_us", "dropped", "stale", "queued", "max_size", "high_water"}}
         if extra:
             rows.append(f"{'':<4}{json.dumps(extra, default=str)}")
     return "\n".join(rows)
