@@ -264,6 +264,7 @@ def cmd_serve(args) -> int:
 
     from processors.web.server import serve
 
+    logging.getLogger("voxpipe.web").setLevel(min(logging.INFO, logging.WARNING - 10 * args.verbose))  # a line per session
     anyio.run(lambda: serve(pipeline_path(args.pipeline, "web_agent.yaml"), host=args.host, port=args.port,
                             token=args.token, public_url=args.public_url,
                             verify_signatures=not args.no_verify_signatures, idle_timeout_s=args.idle_timeout))
@@ -277,6 +278,8 @@ class _JsonFormatter(logging.Formatter):
         record.message = record.getMessage()
         out = {"t": round(record.created, 3), "level": record.levelname.lower(), "logger": record.name,
                "message": record.message}
+        if getattr(record, "session", ""):  # logs.SessionFilter: the session this line was logged for
+            out["session"] = record.session
         if record.exc_info and logging.getLogger().isEnabledFor(logging.DEBUG):
             out["traceback"] = self.formatException(record.exc_info)
         return json.dumps(out, default=str)
@@ -379,6 +382,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "streams (local development only; logged as a warning)")
     p.add_argument("--idle-timeout", type=float, default=120.0, metavar="SECONDS",
                    help="close a session whose page sends nothing for this long (0: never; default 120)")
+    p.add_argument("--log-format", choices=["text", "json"], default="text",
+                   help="text: `LEVEL logger [session]: message`; json: one object per line with a `session` field "
+                        "on a session's lines (default text)")
     p.set_defaults(fn=cmd_serve)
     return parser
 
@@ -394,7 +400,7 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "log_format", "text") == "json":
         handler.setFormatter(_JsonFormatter())
     else:
-        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s%(session_tag)s: %(message)s"))
     # a no-op when the host (pytest, an application) configured logging already: its handlers stay as they are
     logging.basicConfig(level=max(level, logging.DEBUG), handlers=[handler])
     from .errors import PipelineError, VoxpipeError
