@@ -135,8 +135,8 @@ def split_turns(notes: TurnNotes) -> list[dict]:
                               framework_in_ms=_ms(stop.at_model_s - (stop.decided_s if math.isfinite(stop.decided_s)
                                                                       else stop.pts_s)))
                 record["framework_ms"] = round(record["framework_in_ms"] + record["framework_out_ms"], 2)
-            else:
-                record.update(vad="model", framework_ms=record["framework_out_ms"])
+            else:  # the server's VAD: its wait is the model's time, from the speech end on
+                record.update(vad="model", model_ms=_ms(first_delta - stop.pts_s), framework_ms=record["framework_out_ms"])
         elif "first_audio_ms" in values:
             first_delta = min(created + values["first_audio_ms"] / 1000, left)
             record.update(model_ms=values["first_audio_ms"], framework_out_ms=_ms(at_sink - first_delta),

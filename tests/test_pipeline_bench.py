@@ -117,3 +117,28 @@ def test_a_model_pipeline_reports_per_turn_latency(tmp_path, capsys):
     speech = [e for e in timeline if e["kind"] == "user_speech"]
     first = [e for e in timeline if e["kind"] == "first_audio"]
     assert speech and first and speech[0]["start"] < speech[0]["end"] <= speech[0]["decided"] < first[0]["at"]
+
+
+@pytest.mark.slow
+def test_with_the_servers_vad_the_model_holds_the_wait_and_voxpipe_the_way_out(tmp_path):
+    """No VAD in the graph: the stop comes out of the model, and the split says so."""
+    pytest.importorskip("pocketsphinx")
+    yaml = tmp_path / "server_vad.yaml"
+    yaml.write_text(f"""\
+voxpipe: 1
+name: server-vad
+processors:
+  mic: {{type: capture.wav, params: {{path: {shipped('samples/demo_conversation_16k.wav')}, realtime: true}}}}
+  resample: {{type: audio.resample, params: {{rate: 24000}}}}
+  model: {{type: realtime.openai, params: {{url: local}}}}
+  speaker: {{type: playback.null}}
+links:
+  - mic -> resample -> model -> speaker
+""")
+    path = tmp_path / "bench.json"
+    assert main(["bench", str(yaml), "--turns", "1", "--json", str(path)]) == 0
+    records = [r for r in json.loads(path.read_text())["turn_records"] if "total_ms" in r]
+    assert records and all(r["vad"] == "model" and "vad_wait_ms" not in r for r in records)
+    for r in records:
+        assert r["total_ms"] == pytest.approx(r["model_ms"] + r["framework_out_ms"], abs=0.1)
+        assert r["framework_ms"] == r["framework_out_ms"] >= 0 and r["model_ms"] > r["ttfb_ms"]

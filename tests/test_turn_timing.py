@@ -61,6 +61,7 @@ def test_a_server_vad_turn_leaves_only_the_way_out_to_voxpipe():
     [r] = split_turns(n)
     assert r["vad"] == "model" and "framework_in_ms" not in r
     assert r["framework_ms"] == pytest.approx(1.0) and r["total_ms"] == pytest.approx(801.0)
+    assert r["model_ms"] == pytest.approx(800.0)  # the server's VAD wait (0.6 s) and its 200 ms to the first delta
 
 
 def test_a_reply_that_never_reached_the_sink_or_has_no_figure_is_left_out():
