@@ -161,14 +161,15 @@ def cmd_run(args) -> int:
 
 def format_stats(stats: dict) -> str:
     """A table of per-processor queue and latency figures."""
-    head = f"{'processor':<22}{'frames':>8}{'p50 us':>10}{'p99 us':>10}{'max us':>10}{'dropped':>9}{'stale':>7}"
+    head = f"{'processor':<22}{'frames':>8}{'p50 us':>10}{'p99 us':>10}{'max us':>10}{'dropped':>9}{'stale':>7}{'queue hw':>10}"
     rows = [head, "-" * len(head)]
     for name, s in stats.items():
         rows.append(
             f"{name:<22}{s.get('frames', 0):>8}{s.get('p50_us', 0):>10.1f}{s.get('p99_us', 0):>10.1f}"
             f"{s.get('max_us', 0):>10.1f}{s.get('dropped', 0):>9}{s.get('stale', 0):>7}"
+            f"{str(s.get('high_water', 0)) + '/' + str(s.get('max_size', '-')):>10}"
         )
-        extra = {k: v for k, v in s.items() if k not in {"frames", "p50_us", "p99_us", "max_us", "mean_us", "dropped", "stale", "queued", "max_size"}}
+        extra = {k: v for k, v in s.items() if k not in {"frames", "p50_us", "p99_us", "max_us", "mean_us", "dropped", "stale", "queued", "max_size", "high_water"}}
         if extra:
             rows.append(f"{'':<4}{json.dumps(extra, default=str)}")
     return "\n".join(rows)
@@ -263,6 +264,7 @@ def cmd_serve(args) -> int:
 
     from processors.web.server import serve
 
+    logging.getLogger("voxpipe.web").setLevel(min(logging.INFO, logging.WARNING - 10 * args.verbose))  # a line per session
     anyio.run(lambda: serve(pipeline_path(args.pipeline, "web_agent.yaml"), host=args.host, port=args.port,
                             token=args.token, public_url=args.public_url,
                             verify_signatures=not args.no_verify_signatures, idle_timeout_s=args.idle_timeout))
@@ -276,6 +278,8 @@ class _JsonFormatter(logging.Formatter):
         record.message = record.getMessage()
         out = {"t": round(record.created, 3), "level": record.levelname.lower(), "logger": record.name,
                "message": record.message}
+        if getattr(record, "session", ""):  # logs.SessionFilter: the session this line was logged for
+            out["session"] = record.session
         if record.exc_info and logging.getLogger().isEnabledFor(logging.DEBUG):
             out["traceback"] = self.formatException(record.exc_info)
         return json.dumps(out, default=str)
@@ -378,6 +382,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "streams (local development only; logged as a warning)")
     p.add_argument("--idle-timeout", type=float, default=120.0, metavar="SECONDS",
                    help="close a session whose page sends nothing for this long (0: never; default 120)")
+    p.add_argument("--log-format", choices=["text", "json"], default="text",
+                   help="text: `LEVEL logger [session]: message`; json: one object per line with a `session` field "
+                        "on a session's lines (default text)")
     p.set_defaults(fn=cmd_serve)
     return parser
 
@@ -393,7 +400,7 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "log_format", "text") == "json":
         handler.setFormatter(_JsonFormatter())
     else:
-        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s%(session_tag)s: %(message)s"))
     # a no-op when the host (pytest, an application) configured logging already: its handlers stay as they are
     logging.basicConfig(level=max(level, logging.DEBUG), handlers=[handler])
     from .errors import PipelineError, VoxpipeError

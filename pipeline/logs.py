@@ -17,6 +17,15 @@ a param named ``api_key``), wherever they appear; and anything in the *shapes* s
 on the wire (bearer credentials, ``sk-`` keys, ``token=`` query values, the API-key
 subprotocol), even when the value itself was never registered.
 
+Sessions
+--------
+A server runs many sessions in one process. :data:`session_id` (a context variable) names
+the session the current task works for: the web server sets it once at the top of a
+session's handler, and every task the session starts (its graph's nodes, its tool calls)
+inherits it, so each record logged on its behalf, by any logger, carries ``record.session``
+(the CLI prints it as ``[s3]`` in text and ``"session": "s3"`` in JSON). :func:`install`
+puts the filter that stamps it on the root handlers.
+
 Handshake noise
 ---------------
 A port scanner, a health check's bare TCP connect or a browser's odd request makes the
@@ -29,8 +38,12 @@ from __future__ import annotations
 import logging
 import os
 import re
+from contextvars import ContextVar
 
-__all__ = ["SECRET_NAME", "add_secret", "install", "quiet_handshakes", "redact"]
+__all__ = ["SECRET_NAME", "SessionFilter", "add_secret", "install", "quiet_handshakes", "redact", "session_id"]
+
+#: The id of the session the current task works for (None outside any session).
+session_id: ContextVar[str | None] = ContextVar("voxpipe_session_id", default=None)
 
 #: A variable or param name that holds a secret.
 SECRET_NAME = re.compile(r"(?i)(api[_-]?key|token|secret|password|passwd|auth)")
@@ -85,13 +98,27 @@ class _RedactingFilter(logging.Filter):
         return True
 
 
+class SessionFilter(logging.Filter):
+    """Stamps each record with ``session`` (the current :data:`session_id`, or "") and
+    ``session_tag`` (`` [s3]``, or "" outside a session) for a format string to use."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not hasattr(record, "session"):
+            sid = session_id.get()
+            record.session = sid or ""
+            record.session_tag = f" [{sid}]" if sid else ""
+        return True
+
+
 def install() -> None:
-    """Redact every record that reaches the root logger's handlers; read secrets from the environment."""
+    """Redact every record that reaches the root logger's handlers, and stamp its session; read secrets from the environment."""
     _secrets_from_environment()
     root = logging.getLogger()
     for handler in root.handlers:
         if not any(isinstance(f, _RedactingFilter) for f in handler.filters):
             handler.addFilter(_RedactingFilter())
+        if not any(isinstance(f, SessionFilter) for f in handler.filters):
+            handler.addFilter(SessionFilter())
 
 
 class _OneLineHandshakes(logging.Filter):

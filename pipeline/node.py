@@ -25,7 +25,9 @@ Theory of operation
 * Frames pushed to a node that has not started yet wait in its queue (system frames at the
   front); its task feeds them to ``process`` right after ``start()`` returns.
 * The end of stream (:class:`EndFrame`) is fan-in aware: a node stops (calls ``stop()``)
-  once every input has ended, then passes the end on.
+  once every input has ended, then passes the end on. Frames pushed to a stopped node are
+  dropped on arrival (a sink that drains its playback after the end still reports progress
+  upstream: those reports used to pile up in an ended inline node's queue).
 * Every exception raised by user code (``start``, ``process``, ``stop``, ``produce``, a
   spawned task) is caught here and reported once: an :class:`ErrorFrame` for the runner and
   one short log paragraph (the full traceback at DEBUG).
@@ -150,9 +152,11 @@ class Node:
         ``queue`` set: a queued target whose queue takes the frame (``link`` is the sender's
         id when the target takes links); neither: ``target.receive``, the general path.
         """
+        if target.stopped:  # receive drops what a stopped node would never process
+            return [target, None, None, None]
         if not target.direct:
             return [target, None, target.queue, self.id if target.takes_link else None]
-        if target.stats is not None or target.stopped:
+        if target.stats is not None:
             return [target, None, None, None]
         process = target.process
         if target.takes_link:
@@ -188,7 +192,13 @@ class Node:
     # --- frames in ---------------------------------------------------------------------------
 
     async def receive(self, frame: Frame, direction: Direction, sender: Node | None) -> None:
-        """Take a frame pushed by ``sender`` (None: injected by the runner)."""
+        """Take a frame pushed by ``sender`` (None: injected by the runner).
+
+        A node that has stopped takes only the end of stream: anything else would wait in a
+        queue no task reads any more (an inline node's, once it ended) or be skipped unread.
+        """
+        if self.stopped and type(frame) is not EndFrame:
+            return
         kind = frame.kind
         if kind is _SYSTEM:
             if type(frame) is InterruptionFrame and frame.turn > self.turn:
@@ -365,9 +375,10 @@ class Node:
             await self.on_error(ErrorFrame(message, processor=self.id, fatal=True, exception=exc))
 
     def statistics(self) -> dict[str, Any]:
-        """Queue size, dropped and stale counts, and latency figures when stats are on."""
+        """Queue size, high-water mark, dropped and stale counts, and latency figures when stats are on."""
         q = self.queue.statistics()
-        out: dict[str, Any] = {"queued": q.size, "max_size": q.max_size, "dropped": q.dropped, "stale": q.stale}
+        out: dict[str, Any] = {"queued": q.size, "max_size": q.max_size, "dropped": q.dropped, "stale": q.stale,
+                               "high_water": q.high_water}
         if self.stats is not None:
             out.update(self.stats.summary())
         return out

@@ -215,10 +215,10 @@ class Processor:
         return [n.id for n in self.__linked().down]
 
     def statistics(self) -> dict[str, Any]:
-        """Queue size, dropped and stale counts, and latency figures when stats are on."""
+        """Queue size, high-water mark, dropped and stale counts, and latency figures when stats are on."""
         node = self.__node
         if node is None:
-            return {"queued": 0, "max_size": self.queue_size, "dropped": 0, "stale": 0}
+            return {"queued": 0, "max_size": self.queue_size, "dropped": 0, "stale": 0, "high_water": 0}
         return node.statistics()
 
     def __linked(self) -> Node:

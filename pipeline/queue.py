@@ -10,6 +10,10 @@ work); ``drop_oldest`` discards the oldest *data* frame and counts it (for live 
 where late audio is worse than lost audio). Control frames are never dropped, and upstream
 frames never block: they are few, and blocking them could deadlock two processors that
 push at each other.
+
+``high_water`` is exact: the most data and control frames that ever waited at once (the
+bounded part; system frames jump the line and are not counted). It costs one length
+check per put, measured with ``benchmarks/hops.py`` (docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ class QueueStatistics:
     max_size: int
     dropped: int
     stale: int
+    high_water: int = 0
 
 
 class FrameQueue:
@@ -43,7 +48,8 @@ class FrameQueue:
     order), never dropped, never blocking.
     """
 
-    __slots__ = ("_items", "_front", "max_size", "drop_oldest", "dropped", "stale", "_getter", "_putters")
+    __slots__ = ("_items", "_front", "max_size", "drop_oldest", "dropped", "stale", "high_water", "_getter",
+                 "_putters")
 
     def __init__(self, max_size: int = 256, *, drop_oldest: bool = False) -> None:
         if max_size < 1:
@@ -54,6 +60,7 @@ class FrameQueue:
         self.drop_oldest = drop_oldest
         self.dropped = 0
         self.stale = 0
+        self.high_water = 0
         self._getter: asyncio.Future | None = None
         self._putters: deque[asyncio.Future] = deque()
 
@@ -61,15 +68,19 @@ class FrameQueue:
         return len(self._items) + len(self._front)
 
     def statistics(self) -> QueueStatistics:
-        return QueueStatistics(len(self), self.max_size, self.dropped, self.stale)
+        return QueueStatistics(len(self), self.max_size, self.dropped, self.stale, self.high_water)
 
     def put_nowait(self, frame: Frame, direction: Direction, link: str | None = None) -> bool:
         """Enqueue without waiting; False when the queue is full and the policy is block."""
         items = self._items
-        if len(items) >= self.max_size and direction is _DOWN:
+        n = len(items)
+        if n >= self.max_size and direction is _DOWN:
             if not self.drop_oldest or not self._drop_one():
                 return False
+            n -= 1
         items.append((frame, direction, link))
+        if n >= self.high_water:  # n frames waited before this one
+            self.high_water = n + 1
         getter = self._getter
         if getter is not None:  # the wake-up written out: this runs once per hop
             self._getter = None

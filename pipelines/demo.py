@@ -3,11 +3,13 @@
 It runs ``pipelines/demo.yaml`` (a synthesised caller against the local realtime server),
 lets the pipeline's console print the conversation as the user heard it (an interrupted
 reply up to the cut), and ends with a latency table labelled by what the user said and
-the paths of the WAV files written.
+the paths of the WAV files written. It runs on ``voxpipe bench``'s machinery
+(:func:`pipelines.pipeline_bench.measure_graph`): the table is the bench's per-turn table.
 """
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 from pathlib import Path
@@ -19,58 +21,23 @@ __all__ = ["DEMO", "run_demo", "turn_table"]
 DEMO = shipped("demo.yaml")
 
 
-def turn_table(metrics: list[tuple[str, dict]], turns: dict[int, dict] | None = None) -> str:
-    """The per-turn latency table from the model's ``realtime.turn`` metrics.
+def turn_table(records: list[dict]) -> str:
+    """The per-turn table: ``voxpipe bench``'s (:func:`pipelines.pipeline_bench.format_turns`)."""
+    from .pipeline_bench import format_turns
 
-    Each row is labelled with what it answers: the user's words (``turns``, from the
-    console: ``utterance``, ``after_tool``, ``tool_calls``, ``interrupted``, ``heard_ms``)
-    or the tool result it speaks. A response that follows a tool result has no "speech
-    end": its latency is counted from the moment the response was created. A reply the
-    user barged into says ``interrupted`` and how much of it was heard, whatever status
-    the server gave it (it had finished sending; the user had not finished hearing).
-    """
-    turns = turns or {}
-    rows = [v for name, v in metrics if name == "realtime.turn"]
-
-    def label(v: dict) -> str:
-        info = turns.get(v.get("turn"), {})
-        if info.get("after_tool"):
-            return f"({info['after_tool']} result)"
-        said = info.get("utterance")
-        return f'"{said}"' if said else "(no user words)"
-
-    def status(v: dict) -> str:
-        info = turns.get(v.get("turn"), {})
-        if info.get("interrupted"):
-            heard = info.get("heard_ms")
-            return "interrupted" + (f", heard {heard / 1000:.1f} s" if heard is not None else "")
-        if info.get("tool_calls") and "first_audio_ms" not in v:
-            return "calls " + ", ".join(info["tool_calls"])
-        return str(v.get("status", "?"))
-
-    def ms(v: dict, key: str) -> str:
-        return f"{v[key]:.0f} ms" if key in v else "-"
-
-    width = max([len(label(v)) for v in rows] + [len("the user said")])
-    swidth = max([len(status(v)) for v in rows] + [len("status")])
-    head = (f"{'the user said':<{width}}  {'status':<{swidth}}  {'speech end -> first audio':>25}"
-            f"{'created -> first audio':>24}{'tokens out':>12}")
-    lines = [head, "-" * len(head)]
-    for v in rows:
-        lines.append(f"{label(v):<{width}}  {status(v):<{swidth}}  {ms(v, 'ttfb_ms'):>25}"
-                     f"{ms(v, 'first_audio_ms'):>24}{v.get('output_tokens', '-'):>12}")
-    if not rows:
-        lines.append("  (no turn completed)")
-    lines.append("a reply that calls a tool has no audio; the reply after it speaks the tool's result")
-    return "\n".join(lines)
+    return format_turns(records)
 
 
 def run_demo(*, out_dir: Path = Path("out"), pipeline: Path = DEMO) -> int:
-    """Run the demo pipeline at real time (the barge-in needs it); return the exit code."""
-    import anyio
+    """Run the demo pipeline once at real time (the barge-in needs it) on the bench's machinery; return the exit code.
 
+    It is ``voxpipe bench demo.yaml --runs 1`` with the console printing: the same probes,
+    the same per-turn split (speech end -> first audio at the sink, the VAD's wait, the
+    model's time, voxpipe's share), the same table.
+    """
     from pipeline.loader import load
-    from pipeline.runner import run
+
+    from .pipeline_bench import measure_graph
 
     out_dir = Path(out_dir)
     conversation, assistant = out_dir / "conversation.wav", out_dir / "assistant.wav"
@@ -78,13 +45,16 @@ def run_demo(*, out_dir: Path = Path("out"), pipeline: Path = DEMO) -> int:
     print(f"voxpipe demo: {pipeline.name} - a synthesised caller talks to the local realtime server")
     print("  (offline: pocketsphinx hears, a scripted model answers and calls tools, eSpeak NG speaks)\n")
     t0 = time.monotonic()
-    result = anyio.run(lambda: run(graph, realtime=True, handle_signals=True))
+    report = measure_graph(graph, file=str(pipeline), runs=1, show_progress=False, handle_signals=True)
     elapsed = time.monotonic() - t0
-    console = graph.nodes["console"].processor
     print("\nlatency per turn (wall clock, local server, no artificial model delay):")
-    print(turn_table(console.metrics, console.turns))
+    print(turn_table(report["turn_records"]))
+    barge = report["turns"].get("barge_in_to_silence_ms", {})
+    if barge.get("n"):
+        print(f"barge-in: the user's speech onset -> silence at the sink {barge['median']:.0f} ms "
+              f"({report['turns']['barge_in_vad_ms'].get('median', math.nan):.0f} ms of it the VAD's detection)")
     print(f"\nwrote {conversation} (user left, assistant right) and {assistant}")
-    print(f"finished in {elapsed:.1f} s: {result.ended}")
-    for err in result.errors:
-        print(f"error in {err.processor}: {err.message}", file=sys.stderr)
-    return 0 if result.ok else 1
+    print(f"finished in {elapsed:.1f} s: {report['ended']}")
+    for err in report["errors"]:
+        print(f"error in {err}", file=sys.stderr)
+    return 0 if report["ended"] != "error" else 1

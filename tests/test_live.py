@@ -88,16 +88,19 @@ async def test_console_prints_a_reply_when_its_playback_ends_and_json_on_request
 
 
 def test_demo_table_labels_rows_by_utterance_and_says_interrupted():
-    metrics = [("realtime.turn", {"turn": 1, "status": "completed", "ttfb_ms": 90.0, "first_audio_ms": 89.0}),
-               ("realtime.turn", {"turn": 2, "status": "completed", "response_ms": 200.0}),
-               ("realtime.turn", {"turn": 3, "status": "completed", "first_audio_ms": 5.0}),
-               ("realtime.turn", {"turn": 4, "status": "completed", "ttfb_ms": 300.0, "first_audio_ms": 299.0})]
-    turns = {1: {"utterance": "hello"}, 2: {"utterance": "weather in paris", "tool_calls": ["get_weather"]},
-             3: {"after_tool": "get_weather"}, 4: {"utterance": "tell me a story", "interrupted": True, "heard_ms": 2900}}
-    rows = turn_table(metrics, turns).splitlines()[2:6]
-    assert rows[0].startswith('"hello"') and "completed" in rows[0] and "90 ms" in rows[0]
+    """The demo's table is the bench's per-turn table: rows by utterance, `interrupted`, the split."""
+    records = [{"run": 1, "turn": 1, "utterance": "hello", "status": "completed", "ttfb_ms": 90.0, "total_ms": 600.0,
+                "vad_wait_ms": 500.0, "model_ms": 90.0, "framework_ms": 10.0},
+               {"run": 1, "turn": 2, "utterance": "weather in paris", "tool_calls": ["get_weather"], "status": "completed",
+                "response_ms": 200.0},
+               {"run": 1, "turn": 3, "after_tool": "get_weather", "status": "completed", "first_audio_ms": 5.0,
+                "created_to_sink_ms": 7.0, "model_ms": 5.0, "framework_ms": 2.0},
+               {"run": 1, "turn": 4, "utterance": "tell me a story", "interrupted": True, "heard_ms": 2900,
+                "status": "completed", "ttfb_ms": 300.0, "total_ms": 805.0}]
+    rows = turn_table(records).splitlines()[2:6]
+    assert rows[0].startswith('"hello"') and "completed" in rows[0] and rows[0].split()[-5:-1] == ["600", "500", "90", "10"]
     assert rows[1].startswith('"weather in paris"') and "calls get_weather" in rows[1]
-    assert rows[2].startswith("(get_weather result)")
+    assert rows[2].startswith("(get_weather result)") and rows[2].split()[-5:-1] == ["7", "-", "5", "2"]
     assert rows[3].startswith('"tell me a story"') and "interrupted, heard 2.9 s" in rows[3] and "completed" not in rows[3]
 
 
@@ -168,3 +171,22 @@ def test_run_log_format_json_is_one_object_per_line(transcribe, capsys):
     assert next(e for e in events if e["event"] == "user")["text"].endswith("pipeline")
     assert events[-1] == {"event": "end", "pipeline": "t", "ended": "end", "ok": True}
     assert events[-2]["stats"]["stt"]["frames"] > 0
+
+
+@pytest.mark.slow
+def test_voxpipe_demo_prints_the_bench_table_with_the_split_and_the_barge_in(tmp_path, monkeypatch, capsys):
+    """`voxpipe demo` is one real-time run on the bench's machinery: its table is the bench's."""
+    pytest.importorskip("pocketsphinx")
+    monkeypatch.chdir(tmp_path)
+    assert main(["demo"]) == 0
+    out = capsys.readouterr().out
+    assert "tool call : get_weather({'location': 'Paris'})" in out and "[cut: the user barged in after" in out
+    table = out[out.index("latency per turn"):].splitlines()
+    assert "to the sink" in table[1] and "voxpipe" in table[1]
+    story = next(line for line in table if line.startswith('"tell me a story"'))
+    assert "interrupted, heard" in story
+    hello = next(line for line in table if line.startswith('"hello"'))
+    total, vad_wait, model, voxpipe = (float(x) for x in hello.split()[-5:-1])
+    assert abs(total - (vad_wait + model + voxpipe)) <= 3  # each rounded to a millisecond
+    assert "barge-in: the user's speech onset -> silence at the sink" in out
+    assert (tmp_path / "out" / "conversation.wav").stat().st_size > 44

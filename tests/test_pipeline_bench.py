@@ -94,16 +94,51 @@ def test_plot_writes_pngs(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_a_model_pipeline_reports_per_turn_latency(tmp_path, capsys):
+    """Two turns of the demo: speech end -> first audio at the sink, split into the VAD, the model and voxpipe."""
     pytest.importorskip("pocketsphinx")
     path = tmp_path / "demo.json"
     overrides = ["--set", f"record.path={tmp_path / 'c.wav'}", "--set", f"assistant_wav.path={tmp_path / 'a.wav'}"]
     assert main(["bench", str(shipped("demo.yaml")), "--turns", "2", "--json", str(path), *overrides]) == 0
-    turns = json.loads(path.read_text())["turns"]
-    first = turns["speech_end_to_first_audio_ms"]
+    report = json.loads(path.read_text())
+    assert report["sink"] == "speaker"  # the playback node, the one that reports progress
+    first = report["turns"]["speech_end_to_sink_ms"]
     assert first["n"] >= 1 and 0 < first["median"] < 5000
+    spoken = [r for r in report["turn_records"] if "speech_end_s" in r]
+    assert spoken and spoken[0]["utterance"] == "hello" and spoken[0]["vad"] == "graph"
+    for r in spoken:  # the parts add up, and each is a time, not a guess
+        assert r["total_ms"] == pytest.approx(r["vad_wait_ms"] + r["framework_in_ms"] + r["model_ms"] + r["framework_out_ms"], abs=0.1)
+        assert 400 <= r["vad_wait_ms"] <= 600  # the demo's 500 ms silence, to a frame
+        assert r["framework_in_ms"] >= 0 and r["framework_out_ms"] >= 0 and r["model_ms"] > 0
     out = capsys.readouterr().out
-    assert "user speech end -> model's first audio" in out
-    timeline = json.loads(path.read_text())["timeline"]
+    assert "user speech end -> first audio at the sink" in out and "voxpipe's share" in out
+    assert '"hello"' in out  # the per-turn table, labelled by what was said
+    assert report["processors"]["tools"]["queue_high_water"] < 10  # no pile after the end (docs/benchmarks.md)
+    timeline = report["timeline"]
     speech = [e for e in timeline if e["kind"] == "user_speech"]
     first = [e for e in timeline if e["kind"] == "first_audio"]
     assert speech and first and speech[0]["start"] < speech[0]["end"] <= speech[0]["decided"] < first[0]["at"]
+
+
+@pytest.mark.slow
+def test_with_the_servers_vad_the_model_holds_the_wait_and_voxpipe_the_way_out(tmp_path):
+    """No VAD in the graph: the stop comes out of the model, and the split says so."""
+    pytest.importorskip("pocketsphinx")
+    yaml = tmp_path / "server_vad.yaml"
+    yaml.write_text(f"""\
+voxpipe: 1
+name: server-vad
+processors:
+  mic: {{type: capture.wav, params: {{path: {shipped('samples/demo_conversation_16k.wav')}, realtime: true}}}}
+  resample: {{type: audio.resample, params: {{rate: 24000}}}}
+  model: {{type: realtime.openai, params: {{url: local}}}}
+  speaker: {{type: playback.null}}
+links:
+  - mic -> resample -> model -> speaker
+""")
+    path = tmp_path / "bench.json"
+    assert main(["bench", str(yaml), "--turns", "1", "--json", str(path)]) == 0
+    records = [r for r in json.loads(path.read_text())["turn_records"] if "total_ms" in r]
+    assert records and all(r["vad"] == "model" and "vad_wait_ms" not in r for r in records)
+    for r in records:
+        assert r["total_ms"] == pytest.approx(r["model_ms"] + r["framework_out_ms"], abs=0.1)
+        assert r["framework_ms"] == r["framework_out_ms"] >= 0 and r["model_ms"] > r["ttfb_ms"]

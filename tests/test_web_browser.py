@@ -127,8 +127,20 @@ async def test_the_page_talks_with_the_agent(tmp_path, monkeypatch, caplog):
                 with anyio.fail_after(5):
                     while not any(wanted in r.getMessage() for r in caplog.records):
                         await anyio.sleep(0.05)  # the truncation's round trip to the local server
-                assert "interrupted after" in await page.evaluate(
+                mark = await page.evaluate(
                     "el => getComputedStyle(el, '::after').content", await story.first.locator(".text").element_handle())
+                assert "interrupted after" in mark
+                # the bubble shows what was heard, and the rest struck through, counted (as the console does)
+                heard = (await story.first.locator(".text").inner_text()).split()
+                unheard = (await story.first.locator(".not-heard").inner_text()).split()
+                full = "".join(text for _, text in cut["segments"]).split() if cut.get("segments") else None
+                assert " ".join(heard + unheard).startswith("Once upon a time"), (heard, unheard)
+                assert unheard and f"{len(unheard)} words not heard" in mark, (unheard, mark)
+                if full is not None:
+                    assert heard + unheard == full
+                assert len(heard) <= 4 * cut["playedMs"] / 1000 + 8, (heard, cut["playedMs"])  # eSpeak: ~2.7 words/s
+                assert await story.first.locator(".not-heard").evaluate(
+                    "el => getComputedStyle(el).textDecorationLine") == "line-through"
 
                 # 3. a typed message is answered; its latency row is labelled and settles (no "…" left)
                 answers = await page.locator(".bubble.assistant").count()

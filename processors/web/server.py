@@ -54,6 +54,7 @@ from pipeline.errors import PipelineError, Problem, VoxpipeError
 from pipeline.graph import Graph
 from pipeline.loader import load_text
 from pipeline.logs import quiet_handshakes
+from pipeline.logs import session_id
 from pipeline.runner import Runner, RunResult, stop_signal
 from pipeline.session import SessionContext
 from processors.telephony.host import TelephonyHost, has_phone_transports
@@ -319,6 +320,7 @@ class WebServer:
         if self.telephony is not None and hasattr(ws, "voxpipe_call"):
             return await self.telephony.handle(ws)
         sid = f"s{next(self._ids)}"
+        session_id.set(sid)  # every line logged for this session says so (pipeline/logs.py)
 
         async def send(message: str | bytes) -> bool:
             return await self._send(ws, message)
@@ -370,6 +372,8 @@ class WebServer:
         finally:
             ended.set()
         self.results[session.id] = result
+        log.info("session %s: the pipeline ended: %s%s", session.id, result.ended,
+                 "".join(f"; {e.processor}: {e.message}" for e in result.errors))
         while len(self.results) > 32:
             self.results.pop(next(iter(self.results)))
         if session.transition("graph_ended"):  # the page is still there: tell it why, then close

@@ -101,6 +101,7 @@ class WebSession:
         self.dropped_ms = 0.0
         self.bad_messages = 0
         self.sent_messages = 0
+        self.responses = 0  # the turns the model answered (for the session's log line)
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -200,6 +201,8 @@ class WebSession:
         """Send one JSON event to the page (nothing happens once the socket is closed)."""
         if await self._send(encode(event)):
             self.sent_messages += 1
+            if event.get("type") == "response.start":
+                self.responses += 1
 
     async def send_audio(self, pcm: bytes, *, item_id: str | None, turn: int, rate: int, samples: int) -> None:
         """Send assistant audio, announcing it with an ``audio`` event when item, turn or rate change."""
@@ -220,7 +223,8 @@ class WebSession:
             self.sent_messages += 1
 
     def statistics(self) -> dict[str, Any]:
-        """Audio received, dropped and sent (ms), bad messages, messages sent, items tracked."""
+        """Audio received, dropped and sent (ms), bad messages, messages sent, items tracked, responses."""
         return {"audio_in_ms": round(self.audio_in_ms, 1), "dropped_ms": round(self.dropped_ms, 1),
                 "audio_out_ms": round(self.audio_out_ms, 1),
-                "bad_messages": self.bad_messages, "sent_messages": self.sent_messages, "items": len(self._items)}
+                "bad_messages": self.bad_messages, "sent_messages": self.sent_messages, "items": len(self._items),
+                "responses": self.responses}

@@ -146,12 +146,14 @@ function onEvent(ev) {
       break;
     case "transcript.delta":
       bubble(ev.role, ev.item_id).text.textContent += ev.text;
+      if (ev.role === "assistant" && ev.item_id) { noteSegment(ev.item_id, ev.text); showHeard(ev.item_id); }
       break;
     case "transcript.done": {
       const b = bubble(ev.role, ev.item_id);
       b.text.textContent = ev.text;
       b.el.classList.remove("partial");
       if (ev.role === "user") userSaid(ev.text);
+      if (ev.role === "assistant" && ev.item_id) showHeard(ev.item_id);
       break;
     }
     case "response.end":
@@ -235,6 +237,54 @@ function markInterrupted() {
       b.el.classList.add("interrupted");
     }
   }
+}
+
+// --- what was heard of an interrupted answer (as debug.console prints it) ------------------
+// Each text delta is placed on its answer's audio timeline by the audio received before it;
+// once playback of an interrupted answer is done, the bubble keeps what was played and shows
+// the rest struck through, with the count of words not heard.
+
+function noteSegment(id, text) {
+  const it = item(id);
+  (it.segments = it.segments || []).push([it.receivedMs, text]);
+}
+
+function heardSplit(segments, audioMs, playedMs) {
+  // processors/debug/console.py heard_text: a segment under way is cut in proportion, at a word
+  const heard = [], rest = [];
+  segments.forEach(([start, text], i) => {
+    const end = i + 1 < segments.length ? segments[i + 1][0] : audioMs;
+    if (end <= playedMs || (start >= end && start <= playedMs)) heard.push(text);
+    else if (start >= playedMs) rest.push(text);
+    else {
+      const words = text.split(/\s+/).filter(Boolean);
+      const n = Math.round(((playedMs - start) / Math.max(end - start, 1e-9)) * words.length);
+      heard.push(words.slice(0, n).join(" "));
+      rest.push(words.slice(n).join(" "));
+    }
+  });
+  const join = (parts) => parts.map((t) => t.trim()).filter(Boolean).join(" ");
+  return [join(heard), join(rest)];
+}
+
+function showHeard(id) {
+  const it = state.items.get(id);
+  const b = state.bubbles.get(`assistant:${id}`);
+  if (!it || !b || !it.interrupted || !it.done) return;
+  if (!it.fullText) it.fullText = b.text.textContent;
+  const segments = it.segments && it.segments.length ? it.segments : [[0, it.fullText]];
+  const [heard, rest] = heardSplit(segments, it.receivedMs, it.playedMs);
+  const words = rest ? rest.split(/\s+/).length : 0;
+  b.text.textContent = heard;
+  b.text.dataset.heard = ` after ${(it.playedMs / 1000).toFixed(1)} s; ${words} word${words === 1 ? "" : "s"} not heard`;
+  let cut = b.el.querySelector(".not-heard");
+  if (!cut) {
+    cut = document.createElement("span");
+    cut.className = "not-heard";
+    cut.title = "not heard: playback stopped before this";
+    b.el.append(cut);
+  }
+  cut.textContent = rest ? ` ${rest}` : "";
 }
 
 function item(id) {
@@ -380,6 +430,7 @@ function onPlayer(m) {
       // the server truncates the answer to exactly this: say how much was heard
       const b = state.bubbles.get(`assistant:${it.item}`);
       if (b) b.text.dataset.heard = ` after ${(it.ms / 1000).toFixed(1)} s of ${(known.receivedMs / 1000).toFixed(1)} s`;
+      showHeard(it.item);
     }
   }
   stats.queuedMs = Math.round(m.queuedMs);
