@@ -77,6 +77,7 @@ class Heard:
     marks_echoed: int = 0
     media_received: int = 0
     messages: list[dict] = field(default_factory=list)
+    raw: bytearray = field(default_factory=bytearray)  # every media byte received, as it came
 
     def audio(self) -> np.ndarray:
         return np.concatenate(self.samples) if self.samples else np.zeros(0, np.int16)
@@ -110,6 +111,7 @@ class SimulatedCall:
         self.received: list[tuple[float, int]] = []  # (time, bytes received so far) per media message
         self._talk: deque[np.ndarray] = deque()
         self._buffer = bytearray()
+        self.sent_bytes = bytearray()  # every media byte the caller sent, in order
         self._marks: deque[tuple[int, str]] = deque()  # (received position, name)
         self._received = 0
         self._ws = None
@@ -237,6 +239,7 @@ class SimulatedCall:
             if h.first_received_at is None:
                 h.first_received_at = time.perf_counter()
             h.media_received += 1
+            h.raw += data
             self._buffer += data
             self._received += len(data)
             self._received_total += len(data)
@@ -314,7 +317,9 @@ class SimulatedCall:
                     self.speech_ended_at = time.perf_counter()
             else:
                 x = self.rng.normal(0, 20, FRAME).astype(np.int16)
-            await ws.send(self._media_message(ulaw_encode(x).tobytes(), k))
+            payload = ulaw_encode(x).tobytes()
+            self.sent_bytes += payload
+            await ws.send(self._media_message(payload, k))
             self.sent_at.append(time.perf_counter())
             k += 1
             due += 0.02 / self.speed  # per frame, so that a change of speed applies from now on

@@ -393,6 +393,7 @@ class ToolRouter(Processor):
 
     Params = ToolRouterParams
     inline = True  # passing frames on is all it does in the caller's task; calls run in tasks
+    accepts_g711 = True  # audio passes through untouched
 
     def __init__(self, params: ToolRouterParams | dict[str, Any] | None = None, *, name: str | None = None,
                  registry: ToolRegistry | None = None) -> None:
