@@ -453,7 +453,7 @@ class ToolRouter(Processor):
             self._spawn_answer(frame, error_output(f"call id {frame.call_id!r} is already running; use a new call id"))
             return
         try:
-            args, kwargs = spec.bind(_parse_arguments(frame.arguments))
+            args, kwargs = spec.bind(_parse_arguments(frame.arguments), self.context)
         except ToolArgumentsError as exc:
             self._tool_stats[spec.name].add(CallOutcome.INVALID, 0.0)
             self.log.warning("%s: call %s: %s", self.name, frame.call_id, exc)
