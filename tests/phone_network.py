@@ -34,6 +34,7 @@ from pipeline.dsp.g711 import ulaw_decode, ulaw_encode
 from processors.telephony.webhook import plivo_signature, twilio_signature
 
 FRAME = 160  # 20 ms at 8 kHz
+UNDERRUN_GAP_S = 0.5  # a shorter silence between two played frames of one answer is an underrun
 TOKENS = {"twilio": "twilio-test-token", "plivo": "plivo-test-token"}
 
 
@@ -78,6 +79,10 @@ class Heard:
     media_received: int = 0
     messages: list[dict] = field(default_factory=list)
     raw: bytearray = field(default_factory=bytearray)  # every media byte received, as it came
+    # underruns: the ear ran dry in the middle of an answer (a gap shorter than UNDERRUN_GAP_S
+    # between two played frames, with no clear in between); each one is a click or a stutter
+    underruns: int = 0
+    underrun_ms: float = 0.0
 
     def audio(self) -> np.ndarray:
         return np.concatenate(self.samples) if self.samples else np.zeros(0, np.int16)
@@ -250,6 +255,7 @@ class SimulatedCall:
         elif kind in ("clear", "clearAudio"):
             now = time.perf_counter()
             h.clears.append((now, self._position(now)))
+            self._dry_ticks = None
             self._buffer.clear()
             self._played_frame_at = None
             pending = [name for _, name in self._marks]
@@ -263,6 +269,7 @@ class SimulatedCall:
         h.messages.append({k: v for k, v in msg.items() if k != "media"})
 
     _received_total = 0
+    _dry_ticks: int | None = None  # ticks since the ear last played (None: nothing to resume)
     _played_frame_at: float | None = None
     _played_frame_len = 0
 
@@ -295,7 +302,14 @@ class SimulatedCall:
             while self._marks and self._marks[0][0] <= h.played:
                 await ws.send(self._mark_echo(self._marks.popleft()[1]))
                 h.marks_echoed += 1
+            if not self._buffer and self._dry_ticks is not None:
+                self._dry_ticks += 1
             if self._buffer:
+                dry = self._dry_ticks
+                if dry and dry * 0.02 < UNDERRUN_GAP_S:
+                    h.underruns += 1
+                    h.underrun_ms += dry * 20.0
+                self._dry_ticks = 0
                 n = min(FRAME, len(self._buffer))
                 frame = bytes(self._buffer[:n])
                 del self._buffer[:n]
