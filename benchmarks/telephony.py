@@ -311,15 +311,15 @@ def edge_costs(frames: int = 20000) -> dict:
     """Per 20 ms frame: the phone edge's own work beside its floor (json + base64 alone), in one run.
 
     Inbound: a Twilio ``media`` message -> :class:`PhoneCall.receive` (serializer, checks,
-    queue) -> ``decode_audio``. Outbound: int16 -> ``encode_audio`` -> ``media`` + ``mark``
-    messages and the ledger entry. Floor: ``json.loads`` + ``b64decode`` and ``b64encode`` +
+    queue) -> the frame's mu-law codes (``np.frombuffer``: passed through, not decoded).
+    Outbound: the model's codes -> bytes -> ``media`` + ``mark`` messages and the ledger
+    entry. Floor: ``json.loads`` + ``b64decode`` and ``b64encode`` +
     two ``json.dumps``. At 50 frames a second each way this is the edge's CPU per call.
     """
     import base64
     from collections import deque
 
     from processors.telephony.call import PhoneCall
-    from processors.telephony.transport import decode_audio, encode_audio
     from processors.telephony.twilio import TwilioProtocol
 
     call = PhoneCall(TwilioProtocol(), None)  # type: ignore[arg-type]
@@ -329,11 +329,11 @@ def edge_costs(frames: int = 20000) -> dict:
     msg = json.dumps({"event": "media", "sequenceNumber": "3", "streamSid": "MZ1",
                       "media": {"track": "inbound", "chunk": "1", "timestamp": "20",
                                 "payload": base64.b64encode(payload).decode()}})
-    x = decode_audio(payload, "pcmu")
+    codes = np.frombuffer(payload, dtype=np.uint8)
 
     def inbound() -> None:
         call.receive(msg)
-        decode_audio(call._inbound.popleft()[1], "pcmu")
+        np.frombuffer(call._inbound.popleft()[1], dtype=np.uint8)
         call._backlog = 0
 
     def inbound_floor() -> None:
@@ -343,7 +343,7 @@ def edge_costs(frames: int = 20000) -> dict:
     pending: deque = call.ledger._pending
 
     def outbound() -> None:
-        data = encode_audio(x, "pcmu")
+        data = codes.tobytes()
         name = call.ledger.sent("item_1", 1, 160, 0.0)
         proto.media(data)
         proto.mark(name)
