@@ -1,4 +1,4 @@
-"""--allow-host / VOXPIPE_ALLOW_HOSTS: a reverse proxy's name is answered, other names still refused (issue 13, item 9)."""
+"""--allow-host / VOXPIPE_ALLOW_HOSTS: a reverse proxy's name is answered, other names still refused (issue 13.9)."""
 
 from __future__ import annotations
 

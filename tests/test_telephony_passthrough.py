@@ -19,7 +19,12 @@ from websockets.asyncio.client import connect
 from websockets.asyncio.server import serve
 
 from phone_network import TOKENS, SimulatedCall
+from pipeline.errors import PipelineError
+from pipeline.frames import AudioFormat, AudioFrame
 from pipeline.loader import load_text
+from pipeline.processor import Processor
+from pipeline.testing import run_frames
+from processors.audio.g711 import G711Processor
 from pipelines import shipped
 from processors.realtime.server import serve_local
 from processors.web.server import web_server
@@ -129,17 +134,13 @@ links:
 """
     graph = load_text(text.format(auto=""), file="enc.yaml")
     assert graph.formats["enc"].dtype == "ulaw"
-    from pipeline.errors import PipelineError
-
-    bad = text.replace("tone -> enc -> want", "tone -> want").replace("  enc: {{type: audio.g711, params: {{to: ulaw}}}}\n", "")
+    bad = text.replace("tone -> enc -> want", "tone -> want")
+    bad = bad.replace("  enc: {{type: audio.g711, params: {{to: ulaw}}}}\n", "")
     with pytest.raises(PipelineError, match=r"audio\.g711, params: \{to: ulaw\}"):
         load_text(bad.format(auto=""), file="enc.yaml")
     graph = load_text(bad.format(auto="auto_resample: true"), file="enc.yaml")
     assert [n for n, node in graph.nodes.items() if node.inserted] == ["g711_tone_want"]
 
-
-from pipeline.frames import AudioFormat  # noqa: E402
-from pipeline.processor import Processor  # noqa: E402
 
 
 class WantsUlaw(Processor):
@@ -151,10 +152,6 @@ class WantsUlaw(Processor):
 
 async def test_g711_processor_round_trips_every_code():
     """audio.g711 decodes all 256 mu-law codes to int16 and encodes them back (the second zero aside)."""
-    from pipeline.frames import AudioFrame
-    from pipeline.testing import run_frames
-    from processors.audio.g711 import G711Processor
-
     codes = np.arange(256, dtype=np.uint8)
     out = await run_frames(G711Processor({"to": "int16"}), [AudioFrame(codes, 8000, codec="ulaw")])
     (pcm,) = out.of_type(AudioFrame)

@@ -17,15 +17,14 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from pipeline.dsp.formats import to_int16
-from pipeline.dsp.g711 import alaw_decode, alaw_encode, ulaw_decode, ulaw_encode
+from pipeline.dsp.g711 import DECODERS as _DECODE
+from pipeline.dsp.g711 import ENCODERS as _ENCODE
 from pipeline.frames import AudioFormat, AudioFrame, Direction, Frame
 from pipeline.processor import Processor
 
 __all__ = ["G711Processor", "decode_codes", "encode_codes"]
 
 _DOWN = Direction.DOWNSTREAM
-_DECODE = {"ulaw": ulaw_decode, "alaw": alaw_decode}
-_ENCODE = {"ulaw": ulaw_encode, "alaw": alaw_encode}
 
 
 def decode_codes(frame: AudioFrame) -> np.ndarray:

@@ -40,6 +40,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from pipeline.dsp.g711 import DECODERS as _DECODERS
 from pipeline.dsp.g711 import alaw_decode, alaw_encode, ulaw_decode, ulaw_encode
 
 __all__ = [
@@ -79,7 +80,6 @@ BYTES_PER_SAMPLE: dict[str, int] = {"pcm16": 2, "g711_ulaw": 1, "g711_alaw": 1}
 #: Format name -> the G.711 codec of its wire samples (``AudioFrame.codec``); None for linear pcm16.
 CODEC: dict[str, str | None] = {"pcm16": None, "g711_ulaw": "ulaw", "g711_alaw": "alaw"}
 _WIRE_DTYPE = {"pcm16": np.dtype(np.int16), "g711_ulaw": np.dtype(np.uint8), "g711_alaw": np.dtype(np.uint8)}
-_DECODERS = {"ulaw": ulaw_decode, "alaw": alaw_decode}
 #: Format name -> the GA format object's ``type``.
 FORMAT_TYPES: dict[str, str] = {"pcm16": "audio/pcm", "g711_ulaw": "audio/pcmu", "g711_alaw": "audio/pcma"}
 _NAME_OF_TYPE = {t: name for name, t in FORMAT_TYPES.items()}

@@ -34,7 +34,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from pipeline.dsp import Resampler
-from pipeline.dsp.g711 import alaw_decode, alaw_encode, ulaw_decode, ulaw_encode
+from pipeline.dsp.g711 import ENCODERS, alaw_decode, alaw_encode, ulaw_decode, ulaw_encode
 from processors.audio.g711 import decode_codes
 from pipeline.errors import VoxpipeError
 from pipeline.frames import AudioFormat, AudioFrame, Direction, Frame, InterruptionFrame, PlaybackProgressFrame
@@ -106,7 +106,7 @@ class PhoneInput(Processor):
         codec = None if want == "int16" else want
         as_is = rate == RATE and _WIRE_CODEC.get(encoding) == codec  # the caller's bytes, untouched
         resampler = Resampler(rate, RATE) if rate != RATE else None
-        encode = {"ulaw": ulaw_encode, "alaw": alaw_encode}.get(want)
+        encode = ENCODERS.get(want)
         uint8 = np.uint8
         pts = 0
         while (entry := await call.next_inbound()) is not None:
