@@ -386,3 +386,17 @@ class SimulatedCall:
                 await anyio.sleep(ms / 1000)
                 if self.heard.media_received == before and self.heard.played and not self._buffer:
                     return
+
+
+async def ask_and_listen(base_url: str, question: str, *, seed: int = 1, speed: float = 2.0) -> SimulatedCall:
+    """One Twilio call: say ``question``, hear at least 1 s of answer until 600 ms of quiet, hang up."""
+    call = SimulatedCall(base_url, "twilio", speed=speed, seed=seed)
+    assert await call.fetch_webhook() == 200
+    async with anyio.create_task_group() as tg:
+        await tg.start(call.run)
+        call.say(question)
+        await call.wait_heard(1.0, timeout=30)
+        await call.wait_quiet(600)
+        await call.hang_up()
+        tg.cancel_scope.cancel()
+    return call

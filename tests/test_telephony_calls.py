@@ -19,7 +19,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
-from phone_network import TOKENS, SimulatedCall
+from phone_network import TOKENS, SimulatedCall, ask_and_listen
 from phone_probe import CallProbe
 from pipelines import shipped
 from processors.speech.sphinx import Recognizer
@@ -111,15 +111,7 @@ async def test_a_call_shows_the_graph_its_facts_keys_and_ear(probe_yaml, provide
 async def test_weather_question_tool_call_spoken_answer(caplog):
     """A spoken question reaches the model, the tool runs, and the caller hears the answer (recognised)."""
     async with web_server(shipped("phone_agent.yaml")) as server:
-        call = SimulatedCall(server.url, "twilio", speed=2.0)
-        assert await call.fetch_webhook() == 200
-        async with anyio.create_task_group() as tg:
-            await tg.start(call.run)
-            call.say("what is the weather in paris")
-            await call.wait_heard(1.0, timeout=30)
-            await call.wait_quiet(600)
-            await call.hang_up()
-            tg.cancel_scope.cancel()
+        call = await ask_and_listen(server.url, "what is the weather in paris")
         await finished(server)
         (result,) = server.telephony.results.values()
     tools = result.stats["tools"]["tools"]["get_weather"]

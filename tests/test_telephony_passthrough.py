@@ -18,7 +18,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.asyncio.server import serve
 
-from phone_network import TOKENS, SimulatedCall
+from phone_network import TOKENS, ask_and_listen
 from pipeline.errors import PipelineError
 from pipeline.frames import AudioFormat, AudioFrame
 from pipeline.loader import load_text
@@ -72,15 +72,7 @@ async def test_mulaw_bytes_pass_untouched_both_ways(monkeypatch):
             port = proxy.sockets[0].getsockname()[1]
             monkeypatch.setenv("VOXPIPE_REALTIME_URL", f"ws://127.0.0.1:{port}/v1/realtime")
             async with web_server(shipped("phone_agent.yaml")) as server:
-                call = SimulatedCall(server.url, "twilio", speed=2.0, seed=5)
-                assert await call.fetch_webhook() == 200
-                async with anyio.create_task_group() as tg:
-                    await tg.start(call.run)
-                    call.say("what is the weather in paris")
-                    await call.wait_heard(1.0, timeout=30)
-                    await call.wait_quiet(600)
-                    await call.hang_up()
-                    tg.cancel_scope.cancel()
+                call = await ask_and_listen(server.url, "what is the weather in paris", seed=5)
                 with anyio.fail_after(10):
                     await server.telephony.wait_idle()
     sent, appended = bytes(call.sent_bytes), bytes(relay.appended)
