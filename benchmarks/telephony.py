@@ -28,7 +28,9 @@ Setup: three processes, so that each figure belongs to one of them.
     lateness of the last speech frame;
   - *barge-in*: ``speech_started`` passed the proxy -> ``clear`` reached the caller;
   - *truncation error*: the ``audio_end_ms`` of B's ``conversation.item.truncate`` minus
-    what the caller had played of the answer when the ``clear`` reached it.
+    what the caller had played of the answer when the ``clear`` reached it;
+  - *caller underruns*: the caller's ear ran dry mid-answer (a silence of under 0.5 s
+    between two played frames with no ``clear`` between them), counted with their length.
 
 CPU per call is B's CPU time (``/proc``) over a steady window with N calls talking and
 listening at real time, minus B's idle CPU over the same window, divided by N; A's CPU is
@@ -297,6 +299,9 @@ async def run_step(n: int, *, quick: bool, profile: str | None = None, chunk_ms:
         "cpu_b_idle_core": round(idle_rate, 4), "cpu_a_core_per_call": round(a_cpu / call_seconds, 4),
         "inbound_lateness_ms": _q(inbound), "outbound_lateness_ms": _q(outbound),
         "callers_loop_lag_ms": _q(lag), "turn_ms": _q(turn), "framework_share_ms": _q(share), "barge_in_to_clear_ms": _q(barge),
+        "caller_underruns": sum(c.heard.underruns for c in calls),
+        "caller_underrun_ms": round(sum(c.heard.underrun_ms for c in calls), 1),
+        "caller_played_s": round(sum(c.heard.played for c in calls) / 8000, 1),
         "truncation_minus_heard_ms": _q(cut_error), "truncation_minus_heard_abs_max_ms":
             round(max(map(abs, cut_error)), 2) if cut_error else None,
     }
@@ -306,15 +311,15 @@ def edge_costs(frames: int = 20000) -> dict:
     """Per 20 ms frame: the phone edge's own work beside its floor (json + base64 alone), in one run.
 
     Inbound: a Twilio ``media`` message -> :class:`PhoneCall.receive` (serializer, checks,
-    queue) -> ``decode_audio``. Outbound: int16 -> ``encode_audio`` -> ``media`` + ``mark``
-    messages and the ledger entry. Floor: ``json.loads`` + ``b64decode`` and ``b64encode`` +
+    queue) -> the frame's mu-law codes (``np.frombuffer``: passed through, not decoded).
+    Outbound: the model's codes -> bytes -> ``media`` + ``mark`` messages and the ledger
+    entry. Floor: ``json.loads`` + ``b64decode`` and ``b64encode`` +
     two ``json.dumps``. At 50 frames a second each way this is the edge's CPU per call.
     """
     import base64
     from collections import deque
 
     from processors.telephony.call import PhoneCall
-    from processors.telephony.transport import decode_audio, encode_audio
     from processors.telephony.twilio import TwilioProtocol
 
     call = PhoneCall(TwilioProtocol(), None)  # type: ignore[arg-type]
@@ -324,11 +329,11 @@ def edge_costs(frames: int = 20000) -> dict:
     msg = json.dumps({"event": "media", "sequenceNumber": "3", "streamSid": "MZ1",
                       "media": {"track": "inbound", "chunk": "1", "timestamp": "20",
                                 "payload": base64.b64encode(payload).decode()}})
-    x = decode_audio(payload, "pcmu")
+    codes = np.frombuffer(payload, dtype=np.uint8)
 
     def inbound() -> None:
         call.receive(msg)
-        decode_audio(call._inbound.popleft()[1], "pcmu")
+        np.frombuffer(call._inbound.popleft()[1], dtype=np.uint8)
         call._backlog = 0
 
     def inbound_floor() -> None:
@@ -338,7 +343,7 @@ def edge_costs(frames: int = 20000) -> dict:
     pending: deque = call.ledger._pending
 
     def outbound() -> None:
-        data = encode_audio(x, "pcmu")
+        data = codes.tobytes()
         name = call.ledger.sent("item_1", 1, 160, 0.0)
         proto.media(data)
         proto.mark(name)
@@ -366,14 +371,15 @@ def edge_costs(frames: int = 20000) -> dict:
 def table(result: dict) -> str:
     rows = ["| calls | CPU B / call (core) | CPU A / call (core) | inbound lateness p50 / p99 (ms) | "
             "outbound lateness p50 / p99 (ms) | turn p50 / p99 (ms) | framework share p50 / p99 (ms) | "
-            "speech_started -> clear p50 / p99 (ms) | truncation - heard, max abs (ms) | callers' loop lag p99 (ms) | "
-            "load |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+            "speech_started -> clear p50 / p99 (ms) | truncation - heard, max abs (ms) | caller underruns (ms, of s played) | "
+            "callers' loop lag p99 (ms) | load |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for s in result["steps"]:
         f = lambda q: f"{q.get('median', '-')} / {q.get('p99', '-')}"  # noqa: E731
         rows.append(f"| {s['calls']} | {s['cpu_b_core_per_call']} | {s['cpu_a_core_per_call']} | "
                     f"{f(s['inbound_lateness_ms'])} | {f(s['outbound_lateness_ms'])} | {f(s['turn_ms'])} | "
                     f"{f(s['framework_share_ms'])} | {f(s['barge_in_to_clear_ms'])} | "
                     f"{s['truncation_minus_heard_abs_max_ms']} | "
+                    f"{s['caller_underruns']} ({s['caller_underrun_ms']} ms, of {s['caller_played_s']} s) | "
                     f"{s['callers_loop_lag_ms'].get('p99', '-')} | {s['load_average_1min']} |")
     held = [s["calls"] for s in result["steps"] if s["inbound_lateness_ms"].get("p99", 1e9) < 20
             and s["outbound_lateness_ms"].get("p99", 1e9) < 20 and s["completed"] == s["calls"]]

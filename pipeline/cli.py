@@ -224,7 +224,7 @@ def cmd_realtime_server(args) -> int:
     from processors.realtime.server.server import main as server_main
 
     anyio.run(lambda: server_main(args.host, args.port, args.rules, args.model_delay_ms,
-                                  allow_origins=tuple(args.allow_origin)))
+                                  allow_origins=tuple(args.allow_origin), allow_hosts=tuple(args.allow_host)))
     return 0
 
 
@@ -267,7 +267,8 @@ def cmd_serve(args) -> int:
     logging.getLogger("voxpipe.web").setLevel(min(logging.INFO, logging.WARNING - 10 * args.verbose))  # a line per session
     anyio.run(lambda: serve(pipeline_path(args.pipeline, "web_agent.yaml"), host=args.host, port=args.port,
                             token=args.token, public_url=args.public_url,
-                            verify_signatures=not args.no_verify_signatures, idle_timeout_s=args.idle_timeout))
+                            verify_signatures=not args.no_verify_signatures, idle_timeout_s=args.idle_timeout,
+                            allow_hosts=tuple(args.allow_host)))
     return 0
 
 
@@ -283,6 +284,13 @@ class _JsonFormatter(logging.Formatter):
         if record.exc_info and logging.getLogger().isEnabledFor(logging.DEBUG):
             out["traceback"] = self.formatException(record.exc_info)
         return json.dumps(out, default=str)
+
+
+def _allow_host_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--allow-host", action="append", default=[], metavar="NAME",
+                   help="also answer requests for Host NAME, e.g. a reverse proxy's public name (repeatable; "
+                        "*.example.com: its subdomains; also $VOXPIPE_ALLOW_HOSTS, comma-separated); by default "
+                        "only loopback names and --host")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -338,6 +346,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model-delay-ms", type=int, default=0, help="artificial delay before the first audio of each response")
     p.add_argument("--allow-origin", action="append", default=[], metavar="ORIGIN",
                    help="let browser pages from ORIGIN connect (repeatable; '*': any page); by default none may")
+    _allow_host_option(p)
     p.set_defaults(fn=cmd_realtime_server)
 
     p = command("demo", "run the offline voice-agent demo")
@@ -385,6 +394,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--log-format", choices=["text", "json"], default="text",
                    help="text: `LEVEL logger [session]: message`; json: one object per line with a `session` field "
                         "on a session's lines (default text)")
+    _allow_host_option(p)
     p.set_defaults(fn=cmd_serve)
     return parser
 

@@ -20,7 +20,11 @@ output (a model) numbers its responses from 1. This is how barge-in flushes the 
 without cancelling tasks.
 
 Audio frames hold a numpy array (int16 or float32, shape ``(n,)`` for mono or
-``(n, channels)``), the sample rate and the media timestamp ``pts`` in samples. Frames are
+``(n, channels)``), the sample rate and the media timestamp ``pts`` in samples. A frame
+whose ``codec`` is set (``"ulaw"``, ``"alaw"``) holds G.711 codes instead (uint8, one per
+sample): phone audio carried untouched from a media stream to a G.711 model and back; the
+graph check puts a decoder in front of every processor that has not said it takes them
+(``Processor.accepts_g711``). Frames are
 treated as immutable once pushed: make a new one with :func:`dataclasses.replace`.
 """
 
@@ -33,6 +37,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 __all__ = [
+    "CODED",
     "AudioFormat",
     "AudioFrame",
     "Direction",
@@ -80,7 +85,7 @@ class AudioFormat:
 
     rate: int | None = None
     channels: int | None = None
-    dtype: str | None = None  # "int16" or "float32"
+    dtype: str | None = None  # "int16" or "float32"; "ulaw" / "alaw" for G.711 codes (see CODED)
 
     def accepts(self, other: AudioFormat) -> bool:
         """True when audio of format ``other`` satisfies these caps."""
@@ -104,6 +109,10 @@ class AudioFormat:
         rate = f"{self.rate} Hz" if self.rate else "any rate"
         ch = {None: "any channels", 1: "mono", 2: "stereo"}.get(self.channels, f"{self.channels} ch")
         return f"{rate} {self.dtype or 'any type'} {ch}"
+
+
+#: Sample types that are G.711 codes (uint8 arrays) rather than linear PCM.
+CODED: frozenset[str] = frozenset({"ulaw", "alaw"})
 
 
 @dataclass(slots=True)
@@ -218,13 +227,15 @@ class AudioFrame(Frame):
     """A chunk of audio: ``samples`` at ``sample_rate``, starting at media time ``pts``.
 
     ``item_id`` tags assistant audio with the conversation item it belongs to, so that
-    playback can report how much of each item was heard.
+    playback can report how much of each item was heard. ``codec`` (``"ulaw"``,
+    ``"alaw"``) says ``samples`` are G.711 codes (uint8), not PCM.
     """
 
     samples: np.ndarray
     sample_rate: int
     pts: int = 0
     item_id: str | None = None
+    codec: str | None = None
 
     @property
     def channels(self) -> int:
@@ -240,7 +251,7 @@ class AudioFrame(Frame):
 
     @property
     def format(self) -> AudioFormat:
-        return AudioFormat(self.sample_rate, self.channels, self.samples.dtype.name)
+        return AudioFormat(self.sample_rate, self.channels, self.codec or self.samples.dtype.name)
 
 
 @dataclass(slots=True)

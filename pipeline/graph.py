@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 from .errors import PipelineError, Problem
-from .frames import AudioFormat
+from .frames import CODED, AudioFormat
 from .processor import Processor
 
 __all__ = ["Graph", "NodeSpec"]
@@ -222,6 +222,12 @@ class Graph:
             for l in [l for l in self.links if l.dst == n]:
                 produced = formats.get(l.src)
                 wanted = node.processor.input_format
+                step = self._codec_step(l, node.processor, produced, wanted)
+                if step is True:
+                    return self._check_formats()
+                if step is not None:
+                    problems.append(step)
+                    continue
                 if produced is not None and wanted is not None and not wanted.accepts(produced):
                     if self.auto_resample:
                         self._insert_resample(l, wanted.merge(produced))
@@ -241,6 +247,41 @@ class Graph:
         if problems:
             raise PipelineError(problems)
         self.formats = formats
+
+    def _codec_step(self, link: _Link, proc: Processor, produced: AudioFormat | None,
+                    wanted: AudioFormat | None) -> Problem | bool | None:
+        """Put a G.711 decoder or encoder on ``link`` where its ends disagree on codes.
+
+        G.711 codes (``dtype`` ulaw/alaw) reach only a processor that takes them
+        (``accepts_g711``); any other gets ``audio.g711`` decoding to int16 in front, always:
+        the decode is exact and is what a G.711 source used to do itself. A processor that
+        asks for codes gets an encoder with ``auto_resample`` (a Problem otherwise).
+        Returns True when it inserted a node, a Problem, or None when nothing is needed.
+        """
+        if produced is None:
+            return None
+        have, want = produced.dtype, wanted.dtype if wanted is not None else None
+        if have in CODED and want != have and not (proc.accepts_g711 and want is None):
+            self._insert_codec(link, "int16")
+            return True
+        if want in CODED and have is not None and have != want:
+            if self.auto_resample:
+                self._insert_codec(link, want)
+                return True
+            return Problem(f"link {link.src} -> {link.dst}: {produced} into {wanted}", self.file, link.line,
+                           f"put `{{type: audio.g711, params: {{to: {want}}}}}` between them, "
+                           "or set `auto_resample: true`")
+        return None
+
+    def _insert_codec(self, link: _Link, to: str) -> None:
+        from processors.audio.g711 import G711Processor
+
+        node_id = f"g711_{link.src}_{link.dst}"
+        self.add(node_id, G711Processor({"to": to}), type="audio.g711", line=link.line)
+        self.nodes[node_id].inserted = True
+        self.links.remove(link)
+        self.links.append(_Link(link.src, node_id, link.line))
+        self.links.append(_Link(node_id, link.dst, link.line))
 
     def _insert_resample(self, link: _Link, fmt: AudioFormat) -> None:
         from processors.audio import ResampleProcessor

@@ -97,6 +97,9 @@ class Processor:
     inline: ClassVar[bool] = False
     #: Audio this processor accepts on its input (None: any audio, or no audio at all).
     input_format: ClassVar[AudioFormat | None] = None
+    #: True when ``process`` takes G.711-coded audio frames (``AudioFrame.codec`` set) itself
+    #: or passes them on untouched; the graph check puts a decoder in front of every other.
+    accepts_g711: ClassVar[bool] = False
     __node: Node | None = None  # the runner's side; one mangled name no subclass can shadow
 
     def __init__(self, params: BaseModel | dict[str, Any] | None = None, *, name: str | None = None) -> None:

@@ -27,6 +27,7 @@ EXAMPLES: dict[str, dict[str, Any]] = {
     "audio.resample": {"rate": 24000},
     "audio.gain": {"db": -6},
     "audio.mix": {},
+    "audio.g711": {"to": "int16"},
     "audio.aec": {"reference": "speaker"},
     "audio.denoise": {"level": "low"},
     "turn.semantic": {"threshold": 0.5, "pause_ms": 200},

@@ -22,6 +22,7 @@ BUILTINS: dict[str, str] = {
     "audio.resample": "processors.audio.transforms:ResampleProcessor",
     "audio.gain": "processors.audio.transforms:GainProcessor",
     "audio.mix": "processors.audio.transforms:MixProcessor",
+    "audio.g711": "processors.audio.g711:G711Processor",
     "vad.energy": "processors.audio.vad:EnergyVADProcessor",
     "vad.silero": "processors.audio.vad:SileroVADProcessor",
     "audio.aec": "processors.audio.echo:EchoCancellerProcessor",

@@ -67,7 +67,9 @@ class FrameSource(Processor):
 
 
 class CollectSink(Processor):
-    """Keeps every frame that reaches it."""
+    """Keeps every frame that reaches it (G.711 codes as they are: a test sees what was pushed)."""
+
+    accepts_g711 = True
 
     def __init__(self, *, name: str = "sink") -> None:
         super().__init__(name=name)

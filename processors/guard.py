@@ -13,13 +13,17 @@ web page the user visits can reach them. Three checks run before the servers' ow
   sends ``Host: evil.example``; its ``Origin`` matches that Host, so an Origin check alone
   lets it in. :class:`HostCheck` accepts only loopback names (``localhost``, ``*.localhost``,
   127.0.0.0/8, ``::1``), the configured host, and, when the server binds every interface
-  (``0.0.0.0``, ``::``), IP literals (a rebinding page always uses a name).
+  (``0.0.0.0``, ``::``), IP literals (a rebinding page always uses a name). Names a reverse
+  proxy or tunnel forwards under (``voice.example.com``) are added with ``--allow-host NAME``
+  (repeatable; ``*.example.com`` takes every subdomain) or :data:`ALLOW_HOSTS_ENV`
+  (comma-separated), on ``voxpipe serve`` and ``voxpipe realtime-server`` alike.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import logging
+import os
 from http import HTTPStatus
 from typing import Any
 
@@ -27,7 +31,13 @@ from websockets.asyncio.server import ServerConnection
 from websockets.datastructures import Headers, MultipleValuesError
 from websockets.http11 import MAX_LINE_LENGTH, Response
 
-__all__ = ["GuardedConnection", "HeaderError", "HostCheck", "host_name", "plain_response", "single_header"]
+from pipeline.errors import VoxpipeError
+
+__all__ = ["ALLOW_HOSTS_ENV", "GuardedConnection", "HeaderError", "HostCheck", "host_name", "plain_response",
+           "single_header"]
+
+#: More Host names to answer, comma-separated (added to ``--allow-host``).
+ALLOW_HOSTS_ENV = "VOXPIPE_ALLOW_HOSTS"
 
 log = logging.getLogger("voxpipe.guard")
 
@@ -89,25 +99,50 @@ class HostCheck:
     """Which ``Host`` headers a server answers (see the module docstring).
 
     ``configured`` is the host the server was asked to listen on; ``extra`` adds names
-    (a reverse proxy's public name, say).
+    (a reverse proxy's public name, say; ``*.example.com`` matches its subdomains), and so
+    does :data:`ALLOW_HOSTS_ENV` in the environment. VoxpipeError names a malformed one.
     """
 
-    def __init__(self, configured: str, extra: tuple[str, ...] = ()) -> None:
+    def __init__(self, configured: str, extra: tuple[str, ...] | list[str] = ()) -> None:
         bound = host_name(configured) if configured else ""
         self.any_interface = bound in ("0.0.0.0", "::", "")
-        self.names = {host_name(h) for h in (bound, *extra) if h}
+        env = [h for h in os.environ.get(ALLOW_HOSTS_ENV, "").replace(",", " ").split() if h]
+        self.names: set[str] = {bound} if bound else set()
+        self.suffixes: set[str] = set()
+        for raw in (*extra, *env):
+            name = _allowed_name(raw)
+            if name.startswith("*."):
+                self.suffixes.add(name[1:])  # ".example.com"
+            else:
+                self.names.add(name)
 
     def allows(self, host_header: str | None) -> bool:
         """True when the request's ``Host`` names this server (HTTP/1.1 requires a Host)."""
         if not host_header:
             return False
         host = host_name(host_header)
-        return host in self.names or _is_loopback_name(host) or (self.any_interface and _is_ip(host))
+        return (host in self.names or _is_loopback_name(host) or (self.any_interface and _is_ip(host))
+                or any(host.endswith(s) and len(host) > len(s) for s in self.suffixes))
 
     def refusal(self, host_header: str | None) -> Response:
         """The 403 that refuses a request for another host."""
         return plain_response(HTTPStatus.FORBIDDEN, f"this server does not answer for host {host_header!r}: open "
-                              "it as localhost or 127.0.0.1 (DNS rebinding protection)\n")
+                              "it as localhost or 127.0.0.1, or start it with --allow-host NAME (or "
+                              f"{ALLOW_HOSTS_ENV}=NAME) for a reverse proxy's name (DNS rebinding protection)\n")
+
+
+def _allowed_name(raw: str) -> str:
+    """An ``--allow-host`` value as a bare lower-case name (``Host``-style ports and brackets are dropped)."""
+    value = raw.strip()
+    if "://" in value or "/" in value or not value or any(c.isspace() for c in value):
+        raise VoxpipeError(f"--allow-host {raw!r}: give a host name such as voice.example.com (or *.example.com), "
+                         "not a URL")
+    name = host_name(value)
+    if name.startswith("*.") and len(name) > 2 and "*" not in name[2:]:
+        return name
+    if "*" in name:
+        raise VoxpipeError(f"--allow-host {raw!r}: a wildcard is allowed only as the first label (*.example.com)")
+    return name
 
 
 class GuardedConnection(ServerConnection):

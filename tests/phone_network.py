@@ -34,6 +34,7 @@ from pipeline.dsp.g711 import ulaw_decode, ulaw_encode
 from processors.telephony.webhook import plivo_signature, twilio_signature
 
 FRAME = 160  # 20 ms at 8 kHz
+UNDERRUN_GAP_S = 0.5  # a shorter silence between two played frames of one answer is an underrun
 TOKENS = {"twilio": "twilio-test-token", "plivo": "plivo-test-token"}
 
 
@@ -77,6 +78,11 @@ class Heard:
     marks_echoed: int = 0
     media_received: int = 0
     messages: list[dict] = field(default_factory=list)
+    raw: bytearray = field(default_factory=bytearray)  # every media byte received, as it came
+    # underruns: the ear ran dry in the middle of an answer (a gap shorter than UNDERRUN_GAP_S
+    # between two played frames, with no clear in between); each one is a click or a stutter
+    underruns: int = 0
+    underrun_ms: float = 0.0
 
     def audio(self) -> np.ndarray:
         return np.concatenate(self.samples) if self.samples else np.zeros(0, np.int16)
@@ -110,6 +116,7 @@ class SimulatedCall:
         self.received: list[tuple[float, int]] = []  # (time, bytes received so far) per media message
         self._talk: deque[np.ndarray] = deque()
         self._buffer = bytearray()
+        self.sent_bytes = bytearray()  # every media byte the caller sent, in order
         self._marks: deque[tuple[int, str]] = deque()  # (received position, name)
         self._received = 0
         self._ws = None
@@ -237,6 +244,7 @@ class SimulatedCall:
             if h.first_received_at is None:
                 h.first_received_at = time.perf_counter()
             h.media_received += 1
+            h.raw += data
             self._buffer += data
             self._received += len(data)
             self._received_total += len(data)
@@ -247,6 +255,7 @@ class SimulatedCall:
         elif kind in ("clear", "clearAudio"):
             now = time.perf_counter()
             h.clears.append((now, self._position(now)))
+            self._dry_ticks = None
             self._buffer.clear()
             self._played_frame_at = None
             pending = [name for _, name in self._marks]
@@ -260,6 +269,7 @@ class SimulatedCall:
         h.messages.append({k: v for k, v in msg.items() if k != "media"})
 
     _received_total = 0
+    _dry_ticks: int | None = None  # ticks since the ear last played (None: nothing to resume)
     _played_frame_at: float | None = None
     _played_frame_len = 0
 
@@ -292,7 +302,14 @@ class SimulatedCall:
             while self._marks and self._marks[0][0] <= h.played:
                 await ws.send(self._mark_echo(self._marks.popleft()[1]))
                 h.marks_echoed += 1
+            if not self._buffer and self._dry_ticks is not None:
+                self._dry_ticks += 1
             if self._buffer:
+                dry = self._dry_ticks
+                if dry and dry * 0.02 < UNDERRUN_GAP_S:
+                    h.underruns += 1
+                    h.underrun_ms += dry * 20.0
+                self._dry_ticks = 0
                 n = min(FRAME, len(self._buffer))
                 frame = bytes(self._buffer[:n])
                 del self._buffer[:n]
@@ -314,7 +331,9 @@ class SimulatedCall:
                     self.speech_ended_at = time.perf_counter()
             else:
                 x = self.rng.normal(0, 20, FRAME).astype(np.int16)
-            await ws.send(self._media_message(ulaw_encode(x).tobytes(), k))
+            payload = ulaw_encode(x).tobytes()
+            self.sent_bytes += payload
+            await ws.send(self._media_message(payload, k))
             self.sent_at.append(time.perf_counter())
             k += 1
             due += 0.02 / self.speed  # per frame, so that a change of speed applies from now on
@@ -367,3 +386,17 @@ class SimulatedCall:
                 await anyio.sleep(ms / 1000)
                 if self.heard.media_received == before and self.heard.played and not self._buffer:
                     return
+
+
+async def ask_and_listen(base_url: str, question: str, *, seed: int = 1, speed: float = 2.0) -> SimulatedCall:
+    """One Twilio call: say ``question``, hear at least 1 s of answer until 600 ms of quiet, hang up."""
+    call = SimulatedCall(base_url, "twilio", speed=speed, seed=seed)
+    assert await call.fetch_webhook() == 200
+    async with anyio.create_task_group() as tg:
+        await tg.start(call.run)
+        call.say(question)
+        await call.wait_heard(1.0, timeout=30)
+        await call.wait_quiet(600)
+        await call.hang_up()
+        tg.cancel_scope.cancel()
+    return call

@@ -21,6 +21,7 @@ def test_the_expected_pipelines_ship():
 
 
 M16, M24, M8 = (16000, 1, "int16"), (24000, 1, "int16"), (8000, 1, "int16")
+U8 = (8000, 1, "ulaw")  # G.711 mu-law codes, carried untouched
 # What each node of each shipped pipeline puts on its output links (None: no audio out).
 FORMATS = {
     "demo": {"mic": M16, "vad": M16, "resample": M24, "model": M24, "console": M24, "tools": M24,
@@ -28,10 +29,10 @@ FORMATS = {
     # the server's graph carries events and text from a websocket, not audio links
     "realtime_server": {"protocol_in": None, "stt": None, "responder": None, "tts": None, "protocol_out": None},
     # G.711 at 8 kHz: auto_resample inserts 16 -> 8 kHz after the VAD
-    "telephony": {"caller": M16, "vad": M16, "resample_vad_model": M8, "model": M8, "console": M8,
-                  "tools": M8, "line": M8, "out": M8},
+    "telephony": {"caller": M16, "vad": M16, "resample_vad_model": M8, "model": U8, "console": U8,
+                  "tools": U8, "g711_tools_line": M8, "g711_tools_out": M8, "line": M8, "out": M8},
     "transcribe": {"mic": M16, "resample": M16, "vad": M16, "stt": M16, "console": M16},
-    "phone_agent": {"caller": M8, "model": M8, "tools": M8, "ear": M8},
+    "phone_agent": {"caller": U8, "model": U8, "tools": U8, "ear": U8},
     "voice_agent": {"mic": M24, "aec": M24, "denoise": M24, "turn": M24, "model": M24, "tools": M24, "speaker": None},
     "wav_vad": {"in": M16, "resample": M24, "vad": M24, "out": M24},
     "web_agent": {"mic": M24, "model": M24, "page": M24, "tools": M24},

@@ -96,3 +96,21 @@ def test_server_buffer_uses_the_same_carry():
     got = [buf.append(data[:5]), buf.append(data[5:12]), buf.append(data[12:])]
     np.testing.assert_array_equal(np.concatenate(got), x)
     assert buf.end == 11 and buf.commit() == data
+
+
+def test_wire_samples_pass_codes_of_the_session_untouched():
+    """Codes of the session's own format come back as the same array; others are converted once."""
+    import numpy as np
+
+    from pipeline.dsp.g711 import alaw_encode, ulaw_decode, ulaw_encode
+
+    codes = np.arange(256, dtype=np.uint8)
+    assert wire.wire_samples("g711_ulaw", codes, "ulaw") is codes
+    pcm = ulaw_decode(codes)
+    assert np.array_equal(wire.wire_samples("pcm16", codes, "ulaw"), pcm)
+    assert np.array_equal(wire.wire_samples("g711_alaw", codes, "ulaw"), alaw_encode(pcm))
+    assert np.array_equal(wire.wire_samples("g711_ulaw", pcm[:, None]), ulaw_encode(pcm))
+    codec = wire.AudioCodec("g711_ulaw")
+    assert np.array_equal(codec.decode_wire(codec.encode_wire(codes)), codes)  # 0x7F kept: no decode on the way
+    with pytest.raises(ValueError, match="mono"):
+        wire.wire_samples("g711_ulaw", np.zeros((4, 2), np.int16))

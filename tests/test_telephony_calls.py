@@ -19,7 +19,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
-from phone_network import TOKENS, SimulatedCall
+from phone_network import TOKENS, SimulatedCall, ask_and_listen
 from phone_probe import CallProbe
 from pipelines import shipped
 from processors.speech.sphinx import Recognizer
@@ -33,9 +33,10 @@ name: phone-probe
 processors:
   caller: {type: transport.phone.input}
   probe: {type: "phone_probe:CallProbe"}
+  tools: {type: tools.router, params: {modules: [processors.telephony.tools]}}
   ear: {type: transport.phone.output}
 links:
-  - caller -> probe -> ear
+  - caller -> probe -> tools -> ear
 """
 
 
@@ -70,7 +71,7 @@ async def finished(server, timeout: float = 10.0) -> None:
 
 @pytest.mark.parametrize("provider", ["twilio", "telnyx", "plivo"])
 async def test_a_call_shows_the_graph_its_facts_keys_and_ear(probe_yaml, provider, telnyx_key):
-    """Webhook -> stream; the context has the call; DTMF arrives as frames; marks prove playback; a tool hangs up."""
+    """Webhook -> stream; the call in the context; DTMF frames; marks prove playback; routed tools; hang-up."""
     async with web_server(probe_yaml) as server:
         call = SimulatedCall(server.url, provider, query={"agent": "sales"}, telnyx_key=telnyx_key, seed=3)
         assert await call.fetch_webhook() == 200
@@ -82,17 +83,24 @@ async def test_a_call_shows_the_graph_its_facts_keys_and_ear(probe_yaml, provide
             with anyio.fail_after(5):
                 while not any(p == ("probe_1", 400, False) for p in CallProbe.record["progress"]):
                     await anyio.sleep(0.01)
+            await call.press("5")
+            with anyio.fail_after(10):
+                while CallProbe.record["routed"] is None:
+                    await anyio.sleep(0.01)
             await call.press("9")
             with anyio.fail_after(10):
                 await call.closed.wait()
             tg.cancel_scope.cancel()
         await finished(server)
     rec = CallProbe.record
+    routed = json.loads(rec["routed"].output)  # call_details through the router: its context parameter
+    assert not rec["routed"].is_error and routed["from"] == "+15550001111" and routed["provider"] == provider
+    assert routed["custom"]["agent"] == "sales"
     meta = rec["metadata"]
     assert meta["provider"] == provider and meta["call_id"] == call.call_id and meta["stream_id"] == call.stream_id
     assert meta["from"] == "+15550001111" and meta["to"] == "+15550002222"
     assert meta["custom_parameters"]["agent"] == "sales"
-    assert rec["digits"] == ["1", "9"] and rec["same_call"] and rec["thread_sees_call"]
+    assert rec["digits"] == ["1", "5", "9"] and rec["same_call"] and rec["thread_sees_call"]
     assert rec["details"]["from"] == "+15550001111" and rec["details"]["custom"]["agent"] == "sales"
     assert rec["audio_in"] > 0
     assert call.heard.played == 3200 and call.heard.marks_echoed == 20  # 20 chunks of 20 ms, each marked
@@ -103,15 +111,7 @@ async def test_a_call_shows_the_graph_its_facts_keys_and_ear(probe_yaml, provide
 async def test_weather_question_tool_call_spoken_answer(caplog):
     """A spoken question reaches the model, the tool runs, and the caller hears the answer (recognised)."""
     async with web_server(shipped("phone_agent.yaml")) as server:
-        call = SimulatedCall(server.url, "twilio", speed=2.0)
-        assert await call.fetch_webhook() == 200
-        async with anyio.create_task_group() as tg:
-            await tg.start(call.run)
-            call.say("what is the weather in paris")
-            await call.wait_heard(1.0, timeout=30)
-            await call.wait_quiet(600)
-            await call.hang_up()
-            tg.cancel_scope.cancel()
+        call = await ask_and_listen(server.url, "what is the weather in paris")
         await finished(server)
         (result,) = server.telephony.results.values()
     tools = result.stats["tools"]["tools"]["get_weather"]

@@ -42,7 +42,7 @@ def test_a_24khz_model_gets_resamplers_or_a_fix():
 
 
 def test_model_mulaw_reaches_the_caller_unchanged():
-    """Model mu-law -> the client's int16 -> the output's mu-law is the same bytes (0x7F, the second zero, aside)."""
+    """With decoding at the edge (sample_type: int16), mu-law -> int16 -> mu-law is the same bytes (0x7F aside)."""
     codes = np.random.default_rng(1).integers(0, 256, 8000, dtype=np.uint8)
     codes[codes == 0x7F] = 0xFF  # -0 and +0 decode alike; the encoder writes +0
     import base64

@@ -677,3 +677,60 @@ def test_demo_rules_weather_calls_are_answerable():
             city = re.search(rule["pattern"], example).group("city")
             result = get_weather(city.title())
             assert rule["then"].format(**result)
+
+
+# --- the session context parameter ------------------------------------------------------------
+
+from pipeline.session import SessionContext  # noqa: E402
+
+
+def test_a_context_parameter_is_not_in_the_schema():
+    """A SessionContext parameter (plain, optional or Annotated) never reaches the model's schema."""
+
+    def transfer(department: str, ctx: SessionContext) -> dict:
+        """Transfer the caller.
+
+        Args:
+            department: Where to.
+        """
+        return {}
+
+    def maybe(ctx: Optional[SessionContext] = None, *, note: str = "") -> dict:
+        """Maybe."""
+        return {}
+
+    spec = build_tool_spec(transfer)
+    assert spec.context == "ctx" and spec.parameters["properties"].keys() == {"department"}
+    assert spec.parameters["required"] == ["department"] and "ctx" not in json.dumps(spec.to_realtime())
+    assert build_tool_spec(maybe).context == "ctx" and build_tool_spec(maybe).parameters["properties"].keys() == {"note"}
+
+    def two(a: SessionContext, b: SessionContext) -> None:
+        """Two."""
+
+    with pytest.raises(ToolDefinitionError, match="one SessionContext parameter"):
+        build_tool_spec(two)
+
+
+@pytest.mark.anyio
+async def test_the_router_passes_the_session_context(toolmod):
+    """The tool gets the run's SessionContext (call id, parties, custom parameters); the model cannot set it."""
+    seen = []
+
+    def who_called(ctx: SessionContext, greeting: str = "hi") -> dict:
+        """Who is on the line."""
+        seen.append(ctx)
+        return {"greeting": greeting, "from": ctx.metadata["from"], "agent": ctx.metadata["custom_parameters"]["agent"]}
+
+    async def also_async(ctx: SessionContext | None = None) -> str:
+        """The session id."""
+        return ctx.id
+
+    ctx = SessionContext(id="s1", metadata={"call_id": "CA1", "from": "+15550001111",
+                                            "custom_parameters": {"agent": "sales"}})
+    router = make_router(toolmod, who_called, also_async)
+    out = await run_frames(router, [call("c1", "who_called", greeting="hello"), call("c2", "also_async"),
+                                    call("c3", "who_called", ctx="forged")], context=ctx, expect_upstream=4)
+    res = results(out.upstream)
+    assert json.loads(res["c1"].output) == {"greeting": "hello", "from": "+15550001111", "agent": "sales"}
+    assert seen == [ctx] and json.loads(res["c2"].output) == "s1"
+    assert res["c3"].is_error and "ctx is not an argument of this tool" in res["c3"].output

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["alaw_decode", "alaw_encode", "ulaw_decode", "ulaw_encode"]
+__all__ = ["DECODERS", "ENCODERS", "alaw_decode", "alaw_encode", "ulaw_decode", "ulaw_encode"]
 
 _INT16 = np.dtype(np.int16)
 _UINT8 = np.dtype(np.uint8)
@@ -111,3 +111,9 @@ def alaw_encode(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
 def alaw_decode(codes: np.ndarray | bytes, out: np.ndarray | None = None) -> np.ndarray:
     """G.711 A-law codes (uint8 array or bytes) as int16 samples."""
     return np.take(_ALAW_DEC, _codes(codes, "alaw_decode"), out=out)
+
+
+#: Codec name (an ``AudioFrame.codec``: "ulaw", "alaw") -> its decoder (codes -> int16).
+DECODERS = {"ulaw": ulaw_decode, "alaw": alaw_decode}
+#: Codec name -> its encoder (int16 -> codes).
+ENCODERS = {"ulaw": ulaw_encode, "alaw": alaw_encode}

@@ -87,6 +87,7 @@ class ConsolePrinter(Processor):
     """
 
     inline: ClassVar[bool] = True
+    accepts_g711: ClassVar[bool] = True  # audio is only measured (its duration), never read
 
     class Params(BaseModel):
         model_config = ConfigDict(extra="forbid")

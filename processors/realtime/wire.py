@@ -17,6 +17,11 @@ lives here, so that what one side encodes the other decodes with the same table.
   boundary, so a stream reader puts each chunk through a :class:`SampleCarry`, which holds
   a trailing partial sample (the pcm16 odd byte) until the next chunk of the same stream.
   :class:`AudioCodec` is the whole path for one stream of base64 text.
+* **Wire samples.** A G.711 format's samples on the wire are its codes: :data:`CODEC` names
+  them (``ulaw``, ``alaw``, the ``codec`` of a voxpipe :class:`~pipeline.frames.AudioFrame`),
+  and :func:`wire_samples` / :meth:`AudioCodec.encode_wire` / :meth:`AudioCodec.decode_wire`
+  carry codes between frames and base64 without decoding them: phone audio in mu-law goes
+  to a ``g711_ulaw`` session and back untouched.
 * **Event names** (reference §3.1). Beta renamed six server events and announces an item
   once (``conversation.item.created``) where GA says ``conversation.item.added`` then
   ``conversation.item.done``. :data:`GA_TO_BETA` renames what a server builds with GA names
@@ -35,11 +40,13 @@ from typing import Any, Literal
 
 import numpy as np
 
+from pipeline.dsp.g711 import DECODERS as _DECODERS
 from pipeline.dsp.g711 import alaw_decode, alaw_encode, ulaw_decode, ulaw_encode
 
 __all__ = [
     "BETA_TO_GA",
     "BYTES_PER_SAMPLE",
+    "CODEC",
     "FORMATS",
     "FORMAT_TYPES",
     "GA_TO_BETA",
@@ -57,6 +64,7 @@ __all__ = [
     "encode",
     "format_name",
     "ga_format",
+    "wire_samples",
 ]
 
 # --- audio formats (reference §5) -------------------------------------------------------------
@@ -69,6 +77,9 @@ PCM_RATE = 24000
 #: Sample rate of each format.
 SAMPLE_RATE: dict[str, int] = {"pcm16": PCM_RATE, "g711_ulaw": 8000, "g711_alaw": 8000}
 BYTES_PER_SAMPLE: dict[str, int] = {"pcm16": 2, "g711_ulaw": 1, "g711_alaw": 1}
+#: Format name -> the G.711 codec of its wire samples (``AudioFrame.codec``); None for linear pcm16.
+CODEC: dict[str, str | None] = {"pcm16": None, "g711_ulaw": "ulaw", "g711_alaw": "alaw"}
+_WIRE_DTYPE = {"pcm16": np.dtype(np.int16), "g711_ulaw": np.dtype(np.uint8), "g711_alaw": np.dtype(np.uint8)}
 #: Format name -> the GA format object's ``type``.
 FORMAT_TYPES: dict[str, str] = {"pcm16": "audio/pcm", "g711_ulaw": "audio/pcmu", "g711_alaw": "audio/pcma"}
 _NAME_OF_TYPE = {t: name for name, t in FORMAT_TYPES.items()}
@@ -114,6 +125,32 @@ def decode(name: str, data: bytes | bytearray | memoryview) -> np.ndarray:
         return np.frombuffer(data, dtype="<i2", count=len(data) // 2).astype(np.int16, copy=False)
     data = bytes(data) if isinstance(data, memoryview) else data
     return ulaw_decode(data) if name == "g711_ulaw" else alaw_decode(data)
+
+
+def wire_samples(name: str, samples: np.ndarray, codec: str | None = None) -> np.ndarray:
+    """Mono audio as the wire samples of ``name``: int16 for pcm16, G.711 codes (uint8) otherwise.
+
+    ``codec`` says ``samples`` are already G.711 codes of that codec (an AudioFrame's
+    ``codec``): codes of ``name`` itself come back untouched; others are decoded first.
+    int16 and float32 (scaled, clipped) PCM are encoded. ValueError names the fix for
+    anything else.
+    """
+    if samples.ndim == 2:
+        if samples.shape[1] != 1:
+            raise ValueError(f"the Realtime wire takes mono audio, got {samples.shape[1]} channels: put "
+                             "`{type: audio.resample, params: {channels: 1}}` before it")
+        samples = samples[:, 0]
+    if codec is not None:
+        if codec == CODEC[name]:
+            return samples
+        samples = _DECODERS[codec](samples)
+    elif samples.dtype != np.int16:
+        if samples.dtype.kind != "f":
+            raise ValueError(f"audio must be int16 or float32 samples (or G.711 codes), got {samples.dtype}")
+        samples = (np.clip(samples, -1.0, 1.0) * 32767.0).astype(np.int16)
+    if name == "pcm16":
+        return samples
+    return ulaw_encode(samples) if name == "g711_ulaw" else alaw_encode(samples)
 
 
 class SampleCarry:
@@ -170,6 +207,24 @@ class AudioCodec:
     def decode(self, text: str) -> np.ndarray:
         """int16 samples of one base64 delta (may be empty)."""
         return decode(self.format, self._carry.whole(decode_base64(text)))
+
+    @property
+    def wire_dtype(self) -> np.dtype:
+        """The dtype of this format's wire samples: int16 for pcm16, uint8 codes for G.711."""
+        return _WIRE_DTYPE[self.format]
+
+    def encode_wire(self, samples: np.ndarray) -> str:
+        """Base64 text of wire samples (see :func:`wire_samples`): G.711 codes go as they are."""
+        if self.format == "pcm16":
+            return self.encode(samples)
+        return base64.b64encode(samples.tobytes()).decode("ascii")
+
+    def decode_wire(self, text: str) -> np.ndarray:
+        """The wire samples of one base64 delta: int16 for pcm16, the G.711 codes (uint8) themselves."""
+        data = self._carry.whole(decode_base64(text))
+        if self.format == "pcm16":
+            return decode(self.format, data)
+        return np.frombuffer(data, dtype=np.uint8)
 
     def reset(self) -> None:
         """Forget a held partial sample (a new item's audio starts)."""

@@ -13,21 +13,29 @@ graph, so its own pair. Audio becomes arrays once, here, at the edge.
   ``clear`` first, then reports each cut item's heard position with ``done`` so that the
   model truncates at once, at what the caller heard. It passes every frame on.
 
-Formats: both sides are 8 kHz int16 mono, the rate of the phone network. A model that
-speaks G.711 (``g711_ulaw``) matches as is: no resampling anywhere, and the only work per
-frame is the G.711 table lookup at each edge (bit-exact both ways). A 24 kHz model needs
-``audio.resample`` on both links, which the graph check inserts with ``auto_resample``.
+Formats: both sides are 8 kHz mono, the rate of the phone network. By default the caller's
+audio leaves as the provider's G.711 mu-law codes themselves (``sample_type: ulaw``,
+``AudioFrame.codec`` set) and the output sends codes it is given as they are, so with a
+model that speaks ``g711_ulaw`` the caller's bytes reach the model, and the model's bytes
+reach the caller, untouched: no decode, no resample, no encode. The graph check decides
+where PCM is needed: a processor that has not said it takes codes (a VAD, a recorder)
+gets ``audio.g711`` decoding to int16 in front of it; a 24 kHz model gets that plus
+``audio.resample`` (inserted with ``auto_resample``). ``sample_type: int16`` decodes at
+the edge instead. A stream that is not mu-law on the wire (Plivo L16, A-law) is converted
+at the edge to what ``sample_type`` says.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import replace
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from pipeline.dsp import Resampler
-from pipeline.dsp.g711 import alaw_decode, alaw_encode, ulaw_decode, ulaw_encode
+from pipeline.dsp.g711 import ENCODERS, alaw_decode, alaw_encode, ulaw_decode, ulaw_encode
+from processors.audio.g711 import decode_codes
 from pipeline.errors import VoxpipeError
 from pipeline.frames import AudioFormat, AudioFrame, Direction, Frame, InterruptionFrame, PlaybackProgressFrame
 from pipeline.processor import Processor
@@ -69,16 +77,23 @@ def _call(processor: Processor, kind: str) -> PhoneCall:
     return call
 
 
+#: Wire encoding -> the AudioFrame codec of its bytes as they are.
+_WIRE_CODEC = {"pcmu": "ulaw", "pcma": "alaw"}
+
+
 class PhoneInput(Processor):
-    """Source of the caller's voice: 8 kHz int16 mono frames, plus the keys the caller presses."""
+    """Source of the caller's voice: 8 kHz mono frames (mu-law codes by default), plus key presses."""
 
     class Params(BaseModel):
         model_config = ConfigDict(extra="forbid")
         max_backlog_ms: int = Field(1000, ge=100, le=10_000, description="caller audio queued for a busy graph "
                                                                          "before the oldest is dropped")
+        sample_type: Literal["ulaw", "alaw", "int16"] = Field(
+            "ulaw", description="ulaw: the caller's G.711 bytes as they are (decoded by the graph only where a "
+                                "processor needs PCM); int16: decode at the edge")
 
     def output_format(self, upstream: AudioFormat | None) -> AudioFormat:
-        return AudioFormat(RATE, 1, "int16")
+        return AudioFormat(RATE, 1, self.params.sample_type)
 
     async def start(self) -> None:
         self.call = _call(self, "transport.phone.input")
@@ -87,18 +102,28 @@ class PhoneInput(Processor):
     async def produce(self) -> None:
         call = self.call
         encoding, rate = call.protocol.encoding, call.protocol.sample_rate
+        want = self.params.sample_type
+        codec = None if want == "int16" else want
+        as_is = rate == RATE and _WIRE_CODEC.get(encoding) == codec  # the caller's bytes, untouched
         resampler = Resampler(rate, RATE) if rate != RATE else None
+        encode = ENCODERS.get(want)
+        uint8 = np.uint8
         pts = 0
         while (entry := await call.next_inbound()) is not None:
             kind, payload = entry
             if kind == "dtmf":
                 await self.push(DtmfFrame(payload.digit, payload.duration_ms))
                 continue
-            x = decode_audio(payload, encoding)
-            if resampler is not None:
-                x = resampler.process(x)
+            if as_is:
+                x = np.frombuffer(payload, dtype=uint8)
+            else:
+                x = decode_audio(payload, encoding)
+                if resampler is not None:
+                    x = resampler.process(x)
+                if encode is not None:
+                    x = encode(x)
             if x.shape[0]:
-                await self.push(AudioFrame(x, RATE, pts=pts))
+                await self.push(AudioFrame(x, RATE, pts=pts, codec=codec))
                 pts += x.shape[0]
 
 
@@ -110,7 +135,8 @@ class PhoneOutput(Processor):
         chunk_ms: int = Field(20, ge=20, le=1000, description="audio per media message; a mark follows each, "
                                                               "so this is the resolution of what is proven heard")
 
-    input_format = AudioFormat(RATE, 1, "int16")
+    input_format = AudioFormat(RATE, 1, None)
+    accepts_g711 = True  # codes of the call's own encoding are sent as they are
 
     def __init__(self, params: BaseModel | dict[str, Any] | None = None, *, name: str | None = None) -> None:
         super().__init__(params, name=name)
@@ -142,14 +168,20 @@ class PhoneOutput(Processor):
         x = frame.samples if frame.samples.ndim == 1 else frame.samples[:, 0]
         if x.shape[0] == 0:
             return
-        if x.dtype != np.int16:
-            x = np.clip(x * 32768.0, -32768, 32767).astype(np.int16)
+        encoding = call.protocol.encoding
         rate = call.protocol.sample_rate
+        if frame.codec is not None:
+            if _WIRE_CODEC.get(encoding) == frame.codec and frame.sample_rate == rate:  # the model's bytes, untouched
+                await call.send_audio(x.tobytes(), item_id=frame.item_id, turn=frame.turn,
+                                      chunk_bytes=rate * self.params.chunk_ms // 1000)
+                return
+            x = decode_codes(replace(frame, samples=x))
+        elif x.dtype != np.int16:
+            x = np.clip(x * 32768.0, -32768, 32767).astype(np.int16)
         if frame.sample_rate != rate:
             if self._resampler is None or self._resampler.in_rate != frame.sample_rate:
                 self._resampler = Resampler(frame.sample_rate, rate)
             x = self._resampler.process(x)
-        encoding = call.protocol.encoding
         width = 2 if encoding == "l16" else 1
         chunk = rate * self.params.chunk_ms // 1000 * width
         await call.send_audio(encode_audio(x, encoding), item_id=frame.item_id, turn=frame.turn, chunk_bytes=chunk)

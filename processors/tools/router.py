@@ -393,6 +393,7 @@ class ToolRouter(Processor):
 
     Params = ToolRouterParams
     inline = True  # passing frames on is all it does in the caller's task; calls run in tasks
+    accepts_g711 = True  # audio passes through untouched
 
     def __init__(self, params: ToolRouterParams | dict[str, Any] | None = None, *, name: str | None = None,
                  registry: ToolRegistry | None = None) -> None:
@@ -452,7 +453,7 @@ class ToolRouter(Processor):
             self._spawn_answer(frame, error_output(f"call id {frame.call_id!r} is already running; use a new call id"))
             return
         try:
-            args, kwargs = spec.bind(_parse_arguments(frame.arguments))
+            args, kwargs = spec.bind(_parse_arguments(frame.arguments), self.context)
         except ToolArgumentsError as exc:
             self._tool_stats[spec.name].add(CallOutcome.INVALID, 0.0)
             self.log.warning("%s: call %s: %s", self.name, frame.call_id, exc)

@@ -18,6 +18,16 @@ An explicit ``parameters`` schema (decorator argument, or ``schemas`` in the rou
 params) replaces what the model is told; arguments are still validated against the
 signature, since that is what the function accepts.
 
+A parameter annotated with :class:`~pipeline.session.SessionContext` (or
+``SessionContext | None``) is not the model's: it is left out of the schema and of the
+validation, and the router passes the session's context there (its ``id``, and for a phone
+call ``metadata`` with ``call_id``, ``stream_id``, ``from``, ``to``, ``custom_parameters``).
+This is the role LiveKit Agents' ``RunContext`` and Pipecat's function-call ``params`` play::
+
+    async def transfer(department: str, ctx: SessionContext) -> dict:
+        # "Transfer the caller to a department." (its docstring)
+        return {"caller": ctx.metadata.get("from"), "to": department}
+
 Schemas are kept small for the model: pydantic's ``title`` keys are dropped and ``$ref``s
 to nested models are inlined (recursive models keep their ``$defs``).
 """
@@ -38,6 +48,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError,
 from pydantic.fields import FieldInfo
 
 from pipeline.errors import VoxpipeError
+from pipeline.session import SessionContext
 
 __all__ = [
     "Docstring",
@@ -137,13 +148,17 @@ class ToolSpec:
     timeout_s: float | None = None
     cancel_on_interruption: bool = False
     positional: tuple[str, ...] = ()
+    #: The parameter that receives the session's SessionContext (never in ``parameters``).
+    context: str | None = None
 
     def to_realtime(self) -> dict[str, Any]:
         """The flat Realtime tool: ``{"type": "function", "name", "description", "parameters"}``."""
         return {"type": "function", "name": self.name, "description": self.description, "parameters": self.parameters}
 
-    def bind(self, arguments: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    def bind(self, arguments: Any, context: SessionContext | None = None) -> tuple[tuple[Any, ...], dict[str, Any]]:
         """Validate the model's ``arguments`` and return ``(args, kwargs)`` for the function.
+
+        ``context`` goes to the function's context parameter, if it declares one.
 
         Raises :class:`ToolArgumentsError` whose message lists each bad argument, what was
         expected and what was given, worded for the model to correct its call.
@@ -167,6 +182,8 @@ class ToolSpec:
                 args.append(kwargs.pop(alias))
             else:
                 break
+        if self.context is not None:
+            kwargs[self.context] = context
         return tuple(args), kwargs
 
 
@@ -196,7 +213,7 @@ def build_tool_spec(
             "use 1-64 letters, digits, '_' or '-'"
         )
     doc = parse_docstring(inspect.getdoc(fn) or "")
-    arguments, positional = _arguments_model(fn, tool_name, doc.params, label)
+    arguments, positional, context = _arguments_model(fn, tool_name, doc.params, label)
     schema = parameters if parameters is not None else options.parameters
     if schema is None:
         schema = compact_schema(arguments.model_json_schema(by_alias=True))
@@ -217,15 +234,26 @@ def build_tool_spec(
         timeout_s=timeout,
         cancel_on_interruption=cancel,
         positional=positional,
+        context=context,
     )
 
 
 # --- signature -> pydantic model --------------------------------------------------------------
 
 
+def _is_context(hint: Any) -> bool:
+    """True for ``SessionContext`` (or a subclass), ``SessionContext | None`` and ``Annotated`` of them."""
+    if typing.get_origin(hint) is typing.Annotated:
+        hint = typing.get_args(hint)[0]
+    if isinstance(hint, type):
+        return issubclass(hint, SessionContext)
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    return len(args) == 1 and len(typing.get_args(hint)) == 2 and _is_context(args[0])
+
+
 def _arguments_model(
     fn: Callable[..., Any], tool_name: str, docs: dict[str, str], label: str
-) -> tuple[type[BaseModel], tuple[str, ...]]:
+) -> tuple[type[BaseModel], tuple[str, ...], str | None]:
     try:
         signature = inspect.signature(fn)
     except (TypeError, ValueError) as exc:
@@ -239,15 +267,24 @@ def _arguments_model(
         ) from None
     fields: dict[str, Any] = {}
     positional: list[str] = []
+    context: str | None = None
     for i, param in enumerate(signature.parameters.values()):
         if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
             raise ToolDefinitionError(
                 f"{label}: *{param.name} / **{param.name} cannot be described to the model; "
                 "list each argument explicitly"
             )
+        hint = hints.get(param.name, Any)
+        if _is_context(hint):
+            if context is not None or param.kind is param.POSITIONAL_ONLY:
+                raise ToolDefinitionError(
+                    f"{label}: {param.name!r} cannot receive the session context: declare one SessionContext "
+                    "parameter, and not positional-only (before a '/')"
+                )
+            context = param.name
+            continue
         if param.kind is param.POSITIONAL_ONLY:
             positional.append(param.name)
-        hint = hints.get(param.name, Any)
         try:
             TypeAdapter(hint).json_schema()
         except Exception:  # pydantic's message is about model_config, not about tools
@@ -267,7 +304,7 @@ def _arguments_model(
         model.model_json_schema(by_alias=True)
     except Exception as exc:  # a default that does not fit its type, for instance
         raise ToolDefinitionError(f"{label}: cannot build its argument model: {exc}") from None
-    return model, tuple(positional)
+    return model, tuple(positional), context
 
 
 def _type_name(hint: Any) -> str:

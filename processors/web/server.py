@@ -143,7 +143,9 @@ class WebServer:
         public_url: str | None = None,
         verify_signatures: bool = True,
         idle_timeout_s: float | None = DEFAULT_IDLE_TIMEOUT_S,
+        allow_hosts: Sequence[str] = (),
     ) -> None:
+        self.allow_hosts = tuple(allow_hosts)  # Host names besides loopback and the listening host (processors.guard)
         self.path = Path(pipeline_path)
         try:
             self.text = self.path.read_text(encoding="utf-8")
@@ -168,7 +170,7 @@ class WebServer:
         self._idle = anyio.Event()
         self._idle.set()
         self._server: Server | None = None
-        self._hosts = HostCheck(self.host)
+        self._hosts = HostCheck(self.host, self.allow_hosts)
         self._local: Any = None  # the shared local realtime server
         self._static = {path: (STATIC_DIR / name).read_bytes() for path, name in _PAGES.items()}
         self.template = graph = self._graph()  # load and check once, before anything listens
@@ -228,7 +230,7 @@ class WebServer:
             self._overrides += [f"{n}.api_key=local" for n in self._keyless]
             self.template = self._graph()  # once more, pointed at the shared server
         try:
-            self._hosts = HostCheck(host)
+            self._hosts = HostCheck(host, self.allow_hosts)
             self._server = await ws_serve(
                 self._handle, host, port, process_request=self._process_request, max_size=self.max_message_bytes,
                 create_connection=_PhoneConnection if self.telephony is not None else GuardedConnection,
@@ -454,10 +456,11 @@ async def web_server(pipeline_path: str | os.PathLike, *, host: str = "127.0.0.1
 
 async def serve(pipeline_path: str | os.PathLike, *, host: str = "127.0.0.1", port: int = 8080,
                 token: str | None = None, public_url: str | None = None, verify_signatures: bool = True,
-                idle_timeout_s: float | None = DEFAULT_IDLE_TIMEOUT_S) -> None:
+                idle_timeout_s: float | None = DEFAULT_IDLE_TIMEOUT_S, allow_hosts: Sequence[str] = ()) -> None:
     """``voxpipe serve``: serve the page and a graph per browser connection (or phone call) until interrupted."""
     async with web_server(pipeline_path, host=host, port=port, token=token, public_url=public_url,
-                          verify_signatures=verify_signatures, idle_timeout_s=idle_timeout_s) as server:
+                          verify_signatures=verify_signatures, idle_timeout_s=idle_timeout_s,
+                          allow_hosts=allow_hosts) as server:
         query = "?token=..." if server.token else ""
         print(f"voxpipe: serving {server.path} on {server.url}{query}  (Ctrl-C to stop)", flush=True)
         await stop_signal()

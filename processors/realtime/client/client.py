@@ -61,7 +61,7 @@ from pipeline.frames import (
 from pipeline.processor import Processor
 from pipeline.queue import FrameQueue
 
-from ..wire import PCM_RATE
+from ..wire import CODEC, PCM_RATE
 from .backoff import Backoff, retry_after_close, retry_after_handshake
 from .errors import RealtimeError
 from .protocol import RealtimeProtocol
@@ -99,7 +99,8 @@ async def run_local_server(params: RealtimeParams, started: Any, stop: anyio.Eve
 class OpenAIRealtime(Processor):
     """The OpenAI Realtime API as a processor: user audio in, the model's speech, text and tool calls out.
 
-    Downstream it takes the user's audio (24 kHz int16 mono for pcm16, 8 kHz for G.711),
+    Downstream it takes the user's audio (24 kHz int16 mono for pcm16, 8 kHz PCM or G.711
+    codes for G.711; a G.711 model's audio leaves as codes, ``AudioFrame.codec`` set),
     and optionally speaking frames from a local VAD (``turn_detection: none``) and typed
     user text. Upstream it takes playback progress (for exact barge-in truncation), tool
     results and tool announcements from a ``tools.router``. It pushes the model's audio
@@ -110,12 +111,17 @@ class OpenAIRealtime(Processor):
 
     Params = RealtimeParams
     input_format = AudioFormat(PCM_RATE, 1, "int16")
+    accepts_g711 = True  # a G.711 session takes the codes as they are (below)
 
     def __init__(self, params: RealtimeParams | dict[str, Any] | None = None, *, name: str | None = None) -> None:
         super().__init__(params, name=name)
         p: RealtimeParams = self.params  # type: ignore[assignment]
-        self.input_format = AudioFormat(p.input_rate, 1, "int16")
-        self.core = RealtimeProtocol(p, name=self.name)
+        # G.711 in: codes (a phone's own bytes) or PCM, both taken as they come; G.711 out:
+        # the model's codes, so the graph check decodes them only where a processor needs PCM.
+        coded_in = CODEC[p.input_audio_format] is not None
+        self.input_format = AudioFormat(p.input_rate, 1, None if coded_in else "int16")
+        self._out_codec = CODEC[p.output_audio_format]
+        self.core = RealtimeProtocol(p, name=self.name, g711_frames=True)
         self.url: str | None = None  # the URL connected to (resolved at start)
         self.connections = 0  # sockets opened so far
         self._ws: Any = None
@@ -127,7 +133,7 @@ class OpenAIRealtime(Processor):
         self._settling = False
 
     def output_format(self, upstream: AudioFormat | None) -> AudioFormat | None:
-        return AudioFormat(self.params.output_rate, 1, "int16")
+        return AudioFormat(self.params.output_rate, 1, self._out_codec or "int16")
 
     def statistics(self) -> dict[str, Any]:
         """Queue figures plus connections and what the protocol core skipped or dropped."""
@@ -195,7 +201,7 @@ class OpenAIRealtime(Processor):
             return
         if direction is _DOWN:
             if isinstance(frame, AudioFrame):
-                core.append_audio(frame.samples)
+                core.append_audio(frame.samples, frame.codec)
             elif isinstance(frame, UserStartedSpeakingFrame):
                 await self.push(frame)
                 core.user_started_speaking()

@@ -60,13 +60,13 @@ from pipeline.frames import (
 
 from .assistant_audio import AssistantAudio, Cut
 from .errors import BENIGN_ERROR_CODES, RealtimeProtocolError, describe_error
-from ..wire import BETA_TO_GA, MIN_COMMIT_MS, AudioCodec
+from ..wire import BETA_TO_GA, CODEC, MIN_COMMIT_MS, AudioCodec, wire_samples
 from .events import IGNORED_EVENTS, MalformedEvent, field
 from .responses import Response
 from .session import RealtimeParams, check_tool, session_payload, tools_update
 from .state import LOCAL_TRIGGERS, ONLINE, OPEN, TRANSITIONS, Phase
 from .tool_calls import Call, ToolCalls
-from .user_audio import UserAudio, as_int16_mono
+from .user_audio import UserAudio
 
 __all__ = ["RealtimeProtocol", "random_ids"]
 
@@ -85,6 +85,8 @@ class RealtimeProtocol:
     :meth:`connection_lost` when it closes (the same object carries on across reconnects).
     After every call, drain :meth:`events_to_send` to the socket and :meth:`frames_out` to
     the graph. ``stats`` counts what was skipped (unknown, malformed, surprising events).
+    With ``g711_frames`` a G.711 model's audio leaves as its codes (``AudioFrame.codec``
+    set), not decoded: the processor sets it so that the graph decides where to decode.
     """
 
     def __init__(
@@ -94,6 +96,7 @@ class RealtimeProtocol:
         new_id: Callable[[], str] | None = None,
         now: Callable[[], float] = time.monotonic,
         name: str = "realtime",
+        g711_frames: bool = False,
     ) -> None:
         self.params = p = params or RealtimeParams()
         self.name = name
@@ -108,6 +111,8 @@ class RealtimeProtocol:
         self._frames: list[Frame] = []
         self._in_rate = p.input_rate
         self._out_rate = p.output_rate
+        #: The model's G.711 audio leaves as codes (``AudioFrame.codec``), never decoded.
+        self._out_codec = CODEC[p.output_audio_format] if g711_frames else None
         self._server_vad = p.turn_detection.enabled
         self._server_interrupts = p.turn_detection.interrupt_response
         self._audio_in = UserAudio(AudioCodec(p.input_audio_format), batch_samples=p.append_ms * self._in_rate // 1000,
@@ -297,7 +302,7 @@ class RealtimeProtocol:
         if kept is not None:
             log.info("%s: sending %d ms of user audio kept while disconnected", self.name,
                      kept.shape[0] * 1000 // self._in_rate)
-            self.append_audio(kept)
+            self._append_wire(kept)
         if self._commit_pending:
             self._commit_pending = False
             self.commit_and_respond()
@@ -468,8 +473,9 @@ class RealtimeProtocol:
             return
         if item is None:
             item = self._audio_out.track(item_id, rid, self._epoch)
+        codec = self._out_codec
         try:
-            samples = item.codec.decode(delta)
+            samples = item.codec.decode(delta) if codec is None else item.codec.decode_wire(delta)
         except ValueError as exc:
             raise MalformedEvent(str(exc)) from None
         n = samples.shape[0]
@@ -478,7 +484,8 @@ class RealtimeProtocol:
         if r.first_audio_at is None:
             r.first_audio_at = self._now()
         item.received += n
-        self._frames.append(AudioFrame(samples, self._out_rate, pts=self._out_pts, item_id=item_id, turn=r.turn))
+        self._frames.append(AudioFrame(samples, self._out_rate, pts=self._out_pts, item_id=item_id, turn=r.turn,
+                                       codec=codec))
         self._out_pts += n
 
     def _on_audio_done(self, ev: dict[str, Any]) -> None:
@@ -566,10 +573,20 @@ class RealtimeProtocol:
 
     # --- user audio and turns -------------------------------------------------------------
 
-    def append_audio(self, samples: np.ndarray) -> None:
-        """Queue user audio (int16 or float32 mono at the input rate); sent in ``append_ms`` batches."""
+    def append_audio(self, samples: np.ndarray, codec: str | None = None) -> None:
+        """Queue user audio (mono at the input rate); sent in ``append_ms`` batches.
+
+        int16 or float32 PCM, or G.711 codes when ``codec`` ("ulaw", "alaw") says so: codes
+        of the session's own format are sent as they are, never decoded.
+        """
         self._check_open("append_audio")
-        x = as_int16_mono(samples, self.name)
+        try:
+            x = wire_samples(self.params.input_audio_format, samples, codec)
+        except ValueError as exc:
+            raise ValueError(f"{self.name}: {exc}") from None
+        self._append_wire(x)
+
+    def _append_wire(self, x: np.ndarray) -> None:
         if not self.online:
             self._keep(x)
             return

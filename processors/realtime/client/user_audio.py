@@ -34,11 +34,15 @@ def as_int16_mono(samples: np.ndarray, who: str = "realtime.openai") -> np.ndarr
 
 
 class UserAudio:
-    """Batches int16 mono user audio into base64 appends; keeps the newest audio while offline."""
+    """Batches the user's wire samples into base64 appends; keeps the newest audio while offline.
+
+    Wire samples are int16 for pcm16 and the G.711 codes themselves for G.711
+    (:func:`~processors.realtime.wire.wire_samples`), so phone audio is never decoded here.
+    """
 
     def __init__(self, codec: AudioCodec, *, batch_samples: int, keep_samples: int) -> None:
         self.codec = codec
-        self._batch = np.zeros(max(1, batch_samples), dtype=np.int16)
+        self._batch = np.zeros(max(1, batch_samples), dtype=codec.wire_dtype)
         self._filled = 0
         self.uncommitted = 0  # samples sent since the last commit
         self._kept: deque[np.ndarray] = deque()
@@ -64,7 +68,7 @@ class UserAudio:
         return self._take() if self._filled else None
 
     def _take(self) -> str:
-        payload = self.codec.encode(self._batch[: self._filled])
+        payload = self.codec.encode_wire(self._batch[: self._filled])
         self.uncommitted += self._filled
         self._filled = 0
         return payload

@@ -134,7 +134,8 @@ class RealtimeServer:
     (default ``pipelines/realtime_server.yaml``); ``allow_origins`` are the browser page
     origins allowed to connect (``*``: any; by default a request with an ``Origin`` header is
     refused, so that no web page the user visits can drive the server). Requests whose
-    ``Host`` is not a loopback name or the listening host are refused (DNS rebinding).
+    ``Host`` is not a loopback name, the listening host or one of ``allow_hosts`` are refused
+    (DNS rebinding).
     Start it with :meth:`start` (or use :func:`serve_local`), stop it with :meth:`aclose`.
     """
 
@@ -142,7 +143,7 @@ class RealtimeServer:
                  voice: str = "en-us+klatt", workers: int = 2, close_timeout_s: float = 5.0,
                  max_delta_ms: int = 200, output_pace: float = 0.0,
                  pipeline: str | Path | None = None, allow_origins: tuple[str, ...] | list[str] = (),
-                 general_fallback: bool = False) -> None:
+                 general_fallback: bool = False, allow_hosts: tuple[str, ...] | list[str] = ()) -> None:
         # general_fallback: decode each utterance again with the general English model for
         # out-of-grammar speech. Off by default: it costs 6-20x the grammar's decoding (about
         # 0.6 s a turn on the reference machine, docs/local-model.md) on every turn.
@@ -157,7 +158,8 @@ class RealtimeServer:
         self.connections = 0  # open now
         self.connections_total = 0
         self.allow_origins = set(allow_origins)
-        self._hosts = HostCheck(self.host)
+        self.allow_hosts = tuple(allow_hosts)  # Host names besides loopback and the listening host (--allow-host)
+        self._hosts = HostCheck(self.host, self.allow_hosts)
         self._server: Server | None = None
 
     @property
@@ -168,7 +170,7 @@ class RealtimeServer:
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> None:
         """Load the speech models, then listen on ``host:port`` (0: any free port)."""
         await self.resources.warm_up()
-        self._hosts = HostCheck(host)
+        self._hosts = HostCheck(host, self.allow_hosts)
         self._server = await serve(
             self._handle, host, port, process_request=self._process_request, create_connection=GuardedConnection,
             select_subprotocol=_select_subprotocol, max_size=MAX_INBOUND_BYTES, close_timeout=2,
@@ -200,7 +202,7 @@ class RealtimeServer:
         if not self._hosts.allows(host):
             log.warning("refused a request from %s for host %r (DNS rebinding protection)", _peer(connection), host)
             return _json_error(HTTPStatus.FORBIDDEN, f"This server does not answer for host {host!r}; connect to "
-                               "localhost or 127.0.0.1.")
+                               "localhost or 127.0.0.1, or start it with --allow-host NAME for a proxy's name.")
         if origin is not None and not ({"*", origin} & self.allow_origins):
             # a browser page: any site the user visits could otherwise drive this server
             log.warning("refused a websocket from %s: browser origin %s", _peer(connection), origin)
@@ -322,6 +324,7 @@ async def serve_local(host: str = "127.0.0.1", port: int = 0, *, rules: str | Pa
 
 async def main(host: str = "127.0.0.1", port: int = 8765, rules: str | Path | None = None,
                model_delay_ms: float = 0.0, *, allow_origins: tuple[str, ...] | list[str] = (),
+               allow_hosts: tuple[str, ...] | list[str] = (),
                task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
     """``voxpipe realtime-server``: serve until interrupted (Ctrl-C) or cancelled.
 
@@ -330,7 +333,7 @@ async def main(host: str = "127.0.0.1", port: int = 8765, rules: str | Path | No
     once listening.
     """
     async with serve_local(host, port, rules=rules, model_delay_ms=model_delay_ms,
-                           allow_origins=tuple(allow_origins)) as server:
+                           allow_origins=tuple(allow_origins), allow_hosts=tuple(allow_hosts)) as server:
         print(f"voxpipe local realtime server on {server.url}/realtime  (rules: {server.resources.rules_path})",
               flush=True)
         print(f"  python: AsyncOpenAI(api_key='local', websocket_base_url='{server.url}')", flush=True)
