@@ -8,7 +8,7 @@ import pytest
 
 from pipeline.loader import load
 from pipeline.runner import Runner
-from processors.files.wavfile import read_wav
+from processors.files.wavfile import read_wav, write_wav
 
 PIPELINES = Path(__file__).resolve().parent.parent / "pipelines"
 SHIPPED = sorted(PIPELINES.glob("*.yaml"))
@@ -82,9 +82,20 @@ async def test_wav_vad_pipeline_writes_a_correct_file(tmp_path):
 
 @pytest.mark.anyio
 async def test_telephony_pipeline_talks_g711_with_the_local_server(tmp_path, capsys):
-    """telephony.yaml: 8 kHz G.711 both ways; the weather question gets its tool answer."""
+    """telephony.yaml: 8 kHz G.711 both ways; the weather question gets its tool answer.
+
+    The shipped sample leaves 0.6 s between the VAD's end of the question and the second turn's
+    first word: on a loaded machine recognition can take longer, and the second turn then
+    (rightly) cancels the answer before its tool call. The test spreads the two turns 3 s
+    further apart, so that it checks the format path, not the machine's speed.
+    """
+    source, rate = read_wav(PIPELINES / "samples" / "two_turns_16k.wav")
+    gap = 3 * rate  # after the question (speech ends at 2.48 s), before the second turn (3.58 s)
+    spread = np.concatenate((source[: 3 * rate], np.zeros(gap, source.dtype), source[3 * rate :]))
+    caller = tmp_path / "two_turns_spread.wav"
+    write_wav(caller, spread, rate)
     out = tmp_path / "tel.wav"
-    graph = load(PIPELINES / "telephony.yaml", overrides=[f"out.path={out}"])
+    graph = load(PIPELINES / "telephony.yaml", overrides=[f"out.path={out}", f"caller.path={caller}"])
     assert "resample_vad_model" in graph.nodes  # auto_resample inserted 16 -> 8 kHz
     result = await Runner(graph, realtime=True).run()
     assert result.ok, result.errors
