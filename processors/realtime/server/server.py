@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import weakref
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -128,7 +129,9 @@ class RealtimeServer:
 
     ``rules`` is the responder's YAML file (default: the shipped demo rules);
     ``model_delay_ms`` holds back each response's first audio (emulated model latency);
-    ``voice`` is the eSpeak NG voice; ``workers`` bounds concurrent recognitions;
+    ``voice`` is the eSpeak NG voice; ``processes`` > 0 recognises speech in that many worker
+processes (one per core uses every core; ``voxpipe realtime-server`` does), 0 (the default)
+in threads of this process, at most ``workers`` at once (see :mod:`.engine`);
     ``output_pace`` > 0 streams response audio at most that many times faster than real
     time (0: as fast as it is synthesised); ``pipeline`` is the graph each connection runs
     (default ``pipelines/realtime_server.yaml``); ``allow_origins`` are the browser page
@@ -142,11 +145,12 @@ class RealtimeServer:
                  voice: str = "en-us+klatt", workers: int = 2, close_timeout_s: float = 5.0,
                  max_delta_ms: int = 200, output_pace: float = 0.0,
                  pipeline: str | Path | None = None, allow_origins: tuple[str, ...] | list[str] = (),
-                 general_fallback: bool = False) -> None:
+                 general_fallback: bool = False, processes: int = 0) -> None:
         # general_fallback: decode each utterance again with the general English model for
         # out-of-grammar speech. Off by default: it costs 6-20x the grammar's decoding (about
         # 0.6 s a turn on the reference machine, docs/local-model.md) on every turn.
-        self.resources = SpeechResources(rules, voice=voice, workers=workers, fallback=general_fallback)
+        self.resources = SpeechResources(rules, voice=voice, workers=workers, fallback=general_fallback,
+                                         processes=processes)
         self.graph_template = ConnectionGraphTemplate(pipeline)
         self.model_delay_ms = model_delay_ms
         self.close_timeout_s = close_timeout_s
@@ -169,11 +173,15 @@ class RealtimeServer:
         """Load the speech models, then listen on ``host:port`` (0: any free port)."""
         await self.resources.warm_up()
         self._hosts = HostCheck(host)
-        self._server = await serve(
+        try:
+            self._server = await serve(
             self._handle, host, port, process_request=self._process_request, create_connection=GuardedConnection,
-            select_subprotocol=_select_subprotocol, max_size=MAX_INBOUND_BYTES, close_timeout=2,
-            compression=None,  # base64 audio barely compresses; deflate cost 1 s of CPU at 50 sessions
-            logger=quiet_handshakes(logging.getLogger("voxpipe.realtime_server.websockets")))
+                select_subprotocol=_select_subprotocol, max_size=MAX_INBOUND_BYTES, close_timeout=2,
+                compression=None,  # base64 audio barely compresses; deflate cost 1 s of CPU at 50 sessions
+                logger=quiet_handshakes(logging.getLogger("voxpipe.realtime_server.websockets")))
+        except BaseException:
+            await self.resources.aclose()  # e.g. the port is taken: no worker process is left behind
+            raise
         sockname = self._server.sockets[0].getsockname() if self._server.sockets else (host, port)
         self.host, self.port = host, int(sockname[1])
         log.info("local realtime server listening on %s", self.url)
@@ -189,6 +197,7 @@ class RealtimeServer:
         if scope.cancelled_caught:
             log.warning("realtime server close passed %.1fs with %d connection(s) still open",
                         self.close_timeout_s, self.connections)
+        await self.resources.aclose()  # the recognition worker processes, each within its deadline
 
     def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
         try:
@@ -292,6 +301,20 @@ class _Connection:
             scope.cancel()
 
 
+def _recognition_mode(processes: int) -> str:
+    if processes:
+        return f"{processes} worker process{'es' if processes > 1 else ''} (--processes)"
+    return "in this process (--processes 0)"
+
+
+def default_processes() -> int:
+    """One recognition worker process per core this process may use."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
 def _peer(connection: ServerConnection) -> str:
     try:
         host, port = connection.remote_address[:2]
@@ -322,17 +345,21 @@ async def serve_local(host: str = "127.0.0.1", port: int = 0, *, rules: str | Pa
 
 async def main(host: str = "127.0.0.1", port: int = 8765, rules: str | Path | None = None,
                model_delay_ms: float = 0.0, *, allow_origins: tuple[str, ...] | list[str] = (),
-               task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
-    """``voxpipe realtime-server``: serve until interrupted (Ctrl-C) or cancelled.
+               processes: int | None = None, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
+    """``voxpipe realtime-server``: serve until interrupted (Ctrl-C, SIGTERM) or cancelled.
 
     ``allow_origins`` lists the browser page origins allowed to connect (``*``: any); by
-    default none is. Under ``task_group.start(main, ...)`` it reports the server's base URL
-    once listening.
+    default none is. ``processes`` recognition worker processes (None: one per core; 0: in
+    threads of this process). Under ``task_group.start(main, ...)`` it reports the server's
+    base URL once listening.
     """
+    if processes is None:
+        processes = default_processes()
     async with serve_local(host, port, rules=rules, model_delay_ms=model_delay_ms,
-                           allow_origins=tuple(allow_origins)) as server:
+                           allow_origins=tuple(allow_origins), processes=processes) as server:
         print(f"voxpipe local realtime server on {server.url}/realtime  (rules: {server.resources.rules_path})",
               flush=True)
+        print(f"  speech recognition: {_recognition_mode(processes)}", flush=True)
         print(f"  python: AsyncOpenAI(api_key='local', websocket_base_url='{server.url}')", flush=True)
         task_status.started(server.url)
         await stop_signal()
