@@ -58,7 +58,7 @@ from processors.guard import GuardedConnection, HeaderError, HostCheck, single_h
 from .connection_graph import ConnectionGraphTemplate
 from .conversation import ServerConversation
 from .engine import SpeechResources
-from .fairness import SegmentedRecognition
+from .fairness import LoopShare, SegmentedRecognition
 from .graph_io import ConnectionContext
 from .session import Dialect
 
@@ -161,6 +161,8 @@ in threads of this process, at most ``workers`` at once (see :mod:`.engine`);
         self.connections = 0  # open now
         self.connections_total = 0
         self.allow_origins = set(allow_origins)
+        #: How the connections share the event loop (each connection's work is charged to it).
+        self.loop_share = LoopShare()
         self._hosts = HostCheck(self.host)
         self._server: Server | None = None
 
@@ -237,9 +239,10 @@ class _Connection:
         self.server = server
         self.core = ServerConversation(dialect=handshake.dialect, model=handshake.model, kind=handshake.kind,
                                        max_delta_ms=server.max_delta_ms, max_event_bytes=MAX_OUTBOUND_BYTES)
+        self.account = server.loop_share.open()  # this connection's share of the event loop
         self.context = ConnectionContext(self.core, SegmentedRecognition(server.resources),
                                          model_delay_s=max(0.0, server.model_delay_ms) / 1000.0,
-                                         output_pace=server.output_pace)
+                                         output_pace=server.output_pace, account=self.account)
         self.graph = server.graph_template.build()
         # The graph is a web of cycles (nodes, runner, bound methods) that only the collector
         # frees; its processors keep the context they are handed. A weak proxy keeps the
@@ -255,6 +258,7 @@ class _Connection:
         finally:
             self.core.close()  # the audio goes now, whatever still refers to the core
             self.session.attachments.clear()
+            self.account.close()
 
     async def _serve(self, runner: Runner) -> None:
         async with anyio.create_task_group() as tg:
@@ -262,12 +266,16 @@ class _Connection:
             tg.start_soon(self._run_graph, runner)
             self.context.send_core_events()
             try:
+                account = self.account
                 async for message in self.ws:
-                    self.core.receive_text(message)
-                    self.context.after_core_call()
+                    with account.timed():
+                        self.core.receive_text(message)
+                        self.context.after_core_call()
                     # websockets hands over buffered messages without yielding: a client that
-                    # floods would keep the event loop from every other connection
+                    # floods would keep the event loop from every other connection; and a
+                    # heavy one waits while a lighter one's turn is under way (fairness.LoopShare)
                     await anyio.lowlevel.checkpoint()
+                    await account.wait_turn()
             except ConnectionClosed:
                 pass
             finally:
@@ -283,7 +291,7 @@ class _Connection:
             await self.ws.close(1011, "the local realtime server's connection graph failed; see the server log")
 
     async def _writer(self, scope: anyio.CancelScope) -> None:
-        events = self.context.events
+        events, account = self.context.events, self.account
         try:
             while True:
                 frame = (await events.get())[0]
@@ -292,11 +300,13 @@ class _Connection:
                         await self.ws.close(1008, "the client is not reading events fast enough")
                     return
                 event = frame.event
-                text = json.dumps(event, separators=(",", ":"))
+                with account.timed():
+                    text = json.dumps(event, separators=(",", ":"))
                 if len(text) >= MAX_OUTBOUND_BYTES:
                     log.warning("%s event of %d bytes exceeds %d: older clients will close the connection",
                                 event.get("type"), len(text), MAX_OUTBOUND_BYTES)
-                await self.ws.send(text)
+                with account.work(), account.timed():
+                    await self.ws.send(text)
         except ConnectionClosed:
             scope.cancel()
 
