@@ -335,6 +335,31 @@ async def test_a_long_commit_does_not_hold_back_another_clients_turn():
         assert other_end < transcribed  # the other turn did not wait for the whole long commit
 
 
+async def test_loop_share_holds_back_only_the_heavier_connection():
+    """A heavy account gives way while a lighter one works, within max_defer_s; equals never wait."""
+    from processors.realtime.server.fairness import LoopShare
+
+    share = LoopShare(max_defer_s=0.01, hold_s=0.0)
+    heavy, light, peer = share.open(), share.open(), share.open()
+    heavy.charge(0.5)
+    light.charge(0.01)
+    peer.charge(0.45)
+    await heavy.wait_turn()  # nobody lighter is working
+    assert heavy.deferred == 0
+    with light.work():
+        with anyio.fail_after(5):
+            await heavy.wait_turn()  # waits, but never longer than max_defer_s
+            await peer.wait_turn()  # so does any connection over twice the light one's usage
+        assert heavy.deferred == 1 and peer.deferred == 1 and heavy.deferred_s >= 0.01
+        await light.wait_turn()  # the lighter one itself never waits
+        assert light.deferred == 0
+    with peer.work():
+        await heavy.wait_turn()  # a peer of similar weight does not hold it back
+    assert heavy.deferred == 1 and heavy.messages == 3
+    light.close()
+    assert share.accounts == [heavy, peer]
+
+
 async def test_a_flooding_client_gives_way_to_another_clients_turns():
     """A client streams speech at full speed with server VAD; another client's turns go first.
 
@@ -387,7 +412,7 @@ async def test_a_flooding_client_gives_way_to_another_clients_turns():
               f"during them vs {rate_between:.0f} msg/s between; deferred {flooder.deferred} times")
         assert len(loaded) == 5
         assert flooder.deferred > 0
-        assert rate_during < 0.5 * rate_between, (rate_during, rate_between)
+        assert rate_during < 0.25 * rate_between, (rate_during, rate_between)  # 0.03-0.08 measured; 0.6 without
 
 
 # --- items 8 and 9: odd headers, who may connect ------------------------------------------------
