@@ -35,6 +35,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import weakref
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -52,7 +53,7 @@ from websockets.http11 import Request, Response
 
 from pipeline.frames import EndFrame
 from pipeline.logs import quiet_handshakes
-from pipeline.runner import Runner, stop_signal
+from pipeline.runner import Runner
 from processors.guard import GuardedConnection, HeaderError, HostCheck, single_header
 
 from .connection_graph import ConnectionGraphTemplate
@@ -365,11 +366,16 @@ async def main(host: str = "127.0.0.1", port: int = 8765, rules: str | Path | No
     """
     if processes is None:
         processes = default_processes()
-    async with serve_local(host, port, rules=rules, model_delay_ms=model_delay_ms,
-                           allow_origins=tuple(allow_origins), processes=processes) as server:
-        print(f"voxpipe local realtime server on {server.url}/realtime  (rules: {server.resources.rules_path})",
-              flush=True)
-        print(f"  speech recognition: {_recognition_mode(processes)}", flush=True)
-        print(f"  python: AsyncOpenAI(api_key='local', websocket_base_url='{server.url}')", flush=True)
-        task_status.started(server.url)
-        await stop_signal()
+    # the handlers go in before anything is printed: a supervisor may signal as soon as it
+    # reads the URL (a SIGTERM before them killed the process, and its workers with it)
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with serve_local(host, port, rules=rules, model_delay_ms=model_delay_ms,
+                               allow_origins=tuple(allow_origins), processes=processes) as server:
+            print(f"voxpipe local realtime server on {server.url}/realtime  (rules: {server.resources.rules_path})",
+                  flush=True)
+            print(f"  speech recognition: {_recognition_mode(processes)}", flush=True)
+            print(f"  python: AsyncOpenAI(api_key='local', websocket_base_url='{server.url}')", flush=True)
+            task_status.started(server.url)
+            async for signum in signals:
+                log.warning("%s: closing every connection, then exiting", signal.Signals(signum).name)
+                break
