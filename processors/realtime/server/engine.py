@@ -16,8 +16,10 @@ pocketsphinx decoder is about 28 MB and 0.1 s of CPU to build; one per connectio
   once. pocketsphinx holds the GIL while it decodes, so this uses one core, shared with the
   event loop; it starts in 0.2 s instead of a process per core.
 
-Synthesis stays in this process in both: eSpeak NG speaks a clause in 2-4 ms (against
-30 ms to recognise a 2 s utterance), measured in ``benchmarks/recognition_pool.py``.
+Synthesis stays in this process in both: with 20 sessions speaking at once, the time from
+the transcript to the first audio (responder, synthesis, events) was a median 12-21 ms with
+worker processes against 900+ ms from speech end to the transcript
+(``benchmarks/recognition_pool.py``): recognition, not synthesis, is where turns wait.
 
 The work itself is done by each connection's graph (``pipelines/realtime_server.yaml``:
 :mod:`.graph_io` and :mod:`.stages`), whose stages use these resources.
