@@ -255,3 +255,11 @@ async def test_a_server_session_survives_its_recognition_worker_being_killed():
         assert first == second == "what is the weather in paris"
         assert server.resources.statistics()["restarts"] == 1 and pool.pids and pool.pids != [victim]
         assert gone(victim)  # reaped by the pool when the second turn found it dead
+
+
+def test_a_negative_process_count_is_one_line_saying_what_to_give():
+    """`voxpipe realtime-server --processes -1`: exit 2, one error line, no traceback."""
+    proc = subprocess.run([sys.executable, "-m", "pipeline.cli", "realtime-server", "--port", "0", "--processes", "-1"],
+                          capture_output=True, text=True, timeout=60, cwd=Path(__file__).resolve().parents[1])
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr and "--processes" in proc.stderr and len(proc.stderr.splitlines()) == 1

@@ -38,7 +38,9 @@ from typing import Any
 import anyio
 import numpy as np
 
-__all__ = ["SpeechResources", "split_clauses"]
+from pipeline.errors import VoxpipeError
+
+__all__ = ["SettingError", "SpeechResources", "split_clauses"]
 
 log = logging.getLogger("voxpipe.realtime_server")
 
@@ -54,6 +56,10 @@ def split_clauses(text: str) -> list[str]:
     if joined != text:  # leading punctuation or whitespace: keep it with the first piece
         pieces = [text[: len(text) - len(joined)] + (pieces[0] if pieces else "")] + pieces[1:]
     return [p for p in pieces if p]
+
+
+class SettingError(VoxpipeError, ValueError):
+    """A local realtime server setting is out of range; the message says what to give."""
 
 
 class SpeechResources:
@@ -75,8 +81,8 @@ class SpeechResources:
         self._limiter = anyio.CapacityLimiter(workers)
         self._grammars: OrderedDict[str, Any] = OrderedDict()  # tools + instructions -> Grammar
         if processes < 0:
-            raise ValueError(f"processes={processes}: give 0 (recognise in threads of this process) or the number "
-                             "of recognition worker processes (one per core uses every core)")
+            raise SettingError(f"processes={processes} (--processes): give 0 (recognise in threads of this "
+                               "process) or the number of recognition worker processes (one per core uses every core)")
         self.processes = processes
         self._pool: Any = None
         if processes:
