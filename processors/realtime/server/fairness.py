@@ -3,8 +3,8 @@
 :class:`LoopShare` shares the event loop: each connection's work on it is charged to the
 connection, and a heavy one waits for lighter ones before its next message is read.
 
-The server's recognisers are a pool of ``workers`` threads shared by every connection
-(:mod:`.engine`); a recognition holds one for as long as it runs. :class:`SegmentedRecognition`
+The server's recognisers are a pool (worker processes, or ``workers`` threads) shared by
+every connection (:mod:`.engine`); a recognition holds one for as long as it runs. :class:`SegmentedRecognition`
 is each connection's view of the shared resources: it cuts long audio at quiet points
 (:func:`quiet_cuts`) and recognises the pieces one after another, each queueing for a worker
 anew, so one client's long commit delays another client's turn by one piece at most.
@@ -53,8 +53,8 @@ def quiet_cuts(samples: np.ndarray, rate: int, max_piece_s: float = MAX_PIECE_S)
 class SegmentedRecognition:
     """One connection's view of the shared speech resources: long audio is recognised in pieces.
 
-    The server's recognisers are a pool of ``workers`` threads shared by every connection;
-    a recognition holds one for as long as it runs. A six-minute commit would hold a worker
+    The server's recognisers are a pool (worker processes, or ``workers`` threads) shared by
+    every connection; a recognition holds one for as long as it runs. A six-minute commit would hold a worker
     for seconds and, with a single worker, every other connection's turn would wait for it.
     Cut into pieces of at most :data:`MAX_PIECE_S`, each piece queues for a worker anew
     (the pool's limiter is first come, first served), so another connection's turn waits

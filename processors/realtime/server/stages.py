@@ -3,7 +3,9 @@
 Each stage works for one connection (a :class:`~.graph_io.ConnectionProcessor`) but uses
 what the whole server shares (:class:`~.engine.SpeechResources`): the pooled pocketsphinx
 recognisers, the responder's rules and the eSpeak NG voice. CPU work runs in worker
-threads, never on the event loop.
+processes (recognition, by default on the CLI) or threads, never on the event loop. Each
+stage charges its connection's :class:`~.fairness.Account` and gives way to lighter
+connections before a piece of work (:class:`~.fairness.LoopShare`).
 
 Why not ``stt.pocketsphinx`` / ``brain.scripted`` / ``tts.espeak`` themselves: in the
 Realtime protocol the *session* drives these stages, not the audio. Each of those
@@ -54,8 +56,8 @@ _RECOGNITION_DEFER_S = 0.25  # longest a heavy connection's recognition waits fo
 class SegmentRecognizer(ConnectionProcessor):
     """``realtime_server.stt``: recognises each committed user audio segment (one AudioFrame per item).
 
-    Uses the server's pool of pocketsphinx recognisers (at most ``workers`` at once, in
-    threads) and pushes a final user :class:`TranscriptionFrame` with the item id, or a
+    Uses the server's pool of pocketsphinx recognisers (worker processes, or at most
+    ``workers`` threads) and pushes a final user :class:`TranscriptionFrame` with the item id, or a
     :class:`TranscriptionFailedFrame`. Other frames pass on in order, so a response request
     that follows a segment reaches the responder after that segment's transcript.
     """
