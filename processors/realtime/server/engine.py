@@ -17,8 +17,8 @@ pocketsphinx decoder is about 28 MB and 0.1 s of CPU to build; one per connectio
   event loop; it starts in 0.2 s instead of a process per core.
 
 Synthesis stays in this process in both: with 20 sessions speaking at once, the time from
-the transcript to the first audio (responder, synthesis, events) was a median 12-21 ms with
-worker processes against 900+ ms from speech end to the transcript
+the transcript to the first audio (responder, synthesis, events) was a median 6-9 ms with
+worker processes against 451-526 ms from speech end to the transcript
 (``benchmarks/recognition_pool.py``): recognition, not synthesis, is where turns wait.
 
 The work itself is done by each connection's graph (``pipelines/realtime_server.yaml``:
