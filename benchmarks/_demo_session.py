@@ -228,8 +228,10 @@ class LocalServerProcess:
     was the bottleneck.
     """
 
-    def __init__(self, *, model_delay_ms: float = 200.0, rules: str = BENCH_RULES, start_timeout_s: float = 60.0) -> None:
+    def __init__(self, *, model_delay_ms: float = 200.0, rules: str = BENCH_RULES, start_timeout_s: float = 60.0,
+                 processes: int | None = None) -> None:
         self.model_delay_ms = model_delay_ms
+        self.processes = processes  # recognition worker processes (None: the CLI's default, one per core)
         self.rules = rules
         self.start_timeout_s = start_timeout_s
         self.url = ""
@@ -242,6 +244,8 @@ class LocalServerProcess:
         self._stderr = open(Path(self._dir.name) / "stderr.txt", "w+b")
         cmd = [sys.executable, "-m", "pipeline.cli", "realtime-server", "--port", str(_free_port()),
                "--rules", str(rules), "--model-delay-ms", str(int(self.model_delay_ms))]
+        if self.processes is not None:
+            cmd += ["--processes", str(self.processes)]
         env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep))
         self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=self._stderr, env=env)
         try:
@@ -276,14 +280,19 @@ class LocalServerProcess:
                            f"pocketsphinx)\nstdout: {seen.decode(errors='replace')}\nstderr: {err}")
 
     def cpu_s(self) -> float | None:
-        """User + system CPU seconds the server process has used so far."""
+        """User + system CPU seconds the server process and its recognition workers have used so far."""
         if self.proc is None:
             return None
         try:
-            fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            pids = [self.proc.pid] + [int(c) for t in Path(f"/proc/{self.proc.pid}/task").iterdir()
+                                      for c in (t / "children").read_text().split()]
+            ticks = 0
+            for pid in pids:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                ticks += int(fields[11]) + int(fields[12])
         except OSError:
             return None
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return ticks / os.sysconf("SC_CLK_TCK")
 
     def __exit__(self, *exc: object) -> None:
         proc, self.proc = self.proc, None

@@ -254,7 +254,7 @@ async def _one(kind: str, url: str, port: int, hello: bytes) -> None:
 def _server_figures(server: Any) -> dict[str, Any]:
     gc.collect()
     return {"rss_mb": round(rss_mb(), 1), "fds": open_fds(), "tasks": len(asyncio.all_tasks()),
-            "idle_recognizers": len(server.resources._idle), "open_connections": server.connections}
+            "idle_recognizers": server.resources.idle_recognizers, "open_connections": server.connections}
 
 
 async def churn(count: int = 10_000, concurrency: int = 4) -> dict[str, Any]:
@@ -289,7 +289,7 @@ async def churn(count: int = 10_000, concurrency: int = 4) -> dict[str, Any]:
                     failures[kind] = f"{type(exc).__name__}: {exc}"[:200]
                 if n and n % 1000 == 0:
                     print(f"{n:6d} closes  {time.monotonic() - t0:6.0f} s  rss {rss_mb():.1f} MB  fds {open_fds()}  "
-                          f"tasks {len(asyncio.all_tasks())}  idle recognisers {len(server.resources._idle)}",
+                          f"tasks {len(asyncio.all_tasks())}  idle recognisers {server.resources.idle_recognizers}",
                           flush=True)
 
         async with anyio.create_task_group() as tg:

@@ -224,7 +224,8 @@ def cmd_realtime_server(args) -> int:
     from processors.realtime.server.server import main as server_main
 
     anyio.run(lambda: server_main(args.host, args.port, args.rules, args.model_delay_ms,
-                                  allow_origins=tuple(args.allow_origin), allow_hosts=tuple(args.allow_host)))
+                                  allow_origins=tuple(args.allow_origin), allow_hosts=tuple(args.allow_host),
+                                  processes=args.processes))
     return 0
 
 
@@ -347,6 +348,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--allow-origin", action="append", default=[], metavar="ORIGIN",
                    help="let browser pages from ORIGIN connect (repeatable; '*': any page); by default none may")
     _allow_host_option(p)
+    p.add_argument("--processes", type=int, default=None, metavar="N",
+                   help="speech recognition worker processes (default: one per core; 0: in the server process)")
     p.set_defaults(fn=cmd_realtime_server)
 
     p = command("demo", "run the offline voice-agent demo")

@@ -54,11 +54,13 @@ async def _transcript(server, audio24: bytes, before: bytes | None) -> str:
 
 @pytest.mark.slow
 @pytest.mark.anyio
-async def test_one_recording_on_ten_connections_gives_ten_identical_transcripts(tmp_path):
+@pytest.mark.parametrize("processes", [0, 2], ids=["threads", "processes"])
+async def test_one_recording_on_ten_connections_gives_ten_identical_transcripts(tmp_path, processes):
     """6 sequential and 4 concurrent connections, each after different speech: one transcript.
 
     The rules have no examples, so the pooled recognisers use the general language model,
-    where history used to change the words (a grammar hides most of it).
+    where history used to change the words (a grammar hides most of it). With worker
+    processes the utterances also land on different workers, each with its own history.
     """
     rules = tmp_path / "rules.yaml"
     rules.write_text('fallback: "I heard you."\nrules:\n  - pattern: "^never$"\n    reply: "no"\n')
@@ -67,7 +69,7 @@ async def test_one_recording_on_ten_connections_gives_ten_identical_transcripts(
     audio = to24(hello)
     befores = [to24(other[(i % 8) * 30000:(i % 8) * 30000 + 24000]) if i % 2 else None for i in range(10)]
     results: list[str] = []
-    async with serve_local(rules=rules) as server:
+    async with serve_local(rules=rules, processes=processes) as server:
         for i in range(6):
             results.append(await _transcript(server, audio, befores[i]))
 

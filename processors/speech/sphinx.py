@@ -360,6 +360,13 @@ class Recognizer:
         self._audio = []
         self._in_utterance = True
 
+    def cancel_utterance(self) -> None:
+        """Drop the unfinished utterance, if any: the recogniser is ready for the next one."""
+        if self._in_utterance:
+            self._active.end_utt()
+            self._in_utterance = False
+        self._audio = []
+
     def feed(self, samples: np.ndarray) -> None:
         """Decode a block of int16 mono audio at 16 kHz (any length; call repeatedly)."""
         if not self._in_utterance:

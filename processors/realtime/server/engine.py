@@ -4,11 +4,22 @@
 YAML), a small pool of pocketsphinx recognisers and the eSpeak NG voice. Each session is heard
 with a grammar of the rules' phrases and its own tools (:meth:`SpeechResources.grammar_for`,
 cached by content; exact on scripted dialogue), and with the general English model as the
-fallback for speech outside it. Recognition runs in worker
-threads (``anyio.to_thread``), at most ``workers`` at once, so many connections stay
-responsive on a 2-core machine; one shared pool also keeps memory flat (a pocketsphinx
-decoder is about 28 MB and 0.1 s of CPU to build; one per connection would be 1.4 GB at 50
-sessions).
+fallback for speech outside it. One shared pool of recognisers keeps memory flat (a
+pocketsphinx decoder is about 28 MB and 0.1 s of CPU to build; one per connection would be
+1.4 GB at 50 sessions). Two ways to run it:
+
+* ``processes=N`` (``voxpipe realtime-server`` default: one per core): recognition runs in
+  N worker processes (:class:`processors.speech.pool.RecognizerPool`), so it uses every
+  core and never holds the event loop's GIL. Each worker keeps one recogniser for its life.
+* ``processes=0`` (the Python API default: tests, ``url: local``, a single session):
+  recognition runs in threads of this process (``anyio.to_thread``), at most ``workers`` at
+  once. pocketsphinx holds the GIL while it decodes, so this uses one core, shared with the
+  event loop; it starts in 0.2 s instead of a process per core.
+
+Synthesis stays in this process in both: with 20 sessions speaking at once, the time from
+the transcript to the first audio (responder, synthesis, events) was a median 6-9 ms with
+worker processes against 451-526 ms from speech end to the transcript
+(``benchmarks/recognition_pool.py``): recognition, not synthesis, is where turns wait.
 
 The work itself is done by each connection's graph (``pipelines/realtime_server.yaml``:
 :mod:`.graph_io` and :mod:`.stages`), whose stages use these resources.
@@ -27,7 +38,9 @@ from typing import Any
 import anyio
 import numpy as np
 
-__all__ = ["SpeechResources", "split_clauses"]
+from pipeline.errors import VoxpipeError
+
+__all__ = ["SettingError", "SpeechResources", "split_clauses"]
 
 log = logging.getLogger("voxpipe.realtime_server")
 
@@ -45,11 +58,15 @@ def split_clauses(text: str) -> list[str]:
     return [p for p in pieces if p]
 
 
+class SettingError(VoxpipeError, ValueError):
+    """A local realtime server setting is out of range; the message says what to give."""
+
+
 class SpeechResources:
     """What every connection of one server shares: responder, recognisers, voice."""
 
     def __init__(self, rules: str | Path | None = None, *, voice: str = "en-us+klatt", workers: int = 2,
-                 fallback: bool = False) -> None:
+                 fallback: bool = False, processes: int = 0) -> None:
         from processors.brain.scripted import DEMO_RULES, Brain
 
         self.rules_path = Path(rules) if rules is not None else DEMO_RULES
@@ -63,6 +80,26 @@ class SpeechResources:
         self._idle: list[Any] = []
         self._limiter = anyio.CapacityLimiter(workers)
         self._grammars: OrderedDict[str, Any] = OrderedDict()  # tools + instructions -> Grammar
+        if processes < 0:
+            raise SettingError(f"processes={processes} (--processes): give 0 (recognise in threads of this "
+                               "process) or the number of recognition worker processes (one per core uses every core)")
+        self.processes = processes
+        self._pool: Any = None
+        if processes:
+            from processors.speech.pool import RecognizerPool
+
+            self._pool = RecognizerPool(processes, self.phrases or None, fallback=fallback)
+
+    @property
+    def idle_recognizers(self) -> int:
+        """Recognisers ready for the next utterance (in threads, or worker processes)."""
+        return self._pool.statistics()["idle"] if self._pool is not None else len(self._idle)
+
+    def statistics(self) -> dict[str, int]:
+        """The recognition pool's figures (processes, live, idle, jobs, cancelled, restarts)."""
+        if self._pool is not None:
+            return self._pool.statistics()
+        return {"processes": 0, "alive": 0, "idle": len(self._idle)}
 
     def grammar_for(self, tools: list[dict[str, Any]], instructions: str = "") -> Any:
         """The recogniser grammar of a session: the rules' phrases and its tools' rules.
@@ -85,10 +122,21 @@ class SpeechResources:
         return grammar
 
     async def warm_up(self) -> None:
-        """Load one recogniser and the synthesiser now, so the first turn does not pay for it."""
-        recognizer = await anyio.to_thread.run_sync(self._new_recognizer, limiter=self._limiter)
-        self._idle.append(recognizer)
+        """Load the recognisers (one, or every worker process) and the synthesiser now.
+
+        So the first turn does not pay for it. With worker processes, undo it with :meth:`aclose`.
+        """
+        if self._pool is not None:
+            await self._pool.start()
+        else:
+            recognizer = await anyio.to_thread.run_sync(self._new_recognizer, limiter=self._limiter)
+            self._idle.append(recognizer)
         await anyio.to_thread.run_sync(self._warm_synthesis)
+
+    async def aclose(self) -> None:
+        """Stop the recognition worker processes, if any (each within its deadline; none is left)."""
+        if self._pool is not None:
+            await self._pool.aclose()
 
     def _warm_synthesis(self) -> None:
         from processors.speech.espeak import synthesize
@@ -119,12 +167,14 @@ class SpeechResources:
 
     async def recognize(self, samples: np.ndarray, rate: int, grammar: Any = None,
                         tools: list[dict[str, Any]] | None = None) -> str:
-        """The words in ``samples`` (int16 at ``rate``), from a pooled recogniser in a thread.
+        """The words in ``samples`` (int16 at ``rate``), from a pooled recogniser.
 
         ``grammar`` (from :meth:`grammar_for`) is what the session expects; None keeps the
         recogniser's current grammar. ``tools`` are the session's (kept for callers; the
-        grammar already holds them).
+        grammar already holds them). Heard in a worker process, or in a thread (``processes=0``).
         """
+        if self._pool is not None:
+            return await self._pool.recognize(samples, rate, grammar)
         async with self._limiter:
             recognizer = self._idle.pop() if self._idle else None
             if recognizer is None:

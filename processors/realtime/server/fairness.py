@@ -1,7 +1,10 @@
-"""Fairness between the connections of one server: recognition workers taken in turns.
+"""Fairness between the connections of one server: recognition workers taken in turns, and the loop.
 
-The server's recognisers are a pool of ``workers`` threads shared by every connection
-(:mod:`.engine`); a recognition holds one for as long as it runs. :class:`SegmentedRecognition`
+:class:`LoopShare` shares the event loop: each connection's work on it is charged to the
+connection, and a heavy one waits for lighter ones before its next message is read.
+
+The server's recognisers are a pool (worker processes, or ``workers`` threads) shared by
+every connection (:mod:`.engine`); a recognition holds one for as long as it runs. :class:`SegmentedRecognition`
 is each connection's view of the shared resources: it cuts long audio at quiet points
 (:func:`quiet_cuts`) and recognises the pieces one after another, each queueing for a worker
 anew, so one client's long commit delays another client's turn by one piece at most.
@@ -10,11 +13,15 @@ anew, so one client's long commit delays another client's turn by one piece at m
 from __future__ import annotations
 
 import logging
+import math
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
 
-__all__ = ["MAX_PIECE_S", "SegmentedRecognition", "quiet_cuts"]
+__all__ = ["MAX_PIECE_S", "Account", "LoopShare", "SegmentedRecognition", "quiet_cuts"]
 
 log = logging.getLogger("voxpipe.realtime_server")
 
@@ -46,8 +53,8 @@ def quiet_cuts(samples: np.ndarray, rate: int, max_piece_s: float = MAX_PIECE_S)
 class SegmentedRecognition:
     """One connection's view of the shared speech resources: long audio is recognised in pieces.
 
-    The server's recognisers are a pool of ``workers`` threads shared by every connection;
-    a recognition holds one for as long as it runs. A six-minute commit would hold a worker
+    The server's recognisers are a pool (worker processes, or ``workers`` threads) shared by
+    every connection; a recognition holds one for as long as it runs. A six-minute commit would hold a worker
     for seconds and, with a single worker, every other connection's turn would wait for it.
     Cut into pieces of at most :data:`MAX_PIECE_S`, each piece queues for a worker anew
     (the pool's limiter is first come, first served), so another connection's turn waits
@@ -77,3 +84,127 @@ class SegmentedRecognition:
                 words.append(text)
         log.debug("recognised %.1f s in %d pieces", samples.shape[0] / rate, len(bounds) - 1)
         return " ".join(words)
+
+
+class LoopShare:
+    """The server's event loop shared between its connections: the heaviest waits for the lighter.
+
+    Everything a connection makes the server do on the event loop is charged to its
+    :class:`Account`: reading and parsing its messages (with server VAD), the protocol
+    events its responses produce (audio base64-encoded into deltas), synthesis, and encoding
+    and sending those events. Usage decays with a time constant of ``tau_s``, so it is a
+    recent rate. Before the server reads a connection's next message,
+    :meth:`Account.wait_turn` holds it back while a *lighter* connection (less than half its
+    usage) has work in flight (or did some in the last ``hold_s``: the hand-offs between the
+    stages of one turn), for at most ``max_defer_s`` per message; its recognitions and
+    synthesis give way the same (:meth:`Account.give_way`). A client sending
+    audio at full speed is thus read at most one message per ``max_defer_s`` while another
+    client's turn is being heard and answered; TCP pushes back on it and its own turns, and
+    their synthesis and events, come at that pace too. Connections of similar weight (many
+    sessions speaking at once) never wait for one another.
+
+    Why this and not a quota: a fixed rate limit either throttles honest batch uploads or
+    lets a flood through; charging actual loop time keeps a lone heavy client at full speed
+    and slows it only when someone else needs the loop.
+    """
+
+    def __init__(self, *, tau_s: float = 1.0, max_defer_s: float = 0.02, hold_s: float = 0.05) -> None:
+        self.tau_s = tau_s
+        self.max_defer_s = max_defer_s
+        self.hold_s = hold_s
+        self._accounts: list[Account] = []
+
+    def open(self) -> "Account":
+        """A new connection's account (close it with :meth:`Account.close`)."""
+        account = Account(self)
+        self._accounts.append(account)
+        return account
+
+    @property
+    def accounts(self) -> list["Account"]:
+        """The open accounts."""
+        return list(self._accounts)
+
+
+class Account:
+    """One connection's use of the server's event loop (see :class:`LoopShare`)."""
+
+    __slots__ = ("_share", "_used", "_stamp", "_last", "working", "messages", "deferred", "deferred_s", "charged_s")
+
+    def __init__(self, share: LoopShare) -> None:
+        self._share = share
+        self._used = 0.0
+        self._stamp = self._last = time.perf_counter()
+        self.working = 0  # pieces of work in flight (a recognition, a response, a synthesis)
+        self.messages = 0  # client messages read
+        self.deferred = 0  # of which waited for a lighter connection
+        self.deferred_s = 0.0
+        self.charged_s = 0.0
+
+    def usage(self, now: float | None = None) -> float:
+        """Recently charged loop time, in seconds (decayed with ``tau_s``)."""
+        now = time.perf_counter() if now is None else now
+        return self._used * math.exp(-(now - self._stamp) / self._share.tau_s)
+
+    def charge(self, seconds: float) -> None:
+        """Add ``seconds`` of work done for this connection."""
+        now = time.perf_counter()
+        self._used = self.usage(now) + seconds
+        self._stamp = self._last = now
+        self.charged_s += seconds
+
+    @contextmanager
+    def timed(self) -> Iterator[None]:
+        """Charge the time the block takes (synchronous work on the loop)."""
+        t = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.charge(time.perf_counter() - t)
+
+    @contextmanager
+    def work(self) -> Iterator[None]:
+        """Mark work in flight for the block (it may await): heavier connections give way meanwhile."""
+        self.working += 1
+        try:
+            yield
+        finally:
+            self.working -= 1
+            self._last = time.perf_counter()
+
+    def _lighter_is_working(self) -> bool:
+        now = time.perf_counter()
+        mine, recent = self.usage(now), now - self._share.hold_s
+        return any(a is not self and (a.working or a._last > recent) and a.usage(now) < 0.5 * mine
+                   for a in self._share._accounts)
+
+    async def wait_turn(self) -> None:
+        """Before reading the next message: give way to lighter connections with work in flight."""
+        self.messages += 1
+        await self.give_way()
+
+    async def give_way(self, max_s: float | None = None) -> None:
+        """Wait while a lighter connection has work in flight, at most ``max_s`` (default ``max_defer_s``).
+
+        Called before each piece of this connection's work starts (a message read, a
+        recognition, a synthesis pull); returns at once when no lighter connection is working.
+        """
+        import anyio
+
+        if not self._lighter_is_working():
+            return
+        t0 = time.perf_counter()
+        deadline = t0 + (self._share.max_defer_s if max_s is None else max_s)
+        while True:
+            await anyio.sleep(min(0.002, max(0.0, deadline - time.perf_counter())))
+            if time.perf_counter() >= deadline or not self._lighter_is_working():
+                break
+        self.deferred += 1
+        self.deferred_s += time.perf_counter() - t0
+
+    def close(self) -> None:
+        """The connection ended."""
+        try:
+            self._share._accounts.remove(self)
+        except ValueError:
+            pass

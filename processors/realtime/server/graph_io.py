@@ -63,6 +63,7 @@ from pipeline.processor import Processor
 from pipeline.queue import FrameQueue
 
 from .commands import Command, Generate, StopGeneration, Transcribe
+from .fairness import LoopShare
 
 __all__ = ["COMMAND_QUEUE_SIZE", "CommandFrame", "EVENT_QUEUE_SIZE", "EventFrame", "ConnectionContext", "ConnectionProcessor", "ProtocolInput", "ProtocolOutput", "ResponseCancelledFrame",
            "ResponseRequestFrame", "TranscriptionFailedFrame", "CONNECTION"]
@@ -131,6 +132,9 @@ class ConnectionContext:
     closed: bool = False
     #: Why a bounded queue overflowed (the connection then closes with 1008), or None.
     overflowed: str | None = None
+    #: The connection's share of the server's event loop: its work is charged here
+    #: (:class:`~.fairness.LoopShare`; by default a share of its own, which never waits).
+    account: Any = field(default_factory=lambda: LoopShare().open())
 
     def dispatch(self) -> None:
         """Hand the core's queued commands to the graph's input (call after each core call)."""
@@ -292,6 +296,10 @@ class ProtocolOutput(ConnectionProcessor):
     async def process(self, frame: Frame, direction: Direction) -> None:
         if direction is not _DOWN:
             return
+        with self._ctx.account.timed():  # building the events (audio base64-encoded) is the connection's
+            self._process(frame)
+
+    def _process(self, frame: Frame) -> None:
         core = self._ctx.core
         kind = type(frame)
         if kind is AudioFrame:

@@ -34,6 +34,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import signal
 import weakref
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -51,13 +53,13 @@ from websockets.http11 import Request, Response
 
 from pipeline.frames import EndFrame
 from pipeline.logs import quiet_handshakes
-from pipeline.runner import Runner, stop_signal
+from pipeline.runner import Runner
 from processors.guard import GuardedConnection, HeaderError, HostCheck, single_header
 
 from .connection_graph import ConnectionGraphTemplate
 from .conversation import ServerConversation
 from .engine import SpeechResources
-from .fairness import SegmentedRecognition
+from .fairness import LoopShare, SegmentedRecognition
 from .graph_io import ConnectionContext
 from .session import Dialect
 
@@ -128,7 +130,9 @@ class RealtimeServer:
 
     ``rules`` is the responder's YAML file (default: the shipped demo rules);
     ``model_delay_ms`` holds back each response's first audio (emulated model latency);
-    ``voice`` is the eSpeak NG voice; ``workers`` bounds concurrent recognitions;
+    ``voice`` is the eSpeak NG voice; ``processes`` > 0 recognises speech in that many worker
+processes (one per core uses every core; ``voxpipe realtime-server`` does), 0 (the default)
+in threads of this process, at most ``workers`` at once (see :mod:`.engine`);
     ``output_pace`` > 0 streams response audio at most that many times faster than real
     time (0: as fast as it is synthesised); ``pipeline`` is the graph each connection runs
     (default ``pipelines/realtime_server.yaml``); ``allow_origins`` are the browser page
@@ -143,11 +147,13 @@ class RealtimeServer:
                  voice: str = "en-us+klatt", workers: int = 2, close_timeout_s: float = 5.0,
                  max_delta_ms: int = 200, output_pace: float = 0.0,
                  pipeline: str | Path | None = None, allow_origins: tuple[str, ...] | list[str] = (),
-                 general_fallback: bool = False, allow_hosts: tuple[str, ...] | list[str] = ()) -> None:
+                 general_fallback: bool = False, allow_hosts: tuple[str, ...] | list[str] = (),
+                 processes: int = 0) -> None:
         # general_fallback: decode each utterance again with the general English model for
         # out-of-grammar speech. Off by default: it costs 6-20x the grammar's decoding (about
         # 0.6 s a turn on the reference machine, docs/local-model.md) on every turn.
-        self.resources = SpeechResources(rules, voice=voice, workers=workers, fallback=general_fallback)
+        self.resources = SpeechResources(rules, voice=voice, workers=workers, fallback=general_fallback,
+                                         processes=processes)
         self.graph_template = ConnectionGraphTemplate(pipeline)
         self.model_delay_ms = model_delay_ms
         self.close_timeout_s = close_timeout_s
@@ -159,6 +165,8 @@ class RealtimeServer:
         self.connections_total = 0
         self.allow_origins = set(allow_origins)
         self.allow_hosts = tuple(allow_hosts)  # Host names besides loopback and the listening host (--allow-host)
+        #: How the connections share the event loop (each connection's work is charged to it).
+        self.loop_share = LoopShare()
         self._hosts = HostCheck(self.host, self.allow_hosts)
         self._server: Server | None = None
 
@@ -171,11 +179,15 @@ class RealtimeServer:
         """Load the speech models, then listen on ``host:port`` (0: any free port)."""
         await self.resources.warm_up()
         self._hosts = HostCheck(host, self.allow_hosts)
-        self._server = await serve(
+        try:
+            self._server = await serve(
             self._handle, host, port, process_request=self._process_request, create_connection=GuardedConnection,
-            select_subprotocol=_select_subprotocol, max_size=MAX_INBOUND_BYTES, close_timeout=2,
-            compression=None,  # base64 audio barely compresses; deflate cost 1 s of CPU at 50 sessions
-            logger=quiet_handshakes(logging.getLogger("voxpipe.realtime_server.websockets")))
+                select_subprotocol=_select_subprotocol, max_size=MAX_INBOUND_BYTES, close_timeout=2,
+                compression=None,  # base64 audio barely compresses; deflate cost 1 s of CPU at 50 sessions
+                logger=quiet_handshakes(logging.getLogger("voxpipe.realtime_server.websockets")))
+        except BaseException:
+            await self.resources.aclose()  # e.g. the port is taken: no worker process is left behind
+            raise
         sockname = self._server.sockets[0].getsockname() if self._server.sockets else (host, port)
         self.host, self.port = host, int(sockname[1])
         log.info("local realtime server listening on %s", self.url)
@@ -191,6 +203,7 @@ class RealtimeServer:
         if scope.cancelled_caught:
             log.warning("realtime server close passed %.1fs with %d connection(s) still open",
                         self.close_timeout_s, self.connections)
+        await self.resources.aclose()  # the recognition worker processes, each within its deadline
 
     def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
         try:
@@ -230,9 +243,10 @@ class _Connection:
         self.server = server
         self.core = ServerConversation(dialect=handshake.dialect, model=handshake.model, kind=handshake.kind,
                                        max_delta_ms=server.max_delta_ms, max_event_bytes=MAX_OUTBOUND_BYTES)
+        self.account = server.loop_share.open()  # this connection's share of the event loop
         self.context = ConnectionContext(self.core, SegmentedRecognition(server.resources),
                                          model_delay_s=max(0.0, server.model_delay_ms) / 1000.0,
-                                         output_pace=server.output_pace)
+                                         output_pace=server.output_pace, account=self.account)
         self.graph = server.graph_template.build()
         # The graph is a web of cycles (nodes, runner, bound methods) that only the collector
         # frees; its processors keep the context they are handed. A weak proxy keeps the
@@ -248,6 +262,7 @@ class _Connection:
         finally:
             self.core.close()  # the audio goes now, whatever still refers to the core
             self.session.attachments.clear()
+            self.account.close()
 
     async def _serve(self, runner: Runner) -> None:
         async with anyio.create_task_group() as tg:
@@ -255,12 +270,16 @@ class _Connection:
             tg.start_soon(self._run_graph, runner)
             self.context.send_core_events()
             try:
+                account = self.account
                 async for message in self.ws:
-                    self.core.receive_text(message)
-                    self.context.after_core_call()
+                    with account.timed():
+                        self.core.receive_text(message)
+                        self.context.after_core_call()
                     # websockets hands over buffered messages without yielding: a client that
-                    # floods would keep the event loop from every other connection
+                    # floods would keep the event loop from every other connection; and a
+                    # heavy one waits while a lighter one's turn is under way (fairness.LoopShare)
                     await anyio.lowlevel.checkpoint()
+                    await account.wait_turn()
             except ConnectionClosed:
                 pass
             finally:
@@ -276,7 +295,7 @@ class _Connection:
             await self.ws.close(1011, "the local realtime server's connection graph failed; see the server log")
 
     async def _writer(self, scope: anyio.CancelScope) -> None:
-        events = self.context.events
+        events, account = self.context.events, self.account
         try:
             while True:
                 frame = (await events.get())[0]
@@ -285,13 +304,29 @@ class _Connection:
                         await self.ws.close(1008, "the client is not reading events fast enough")
                     return
                 event = frame.event
-                text = json.dumps(event, separators=(",", ":"))
+                with account.timed():
+                    text = json.dumps(event, separators=(",", ":"))
                 if len(text) >= MAX_OUTBOUND_BYTES:
                     log.warning("%s event of %d bytes exceeds %d: older clients will close the connection",
                                 event.get("type"), len(text), MAX_OUTBOUND_BYTES)
-                await self.ws.send(text)
+                with account.work(), account.timed():
+                    await self.ws.send(text)
         except ConnectionClosed:
             scope.cancel()
+
+
+def _recognition_mode(processes: int) -> str:
+    if processes:
+        return f"{processes} worker process{'es' if processes > 1 else ''} (--processes)"
+    return "in this process (--processes 0)"
+
+
+def default_processes() -> int:
+    """One recognition worker process per core this process may use."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
 
 
 def _peer(connection: ServerConnection) -> str:
@@ -325,17 +360,27 @@ async def serve_local(host: str = "127.0.0.1", port: int = 0, *, rules: str | Pa
 async def main(host: str = "127.0.0.1", port: int = 8765, rules: str | Path | None = None,
                model_delay_ms: float = 0.0, *, allow_origins: tuple[str, ...] | list[str] = (),
                allow_hosts: tuple[str, ...] | list[str] = (),
-               task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
-    """``voxpipe realtime-server``: serve until interrupted (Ctrl-C) or cancelled.
+               processes: int | None = None, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
+    """``voxpipe realtime-server``: serve until interrupted (Ctrl-C, SIGTERM) or cancelled.
 
     ``allow_origins`` lists the browser page origins allowed to connect (``*``: any); by
-    default none is. Under ``task_group.start(main, ...)`` it reports the server's base URL
-    once listening.
+    default none is. ``processes`` recognition worker processes (None: one per core; 0: in
+    threads of this process). Under ``task_group.start(main, ...)`` it reports the server's
+    base URL once listening.
     """
-    async with serve_local(host, port, rules=rules, model_delay_ms=model_delay_ms,
-                           allow_origins=tuple(allow_origins), allow_hosts=tuple(allow_hosts)) as server:
-        print(f"voxpipe local realtime server on {server.url}/realtime  (rules: {server.resources.rules_path})",
-              flush=True)
-        print(f"  python: AsyncOpenAI(api_key='local', websocket_base_url='{server.url}')", flush=True)
-        task_status.started(server.url)
-        await stop_signal()
+    if processes is None:
+        processes = default_processes()
+    # the handlers go in before anything is printed: a supervisor may signal as soon as it
+    # reads the URL (a SIGTERM before them killed the process, and its workers with it)
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with serve_local(host, port, rules=rules, model_delay_ms=model_delay_ms,
+                               allow_origins=tuple(allow_origins), allow_hosts=tuple(allow_hosts),
+                               processes=processes) as server:
+            print(f"voxpipe local realtime server on {server.url}/realtime  (rules: {server.resources.rules_path})",
+                  flush=True)
+            print(f"  speech recognition: {_recognition_mode(processes)}", flush=True)
+            print(f"  python: AsyncOpenAI(api_key='local', websocket_base_url='{server.url}')", flush=True)
+            task_status.started(server.url)
+            async for signum in signals:
+                log.warning("%s: closing every connection, then exiting", signal.Signals(signum).name)
+                break

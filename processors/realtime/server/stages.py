@@ -3,7 +3,9 @@
 Each stage works for one connection (a :class:`~.graph_io.ConnectionProcessor`) but uses
 what the whole server shares (:class:`~.engine.SpeechResources`): the pooled pocketsphinx
 recognisers, the responder's rules and the eSpeak NG voice. CPU work runs in worker
-threads, never on the event loop.
+processes (recognition, by default on the CLI) or threads, never on the event loop. Each
+stage charges its connection's :class:`~.fairness.Account` and gives way to lighter
+connections before a piece of work (:class:`~.fairness.LoopShare`).
 
 Why not ``stt.pocketsphinx`` / ``brain.scripted`` / ``tts.espeak`` themselves: in the
 Realtime protocol the *session* drives these stages, not the audio. Each of those
@@ -48,13 +50,14 @@ __all__ = ["SegmentRecognizer", "SessionResponder", "SessionSynthesizer"]
 _DOWN = Direction.DOWNSTREAM
 _WPM = 160  # eSpeak NG speaking rate at speed 1.0
 _BATCH_MS = 160  # synthesised audio leaves in pieces of about this size (after the first)
+_RECOGNITION_DEFER_S = 0.25  # longest a heavy connection's recognition waits for a lighter one's turn
 
 
 class SegmentRecognizer(ConnectionProcessor):
     """``realtime_server.stt``: recognises each committed user audio segment (one AudioFrame per item).
 
-    Uses the server's pool of pocketsphinx recognisers (at most ``workers`` at once, in
-    threads) and pushes a final user :class:`TranscriptionFrame` with the item id, or a
+    Uses the server's pool of pocketsphinx recognisers (worker processes, or at most
+    ``workers`` threads) and pushes a final user :class:`TranscriptionFrame` with the item id, or a
     :class:`TranscriptionFailedFrame`. Other frames pass on in order, so a response request
     that follows a segment reaches the responder after that segment's transcript.
     """
@@ -72,7 +75,10 @@ class SegmentRecognizer(ConnectionProcessor):
             # the session's tools and instructions as they are now: a session.update between
             # two utterances changes what the next one is heard as
             grammar = self._resources.grammar_for(session.tools, session.config.get("instructions") or "")
-            text = await self._resources.recognize(samples, frame.sample_rate, grammar, session.tools)
+            account = self.connection.account
+            await account.give_way(_RECOGNITION_DEFER_S)  # a lighter connection's turn goes first
+            with account.work():  # and heavier connections give way meanwhile (fairness.LoopShare)
+                text = await self._resources.recognize(samples, frame.sample_rate, grammar, session.tools)
         except Exception as exc:
             self.log.exception("recognition of %s failed", frame.item_id)
             await self.push(TranscriptionFailedFrame(item_id=frame.item_id, error=f"{type(exc).__name__}: {exc}"))
@@ -121,7 +127,7 @@ class SessionResponder(ConnectionProcessor):
         command, turn = request.command, request.turn
         rid = command.response_id
         try:
-            with scope:
+            with scope, self._ctx.account.work():
                 reply = self._reply(command)
                 if self._ctx.model_delay_s:
                     await anyio.sleep(self._ctx.model_delay_s)  # emulated model latency, before any output
@@ -226,7 +232,8 @@ class SessionSynthesizer(ConnectionProcessor):
             await self.push(frame, direction)
             if speech is not None and speech.audio and speech.response_id not in self._ctx.failures:
                 try:
-                    await self._speak(speech, frame)
+                    with self._ctx.account.work():
+                        await self._speak(speech, frame)
                 except Exception as exc:  # the response fails, the connection lives on
                     self.log.exception("synthesis for %s failed", speech.response_id)
                     self._ctx.failures[speech.response_id] = (f"The local server failed to synthesise the "
@@ -258,6 +265,7 @@ class SessionSynthesizer(ConnectionProcessor):
         want = 1  # the first pull returns eSpeak's first block: low first-audio latency
         try:
             while not self._stale(text.turn, speech):
+                await self._ctx.account.give_way()
                 samples, done = await anyio.to_thread.run_sync(_pull, blocks, want, speech.resampler)
                 want = batch
                 if samples.size:
