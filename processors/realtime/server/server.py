@@ -181,7 +181,7 @@ in threads of this process, at most ``workers`` at once (see :mod:`.engine`);
         self._hosts = HostCheck(host, self.allow_hosts)
         try:
             self._server = await serve(
-            self._handle, host, port, process_request=self._process_request, create_connection=GuardedConnection,
+                self._handle, host, port, process_request=self._process_request, create_connection=GuardedConnection,
                 select_subprotocol=_select_subprotocol, max_size=MAX_INBOUND_BYTES, close_timeout=2,
                 compression=None,  # base64 audio barely compresses; deflate cost 1 s of CPU at 50 sessions
                 logger=quiet_handshakes(logging.getLogger("voxpipe.realtime_server.websockets")))
