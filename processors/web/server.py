@@ -87,7 +87,8 @@ MAX_BAD_MESSAGES = 20
 #: Seconds a page may send nothing (no audio, no report) before its session is closed.
 DEFAULT_IDLE_TIMEOUT_S = 120.0
 
-_PAGES = {"/": "index.html", "/index.html": "index.html", "/app.js": "app.js", "/worklet.js": "worklet.js"}
+_PAGES = {"/": "index.html", "/index.html": "index.html", "/app.js": "app.js", "/worklet.js": "worklet.js",
+          "/webrtc.js": "webrtc.js"}
 _TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8"}
 _CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
         "connect-src 'self' ws: wss:; img-src 'self' data:")

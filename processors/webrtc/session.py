@@ -159,7 +159,7 @@ class PeerSession:
         self._pending: list[str] = []
         self._texts: list[str] = []
         self._texts_wake = anyio.Event()
-        self._items: OrderedDict[str, list[int]] = OrderedDict()  # item -> [turn, start position, samples]
+        self._items: OrderedDict[str, list[int]] = OrderedDict()  # item -> [turn, start, sent, produced, done]
         self._reports: dict[str, tuple[int, bool]] = {}
         self._reports_wake = anyio.Event()
         self.connected_at: float | None = None
@@ -343,7 +343,7 @@ class PeerSession:
             return
         item = self._items.get(item_id)
         if item is None:
-            item = self._items[item_id] = [turn, start, 0]
+            item = self._items[item_id] = [turn, start, 0, 0, 0]
             while len(self._items) > MAX_ITEMS:
                 old, _ = self._items.popitem(last=False)
                 self._reports.pop(old, None)
@@ -351,20 +351,28 @@ class PeerSession:
             rtp = None if origin is None else (origin + start) & 0xFFFFFFFF
             self.send_event({"type": "audio", "item_id": item_id, "turn": turn, "rate": RATE, "rtp": rtp})
         item[2] += samples.shape[0]
+        item[3] += samples.shape[0]
 
     def flush(self, turn: int) -> int:
         """Barge-in: stop sending queued audio now; the page is told with ``flush``. Returns samples dropped."""
         dropped = self.playout.clear()
-        for item in self._items.values():  # what was dropped was never sent
-            item[2] = max(0, min(item[2], self.playout.position - item[1]))
         self.send_event({"type": "flush", "turn": turn})
+        for item_id, item in self._items.items():  # what was dropped was never sent
+            if not item[4]:
+                item[2] = max(0, min(item[2], self.playout.position - item[1]))
+                self._item_done(item_id, item)
         return dropped
 
-    def items_done(self, turn: int) -> None:
-        """The response of ``turn`` ended: tell the page how long each of its items is."""
-        for item_id, (t, start, n) in self._items.items():
-            if t == turn:
-                self.send_event({"type": "audio.done", "item_id": item_id, "samples": n, "ms": n * 1000 // RATE})
+    def items_done(self) -> None:
+        """A response ended: tell the page how long each of its items is (``audio.done``)."""
+        for item_id, item in self._items.items():
+            if not item[4]:
+                self._item_done(item_id, item)
+
+    def _item_done(self, item_id: str, item: list[int]) -> None:
+        item[4] = 1
+        self.send_event({"type": "audio.done", "item_id": item_id, "samples": item[2], "ms": item[2] * 1000 // RATE,
+                         "produced_ms": item[3] * 1000 // RATE})
 
     def statistics(self) -> dict[str, Any]:
         """Figures for the log line at the end of the session."""

@@ -169,7 +169,7 @@ class WebRTCOutput(Processor):
         else:
             if isinstance(frame, ResponseEndFrame):
                 await self._drain_resampler()
-                session.items_done(frame.turn)
+                session.items_done()
             event = self._event(frame)
             if event is not None:
                 session.send_event(event)
