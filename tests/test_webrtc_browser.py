@@ -138,12 +138,14 @@ async def test_the_page_talks_over_webrtc(tmp_path, monkeypatch, caplog):
                 await page.screenshot(path=str(ARTIFACTS / "webrtc_agent.png"), full_page=True)
                 shot = await page.screenshot()
                 assert len(shot) > 10_000  # a rendered page, not a blank one
+                assert "WebRTC" in await page.locator("#status").inner_text()
                 texts = await page.locator("#transcript").inner_text()
                 assert "18 degrees" in texts and "Once upon a time" in texts
+                # 3. leaving the page (its beforeunload: "bye", then close) ends the session with a reason
+                await page.evaluate("() => window.vpRTC.close()")
+                with anyio.fail_after(10):
+                    await srv.webrtc.wait_idle()
+                assert list(srv.webrtc.reasons.values()) == ["page_closed"], srv.webrtc.reasons
+                assert any("w1: ending (page_closed" in r.getMessage() for r in caplog.records)
             finally:
-                await page.close(run_before_unload=True)
                 await browser.close()
-            # 3. the closed tab ends the session, with a reason, within the deadline
-            with anyio.fail_after(10):
-                await srv.webrtc.wait_idle()
-            assert list(srv.webrtc.reasons.values()) == ["page_closed"], srv.webrtc.reasons

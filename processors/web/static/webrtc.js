@@ -155,6 +155,7 @@ window.vpRTC = (() => {
         break;
     }
     onEvent(ev); // the page's own handling: transcripts, tools, latency, interruptions, errors
+    if (ev.type === "ready") setStatus(`connected · session ${ev.session} · WebRTC`, "ok");
   }
 
   // Every 20 ms: how far the browser has played each item; report changes every 100 ms.
