@@ -257,8 +257,7 @@ class WebRTCHost:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._run_graph, runner, session, ended)
                 with anyio.move_on_after(self.connect_timeout_s):
-                    while session.open and session.connected_at is None:
-                        await anyio.sleep(0.05)  # aiortc reports state by callback; polled, bounded
+                    await session.connected.wait()
                 if session.open and session.connected_at is None:
                     session.end("not_connected", f"no connection within {self.connect_timeout_s:.0f} s (ICE and "
                                                  "DTLS did not complete; behind NAT? add a TURN server)")

@@ -150,6 +150,7 @@ class PeerSession:
         self.reason: str | None = None
         self.reason_message = ""
         self.ended = anyio.Event()
+        self.connected = anyio.Event()  # set when media can flow, and when the session ends
         self.playout = Playout()
         self.track = OutboundTrack(self.playout)
         self.sender: Any = None
@@ -192,6 +193,7 @@ class PeerSession:
         log.info("webrtc session %s: ending (%s: %s)", self.id, reason, message)
         self.send_event({"type": "session.end", "reason": reason, "message": message})
         self.ended.set()
+        self.connected.set()
         self._texts_wake.set()
         self._reports_wake.set()
         self._inbound_ready.set()
@@ -221,6 +223,7 @@ class PeerSession:
         state = pc.connectionState
         if state == "connected" and self.transition("connected"):
             self.connected_at = time.perf_counter()
+            self.connected.set()
             log.info("webrtc session %s: connected (%s)", self.id, self.remote)
         elif state == "failed":
             if pc.iceConnectionState == "failed":

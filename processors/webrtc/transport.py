@@ -97,10 +97,11 @@ class WebRTCInput(Processor):
         from aiortc.mediastreams import MediaStreamError
 
         session, timeout = self.session, self.params.media_timeout_s
+        await session.connected.wait()  # the host's connect deadline covers the time before
         track = await session.inbound_track(timeout)
         if track is None:
             if session.open:
-                session.end("no_media", f"the peer offered no audio track within {timeout:.0f} s")
+                session.end("no_media", f"the peer offered no audio track within {timeout:g} s")
             return
         conceal = self.concealer
         while session.open:
@@ -113,7 +114,7 @@ class WebRTCInput(Processor):
                     return
             if frame is None:
                 what = "no audio arrived" if session.media_frames == 0 else "the audio stopped"
-                session.end("no_media", f"{what} for {timeout:.0f} s (is the microphone track enabled?)")
+                session.end("no_media", f"{what} for {timeout:g} s since the connection (is the microphone track enabled?)")
                 return
             session.media_frames += 1
             x = frame.to_ndarray()  # s16 packed: (1, samples * channels)
