@@ -169,7 +169,7 @@ async def test_ten_concurrent_sessions_each_complete_a_turn(monkeypatch, capsys)
     assert _decoder_threads() == []
     lag_ms = np.array(lag) * 1000
     with capsys.disabled():
-        print(f"\n10 WebRTC sessions: loop lag p50 {np.percentile(lag_ms, 50):.1f} ms, "
+        print(f"\n10 WebRTC sessions (with the local model in this process): loop lag p50 {np.percentile(lag_ms, 50):.1f} ms, "
               f"p99 {np.percentile(lag_ms, 99):.1f} ms, max {lag_ms.max():.1f} ms ({lag_ms.size} samples)")
 
 
@@ -204,9 +204,9 @@ async def test_lossy_uplink_conversation_completes(monkeypatch, capsys):
                 tg.start_soon(one, 0.10)
     for name, r in report.items():
         assert "weather" in r["said"] and "paris" in r["said"], r
-        assert r["gaps"] >= 1 and r["concealed_ms"] >= 20, r  # the losses were seen and filled
-        # every dropped packet is 20 ms concealed, or counted as a resync of a long burst
-        assert r["concealed_ms"] <= 20 * r["rtp_dropped"] + 20, r
+        # exactly the lost time is filled (the last few drops may not be followed by a packet yet)
+        assert 20 * (r["rtp_dropped"] - 3) <= r["concealed_ms"] <= 20 * r["rtp_dropped"], r
+        assert r["gaps"] >= 1 and r["resyncs"] == 0, r
     ARTIFACTS.mkdir(exist_ok=True)
     (ARTIFACTS / "webrtc_loss.json").write_text(json.dumps(report, indent=1))
     with capsys.disabled():

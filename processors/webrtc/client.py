@@ -27,6 +27,7 @@ import numpy as np
 
 from pipeline.dsp import to_int16
 
+from .jitter import install as install_jitter
 from .playout import Playout
 from .sdp import SDP_TYPE
 
@@ -106,6 +107,7 @@ class PeerClient:
         pc = peer.pc
         try:
             sender = pc.addTrack(peer.mic_track)
+            install_jitter(next(t for t in pc.getTransceivers() if t.sender is sender).receiver)
             peer.channel = pc.createDataChannel("events")
             peer.channel.on("message", peer._on_message)
             pc.on("track", peer._on_track)

@@ -51,6 +51,7 @@ from pipeline.session import SessionContext
 from processors.telephony.http import PostRequest, text_response
 from processors.web.wire import error_event, ready_event
 
+from .jitter import install as install_jitter
 from .sdp import SDP_TYPE, OfferError, check_offer
 from .transport import WEBRTC_SESSION, WebRTCInput, WebRTCOutput
 
@@ -217,6 +218,7 @@ class WebRTCHost:
             opus = [c for c in RTCRtpSender.getCapabilities("audio").codecs if c.mimeType.lower() == "audio/opus"]
             audio[0].setCodecPreferences(opus)
             session.sender = pc.addTrack(session.track)
+            session.jitter = install_jitter(audio[0].receiver)  # step over lost packets (jitter.py)
             answer = await pc.createAnswer()
             await pc.setLocalDescription(answer)
         except Exception as exc:  # aiortc's parser and negotiation raise many kinds

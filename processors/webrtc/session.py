@@ -168,6 +168,7 @@ class PeerSession:
         self.sent_events = 0
         self.media_frames = 0
         self.concealment: dict[str, float] = {}
+        self.jitter: Any = None  # the receiver's AudioJitterBuffer
 
     # --- lifecycle ------------------------------------------------------------------------------
 
@@ -382,4 +383,5 @@ class PeerSession:
         return {"reason": self.reason, "media_frames": self.media_frames,
                 "audio_out_ms": self.playout.sent_samples * 1000 // RATE,
                 "flushed_ms": self.playout.cleared_samples * 1000 // RATE, "events": self.sent_events,
-                "bad_messages": self.bad_messages, **self.concealment}
+                "bad_messages": self.bad_messages, **self.concealment,
+                **({"rtp_lost": self.jitter.skipped, "rtp_late": self.jitter.late} if self.jitter else {})}
