@@ -95,6 +95,24 @@ def test_playout_positions_and_barge_in():
     assert p.write(np.ones(10, np.int16)) == 3 * FRAME  # after a flush the next sample goes out next frame
 
 
+def test_jitter_buffer_steps_over_a_hole_and_reorders():
+    """In order goes out at once; a reordered packet is put back; a lost one is skipped after `depth` more."""
+    from types import SimpleNamespace
+
+    from processors.webrtc.jitter import AudioJitterBuffer
+
+    def pkt(seq: int):
+        return SimpleNamespace(sequence_number=seq & 0xFFFF, timestamp=960 * seq, _data=bytes([seq & 0xFF]))
+
+    jb = AudioJitterBuffer(depth=3)
+    out = []
+    for seq in (65534, 65535, 1, 0, 3, 4, 5, 6, 2):  # wraps; 0 and 1 swapped; 2 lost (arrives late)
+        frame = jb.add(pkt(seq))[1]
+        out.append(None if frame is None else frame.timestamp // 960)
+    assert out == [65534, 65535, None, 0, 1, None, 3, 4, None]
+    assert jb.skipped == 1 and jb.late == 1
+
+
 # --- over real peer connections ---------------------------------------------------------------------
 
 

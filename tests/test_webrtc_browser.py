@@ -15,55 +15,31 @@ from __future__ import annotations
 
 import importlib.util
 import logging
-import shutil
 from pathlib import Path
 
 import anyio
-import numpy as np
 import pytest
+from test_web_browser import CHROMIUM, items, microphone_wav
+from test_web_browser import _missing as web_browser_missing
+from test_web_browser import chromium_args as web_chromium_args
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
-CHROMIUM = "/usr/bin/chromium"
 SPOKEN = (("what is the weather in paris", 5.5), ("tell me a story", 3.0), ("hello", 12.0))
 
 
 def _missing() -> str | None:
-    if not Path(CHROMIUM).exists() and not shutil.which("chromium"):
-        return "chromium is not installed (apt-get install chromium)"
-    for module, package in (("playwright", "playwright"), ("pocketsphinx", "pocketsphinx"),
-                            ("espeakng_loader", "espeakng-loader"), ("aiortc", "aiortc")):
-        if importlib.util.find_spec(module) is None:
-            return f"{package} is not installed (pip install {package})"
-    return None
+    if importlib.util.find_spec("aiortc") is None:
+        return "aiortc is not installed (pip install 'voxpipe[webrtc]')"
+    return web_browser_missing()
 
 
 pytestmark = [pytest.mark.skipif(_missing() is not None, reason=_missing() or ""), pytest.mark.slow]
 
 
-def microphone_wav(path: Path) -> Path:
-    """The three utterances spoken by eSpeak NG between silences."""
-    from processors.files.wavfile import write_wav
-    from processors.speech.espeak import synthesize
-
-    parts, rate = [], 22050
-    for text, pause_s in SPOKEN:
-        speech, rate = synthesize(text)
-        parts += [speech, np.zeros(int(pause_s * rate), np.int16)]
-    write_wav(path, np.concatenate([np.zeros(rate // 2, np.int16), *parts]), rate)
-    return path
-
-
 def chromium_args(wav: Path) -> list[str]:
-    return ["--headless", "--no-sandbox", "--disable-gpu", "--use-fake-ui-for-media-stream",
-            "--use-fake-device-for-media-stream", f"--use-file-for-fake-audio-capture={wav}%noloop",
-            "--autoplay-policy=no-user-gesture-required",
-            "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"]
-
-
-async def items(page) -> dict[str, dict]:
-    """The page's assistant items: audio produced and played (ms), done, interrupted."""
-    return dict(await page.evaluate("() => Array.from(window.voxpipe.state.items.entries())"))
+    """The websocket test's Chromium, allowed to play the remote track without a gesture."""
+    return web_chromium_args(wav) + ["--autoplay-policy=no-user-gesture-required"]
 
 
 @pytest.mark.anyio
@@ -78,7 +54,7 @@ async def test_the_page_talks_over_webrtc(tmp_path, monkeypatch, caplog):
     monkeypatch.delenv("VOXPIPE_ICE_SERVERS", raising=False)
     caplog.set_level(logging.INFO, logger="voxpipe.webrtc")
     caplog.set_level(logging.DEBUG, logger="voxpipe.realtime")  # last: it also sets the capture's level
-    wav = microphone_wav(tmp_path / "microphone.wav")
+    wav = microphone_wav(tmp_path / "microphone.wav", SPOKEN)
     ARTIFACTS.mkdir(exist_ok=True)
     problems: list[str] = []
     with anyio.fail_after(120):  # a deadline for a loaded machine, not a timing check
