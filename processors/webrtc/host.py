@@ -274,6 +274,8 @@ class WebRTCHost:
         finally:
             with anyio.CancelScope(shield=True):
                 with anyio.move_on_after(self.stop_timeout_s) as scope:
+                    if session.channel is not None and session.channel.readyState == "open":
+                        await anyio.sleep(0.1)  # let SCTP carry `session.end` (the reason) to the page
                     await session.pc.close()
                 if scope.cancelled_caught:
                     log.warning("webrtc session %s: closing the peer connection passed %.1fs", sid,
