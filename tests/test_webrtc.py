@@ -272,7 +272,7 @@ async def test_signalling_refuses_bad_offers_and_applies_token_and_origin(echo_y
         assert srv.webrtc.sessions_total == 0
         # the page finds out how to connect
         status, _, body = await _get(srv.url + "webrtc/ice?token=s3cret")
-        assert status == 200 and json.loads(body) == {"iceServers": [], "websocket": False}
+        assert status == 200 and json.loads(body) == {"iceServers": [], "websocket": False, "webrtc": True}
 
 
 async def _get(url: str) -> tuple[int, dict, str]:

@@ -59,7 +59,7 @@ from pipeline.session import SessionContext
 from processors.telephony.host import TelephonyHost, has_phone_transports
 from processors.telephony.http import PostAwareConnection
 from processors.guard import GuardedConnection, HeaderError, HostCheck, single_header
-from processors.webrtc.host import WebRTCHost, has_webrtc_transports
+from processors.webrtc.host import WebRTCHost, has_webrtc_transports, no_webrtc_routes
 
 from .session import WebSession
 from .transport import WEB_SESSION, WebsocketInput, WebsocketOutput
@@ -180,7 +180,7 @@ class WebServer:
         # WebRTC peers (processors/webrtc): the SDP offer route beside the page
         self.webrtc = WebRTCHost(lambda: self.template, max_sessions=max_sessions, stop_timeout_s=stop_timeout_s,
                                  websocket=bool(found.inputs or found.outputs)) if has_webrtc_transports(graph) else None
-        self.routes = self.webrtc.routes() if self.webrtc is not None else {}
+        self.routes = self.webrtc.routes() if self.webrtc is not None else no_webrtc_routes()
         self._phone_only = not found.inputs and not found.outputs and self.webrtc is None  # no page to serve
         if self._phone_only and self.telephony is None:
             raise PipelineError(Problem(
@@ -238,7 +238,7 @@ class WebServer:
             self._hosts = HostCheck(host)
             self._server = await ws_serve(
                 self._handle, host, port, process_request=self._process_request, max_size=self.max_message_bytes,
-                create_connection=_PhoneConnection if self.telephony is not None or self.routes else GuardedConnection,
+                create_connection=_PhoneConnection if self.telephony is not None or self.webrtc is not None else GuardedConnection,
                 compression=None, close_timeout=2, logger=quiet_handshakes(logging.getLogger("voxpipe.web.websockets")))
         except OSError as exc:
             await self.aclose()

@@ -55,7 +55,7 @@ from .jitter import install as install_jitter
 from .sdp import SDP_TYPE, OfferError, check_offer
 from .transport import WEBRTC_SESSION, WebRTCInput, WebRTCOutput
 
-__all__ = ["ICE_ENV", "ICE_PATH", "OFFER_PATH", "WebRTCHost", "has_webrtc_transports", "ice_servers"]
+__all__ = ["ICE_ENV", "ICE_PATH", "OFFER_PATH", "WebRTCHost", "has_webrtc_transports", "ice_servers", "no_webrtc_routes"]
 
 log = logging.getLogger("voxpipe.webrtc")
 
@@ -88,6 +88,17 @@ def ice_servers(text: str | None = None) -> list[dict[str, Any]]:
         raise VoxpipeError(f"${ICE_ENV} must be a JSON list of objects with `urls` (and `username`/`credential` "
                            "for TURN)")
     return servers
+
+
+def no_webrtc_routes() -> dict[str, Route]:
+    """The one route of a server whose pipeline has no WebRTC transport: ``GET /webrtc/ice`` says so.
+
+    The page asks it before choosing a transport; a 200 keeps the browser's console clean.
+    """
+    def answer(connection: ServerConnection, request: Request) -> Response:
+        return text_response(HTTPStatus.OK, json.dumps({"iceServers": [], "websocket": True, "webrtc": False}),
+                             "application/json")
+    return {ICE_PATH: answer}
 
 
 def _sdp_response(status: HTTPStatus, sdp: str, location: str) -> Response:
@@ -183,7 +194,7 @@ class WebRTCHost:
 
     def ice_config(self, connection: ServerConnection, request: Request) -> Response:
         """``GET /webrtc/ice``: the ICE servers the page should use, and whether websockets work too (JSON)."""
-        body = {"iceServers": self.ice, "websocket": self.websocket}
+        body = {"iceServers": self.ice, "websocket": self.websocket, "webrtc": True}
         return text_response(HTTPStatus.OK, json.dumps(body), "application/json")
 
     async def offer(self, connection: ServerConnection, request: Request) -> Response:
