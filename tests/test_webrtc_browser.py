@@ -25,7 +25,7 @@ from test_web_browser import chromium_args as web_chromium_args
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
-SPOKEN = (("what is the weather in paris", 5.5), ("tell me a story", 3.0), ("hello", 12.0))
+SPOKEN = (("what is the weather in paris", 8.0), ("tell me a story", 3.0), ("hello", 12.0))
 
 
 def _missing() -> str | None:

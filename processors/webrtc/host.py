@@ -31,6 +31,7 @@ LAN or loopback (docs/webrtc.md).
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import itertools
 import json
 import logging
@@ -149,7 +150,9 @@ class WebRTCHost:
 
     async def start(self) -> None:
         """Start the supervisor task that owns the sessions' task group."""
-        import aiortc  # noqa: F401  (fail now, with the fix, rather than at the first offer)
+        if importlib.util.find_spec("aiortc") is None:  # fail now, with the fix, not at the first offer
+            raise VoxpipeError("transport.webrtc needs aiortc, which is not installed: "
+                               "pip install 'voxpipe[webrtc]'")
 
         send, receive = anyio.create_memory_object_stream[Any](self.max_sessions)
         self._tg = send
