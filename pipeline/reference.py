@@ -51,6 +51,8 @@ EXAMPLES: dict[str, dict[str, Any]] = {
     "transport.websocket.output": {},
     "transport.phone.input": {},
     "transport.phone.output": {"chunk_ms": 20},
+    "transport.webrtc.input": {"media_timeout_s": 10},
+    "transport.webrtc.output": {},
     "realtime_server.input": {},
     "realtime_server.output": {},
     "realtime_server.stt": {},
@@ -66,7 +68,7 @@ GROUPS: list[tuple[str, tuple[str, ...]]] = [
     ("Model and tools", ("realtime.", "tools.", "brain.")),
     ("Speech", ("stt.", "tts.")),
     ("Debugging", ("debug.",)),
-    ("Transports (voxpipe serve: browser and phone)", ("transport.",)),
+    ("Transports (voxpipe serve: browser, WebRTC and phone)", ("transport.",)),
     ("The local realtime server's own graph", ("realtime_server.",)),
 ]
 

@@ -51,6 +51,9 @@ BUILTINS: dict[str, str] = {
     # phone calls (Twilio, Telnyx, Plivo media streams)
     "transport.phone.input": "processors.telephony.transport:PhoneInput",
     "transport.phone.output": "processors.telephony.transport:PhoneOutput",
+    # WebRTC peers (browsers, aiortc clients): processors/webrtc, docs/webrtc.md
+    "transport.webrtc.input": "processors.webrtc.transport:WebRTCInput",
+    "transport.webrtc.output": "processors.webrtc.transport:WebRTCOutput",
     # the local realtime server's per-connection graph (pipelines/realtime_server.yaml)
     "realtime_server.input": "processors.realtime.server.graph_io:ProtocolInput",
     "realtime_server.output": "processors.realtime.server.graph_io:ProtocolOutput",

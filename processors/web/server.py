@@ -60,6 +60,7 @@ from pipeline.session import SessionContext
 from processors.telephony.host import TelephonyHost, has_phone_transports
 from processors.telephony.http import PostAwareConnection
 from processors.guard import GuardedConnection, HeaderError, HostCheck, single_header
+from processors.webrtc.host import WebRTCHost, has_webrtc_transports, no_webrtc_routes
 
 from .session import WebSession
 from .transport import WEB_SESSION, WebsocketInput, WebsocketOutput
@@ -87,7 +88,8 @@ MAX_BAD_MESSAGES = 20
 #: Seconds a page may send nothing (no audio, no report) before its session is closed.
 DEFAULT_IDLE_TIMEOUT_S = 120.0
 
-_PAGES = {"/": "index.html", "/index.html": "index.html", "/app.js": "app.js", "/worklet.js": "worklet.js"}
+_PAGES = {"/": "index.html", "/index.html": "index.html", "/app.js": "app.js", "/worklet.js": "worklet.js",
+          "/webrtc.js": "webrtc.js"}
 _TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8"}
 _CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
         "connect-src 'self' ws: wss:; img-src 'self' data:")
@@ -178,7 +180,11 @@ class WebServer:
         # phone calls (processors/telephony): webhooks and media streams beside the page
         self.telephony = TelephonyHost(lambda: self.template, public_url=public_url, verify_signatures=verify_signatures,
                                        stop_timeout_s=stop_timeout_s) if has_phone_transports(graph) else None
-        self._phone_only = not found.inputs and not found.outputs  # no page to serve
+        # WebRTC peers (processors/webrtc): the SDP offer route beside the page
+        self.webrtc = WebRTCHost(lambda: self.template, max_sessions=max_sessions, stop_timeout_s=stop_timeout_s,
+                                 websocket=bool(found.inputs or found.outputs)) if has_webrtc_transports(graph) else None
+        self.routes = self.webrtc.routes() if self.webrtc is not None else no_webrtc_routes()
+        self._phone_only = not found.inputs and not found.outputs and self.webrtc is None  # no page to serve
         if self._phone_only and self.telephony is None:
             raise PipelineError(Problem(
                 "this pipeline has no transport.websocket.input nor transport.websocket.output, so a browser "
@@ -220,6 +226,8 @@ class WebServer:
         if not is_loopback(host) and not self.token:
             raise VoxpipeError(f"refusing to serve on {host} without a token: anyone who can reach it could use "
                                f"the pipeline; pass --token SECRET (or set {TOKEN_ENV}), or bind 127.0.0.1")
+        if self.webrtc is not None:
+            await self.webrtc.start()
         if self._local_models and self.share_local_realtime and len(self._local_rules) == 1:
             from processors.realtime.server import RealtimeServer  # heavy: speech models
 
@@ -233,7 +241,7 @@ class WebServer:
             self._hosts = HostCheck(host, self.allow_hosts)
             self._server = await ws_serve(
                 self._handle, host, port, process_request=self._process_request, max_size=self.max_message_bytes,
-                create_connection=_PhoneConnection if self.telephony is not None else GuardedConnection,
+                create_connection=_PhoneConnection if self.telephony is not None or self.webrtc is not None else GuardedConnection,
                 compression=None, close_timeout=2, logger=quiet_handshakes(logging.getLogger("voxpipe.web.websockets")))
         except OSError as exc:
             await self.aclose()
@@ -253,6 +261,8 @@ class WebServer:
             if scope.cancelled_caught:
                 log.warning("web server close passed %.1fs with sessions %s still open",
                             self.stop_timeout_s + 3.0, ", ".join(self.sessions) or "none")
+        if self.webrtc is not None:
+            await self.webrtc.aclose()
         local, self._local = self._local, None
         if local is not None:
             await local.aclose()
@@ -272,13 +282,16 @@ class WebServer:
             return exc.response
         # phone providers reach us under the public URL's name and sign what they send:
         # their routes check signatures, not the browser's Host allow-list
-        if self.telephony is not None and (self.telephony.owns(request) or self._phone_only):
+        if getattr(connection, "canned", None) is not None and self.telephony is None:
+            return connection.canned  # a POST refused before it was read (too large, no length)
+        if self.telephony is not None and (self.telephony.owns(request) or self._phone_only) \
+                and urlsplit(request.path).path not in self.routes:
             return self.telephony.process_request(connection, request)
         if not self._hosts.allows(host):  # DNS rebinding: a page's own name, pointed at this machine
             log.warning("refused a request from %s for host %r", _peer(connection), host)
             return self._hosts.refusal(host)
         url = urlsplit(request.path)
-        if url.path != WS_PATH:
+        if url.path != WS_PATH and url.path not in self.routes:
             if url.path == "/favicon.ico":
                 return Response(HTTPStatus.NO_CONTENT.value, "No Content", Headers([("Content-Length", "0")]), b"")
             body = self._static.get(url.path)
@@ -297,6 +310,9 @@ class WebServer:
             log.warning("refused a websocket from %s: origin %s", _peer(connection), origin)
             return _text(HTTPStatus.FORBIDDEN, f"origin {origin} is not allowed; open the page from this server "
                                                "or add the origin to the server's allowed origins\n")
+        route = self.routes.get(url.path)  # the token and Origin rules above apply to every route
+        if route is not None:
+            return route(connection, request)
         if len(self.sessions) >= self.max_sessions:
             return _text(HTTPStatus.SERVICE_UNAVAILABLE, f"all {self.max_sessions} sessions are in use; try again later\n")
         return None

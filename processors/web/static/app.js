@@ -112,6 +112,7 @@ function closeReason(code, reason) {
 }
 
 function send(obj) {
+  if (window.vpRTC && vpRTC.active()) return vpRTC.send(obj); // WebRTC: the data channel (webrtc.js)
   if (state.ws && state.ws.readyState === WebSocket.OPEN) state.ws.send(JSON.stringify(obj));
 }
 
@@ -495,6 +496,7 @@ function stopTalking() {
 // --- controls -----------------------------------------------------------------------------
 
 $("talk").addEventListener("click", async () => {
+  if (window.vpRTC && vpRTC.active()) return vpRTC.toggle(); // WebRTC: connect, then mute / unmute
   if (!state.ws || state.ws.readyState === WebSocket.CLOSED) {
     connect();
     return;
@@ -524,9 +526,11 @@ $("say").addEventListener("submit", async (e) => {
 window.addEventListener("beforeunload", () => {
   state.closing = true;
   if (state.ws) state.ws.close(1000, "page closed");
+  if (window.vpRTC) vpRTC.close(); // WebRTC: "bye" on the data channel, then close the peer connection
 });
 
 if (!window.AudioWorkletNode || !navigator.mediaDevices) {
   showError("This browser cannot capture audio here: AudioWorklet and getUserMedia need a recent browser and a secure origin (https, or http://localhost).");
 }
-connect();
+if (window.vpRTC) vpRTC.choose(connect); // ?transport=webrtc, or a pipeline that takes only WebRTC
+else connect();

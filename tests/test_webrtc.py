@@ -1,0 +1,362 @@
+"""WebRTC without a browser: the sans-I/O parts, and ``voxpipe serve`` over real peer connections on this machine.
+
+The peers are :class:`processors.webrtc.client.PeerClient` (aiortc): real ICE, DTLS, SRTP,
+SCTP and Opus between two stacks in this process. The conversation tests run the shipped
+``pipelines/webrtc_agent.yaml`` against the offline local realtime server; the lifecycle
+and security tests use an echo graph (``transport.webrtc.input -> transport.webrtc.output``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import json
+import logging
+import random
+import threading
+import time
+from http import HTTPStatus
+from pathlib import Path
+
+import anyio
+import numpy as np
+import pytest
+
+from processors.webrtc.conceal import GapConcealer
+from processors.webrtc.playout import FRAME, Playout
+from processors.webrtc.sdp import MAX_SDP_BYTES, OfferError, check_offer
+
+ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = ROOT / "test-artifacts"
+HAVE_AIORTC = importlib.util.find_spec("aiortc") is not None
+needs_aiortc = pytest.mark.skipif(not HAVE_AIORTC, reason="aiortc is not installed (pip install 'voxpipe[webrtc]')")
+HAVE_LOCAL = all(importlib.util.find_spec(m) for m in ("pocketsphinx", "espeakng_loader"))
+needs_local = pytest.mark.skipif(not HAVE_LOCAL, reason="the local model needs pocketsphinx and espeakng-loader")
+
+OFFER = "\r\n".join(["v=0", "o=- 1 2 IN IP4 127.0.0.1", "s=-", "t=0 0", "m=audio 9 UDP/TLS/RTP/SAVPF 111",
+                     "a=ice-ufrag:abcd", "a=ice-pwd:0123456789abcdef012345",
+                     "a=fingerprint:sha-256 " + ":".join(["AB"] * 32), "a=rtpmap:111 opus/48000/2"]) + "\r\n"
+
+ECHO = """\
+voxpipe: 1
+name: webrtc-echo
+processors:
+  mic: {type: transport.webrtc.input, params: {media_timeout_s: %s}}
+  out: {type: transport.webrtc.output}
+links:
+  - mic -> out
+"""
+
+
+# --- sans-I/O -----------------------------------------------------------------------------------
+
+
+def test_offer_checks_say_what_to_send():
+    """Wrong type, oversize, empty, non-SDP, no audio, no ICE, no fingerprint: each is a clear refusal."""
+    assert check_offer(OFFER.encode(), "application/sdp; charset=utf-8") == OFFER
+    cases = [
+        (OFFER.encode(), "application/json", HTTPStatus.UNSUPPORTED_MEDIA_TYPE, "Content-Type: application/sdp"),
+        (b"v=0\r\n" + b"a=x\r\n" * (MAX_SDP_BYTES // 5), "application/sdp", HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+         "the limit is 32768"),
+        (b"  ", "application/sdp", HTTPStatus.BAD_REQUEST, "empty"),
+        (b"\xff\xfe", "application/sdp", HTTPStatus.BAD_REQUEST, "not UTF-8"),
+        (b"hello", "application/sdp", HTTPStatus.BAD_REQUEST, "first line must be `v=0`"),
+        (b"v=0\r\nnot a line\r\n", "application/sdp", HTTPStatus.BAD_REQUEST, "line 2 is malformed"),
+        (OFFER.replace("m=audio", "m=video").encode(), "application/sdp", HTTPStatus.BAD_REQUEST, "no audio section"),
+        (OFFER.replace("a=ice-pwd", "a=x-pwd").encode(), "application/sdp", HTTPStatus.BAD_REQUEST, "ICE credentials"),
+        (OFFER.replace("a=fingerprint", "a=x").encode(), "application/sdp", HTTPStatus.BAD_REQUEST, "fingerprint"),
+    ]
+    for body, ctype, status, words in cases:
+        with pytest.raises(OfferError) as err:
+            check_offer(body, ctype)
+        assert err.value.status == status and words in str(err.value), (words, str(err.value))
+
+
+def test_concealer_fills_gaps_and_keeps_media_time():
+    """A lost frame becomes a fading repeat; late frames are dropped; pts stays continuous."""
+    c = GapConcealer(48000, fade_ms=10)
+    frame = np.full(FRAME, 1000, np.int16)
+    out = c.process(frame, 0) + c.process(frame, 2 * FRAME) + c.process(frame, FRAME) + c.process(frame, 3 * FRAME)
+    assert [pts for _, pts in out] == [0, FRAME, 2 * FRAME, 3 * FRAME]
+    fill = out[1][0]
+    assert fill[0] == 1000 and fill[-1] == 0 and np.all(np.diff(fill.astype(int)) <= 0)  # repeat, faded to silence
+    assert c.statistics() == {"frames": 3, "gaps": 1, "concealed_ms": 20.0, "late_dropped": 1, "resyncs": 0}
+    assert [pts for _, pts in c.process(frame, 10 * 48000)] == [10 * 48000]  # a pause longer than max_gap: resync
+    assert c.resyncs == 1
+
+
+def test_playout_positions_and_barge_in():
+    """Writes land at the stream position after what is queued; clear() drops everything at once."""
+    p = Playout()
+    assert p.read().any() == False and p.position == FRAME  # noqa: E712  (silence while idle)
+    assert p.write(np.ones(1500, np.int16)) == FRAME
+    assert p.write(np.ones(100, np.int16)) == FRAME + 1500
+    assert p.read().sum() == FRAME and p.queued == 640
+    assert p.clear() == 640 and p.queued == 0 and not p.read().any()
+    assert p.write(np.ones(10, np.int16)) == 3 * FRAME  # after a flush the next sample goes out next frame
+
+
+def test_jitter_buffer_steps_over_a_hole_and_reorders():
+    """In order goes out at once; a reordered packet is put back; a lost one is skipped after `depth` more."""
+    from types import SimpleNamespace
+
+    from processors.webrtc.jitter import AudioJitterBuffer
+
+    def pkt(seq: int):
+        return SimpleNamespace(sequence_number=seq & 0xFFFF, timestamp=960 * seq, _data=bytes([seq & 0xFF]))
+
+    jb = AudioJitterBuffer(depth=3)
+    out = []
+    for seq in (65534, 65535, 1, 0, 3, 4, 5, 6, 2):  # wraps; 0 and 1 swapped; 2 lost (arrives late)
+        frame = jb.add(pkt(seq))[1]
+        out.append(None if frame is None else frame.timestamp // 960)
+    assert out == [65534, 65535, None, 0, 1, None, 3, 4, None]
+    assert jb.skipped == 1 and jb.late == 1
+
+
+# --- over real peer connections ---------------------------------------------------------------------
+
+
+def _decoder_threads() -> list[str]:
+    return [t.name for t in threading.enumerate() if t.name.endswith("-decoder")]
+
+
+def _speech_48k(text: str) -> np.ndarray:
+    from speech_fixtures import utterance
+
+    return np.concatenate([np.zeros(4800, np.float32), utterance(text, 48000), np.zeros(48000, np.float32)])
+
+
+async def _weather_turn(peer, question: np.ndarray) -> dict:
+    """Say the weather question; wait for the words, the tool's result and the spoken answer."""
+    await peer.wait_event("ready", timeout=20)
+    peer.say(question)
+    user = await peer.wait_event(lambda e: e["type"] == "transcript.done" and e["role"] == "user", timeout=60)
+    result = await peer.wait_event("tool.result", timeout=30)
+    audio = await peer.wait_event("audio", timeout=30)
+    done = await peer.wait_event(lambda e: e["type"] == "audio.done" and e["item_id"] == audio["item_id"], timeout=30)
+    with anyio.fail_after(30):  # the answer plays at real time
+        while np.count_nonzero(np.abs(peer.audio()) > 300) < 48000 * 0.5:
+            await anyio.sleep(0.1)
+    return {"said": user["text"], "result": json.loads(result["output"]), "answer_ms": done["ms"]}
+
+
+async def _loop_lag(samples: list[float], stop: anyio.Event) -> None:
+    """How late a 10 ms sleep wakes up (the event loop's lag), until ``stop``."""
+    while not stop.is_set():
+        t = time.perf_counter()
+        await anyio.sleep(0.01)
+        samples.append(time.perf_counter() - t - 0.01)
+
+
+@needs_aiortc
+@needs_local
+@pytest.mark.slow
+@pytest.mark.anyio
+async def test_ten_concurrent_sessions_each_complete_a_turn(monkeypatch, capsys):
+    """Ten aiortc peers at once ask the weather over Opus; each hears its tool-backed answer; nothing is left."""
+    from processors.web.server import web_server
+    from processors.webrtc.client import PeerClient
+
+    monkeypatch.delenv("VOXPIPE_REALTIME_URL", raising=False)
+    monkeypatch.delenv("VOXPIPE_TOKEN", raising=False)
+    question = _speech_48k("what is the weather in paris")
+    results: dict[int, dict] = {}
+    lag: list[float] = []
+    stop = anyio.Event()
+    with anyio.fail_after(150):
+        async with web_server(ROOT / "pipelines" / "webrtc_agent.yaml") as srv:
+            url = srv.url + "webrtc/offer"
+
+            async def one(i: int) -> None:
+                async with PeerClient.connect(url) as peer:
+                    results[i] = await _weather_turn(peer, question)
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(_loop_lag, lag, stop)
+                async with anyio.create_task_group() as peers:
+                    for i in range(10):
+                        peers.start_soon(one, i)
+                stop.set()
+            with anyio.fail_after(10):
+                await srv.webrtc.wait_idle()
+            assert srv.webrtc.sessions_total == 10
+            assert sorted(srv.webrtc.reasons.values()) == ["page_closed"] * 10, srv.webrtc.reasons
+    assert len(results) == 10
+    for r in results.values():
+        assert "weather" in r["said"] and r["result"]["temp_c"] == 18 and r["answer_ms"] > 1000, r
+    assert _decoder_threads() == []
+    lag_ms = np.array(lag) * 1000
+    with capsys.disabled():
+        print(f"\n10 WebRTC sessions (with the local model in this process): loop lag p50 {np.percentile(lag_ms, 50):.1f} ms, "
+              f"p99 {np.percentile(lag_ms, 99):.1f} ms, max {lag_ms.max():.1f} ms ({lag_ms.size} samples)")
+
+
+@needs_aiortc
+@needs_local
+@pytest.mark.slow
+@pytest.mark.anyio
+async def test_lossy_uplink_conversation_completes(monkeypatch, capsys):
+    """5 % and 10 % of the client's RTP packets dropped: the turn completes; the server's concealment is reported."""
+    from processors.web.server import web_server
+    from processors.webrtc.client import PeerClient
+
+    monkeypatch.delenv("VOXPIPE_REALTIME_URL", raising=False)
+    monkeypatch.delenv("VOXPIPE_TOKEN", raising=False)
+    question = _speech_48k("what is the weather in paris")
+    report: dict[str, dict] = {}
+    with anyio.fail_after(120):
+        async with web_server(ROOT / "pipelines" / "webrtc_agent.yaml") as srv:
+            url = srv.url + "webrtc/offer"
+
+            async def one(loss: float) -> None:
+                async with PeerClient.connect(url, loss=loss, seed=int(loss * 100)) as peer:
+                    turn = await _weather_turn(peer, question)
+                    session = srv.webrtc.sessions[peer.session_id]
+                    conceal = dict(session.concealment)
+                    report[f"{loss:.0%}"] = {"rtp_sent": peer.rtp_sent, "rtp_dropped": peer.rtp_dropped,
+                                             "dropped_pct": round(100 * peer.rtp_dropped / max(1, peer.rtp_sent + peer.rtp_dropped), 1),
+                                             **conceal, "said": turn["said"]}
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(one, 0.05)
+                tg.start_soon(one, 0.10)
+    for name, r in report.items():
+        assert "weather" in r["said"] and "paris" in r["said"], r
+        # exactly the lost time is filled (the last few drops may not be followed by a packet yet)
+        assert 20 * (r["rtp_dropped"] - 3) <= r["concealed_ms"] <= 20 * r["rtp_dropped"], r
+        assert r["gaps"] >= 1 and r["resyncs"] == 0, r
+    ARTIFACTS.mkdir(exist_ok=True)
+    (ARTIFACTS / "webrtc_loss.json").write_text(json.dumps(report, indent=1))
+    with capsys.disabled():
+        for name, r in report.items():
+            print(f"\nloss {name}: {r['rtp_dropped']} of {r['rtp_sent'] + r['rtp_dropped']} RTP packets dropped "
+                  f"({r['dropped_pct']} %); server filled {r['gaps']} gaps, {r['concealed_ms']} ms concealed; "
+                  f"recognised {r['said']!r}")
+
+
+@pytest.fixture
+def echo_yaml(tmp_path):
+    def make(media_timeout_s: float = 10.0) -> Path:
+        path = tmp_path / "echo.yaml"
+        path.write_text(ECHO % media_timeout_s)
+        return path
+    return make
+
+
+@needs_aiortc
+@pytest.mark.anyio
+async def test_signalling_refuses_bad_offers_and_applies_token_and_origin(echo_yaml, monkeypatch):
+    """Oversize, malformed and mistyped offers get clear 4xx answers; the token and Origin rules are the websocket's."""
+    from processors.web.server import web_server
+    from processors.webrtc.client import post_offer
+
+    monkeypatch.delenv("VOXPIPE_TOKEN", raising=False)
+    async with web_server(echo_yaml(), token="s3cret") as srv:
+        base = srv.url + "webrtc/offer"
+        status, _, body = await post_offer(base + "?token=s3cret", OFFER.replace("v=0", "hello"))
+        assert status == 400 and "first line must be `v=0`" in body
+        status, _, body = await post_offer(base + "?token=s3cret", "v=0\r\n" + "a=x\r\n" * 7000)
+        assert status == 413 and "the limit is 32768" in body
+        status, _, body = await post_offer(base + "?token=s3cret", "x" * 70_000)
+        assert status == 413  # past the POST reader's own limit: refused before it is read
+        status, _, body = await post_offer(base + "?token=s3cret", OFFER, content_type="text/plain")
+        assert status == 415 and "application/sdp" in body
+        status, _, body = await post_offer(base + "?token=s3cret", OFFER)  # well-formed but not answerable
+        assert status == 400 and "cannot be answered" in body
+        status, _, body = await post_offer(base, OFFER)
+        assert status == 401 and "token" in body
+        status, _, body = await post_offer(base + "?token=wrong", OFFER)
+        assert status == 401
+        status, _, body = await post_offer(base + "?token=s3cret", OFFER, origin="http://evil.example")
+        assert status == 403 and "origin http://evil.example is not allowed" in body
+        assert srv.webrtc.sessions_total == 0
+        # the page finds out how to connect
+        status, _, body = await _get(srv.url + "webrtc/ice?token=s3cret")
+        assert status == 200 and json.loads(body) == {"iceServers": [], "websocket": False, "webrtc": True}
+
+
+async def _get(url: str) -> tuple[int, dict, str]:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    stream = await anyio.connect_tcp(parts.hostname, parts.port)
+    async with stream:
+        await stream.send(f"GET {parts.path}?{parts.query} HTTP/1.1\r\nHost: {parts.netloc}\r\n\r\n".encode())
+        data = b""
+        with anyio.move_on_after(5):
+            while b"\r\n\r\n" not in data or len(data.partition(b"\r\n\r\n")[2]) < int(
+                    dict(line.split(": ", 1) for line in data.partition(b"\r\n\r\n")[0].decode().split("\r\n")[1:]
+                         if ": " in line).get("Content-Length", "0")):
+                data += await stream.receive()
+    head, _, body = data.partition(b"\r\n\r\n")
+    return int(head.split(b" ")[1]), {}, body.decode()
+
+
+async def _raw_peer(url: str, munge) -> object:
+    """An aiortc peer whose offer is edited by ``munge`` before it is posted; returns the connection."""
+    from aiortc import RTCPeerConnection, RTCSessionDescription
+
+    from processors.webrtc.client import post_offer
+
+    pc = RTCPeerConnection()
+    pc.addTransceiver("audio", direction="sendrecv")  # no track: it sends no media
+    pc.createDataChannel("events")
+    await pc.setLocalDescription(await pc.createOffer())
+    status, _, body = await post_offer(url, munge(pc.localDescription.sdp))
+    assert status == 201, body
+    await pc.setRemoteDescription(RTCSessionDescription(body, "answer"))
+    return pc
+
+
+@needs_aiortc
+@pytest.mark.anyio
+async def test_lifecycle_every_end_has_a_reason(echo_yaml, monkeypatch, caplog):
+    """No media, DTLS failure, ICE failure, a peer that closes: each ends its session with a reason, nothing left."""
+    from processors.web.server import web_server
+    from processors.webrtc.client import PeerClient
+
+    monkeypatch.delenv("VOXPIPE_TOKEN", raising=False)
+    caplog.set_level(logging.INFO, logger="voxpipe.webrtc")
+    rng = random.Random(3)
+
+    def bad_fingerprint(sdp: str) -> str:
+        line = next(x for x in sdp.split("\r\n") if x.startswith("a=fingerprint:"))
+        algo, value = line.split(" ", 1)
+        forged = ":".join(f"{rng.randrange(256):02X}" for _ in value.split(":"))
+        return sdp.replace(line, f"{algo} {forged}")
+
+    def bad_ice(sdp: str) -> str:  # credentials the peer will not answer to: every check fails
+        lines = [("a=ice-pwd:" + "x" * 24) if x.startswith("a=ice-pwd:") else x for x in sdp.split("\r\n")]
+        return "\r\n".join(lines)
+
+    before = asyncio.all_tasks()
+    with anyio.fail_after(60):
+        async with web_server(echo_yaml(media_timeout_s=1.5), stop_timeout_s=1.0) as srv:
+            srv.webrtc.connect_timeout_s = 4.0
+            url = srv.url + "webrtc/offer"
+            pcs = [await _raw_peer(url, lambda s: s),  # connects, never sends audio
+                   await _raw_peer(url, bad_fingerprint), await _raw_peer(url, bad_ice)]
+            async with PeerClient.connect(url) as peer:  # talks, then closes without a goodbye
+                await peer.wait_event("ready", timeout=10)
+                peer.say(np.full(4800, 2000, np.int16))
+                await anyio.sleep(0.3)
+                peer.channel = None  # no "bye": the connection's close is what the server sees
+            with anyio.fail_after(15):
+                await srv.webrtc.wait_idle()
+            for pc in pcs:
+                await pc.close()
+            reasons = srv.webrtc.reasons
+    assert reasons["w1"] == "no_media", reasons
+    assert reasons["w2"] == "dtls_failed", reasons
+    assert reasons["w3"] in ("ice_failed", "not_connected"), reasons  # aioice gives up after the 4 s deadline here
+    assert reasons["w4"] == "page_closed", reasons
+    logged = [r.getMessage() for r in caplog.records]
+    for sid, why in reasons.items():
+        assert any(f"session {sid}: ending ({why}:" in m for m in logged), (sid, why)
+        assert any(f"session {sid}: closed (" in m for m in logged), sid
+    assert _decoder_threads() == []
+    with anyio.move_on_after(2):  # aiortc's last callbacks finish after close() returns
+        while [t for t in asyncio.all_tasks() - before if t is not asyncio.current_task()]:
+            await anyio.sleep(0.05)
+    assert [t for t in asyncio.all_tasks() - before if t is not asyncio.current_task()] == []
