@@ -97,9 +97,10 @@ def _json_error(status: HTTPStatus, message: str, code: str | None = None) -> Re
 def read_handshake(request: Request) -> Handshake | Response:
     """The connection's settings, or the HTTP error response that refuses it."""
     url = urlsplit(request.path)
-    if not url.path.rstrip("/").endswith("/realtime"):
+    live = url.path.rstrip("/").endswith("/live/sessions")  # the Live API (processors/live/server)
+    if not (live or url.path.rstrip("/").endswith("/realtime")):
         return _json_error(HTTPStatus.NOT_FOUND, f"No route for {url.path!r}: the local realtime server serves "
-                           "/v1/realtime?model=... (set websocket_base_url='ws://HOST:PORT/v1').")
+                           "/v1/realtime?model=... and /v1/live/sessions (set websocket_base_url='ws://HOST:PORT/v1').")
     offered = _offered_protocols(request.headers)
     auth = request.headers.get("Authorization", "")
     has_bearer = auth.startswith("Bearer ") and auth[7:].strip() != ""
@@ -108,6 +109,8 @@ def read_handshake(request: Request) -> Handshake | Response:
         return _json_error(HTTPStatus.UNAUTHORIZED, "You didn't provide an API key. Send 'Authorization: Bearer "
                            "<any key>' (the local server accepts any non-empty key) or offer the "
                            "'openai-insecure-api-key.<key>' subprotocol.", "missing_api_key")
+    if live:
+        return Handshake(Dialect.GA, "", "live")
     query = parse_qs(url.query)
     if "call_id" in query:
         return _json_error(HTTPStatus.BAD_REQUEST, "call_id (sideband control of a WebRTC or SIP call) is not "
@@ -215,6 +218,11 @@ class RealtimeServer:
         self.connections += 1
         self.connections_total += 1
         try:
+            if handshake.kind == "live":
+                from processors.live.server import LiveConnection
+
+                await LiveConnection(self, ws).run()
+                return
             await _Connection(self, ws, handshake).run()
         finally:
             self.connections -= 1

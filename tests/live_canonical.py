@@ -1,0 +1,73 @@
+"""Strict validation of Live events against the official SDK's unions (openai.types.live).
+
+Every event the client emits and every event the local server emits must parse as a member
+of ``ClientEvent`` / ``ServerEvent`` with no field the SDK does not define, at any depth.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Union, get_args
+
+_ADAPTERS: dict[str, Any] = {}
+
+
+def strict_adapter(which: str):
+    """TypeAdapter over the SDK's Live ``client`` or ``server`` union."""
+    if which not in _ADAPTERS:
+        from pydantic import Field, TypeAdapter
+
+        if which == "client":
+            from openai.types.live.client_event import ClientEvent as union
+        else:
+            from openai.types.live.server_event import ServerEvent as union
+        members = get_args(get_args(union)[0])
+        _ADAPTERS[which] = TypeAdapter(Annotated[Union[members], Field(discriminator="type")])
+    return _ADAPTERS[which]
+
+
+def _extras(value: Any, path: str) -> list[str]:
+    from pydantic import BaseModel
+
+    found: list[str] = []
+    if isinstance(value, BaseModel):
+        for key in (value.__pydantic_extra__ or {}):
+            found.append(f"{path}.{key}")
+        for key in type(value).model_fields:
+            found += _extras(getattr(value, key), f"{path}.{key}")
+    elif isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            found += _extras(v, f"{path}[{i}]")
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            found += _extras(v, f"{path}.{k}")
+    return found
+
+
+def _validate(which: str, event: dict[str, Any]):
+    model = strict_adapter(which).validate_python(event, strict=True)
+    extras = _extras(model, event.get("type", "?"))
+    if extras:
+        raise AssertionError(f"fields unknown to the SDK's Live {which} union: {', '.join(extras)}")
+    return model
+
+
+def validate_client_event(event: dict[str, Any]):
+    """Validate a Live client event strictly (unknown fields rejected at any depth)."""
+    return _validate("client", event)
+
+
+def validate_server_event(event: dict[str, Any]):
+    """Validate a Live server event strictly (unknown fields rejected at any depth)."""
+    return _validate("server", event)
+
+
+def validate_responses_event(event: dict[str, Any]):
+    """Validate a nested Responses stream event (the ``event`` of ``response.event``)."""
+    from pydantic import TypeAdapter
+
+    from openai.types.responses import ResponseStreamEvent
+
+    key = "responses"
+    if key not in _ADAPTERS:
+        _ADAPTERS[key] = TypeAdapter(ResponseStreamEvent)
+    return _ADAPTERS[key].validate_python(event)
