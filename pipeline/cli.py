@@ -228,9 +228,9 @@ def cmd_realtime_server(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    from pipelines.demo import run_demo
+    from pipelines.demo import DEMO, LIVE_DEMO, run_demo
 
-    return run_demo(out_dir=Path(args.out))
+    return run_demo(out_dir=Path(args.out), pipeline=LIVE_DEMO if getattr(args, "model", "realtime") == "live" else DEMO)
 
 
 def cmd_bench(args) -> int:
@@ -338,6 +338,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("demo", "run the offline voice-agent demo")
     p.add_argument("--out", default="out", help="where to write the output WAV files")
+    p.add_argument("--model", choices=("realtime", "live"), default="realtime",
+                   help="the model API: realtime (realtime.openai) or live (live.openai, full duplex)")
     p.set_defaults(fn=cmd_demo)
 
     p = command("bench", "benchmark a pipeline of yours, or run voxpipe's own benchmarks",

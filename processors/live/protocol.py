@@ -24,7 +24,7 @@ is injected), so it is tested with dicts and arrays. The wire facts are in
   :class:`InterruptionFrame`: every queue drops the rest) and appends, as silent context,
   the text the user heard, cut at playback progress (``played_ms``), not at bytes received.
 * **Client delegation.** ``session.delegation.created`` carries an id, no task text: the task
-  is what the user said since the previous delegation (the input transcript). It becomes a
+  is what the user said since the model last spoke or delegated (the input transcript). It becomes a
   :class:`ToolCallFrame` (call id = delegation id) for the tool router: the one ``handler``
   tool, or the tool the words ask for (:class:`processors.brain.tools.ToolMatcher`). The
   result goes back as ``session.commentary.append`` with the delegation id (speakable
@@ -587,6 +587,7 @@ class LiveProtocol:
         seg = _Segment(f"live_{self._segments}", self.turn)
         self._segment = seg
         self._by_id[seg.id] = seg
+        self._user_words = []  # the model answered what came before: a later task is about what follows
         self._out_codec.reset()
         self._frames.append(ResponseStartFrame(seg.id, turn=seg.turn))
         return seg

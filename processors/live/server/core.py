@@ -591,6 +591,8 @@ class LiveServerSession:
             return
         start = max(self._out_ms, float(self.timeline_ms))
         self._out_ms = start + duration_ms
+        if not self._spoken[speech_id] and speech_id > 1 and not text[:1].isspace():
+            text = " " + text  # fragments are concatenated: keep the sentences apart
         self._spoken[speech_id].append(text)
         self.emit({"type": "session.output_transcript.delta", "delta": text, "start_ms": int(start),
                    "end_ms": int(self._out_ms)})
