@@ -62,12 +62,14 @@ def validate_server_event(event: dict[str, Any]):
 
 
 def validate_responses_event(event: dict[str, Any]):
-    """Validate a nested Responses stream event (the ``event`` of ``response.event``)."""
-    from pydantic import TypeAdapter
-
+    """Validate a nested Responses stream event (the ``event`` of ``response.event``) against its SDK type."""
     from openai.types.responses import ResponseStreamEvent
 
-    key = "responses"
-    if key not in _ADAPTERS:
-        _ADAPTERS[key] = TypeAdapter(ResponseStreamEvent)
-    return _ADAPTERS[key].validate_python(event)
+    if "responses" not in _ADAPTERS:
+        members = get_args(get_args(ResponseStreamEvent)[0])
+        _ADAPTERS["responses"] = {get_args(m.model_fields["type"].annotation)[0]: m for m in members}
+    model = _ADAPTERS["responses"][event["type"]].model_validate(event, strict=True)
+    extras = _extras(model, event["type"])
+    if extras:
+        raise AssertionError(f"fields unknown to the SDK's Responses stream events: {', '.join(extras)}")
+    return model

@@ -193,14 +193,14 @@ class LiveConnection:
         item_id = core._new_id("fc")
         item = {"type": "function_call", "id": item_id, "call_id": call_id, "name": call.name, "arguments": args,
                 "status": "completed"}
-        core.backend_event(did, {"type": "response.created", "response": _response(rid, model, "in_progress", [])})
+        core.backend_event(did, {"type": "response.created", "response": _response(rid, model, "in_progress")})
         core.backend_event(did, {"type": "response.output_item.added", "output_index": 0,
                                  "item": {**item, "arguments": "", "status": "in_progress"}})
         core.backend_event(did, {"type": "response.function_call_arguments.done", "item_id": item_id,
-                                 "output_index": 0, "arguments": args, "name": call.name})
+                                 "output_index": 0, "arguments": args})
         core.backend_event(did, {"type": "response.output_item.done", "output_index": 0, "item": item})
         core.backend_event(did, {"type": "response.completed",
-                                 "response": _response(rid, model, "completed", [item], _usage(args, ""))})
+                                 "response": _response(rid, model, "completed", _usage(args, ""))})
 
     def _continue_backend(self, job: ContinueBackend) -> None:
         core = self.core
@@ -213,16 +213,16 @@ class LiveConnection:
         message = {"type": "message", "id": msg_id, "role": "assistant", "status": "completed",
                    "content": [{"type": "output_text", "text": text, "annotations": []}]}
         did = job.delegation_id
-        core.backend_event(did, {"type": "response.created", "response": _response(rid, model, "in_progress", [])})
+        core.backend_event(did, {"type": "response.created", "response": _response(rid, model, "in_progress")})
         core.backend_event(did, {"type": "response.output_item.added", "output_index": 0,
                                  "item": {**message, "status": "in_progress", "content": []}})
         core.backend_event(did, {"type": "response.output_text.delta", "item_id": msg_id, "output_index": 0,
-                                 "content_index": 0, "delta": text})
+                                 "content_index": 0, "delta": text, "logprobs": []})
         core.backend_event(did, {"type": "response.output_text.done", "item_id": msg_id, "output_index": 0,
-                                 "content_index": 0, "text": text})
+                                 "content_index": 0, "text": text, "logprobs": []})
         core.backend_event(did, {"type": "response.output_item.done", "output_index": 0, "item": message})
         core.backend_event(did, {"type": "response.completed",
-                                 "response": _response(rid, model, "completed", [message], _usage(output, text))})
+                                 "response": _response(rid, model, "completed", _usage(output, text))})
         self._say(text)  # the Live model speaks the backend's answer
 
     # --- speaker ------------------------------------------------------------------------
@@ -269,15 +269,14 @@ class LiveConnection:
                 self._dirty.set()
 
 
-def _response(rid: str, model: str, status: str, output: list[dict[str, Any]],
-              usage: dict[str, Any] | None = None) -> dict[str, Any]:
-    """A Responses ``response`` snapshot of the local backend."""
-    return {"id": rid, "object": "response", "created_at": 0, "model": model, "status": status,
-            "output": output, "usage": usage}
+def _response(rid: str, model: str, status: str, usage: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A Responses ``response`` snapshot as Live nests it: input omitted; instructions, tools and output cleared."""
+    return {"id": rid, "object": "response", "created_at": 0, "model": model, "status": status, "output": [],
+            "instructions": None, "tools": [], "tool_choice": "auto", "parallel_tool_calls": True, "usage": usage}
 
 
 def _usage(prompt: str, text: str) -> dict[str, Any]:
     """Token usage of the local backend: words stand in for tokens."""
     i, o = len(prompt.split()), len(text.split())
     return {"input_tokens": i, "output_tokens": o, "total_tokens": i + o,
-            "input_tokens_details": {"cached_tokens": 0}, "output_tokens_details": {"reasoning_tokens": 0}}
+            "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0}, "output_tokens_details": {"reasoning_tokens": 0}}

@@ -49,6 +49,7 @@ YIELD_MS = 400
 #: A ``session.usage.updated`` every this much session time.
 USAGE_EVERY_MS = 10_000
 _SILENCE_MS = 500  # server VAD: silence that ends an utterance
+_PAUSE_MS = 100  # a pause this long ends a run of talking (the yield timer starts again)
 _MAX_DELTA_MS = 100  # output audio leaves in deltas of at most this
 _SESSION_S = 3600  # a local session "expires" after an hour (expires_at)
 _MAX_UTTERANCE_S = 30  # a longer utterance is cut and recognised in one piece
@@ -192,7 +193,8 @@ class LiveServerSession:
         self._utterance_n = 0
         self._utterance_start = 0
         self._in_speech = False
-        self._speech_started_at = 0  # timeline samples
+        self._talk: Any = None
+        self._talking_since: int | None = None  # timeline samples: onset of the current run of talking
         self._usage_at = USAGE_EVERY_MS
         # the model's own speech
         self.speaking: int | None = None  # speech id while speaking
@@ -354,6 +356,9 @@ class LiveServerSession:
         from processors.realtime.server.turns import TurnDetector
 
         self._turns = TurnDetector({"type": "server_vad", "silence_duration_ms": _SILENCE_MS}, self.rate)
+        # a second, quick VAD times how long the user has been talking without a pause (barge-in)
+        self._talk = TurnDetector({"type": "server_vad", "silence_duration_ms": _PAUSE_MS, "prefix_padding_ms": 0},
+                                  self.rate)
         self.session = {"id": self.session_id, "model": model, "status": "active",
                         "expires_at": int(self._now()) + _SESSION_S,
                         "audio": {"format": {"type": fmt["type"], "rate": self.rate}, "output": {"voice": voice}},
@@ -448,19 +453,19 @@ class LiveServerSession:
         for kind, pos in events:
             if kind == "start" and not self._in_speech:
                 self._in_speech = True
-                self._speech_started_at = pos
                 # keep from the padded start: drop what came before it
                 self._trim_to(pos)
             elif kind == "stop" and self._in_speech:
                 self._in_speech = False
                 self._utterance_done(pos)
-        if self._in_speech:
-            spoken = 1000 * (self.timeline - self._speech_started_at) // self.rate
-            if self.speaking is not None and spoken >= YIELD_MS:
+        for kind, pos in self._talk.process(samples):
+            self._talking_since = pos if kind == "start" else None
+        if self._talking_since is not None and self.speaking is not None:
+            if 1000 * (self.timeline - self._talking_since) // self.rate >= YIELD_MS:
                 self._yield()
-            if spoken >= 1000 * _MAX_UTTERANCE_S:
+        if self._in_speech:
+            if self._utterance_n >= self.rate * _MAX_UTTERANCE_S:
                 self._utterance_done(self.timeline)
-                self._speech_started_at = self.timeline
         elif self._utterance_n > self.rate:  # no one speaks: keep only the last second
             self._trim_to(self.timeline - self.rate // 2)
 
