@@ -187,7 +187,10 @@ def test_barge_in_tells_the_model_what_was_heard():
     feed(core, text_delta("output", "there lived a clockmaker."))
     feed(core, audio_delta(500))
     core.frames_out()
-    core.on_playback_progress("live_1", 300)  # heard the first clause only
+    seg = core._segment
+    core.on_playback_progress("live_1", 250)
+    assert seg.heard(RATE) == "Once upon"  # half the clause's audio: half its words
+    core.on_playback_progress("live_1", 500)  # heard the first clause only
     core.user_started_speaking()
     clock.t += 0.1
     core.tick()
@@ -195,7 +198,7 @@ def test_barge_in_tells_the_model_what_was_heard():
     clock.t += YIELD_GAP_S
     core.tick()
     frames = core.frames_out()
-    assert isinstance(frames[0], InterruptionFrame) and frames[0].turn == 1
+    assert isinstance(frames[0], InterruptionFrame) and frames[0].turn == 2  # segment live_1 had turn 1
     [thinking] = sent(core)
     assert thinking["type"] == "session.thinking.append" and thinking["delegation_id"] is None
     assert "'Once upon a time,'" in thinking["content"] and "clockmaker" not in thinking["content"]

@@ -156,7 +156,7 @@ class OpenAILive(Processor):
         core = self.core
         if not self._conn_done and core.phase is not Phase.CLOSED:
             with anyio.move_on_after(self.params.end_timeout_s) as scope:
-                while not self._conn_done and (core.pending_tasks or core.phase is Phase.STARTING
+                while not self._conn_done and (core.pending_tasks or core.phase in (Phase.STARTING, Phase.DISCONNECTED)
                                                or anyio.current_time() - self._last_audio() < QUIET_S):
                     self._changed = changed = anyio.Event()
                     with anyio.move_on_after(0.1):

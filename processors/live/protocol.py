@@ -36,7 +36,9 @@ is injected), so it is tested with dicts and arrays. The wire facts are in
   (``function_call_output``) followed by ``response.create``.
 * **Restore.** After a reconnect the session is started again with the conversation so far
   as text history (``input``: what the user said, what they heard), the tool catalogue is
-  appended again, then the kept audio is replayed.
+  appended again, then user audio is replayed: what the lost session heard since its last
+  input transcript (it was never answered; bytes written just before a drop may not have
+  arrived at all) and what came while disconnected, at most ``reconnect.buffer_ms``.
 * **Bad input.** An unknown event type or a malformed event is logged, counted in
   :attr:`stats` and skipped; an ``error`` event becomes an :class:`ErrorFrame` (fatal before
   ``session.started``: the session did not start).
@@ -130,9 +132,23 @@ class _Segment:
     def text(self) -> str:
         return "".join(t for _, t in self.pieces)
 
-    def heard(self) -> str:
-        """The transcript up to what playback played (a piece counts once its audio started)."""
-        return "".join(t for at, t in self.pieces if at < self.played_ms)
+    def heard(self, rate: int) -> str:
+        """The transcript up to what playback played: whole clauses, and the words of the clause
+        being played in proportion to how much of its audio was (the wire has no word times)."""
+        out = []
+        end_ms = 1000.0 * self.received / rate
+        for i, (at, text) in enumerate(self.pieces):
+            if at >= self.played_ms:
+                break
+            until = self.pieces[i + 1][0] if i + 1 < len(self.pieces) else end_ms
+            if self.played_ms >= until:
+                out.append(text)
+                continue
+            words = text.split()
+            keep = int(len(words) * (self.played_ms - at) / max(1.0, until - at))
+            out.append((" " if text[:1].isspace() else "") + " ".join(words[:keep]))
+            break
+        return "".join(out)
 
 
 @dataclass
@@ -157,7 +173,7 @@ class LiveProtocol:
         self.name = name
         self.rate = params.rate
         self.phase = Phase.DISCONNECTED
-        self.turn = 0
+        self.turn = 1  # the turn of the next segment (each segment has its own, as each Realtime response)
         self.fatal: ErrorFrame | None = None
         self.session_id: str | None = None
         self.sessions_started = 0
@@ -178,6 +194,8 @@ class LiveProtocol:
         self._kept: deque[np.ndarray] = deque()  # audio waiting for an active session
         self._kept_n = 0
         self._keep_max = self.rate * params.reconnect.buffer_ms // 1000
+        self._sent_since: deque[np.ndarray] = deque()  # sent since the last input transcript
+        self._sent_since_n = 0
         self._tools: list[dict[str, Any]] = []
         self._catalogue_sent = False
         self._responses_tools_sent = False
@@ -260,6 +278,15 @@ class LiveProtocol:
             return
         self._go("connection_lost")
         self._end_segment()
+        # the lost session heard this audio but never answered it: the next one hears it again,
+        # ahead of what was kept meanwhile (the oldest drop first past buffer_ms)
+        self._kept.extendleft(reversed(self._sent_since))
+        self._kept_n += self._sent_since_n
+        self._sent_since, self._sent_since_n = deque(), 0
+        while self._kept_n > self._keep_max and self._kept:
+            old = self._kept.popleft()
+            self._kept_n -= old.shape[0]
+            self.stats["dropped_audio_ms"] += 1000 * old.shape[0] // self.rate
         self._responses_tools_sent = False
         log.info("%s: connection lost (%s)", self.name, reason or "no reason")
 
@@ -292,6 +319,7 @@ class LiveProtocol:
         self._pending_audio, self._pending_n = [], 0
         if self.phase is Phase.ACTIVE and not self._kept:
             self._send({"type": "session.input_audio.append", "audio": self._in_codec.encode(chunk)})
+            self._unheard(chunk)
             return
         if self.phase in (Phase.CLOSING, Phase.CLOSED):
             return
@@ -302,6 +330,13 @@ class LiveProtocol:
             self._kept_n -= old.shape[0]
             self.stats["dropped_audio_ms"] += 1000 * old.shape[0] // self.rate
 
+    def _unheard(self, chunk: np.ndarray) -> None:
+        """Keep audio sent since the last input transcript: a new session must hear it again."""
+        self._sent_since.append(chunk)
+        self._sent_since_n += chunk.shape[0]
+        while self._sent_since_n > self._keep_max and self._sent_since:
+            self._sent_since_n -= self._sent_since.popleft().shape[0]
+
     def _replay(self) -> None:
         while self._kept:
             chunk = self._kept.popleft()
@@ -310,6 +345,7 @@ class LiveProtocol:
             for start in range(0, chunk.shape[0], self._piece):
                 self._send({"type": "session.input_audio.append",
                             "audio": self._in_codec.encode(chunk[start:start + self._piece])})
+            self._unheard(chunk)
 
     def user_started_speaking(self) -> None:
         """A local VAD heard the user start (barge-in evidence; optional)."""
@@ -511,6 +547,7 @@ class LiveProtocol:
                 # evidence of speech without a local VAD: it holds for a little while
                 self._user_speaking_since = now
                 self._evidence_until = now + 2 * YIELD_GAP_S
+        self._sent_since, self._sent_since_n = deque(), 0  # answered: a restore need not repeat it
         if text.strip():
             self._user_words.append(text.strip())
             self._user_turn.append(text.strip())
@@ -585,6 +622,7 @@ class LiveProtocol:
     def _new_segment(self) -> _Segment:
         self._segments += 1
         seg = _Segment(f"live_{self._segments}", self.turn)
+        self.turn += 1
         self._segment = seg
         self._by_id[seg.id] = seg
         self._user_words = []  # the model answered what came before: a later task is about what follows
@@ -599,7 +637,7 @@ class LiveProtocol:
         if self._user_turn:
             self._history.append(message_item("user", " ".join(self._user_turn)))
             self._user_turn = []
-        heard = seg.text() if status == "completed" else seg.heard()
+        heard = seg.text() if status == "completed" else seg.heard(self.rate)
         if heard.strip():
             self._history.append(message_item("assistant", heard.strip()))
         self._frames.append(ResponseEndFrame(seg.id, status=status, turn=seg.turn))
@@ -617,9 +655,8 @@ class LiveProtocol:
         self.stats["barge_ins"] += 1
         if self._evidence_until is not None:  # a transcript's evidence is used up by this barge-in
             self._user_speaking_since = self._evidence_until = None
-        self.turn += 1
-        self._frames.append(InterruptionFrame(turn=self.turn))
-        heard, full = seg.heard().strip(), seg.text().strip()
+        self._frames.append(InterruptionFrame(turn=self.turn))  # the next segment's turn: older frames go
+        heard, full = seg.heard(self.rate).strip(), seg.text().strip()
         self._end_segment("incomplete")
         if self.phase is Phase.ACTIVE and full and heard != full:
             said = f"only up to: {heard!r}" if heard else "none of it"

@@ -42,8 +42,9 @@ __all__ = ["LEAD_S", "LiveConnection"]
 
 log = logging.getLogger("voxpipe.realtime_server.live")
 
-#: Speech audio leaves at most this far ahead of real time.
-LEAD_S = 0.3
+#: Speech audio leaves at most this far ahead of real time (as a model generating ahead: the client
+#: holds up to this much unplayed when the model yields, and must flush it).
+LEAD_S = 1.0
 _PIECE_S = 0.1
 _WPM = 160
 _RESULT = re.compile(r"^Result of (?P<name>[\w.-]+)\((?P<args>.*)\): (?P<output>.*)$", re.DOTALL)
