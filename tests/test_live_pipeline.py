@@ -25,6 +25,23 @@ from processors.live.protocol import LiveProtocol
 pytestmark = pytest.mark.anyio
 
 
+#: The caller of the demo test (the demo's own conversation, shorter): each line, then the silence (s) after it.
+CALLER = (("what is the weather in paris", 6.0), ("tell me a story", 3.0), ("what is the weather in tokyo", 5.5),
+          ("goodbye", 1.0))
+
+
+def caller_wav(path):
+    """The caller's lines spoken by eSpeak NG at 16 kHz, as the demo's sample is."""
+    from processors.files.wavfile import write_wav
+    from speech_fixtures import utterance
+
+    parts = [np.zeros(8000, np.int16)]
+    for text, pause_s in CALLER:
+        parts += [(utterance(text, 16000) * 32767 * 0.5).astype(np.int16), np.zeros(int(16000 * pause_s), np.int16)]
+    write_wav(path, np.concatenate(parts), 16000)
+    return path
+
+
 @pytest.mark.slow
 async def test_live_demo_conversation_with_a_delegation_and_a_barge_in(tmp_path, capsys, monkeypatch):
     """The shipped live_agent pipeline: a client delegation through tools.router, a barge-in told to the model."""
@@ -38,7 +55,8 @@ async def test_live_demo_conversation_with_a_delegation_and_a_barge_in(tmp_path,
     monkeypatch.setattr(LiveProtocol, "_send", record)
     monkeypatch.delenv("VOXPIPE_LIVE_URL", raising=False)
     conv, assistant = tmp_path / "conversation.wav", tmp_path / "assistant.wav"
-    graph = load(shipped("live_agent.yaml"), overrides=[f"record.path={conv}", f"assistant_wav.path={assistant}"])
+    graph = load(shipped("live_agent.yaml"), overrides=[f"record.path={conv}", f"assistant_wav.path={assistant}",
+                                                         f"mic.path={caller_wav(tmp_path / 'caller.wav')}"])
     with anyio.fail_after(120):  # a deadline for a loaded machine, not a timing check
         result = await Runner(graph, realtime=True).run()
     assert result.ok, result.errors
