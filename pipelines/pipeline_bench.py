@@ -117,7 +117,7 @@ def _observer_class():
 
 def _attach_observer(graph, on_turn):
     """Put a silent observer after the realtime model; None when the graph has none."""
-    model = next((nid for nid, n in graph.nodes.items() if str(n.type).startswith("realtime.")), None)
+    model = next((nid for nid, n in graph.nodes.items() if str(n.type).startswith(("realtime.", "live."))), None)
     if model is None:
         return None
     observer = _observer_class()({"latency": False}, name="bench_observer", stream=io.StringIO(), on_turn=on_turn)
