@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Union, get_args
 
+from realtime_canonical import _extras  # the same check at any depth: fields the SDK does not define
+
 _ADAPTERS: dict[str, Any] = {}
 
 
@@ -23,24 +25,6 @@ def strict_adapter(which: str):
         members = get_args(get_args(union)[0])
         _ADAPTERS[which] = TypeAdapter(Annotated[Union[members], Field(discriminator="type")])
     return _ADAPTERS[which]
-
-
-def _extras(value: Any, path: str) -> list[str]:
-    from pydantic import BaseModel
-
-    found: list[str] = []
-    if isinstance(value, BaseModel):
-        for key in (value.__pydantic_extra__ or {}):
-            found.append(f"{path}.{key}")
-        for key in type(value).model_fields:
-            found += _extras(getattr(value, key), f"{path}.{key}")
-    elif isinstance(value, (list, tuple)):
-        for i, v in enumerate(value):
-            found += _extras(v, f"{path}[{i}]")
-    elif isinstance(value, dict):
-        for k, v in value.items():
-            found += _extras(v, f"{path}.{k}")
-    return found
 
 
 def _validate(which: str, event: dict[str, Any]):

@@ -14,27 +14,14 @@ import logging
 from pathlib import Path
 
 import anyio
-import numpy as np
 import pytest
 
-from test_web_browser import ARTIFACTS, CHROMIUM, _missing, chromium_args, items
+from test_web_browser import ARTIFACTS, CHROMIUM, _missing, chromium_args, items, microphone_wav
 
 ROOT = Path(__file__).resolve().parent.parent
 SPOKEN = (("what is the weather in paris", 4.5), ("tell me a story", 3.0), ("what is the weather in tokyo", 3.0))
 
 pytestmark = [pytest.mark.skipif(_missing() is not None, reason=_missing() or ""), pytest.mark.slow]
-
-
-def microphone_wav(path: Path) -> Path:
-    from processors.files.wavfile import write_wav
-    from processors.speech.espeak import synthesize
-
-    parts, rate = [], 22050
-    for text, pause_s in SPOKEN:
-        speech, rate = synthesize(text)
-        parts += [speech, np.zeros(int(pause_s * rate), np.int16)]
-    write_wav(path, np.concatenate([np.zeros(rate // 2, np.int16), *parts]), rate)
-    return path
 
 
 @pytest.mark.anyio
@@ -47,7 +34,7 @@ async def test_the_page_talks_with_the_live_agent(tmp_path, monkeypatch, caplog)
     monkeypatch.delenv("VOXPIPE_LIVE_URL", raising=False)
     monkeypatch.delenv("VOXPIPE_TOKEN", raising=False)
     caplog.set_level(logging.INFO, logger="voxpipe")
-    wav = microphone_wav(tmp_path / "microphone.wav")
+    wav = microphone_wav(tmp_path / "microphone.wav", SPOKEN)
     ARTIFACTS.mkdir(exist_ok=True)
     problems: list[str] = []
     with anyio.fail_after(150):  # a deadline for a loaded machine, not a timing check

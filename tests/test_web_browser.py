@@ -41,13 +41,13 @@ def _missing() -> str | None:
 pytestmark = [pytest.mark.skipif(_missing() is not None, reason=_missing() or ""), pytest.mark.slow]
 
 
-def microphone_wav(path: Path) -> Path:
-    """The three utterances spoken by eSpeak NG between silences."""
+def microphone_wav(path: Path, spoken=SPOKEN) -> Path:
+    """The utterances (three by default) spoken by eSpeak NG between silences."""
     from processors.files.wavfile import write_wav
     from processors.speech.espeak import synthesize
 
     parts, rate = [], 22050
-    for text, pause_s in SPOKEN:
+    for text, pause_s in spoken:
         speech, rate = synthesize(text)
         parts += [speech, np.zeros(int(pause_s * rate), np.int16)]
     write_wav(path, np.concatenate([np.zeros(rate // 2, np.int16), *parts]), rate)
