@@ -189,3 +189,30 @@ async def test_a_refused_start_is_one_clear_error():
     assert not result.ok
     message = " ".join(e.message for e in result.errors)
     assert "Unknown voice" in message and "session.audio.output.voice" in message
+
+
+async def test_a_phone_call_on_the_live_api(monkeypatch):
+    """live_phone_agent: 8 kHz mu-law both ways, a delegated weather question answered in the caller's ear."""
+    from phone_network import TOKENS, SimulatedCall
+    from processors.web.server import web_server
+
+    monkeypatch.delenv("VOXPIPE_LIVE_URL", raising=False)
+    monkeypatch.setenv("TWILIO_AUTH_TOKEN", TOKENS["twilio"])
+    async with web_server(shipped("live_phone_agent.yaml")) as server:
+        call = SimulatedCall(server.url, "twilio", speed=2.0)
+        assert await call.fetch_webhook() == 200
+        async with anyio.create_task_group() as tg:
+            await tg.start(call.run)
+            call.say("what is the weather in paris")
+            await call.wait_heard(2.5, timeout=40)  # "One moment." and the answer
+            await call.wait_quiet(600)
+            await call.hang_up()
+            tg.cancel_scope.cancel()
+        with anyio.fail_after(10):
+            await server.telephony.wait_idle()
+        (result,) = server.telephony.results.values()
+    tools = result.stats["tools"]["tools"]["get_weather"]
+    assert tools["calls"] == 1 and tools["failures"] == 0
+    assert result.stats["model"]["live_delegations"] == 1
+    heard = call.heard.audio()
+    assert heard.shape[0] > 2 * 8000 and np.abs(heard.astype(np.int32)).max() > 1000

@@ -38,6 +38,7 @@ FORMATS = {
     "live_agent": {"mic": M16, "vad": M16, "resample": M24, "model": M24, "console": M24, "tools": M24,
                    "speaker": M24, "assistant_wav": M24, "record": M24},
     "live_web_agent": {"mic": M24, "vad": M24, "model": M24, "page": M24, "tools": M24},
+    "live_phone_agent": {"caller": M8, "model": M8, "tools": M8, "ear": M8},
 }
 
 
