@@ -55,7 +55,7 @@ class ResponsesDelegationParams(BaseModel):
     instructions: str | None = Field(None, description="the backend prompt (business rules, tool use)")
     tools: list[dict[str, Any]] = Field(default_factory=list, description="extra Responses tool definitions")
     timeout_s: float = Field(15.0, gt=0, description="a function call unanswered this long is reported as failed")
-    acknowledgement_delay_ms: int | None = Field(None, ge=0)
+    acknowledgement_delay_ms: int | None = Field(None, ge=0, description="wait before a spoken acknowledgement")
 
 
 class InputItem(BaseModel):
@@ -73,20 +73,22 @@ class LiveParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     url: str = Field(API_URL, description="the Live websocket URL, or 'local' for the offline local server")
-    model: str = Field("gpt-live-1", min_length=1)
+    model: str = Field("gpt-live-1", min_length=1, description="the Live model (gpt-live-1, gpt-live-1.1)")
     api_key: SecretStr | None = Field(None, description="defaults to $OPENAI_API_KEY; never logged")
-    connect_timeout_s: float = Field(10.0, gt=0)
+    connect_timeout_s: float = Field(10.0, gt=0, description="give up connecting after this many seconds")
     local_rules: str | None = Field(None, description="rules file of the local server's responder (url: local)")
     instructions: str | None = Field(None, description="frontend instructions: voice, manner, when to delegate")
     voice: str = Field("marin", min_length=1, description="a built-in voice name (marin, cedar, alloy, ...)")
-    audio_format: Literal["pcm16", "g711_ulaw", "g711_alaw"] = "pcm16"
+    audio_format: Literal["pcm16", "g711_ulaw", "g711_alaw"] = Field(
+        "pcm16", description="the audio both ways: pcm16 (16 or 24 kHz), G.711 mu-law or A-law (8 kHz)")
     sample_rate: int | None = Field(None, description="pcm16: 16000 or 24000 (default 24000); G.711 is 8000")
     delegation: ClientDelegationParams | ResponsesDelegationParams = Field(
-        default_factory=ClientDelegationParams, discriminator="type")
+        default_factory=ClientDelegationParams, discriminator="type",
+        description="who does delegated tasks: client (this pipeline's tools) or responses (a backend model)")
     input: list[InputItem] = Field(default_factory=list, max_length=128, description="text history to start with")
     describe_tools: bool = Field(True, description="tell the model which tasks the pipeline's tools can do")
     append_ms: int = Field(40, ge=10, le=1000, description="user audio is sent in pieces of this length")
-    reconnect: Reconnect = Field(default_factory=Reconnect)
+    reconnect: Reconnect = Field(default_factory=Reconnect, description="retry policy and user audio kept offline")
     end_timeout_s: float = Field(5.0, ge=0, description="on a graceful end, wait this long for pending tasks")
 
     @model_validator(mode="after")

@@ -342,5 +342,6 @@ async def main(host: str = "127.0.0.1", port: int = 8765, rules: str | Path | No
         print(f"voxpipe local realtime server on {server.url}/realtime  (rules: {server.resources.rules_path})",
               flush=True)
         print(f"  python: AsyncOpenAI(api_key='local', websocket_base_url='{server.url}')", flush=True)
+        print(f"  the Live API: {server.url}/live/sessions  (client.live.connect(); docs/live.md)", flush=True)
         task_status.started(server.url)
         await stop_signal()
