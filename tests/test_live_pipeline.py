@@ -216,3 +216,40 @@ async def test_a_phone_call_on_the_live_api(monkeypatch):
     assert result.stats["model"]["live_delegations"] == 1
     heard = call.heard.audio()
     assert heard.shape[0] > 2 * 8000 and np.abs(heard.astype(np.int32)).max() > 1000
+
+
+RESPONSES = """\
+voxpipe: 1
+name: live-responses
+processors:
+  mic: {type: capture.wav, params: {path: WAV, realtime: true, pad_ms: 5000}}
+  resample: {type: audio.resample, params: {rate: 24000}}
+  model:
+    type: live.openai
+    params: {url: local, delegation: {type: responses, model: gpt-5.4-mini, instructions: "Use the tools."}}
+  console: {type: debug.console}
+  tools: {type: tools.router, params: {functions: {get_weather: "processors.tools.examples:get_weather"}}}
+  speaker: {type: playback.null}
+links:
+  - mic -> resample -> model -> console -> tools -> speaker
+"""
+
+
+@pytest.mark.slow
+async def test_a_responses_delegation_runs_through_the_router(tmp_path, capsys):
+    """delegation: responses: the backend's function call goes to tools.router; the answer is spoken."""
+    from processors.files.wavfile import write_wav
+    from speech_fixtures import utterance
+
+    wav = tmp_path / "q.wav"
+    speech = (utterance("what is the weather in paris", 16000) * 16000).astype(np.int16)
+    write_wav(wav, np.concatenate([np.zeros(8000, np.int16), speech]), 16000)
+    graph = load_text(RESPONSES.replace("WAV", str(wav)))
+    with anyio.fail_after(60):
+        result = await Runner(graph, realtime=True).run()
+    assert result.ok, result.errors
+    text = capsys.readouterr().out
+    assert "tool call : get_weather({'location': 'Paris'})" in text
+    assert "It is 18 degrees and partly cloudy in Paris." in text
+    stats = graph.nodes["model"].processor.statistics()
+    assert stats["live_delegations"] == 1 and stats["live_malformed_events"] == 0
