@@ -51,7 +51,6 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -70,6 +69,8 @@ from pipeline.frames import (
 )
 from processors.realtime.wire import AudioCodec
 
+from .catalogue import CATALOGUE_PREFIX, catalogue_messages, result_commentary
+from .segments import Segment, Task
 from .params import LiveParams, message_item, session_config
 from .state import LOCAL_TRIGGERS, Phase, TRANSITIONS
 
@@ -82,82 +83,11 @@ log = logging.getLogger("voxpipe.live")
 YIELD_GAP_S = 0.2
 #: Unplayed assistant audio below this is not worth an interruption.
 _MIN_UNPLAYED_MS = 40
-#: How the tool catalogue starts (the local server reads the JSON after it).
-CATALOGUE_PREFIX = "Tasks this application can do when you delegate them (JSON): "
-_CATALOGUE_CHARS = 1800  # each append is at most 500 tokens: about 1800 characters of JSON
 _HISTORY = 128  # messages kept for a restore (the API's limit on `input`)
 
 
 class LiveProtocolError(RuntimeError):
     """Local misuse of the core: a command that is not legal in the current phase."""
-
-
-def catalogue_messages(tools: list[dict[str, Any]]) -> list[str]:
-    """The tool catalogue as ``session.instructions.append`` texts of at most ~500 tokens each."""
-    entries = [{"name": t.get("name"), "description": t.get("description", ""),
-                "parameters": t.get("parameters") or {"type": "object", "properties": {}}}
-               for t in tools if isinstance(t, dict) and t.get("name")]
-    out: list[str] = []
-    chunk: list[dict[str, Any]] = []
-    for entry in entries:
-        if chunk and len(json.dumps(chunk + [entry])) > _CATALOGUE_CHARS:
-            out.append(CATALOGUE_PREFIX + json.dumps(chunk, separators=(",", ":")))
-            chunk = []
-        chunk.append(entry)
-    if chunk:
-        out.append(CATALOGUE_PREFIX + json.dumps(chunk, separators=(",", ":")))
-    return out
-
-
-def result_commentary(name: str, arguments: dict[str, Any], output: str, is_error: bool) -> str:
-    """The speakable context that answers a client delegation (``session.commentary.append``)."""
-    args = json.dumps(arguments, separators=(",", ":"), sort_keys=True)
-    if is_error:
-        return f"The task {name}({args}) failed: {output}"
-    return f"Result of {name}({args}): {output}"
-
-
-@dataclass
-class _Segment:
-    """The model's speech between two user turns, as the client received and played it."""
-
-    id: str
-    turn: int
-    received: int = 0  # samples
-    played_ms: int = 0
-    pieces: list[tuple[float, str]] = field(default_factory=list)  # (audio position in ms, text)
-    last_audio_at: float = 0.0
-    first_audio_at: float | None = None
-
-    def text(self) -> str:
-        return "".join(t for _, t in self.pieces)
-
-    def heard(self, rate: int) -> str:
-        """The transcript up to what playback played: whole clauses, and the words of the clause
-        being played in proportion to how much of its audio was (the wire has no word times)."""
-        out = []
-        end_ms = 1000.0 * self.received / rate
-        for i, (at, text) in enumerate(self.pieces):
-            if at >= self.played_ms:
-                break
-            until = self.pieces[i + 1][0] if i + 1 < len(self.pieces) else end_ms
-            if self.played_ms >= until:
-                out.append(text)
-                continue
-            words = text.split()
-            keep = int(len(words) * (self.played_ms - at) / max(1.0, until - at))
-            out.append((" " if text[:1].isspace() else "") + " ".join(words[:keep]))
-            break
-        return "".join(out)
-
-
-@dataclass
-class _Task:
-    """A delegated task or backend function call waiting for the router's answer."""
-
-    kind: str  # "client" | "responses"
-    name: str
-    arguments: dict[str, Any]
 
 
 class LiveProtocol:
@@ -199,13 +129,13 @@ class LiveProtocol:
         self._tools: list[dict[str, Any]] = []
         self._catalogue_sent = False
         self._responses_tools_sent = False
-        self._segment: _Segment | None = None
+        self._segment: Segment | None = None
         self._segments = 0
-        self._by_id: dict[str, _Segment] = {}
+        self._by_id: dict[str, Segment] = {}
         self._user_words: list[str] = []  # input transcript since the last delegation
         self._user_turn: list[str] = []  # input transcript of the current user turn (history)
         self._history: deque[dict[str, Any]] = deque(maxlen=_HISTORY)
-        self._tasks: dict[str, _Task] = {}
+        self._tasks: dict[str, Task] = {}
         self._user_speaking_since: float | None = None
         self._evidence_until: float | None = None
         self._user_stopped_at: float | None = None
@@ -616,12 +546,12 @@ class LiveProtocol:
     # --- helpers ----------------------------------------------------------------------------
 
     def _call(self, call_id: str, kind: str, name: str, arguments: dict[str, Any], response_id: str | None = None) -> None:
-        self._tasks[call_id] = _Task(kind, name, arguments)
+        self._tasks[call_id] = Task(kind, name, arguments)
         self._frames.append(ToolCallFrame(call_id, name, arguments, response_id, turn=self.turn))
 
-    def _new_segment(self) -> _Segment:
+    def _new_segment(self) -> Segment:
         self._segments += 1
-        seg = _Segment(f"live_{self._segments}", self.turn)
+        seg = Segment(f"live_{self._segments}", self.turn)
         self.turn += 1
         self._segment = seg
         self._by_id[seg.id] = seg
@@ -642,7 +572,7 @@ class LiveProtocol:
             self._history.append(message_item("assistant", heard.strip()))
         self._frames.append(ResponseEndFrame(seg.id, status=status, turn=seg.turn))
 
-    def _unplayed_ms(self, seg: _Segment) -> float:
+    def _unplayed_ms(self, seg: Segment) -> float:
         return 1000.0 * seg.received / self.rate - seg.played_ms
 
     def _barge_in(self) -> None:
@@ -663,7 +593,7 @@ class LiveProtocol:
             self._send({"type": "session.thinking.append", "delegation_id": None,
                         "content": f"The user interrupted your last reply and heard {said}."})
 
-    def _turn_metrics(self, seg: _Segment, now: float) -> None:
+    def _turn_metrics(self, seg: Segment, now: float) -> None:
         values: dict[str, Any] = {"response_id": seg.id, "status": "completed", "turn": seg.turn}
         if self._user_stopped_at is not None:
             values["ttfb_ms"] = round(1000 * (now - self._user_stopped_at), 1)

@@ -32,12 +32,14 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from processors.realtime.wire import AudioCodec, live_format_rate
+
+from ..catalogue import parse_catalogue
+from .events import CLIENT_EVENTS, ContinueBackend, Heard, SpeakResult, StopSpeaking, _Bad
 
 __all__ = ["Heard", "LiveServerSession", "ServerPhase", "SpeakResult", "StopSpeaking", "ContinueBackend",
            "TRANSITIONS", "YIELD_MS", "parse_catalogue"]
@@ -53,7 +55,9 @@ _PAUSE_MS = 100  # a pause this long ends a run of talking (the yield timer star
 _MAX_DELTA_MS = 100  # output audio leaves in deltas of at most this
 _SESSION_S = 3600  # a local session "expires" after an hour (expires_at)
 _MAX_UTTERANCE_S = 30  # a longer utterance is cut and recognised in one piece
-_CATALOGUE = "(JSON): "
+_SESSION_KEYS = {"model", "audio", "client", "delegation", "input", "instructions", "safety_identifier", "store",
+                 "triggers"}
+_MAX_CONTEXT_CHARS = 4000  # 500 tokens, generously
 #: Server events the SDK defines without an ``event_id``.
 _NO_EVENT_ID = frozenset({"session.output_audio.delta"})
 _VOICES = frozenset("alloy ash ballad beacon bossa cedar cinder coral delta echo gleam marin meridian quartz "
@@ -75,95 +79,6 @@ TRANSITIONS: dict[tuple[ServerPhase, str], ServerPhase] = {
     (ServerPhase.AWAITING_START, "connection_lost"): ServerPhase.CLOSED,
     (ServerPhase.ACTIVE, "connection_lost"): ServerPhase.CLOSED,
 }
-
-
-# --- jobs for the shell -------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Heard:
-    """Recognise this utterance (int16 at ``rate``), then call :meth:`LiveServerSession.heard`."""
-
-    samples: np.ndarray
-    rate: int
-    start_ms: int
-    end_ms: int
-
-
-@dataclass(frozen=True)
-class StopSpeaking:
-    """The user kept talking: stop synthesising speech ``speech_id``."""
-
-    speech_id: int
-
-
-@dataclass(frozen=True)
-class SpeakResult:
-    """A client delegation was answered (``session.commentary.append``): say ``content``."""
-
-    delegation_id: str
-    content: str
-
-
-@dataclass(frozen=True)
-class ContinueBackend:
-    """``response.create`` after function outputs: the backend response of ``delegation_id`` goes on."""
-
-    delegation_id: str
-    outputs: dict[str, str] = field(default_factory=dict)  # call id -> output
-
-
-class _Bad(Exception):
-    """A client event that breaks the protocol: becomes an ``error`` event."""
-
-    def __init__(self, code: str, message: str, param: str | None = None) -> None:
-        super().__init__(message)
-        self.code, self.message, self.param = code, message, param
-
-
-# --- client event shapes (the SDK's ClientEvent union) ------------------------------------------
-
-_NONE = type(None)
-_CONTEXT = {"content": (str, True), "delegation_id": ((str, _NONE), True)}
-#: event type -> {field: (types, required)}; every event may also carry ``type`` and ``event_id``.
-CLIENT_EVENTS: dict[str, dict[str, tuple[Any, bool]]] = {
-    "session.start": {"session": (dict, True)},
-    "session.update": {"session": (dict, True)},
-    "session.input_audio.append": {"audio": (str, True)},
-    "session.input_audio.mute": {},
-    "session.input_audio.unmute": {},
-    "session.instructions.append": _CONTEXT,
-    "session.thinking.append": _CONTEXT,
-    "session.commentary.append": _CONTEXT,
-    "response.item.create": {"item": (dict, True)},
-    "response.create": {},
-    "session.close": {},
-    # in the SDK's union, not served by the local model: refused with a clear error
-    "session.output_audio.fixture.play": None,  # type: ignore[dict-item]
-    "decision.create": None,  # type: ignore[dict-item]
-    "decision.item.create": None,  # type: ignore[dict-item]
-    "decision.item.delete": None,  # type: ignore[dict-item]
-}
-_SESSION_KEYS = {"model", "audio", "client", "delegation", "input", "instructions", "safety_identifier", "store",
-                 "triggers"}
-_MAX_CONTEXT_CHARS = 4000  # 500 tokens, generously
-
-
-def parse_catalogue(text: str) -> list[dict[str, Any]]:
-    """Tools described in an appended instruction (``... (JSON): [{name, description, parameters}]``)."""
-    at = text.find(_CATALOGUE)
-    if at < 0:
-        return []
-    try:
-        entries = json.loads(text[at + len(_CATALOGUE):])
-    except ValueError:
-        return []
-    if not isinstance(entries, list):
-        return []
-    return [{"type": "function", "name": e["name"], "description": str(e.get("description") or ""),
-             "parameters": e.get("parameters") if isinstance(e.get("parameters"), dict) else
-             {"type": "object", "properties": {}}}
-            for e in entries if isinstance(e, dict) and isinstance(e.get("name"), str)]
 
 
 class LiveServerSession:
