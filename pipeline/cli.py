@@ -67,9 +67,9 @@ def preflight(graph) -> None:
 
 
 #: Types that converse at their own pace: --fast would hand them a whole conversation at once.
-_PACED_TYPES = ("realtime.",)
+_PACED_TYPES = ("realtime.", "live.")
 #: Types after which the live view sits: it sees what they emit and what comes back to them.
-_TALKERS = ("realtime.", "brain.", "stt.")
+_TALKERS = ("realtime.", "live.", "brain.", "stt.")
 
 
 def _refuse_fast(graph) -> None:
@@ -230,9 +230,9 @@ def cmd_realtime_server(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    from pipelines.demo import run_demo
+    from pipelines.demo import DEMO, LIVE_DEMO, run_demo
 
-    return run_demo(out_dir=Path(args.out))
+    return run_demo(out_dir=Path(args.out), pipeline=LIVE_DEMO if getattr(args, "model", "realtime") == "live" else DEMO)
 
 
 def cmd_bench(args) -> int:
@@ -354,6 +354,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("demo", "run the offline voice-agent demo")
     p.add_argument("--out", default="out", help="where to write the output WAV files")
+    p.add_argument("--model", choices=("realtime", "live"), default="realtime",
+                   help="the model API: realtime (realtime.openai) or live (live.openai, full duplex)")
     p.set_defaults(fn=cmd_demo)
 
     p = command("bench", "benchmark a pipeline of yours, or run voxpipe's own benchmarks",

@@ -39,6 +39,7 @@ BUILTINS: dict[str, str] = {
     "record": "processors.files.record:ConversationRecorder",
     # model, tools, speech
     "realtime.openai": "processors.realtime.client:OpenAIRealtime",
+    "live.openai": "processors.live.client:OpenAILive",
     "tools.router": "processors.tools.router:ToolRouter",
     "stt.pocketsphinx": "processors.speech.stt:PocketsphinxSTT",
     "tts.espeak": "processors.speech.tts:EspeakTTS",

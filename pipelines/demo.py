@@ -19,6 +19,7 @@ from . import shipped
 __all__ = ["DEMO", "run_demo", "turn_table"]
 
 DEMO = shipped("demo.yaml")
+LIVE_DEMO = shipped("live_agent.yaml")  # `voxpipe demo --model live`
 
 
 def turn_table(records: list[dict]) -> str:

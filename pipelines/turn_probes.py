@@ -237,7 +237,7 @@ def _set(proc, process, push) -> None:
 
 def attach_probes(graph, on_turn=None):
     """Put the probes and a silent observer after the realtime model; None when the graph has none."""
-    model = next((nid for nid, n in graph.nodes.items() if str(n.type).startswith("realtime.")), None)
+    model = next((nid for nid, n in graph.nodes.items() if str(n.type).startswith(("realtime.", "live."))), None)
     if model is None:
         return None
     probes = _Probes(graph, model)

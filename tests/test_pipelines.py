@@ -38,6 +38,11 @@ FORMATS = {
     "web_agent": {"mic": M24, "model": M24, "page": M24, "tools": M24},
     # WebRTC: Opus decodes at 48 kHz; the model takes 24 kHz
     "webrtc_agent": {"mic": (48000, 1, "int16"), "down": M24, "model": M24, "page": M24, "tools": M24},
+    "live_agent": {"mic": M16, "vad": M16, "resample": M24, "model": M24, "console": M24, "tools": M24,
+                   "speaker": M24, "assistant_wav": M24, "record": M24},
+    "live_web_agent": {"mic": M24, "vad": M24, "model": M24, "page": M24, "tools": M24},
+    # live.openai takes PCM (no G.711 pass-through yet, unlike realtime.openai): a decoder goes in front
+    "live_phone_agent": {"caller": U8, "g711_caller_model": M8, "model": M8, "tools": M8, "ear": M8},
 }
 
 

@@ -50,6 +50,7 @@ __all__ = [
     "FORMATS",
     "FORMAT_TYPES",
     "GA_TO_BETA",
+    "LIVE_PCM_RATES",
     "MIN_COMMIT_MS",
     "NOT_IN_BETA",
     "PCM_RATE",
@@ -65,6 +66,8 @@ __all__ = [
     "format_name",
     "ga_format",
     "wire_samples",
+    "live_format",
+    "live_format_rate",
 ]
 
 # --- audio formats (reference §5) -------------------------------------------------------------
@@ -256,3 +259,30 @@ BETA_TO_GA: dict[str, str] = {
 
 #: The least audio a commit may take: less is refused with ``input_audio_buffer_commit_empty``.
 MIN_COMMIT_MS = 100
+
+# --- the Live API's audio formats (docs/live-protocol.md) ---------------------------------------
+
+#: Rates ``audio/pcm`` allows on a Live websocket (Realtime allows only :data:`PCM_RATE`).
+LIVE_PCM_RATES = (16000, 24000)
+
+
+def live_format(name: str, rate: int = PCM_RATE) -> dict[str, Any]:
+    """The Live ``audio.format`` object of ``name`` (a new dict): every format carries its ``rate``."""
+    if name == "pcm16":
+        if rate not in LIVE_PCM_RATES:
+            raise ValueError(f"Live audio/pcm runs at 16000 or 24000 Hz, not {rate}")
+        return {"type": FORMAT_TYPES[name], "rate": rate}
+    return {"type": FORMAT_TYPES[name], "rate": SAMPLE_RATE[name]}
+
+
+def live_format_rate(fmt: dict[str, Any]) -> tuple[str, int]:
+    """(format name, sample rate) of a Live ``audio.format`` object; ValueError naming what is wrong."""
+    name = _NAME_OF_TYPE.get(fmt.get("type")) if isinstance(fmt, dict) else None
+    if name is None:
+        raise ValueError(f"audio.format.type must be one of {', '.join(FORMAT_TYPES.values())}")
+    rate = fmt.get("rate", PCM_RATE if name == "pcm16" else SAMPLE_RATE[name])
+    allowed = LIVE_PCM_RATES if name == "pcm16" else (SAMPLE_RATE[name],)
+    if rate not in allowed:
+        raise ValueError(f"audio.format.rate {rate!r} is not allowed for {fmt['type']}: use "
+                         + " or ".join(str(r) for r in allowed))
+    return name, int(rate)

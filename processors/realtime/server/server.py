@@ -99,9 +99,10 @@ def _json_error(status: HTTPStatus, message: str, code: str | None = None) -> Re
 def read_handshake(request: Request) -> Handshake | Response:
     """The connection's settings, or the HTTP error response that refuses it."""
     url = urlsplit(request.path)
-    if not url.path.rstrip("/").endswith("/realtime"):
+    live = url.path.rstrip("/").endswith("/live/sessions")  # the Live API (processors/live/server)
+    if not (live or url.path.rstrip("/").endswith("/realtime")):
         return _json_error(HTTPStatus.NOT_FOUND, f"No route for {url.path!r}: the local realtime server serves "
-                           "/v1/realtime?model=... (set websocket_base_url='ws://HOST:PORT/v1').")
+                           "/v1/realtime?model=... and /v1/live/sessions (set websocket_base_url='ws://HOST:PORT/v1').")
     offered = _offered_protocols(request.headers)
     auth = request.headers.get("Authorization", "")
     has_bearer = auth.startswith("Bearer ") and auth[7:].strip() != ""
@@ -110,6 +111,8 @@ def read_handshake(request: Request) -> Handshake | Response:
         return _json_error(HTTPStatus.UNAUTHORIZED, "You didn't provide an API key. Send 'Authorization: Bearer "
                            "<any key>' (the local server accepts any non-empty key) or offer the "
                            "'openai-insecure-api-key.<key>' subprotocol.", "missing_api_key")
+    if live:
+        return Handshake(Dialect.GA, "", "live")
     query = parse_qs(url.query)
     if "call_id" in query:
         return _json_error(HTTPStatus.BAD_REQUEST, "call_id (sideband control of a WebRTC or SIP call) is not "
@@ -230,6 +233,11 @@ in threads of this process, at most ``workers`` at once (see :mod:`.engine`);
         self.connections += 1
         self.connections_total += 1
         try:
+            if handshake.kind == "live":
+                from processors.live.server import LiveConnection
+
+                await LiveConnection(self, ws).run()
+                return
             await _Connection(self, ws, handshake).run()
         finally:
             self.connections -= 1
@@ -380,6 +388,7 @@ async def main(host: str = "127.0.0.1", port: int = 8765, rules: str | Path | No
                   flush=True)
             print(f"  speech recognition: {_recognition_mode(processes)}", flush=True)
             print(f"  python: AsyncOpenAI(api_key='local', websocket_base_url='{server.url}')", flush=True)
+            print(f"  the Live API: {server.url}/live/sessions  (client.live.connect(); docs/live.md)", flush=True)
             task_status.started(server.url)
             async for signum in signals:
                 log.warning("%s: closing every connection, then exiting", signal.Signals(signum).name)
