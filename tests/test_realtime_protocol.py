@@ -584,6 +584,23 @@ def test_response_create_is_serialised():
     assert [e["type"] for e in drain(p)] == ["response.create"]
 
 
+def test_text_typed_before_the_session_is_sent_when_it_starts():
+    """A page may type before the model connects: the text waits, then goes with one response.create."""
+    p = RealtimeProtocol(RealtimeParams(), new_id=counter("evt"), now=Clock())
+    p.send_user_text("what is the weather in paris")
+    assert p.busy == "user text waits for the connection"
+    p.connection_made()
+    assert drain(p) == []
+    p.receive_event({"type": "session.created", "event_id": "event_0", "session": {"type": "realtime"}})
+    events = drain(p)
+    assert [e["type"] for e in events] == ["session.update", "conversation.item.create", "response.create"]
+    assert events[1]["item"]["content"] == [{"type": "input_text", "text": "what is the weather in paris"}]
+    p.connection_lost()  # bounded while offline: past 16 kept messages, the rest are dropped with a warning
+    for i in range(20):
+        p.send_user_text(f"message {i}")
+    assert len(p._texts_pending) == 16
+
+
 def test_refused_response_create_returns_to_idle():
     """conversation_already_has_active_response in REQUESTED goes back to IDLE (non-fatal)."""
     p = connect()

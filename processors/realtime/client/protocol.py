@@ -72,6 +72,9 @@ __all__ = ["RealtimeProtocol", "random_ids"]
 
 log = logging.getLogger("voxpipe.realtime")
 
+#: Typed user messages kept while there is no session (more are dropped, with a warning).
+MAX_TEXTS_PENDING = 16
+
 
 def random_ids(prefix: str = "evt") -> Callable[[], str]:
     """A generator of unique client ids like ``evt_3f9c...`` (24 characters)."""
@@ -120,6 +123,7 @@ class RealtimeProtocol:
         self._audio_out = AssistantAudio(p.output_audio_format)
         self._tool_calls = ToolCalls()
         self._commit_pending = False
+        self._texts_pending: list[str] = []  # typed while there was no session: sent when it comes
         self._epoch = 0  # connection number
         self._session_update_id: str | None = None
         self._configured = False  # the server accepted our session.update
@@ -205,6 +209,8 @@ class RealtimeProtocol:
         """What the conversation still waits for (None when nothing): used for a graceful end."""
         if self.phase in (Phase.DISCONNECTED, Phase.CONNECTING) and (self._audio_in.kept or self._commit_pending):
             return "user audio waits for the connection"
+        if self.phase in (Phase.DISCONNECTED, Phase.CONNECTING) and self._texts_pending:
+            return "user text waits for the connection"
         if self.phase is Phase.REQUESTED:
             return "a response was requested"
         if self.phase is Phase.RESPONDING and self._current is not None:
@@ -306,6 +312,9 @@ class RealtimeProtocol:
         if self._commit_pending:
             self._commit_pending = False
             self.commit_and_respond()
+        texts, self._texts_pending = self._texts_pending, []
+        for text in texts:
+            self.send_user_text(text)
 
     def _on_session_updated(self, ev: dict[str, Any]) -> None:
         session = field(ev, "session", dict)
@@ -637,8 +646,13 @@ class RealtimeProtocol:
     def send_user_text(self, text: str) -> None:
         """Add a typed user message to the conversation and ask for a response."""
         self._check_open("send_user_text")
-        if not self.online:
-            log.warning("%s: user text dropped while disconnected: %.60r", self.name, text)
+        if not self.online:  # before the first session, or between reconnects: kept, sent when it comes
+            if len(self._texts_pending) >= MAX_TEXTS_PENDING:
+                log.warning("%s: user text dropped: %d messages already wait for the connection: %.60r",
+                            self.name, MAX_TEXTS_PENDING, text)
+                return
+            log.info("%s: user text kept until the session starts: %.60r", self.name, text)
+            self._texts_pending.append(text)
             return
         self._send({"type": "conversation.item.create", "item": {
             "type": "message", "role": "user", "content": [{"type": "input_text", "text": text}]}})
