@@ -115,18 +115,23 @@ def _observer_class():
     return TurnObserver
 
 
-def _attach_observer(graph, on_turn):
-    """Put a silent observer after the realtime model; None when the graph has none."""
+def _attach_observer(graph, on_turn, *, name: str = "bench_observer", observer=None):
+    """Put a silent observer after the realtime model; None when the graph has none.
+
+    ``observer`` (default: a fresh TurnObserver) is what is inserted: ``voxpipe serve``'s
+    session observer (:mod:`processors.serving.observer`) comes in the same way.
+    """
     model = next((nid for nid, n in graph.nodes.items() if str(n.type).startswith("realtime.")), None)
     if model is None:
         return None
-    observer = _observer_class()({"latency": False}, name="bench_observer", stream=io.StringIO(), on_turn=on_turn)
+    if observer is None:
+        observer = _observer_class()({"latency": False}, name=name, stream=io.StringIO(), on_turn=on_turn)
     outputs = graph.outputs(model)
     if outputs:
-        graph.insert("bench_observer", observer, between=(model, outputs[0]), type="debug.console")
+        graph.insert(name, observer, between=(model, outputs[0]), type="debug.console")
     else:
-        graph.add("bench_observer", observer, type="debug.console")
-        graph.link(model, "bench_observer")
+        graph.add(name, observer, type="debug.console")
+        graph.link(model, name)
         graph.check()
     return observer
 
