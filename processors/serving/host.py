@@ -64,12 +64,19 @@ class _MetricsSink:
 
     def __init__(self, metrics: ServingMetrics) -> None:
         self.m = metrics
+        self.speech_end: float | None = None  # one sink per session (see ServingHost.open)
+
+    def user_speech(self, start: float, end: float, decided: float) -> None:
+        self.speech_end = end
+
+    def first_audio(self, item: str, turn: int, at: float) -> None:
+        """A reply starts to be heard: a turn; its latency from the user's speech end (tool calls included)."""
+        self.m.turns.inc()
+        if self.speech_end is not None:
+            self.m.turn_latency.observe(max(0.0, at - self.speech_end))
+            self.speech_end = None
 
     def turn_metrics(self, values: dict[str, Any], at: float) -> None:
-        if "first_audio_ms" in values or "ttfb_ms" in values:
-            self.m.turns.inc()
-        if "ttfb_ms" in values:
-            self.m.turn_latency.observe(max(0.0, values["ttfb_ms"]) / 1000)
         for key, direction in (("input_tokens", "input"), ("output_tokens", "output")):
             if isinstance(values.get(key), int):
                 self.m.tokens.labels(direction).inc(values[key])
@@ -123,7 +130,6 @@ class ServingHost:
         self.ended: dict[str, int] = {}
         self.refused: dict[str, int] = {}
         self.lag_max_s = 0.0
-        self._sink = _MetricsSink(self.metrics) if self.metrics is not None else None
         if self.metrics is not None:
             self.metrics.ready.set(1)
             self.metrics.draining.set(0)
@@ -179,7 +185,7 @@ class ServingHost:
         """A session starts on ``graph`` (a fresh copy): put the observer in, start its trace."""
         from .observer import attach_session_observer
 
-        sinks: list = [self._sink] if self._sink is not None else []
+        sinks: list = [_MetricsSink(self.metrics)] if self.metrics is not None else []
         tracer = None
         if self.tracer is not None:
             from .tracing import SessionTracer
@@ -282,13 +288,15 @@ class ServingHost:
             if method != "POST":
                 return _response(HTTPStatus.METHOD_NOT_ALLOWED, "drain with POST /drain\n")
             if not self._may_drain(connection, request):
-                return _response(HTTPStatus.FORBIDDEN, "POST /drain is taken from this machine, or with ?token=\n")
+                return _response(HTTPStatus.FORBIDDEN, "POST /drain is taken from this machine (not from a web page), or with ?token=\n")
             started = self.drain()
             return _response(HTTPStatus.ACCEPTED, f"{'draining' if started else 'already ' + self.admission.phase.value}"
                                                   f": {len(self.live)} live sessions\n")
         return None
 
     def _may_drain(self, connection: Any, request: Any) -> bool:
+        if request.headers.get("Origin") is not None:  # a web page's form POST (CSRF): never a preStop hook
+            return False
         if self.token:
             given = parse_qs(urlsplit(request.path).query).get("token", [""])[0]
             if hmac.compare_digest(given.encode(), self.token.encode()):

@@ -52,10 +52,14 @@ START_TIMEOUT_S = 180.0
 
 async def watch_signals(serving: Any) -> None:
     """In a worker: SIGTERM drains (twice: stops now), SIGINT stops now."""
+    terms = 0
     with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async for signum in signals:
-            if signum == signal.SIGTERM and serving.drain():
-                continue
+            if signum == signal.SIGTERM:
+                terms += 1
+                if terms == 1:  # a drain begun by POST /drain (a preStop hook) goes on as it was
+                    serving.drain()
+                    continue
             log.warning("%s: closing every session now", signal.Signals(signum).name)
             serving.force()
 

@@ -356,7 +356,7 @@ class WebServer:
         sid = f"s{next(self._ids)}"
         refused = self.serving.refusal(len(self.sessions))
         if refused is not None:  # after the handshake, so the page can show why (an HTTP 503 reaches it as 1006)
-            log.info("refused a session from %s: %s", _peer(ws), refused.reason)
+            log.warning("refused a session from %s: %s", _peer(ws), refused.reason)
             await ws.close(1013, refused.message[:120])
             return
 
