@@ -162,12 +162,12 @@ def run_workers(n: int, argv: list[str], *, host: str, port: int, drain_timeout_
             shutil.rmtree(own_dir, ignore_errors=True)
 
 
-def _mark_dead(pid: int) -> None:
+def _mark_dead(pid: int, path: str) -> None:
     try:
         from prometheus_client import multiprocess
     except ImportError:
         return
-    multiprocess.mark_process_dead(pid)
+    multiprocess.mark_process_dead(pid, path)
 
 
 def _supervise(workers: list[_Worker], argv: list[str], port: int, env: dict[str, str], flags: dict[str, int],
@@ -187,7 +187,7 @@ def _supervise(workers: list[_Worker], argv: list[str], port: int, env: dict[str
             if code is None:
                 alive += 1
                 continue
-            _mark_dead(proc.pid)
+            _mark_dead(proc.pid, env["PROMETHEUS_MULTIPROC_DIR"])
             w.proc = None
             if stopping:
                 continue
