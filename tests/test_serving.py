@@ -267,7 +267,7 @@ async def test_metrics_and_traces_match_a_scripted_conversation():
     first = children(turns[0])
     assert [s.name for s in first] == ["voxpipe.user_speech", "voxpipe.model_response", "voxpipe.playback"], first
     speech, reply, playback = first
-    assert speech.attributes["voxpipe.speech_end_s"] > speech.attributes["voxpipe.speech_start_s"]
+    assert speech.attributes["voxpipe.speech_end_s"] >= speech.attributes["voxpipe.speech_start_s"] > 0
     assert reply.attributes["voxpipe.status"] == "completed" and reply.attributes["voxpipe.truncated"] is False
     assert [e.name for e in reply.events] == ["first_audio"]
     assert reply.attributes["voxpipe.first_audio_s"] > speech.attributes["voxpipe.speech_end_s"]
@@ -355,7 +355,11 @@ def _rss_kib(pid: int) -> int:
 @pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads RSS from /proc")
 async def test_rss_after_500_sessions_is_within_5_percent_of_after_50(tmp_path):
-    """500 short sessions one after another on one web_agent.yaml worker (local model in the process)."""
+    """500 short sessions one after another on one web_agent.yaml worker (local model in the process).
+
+    Each connects (a graph copy, its runner, its connection to the local server and the
+    server's own graph), streams 100 ms of audio and leaves; every 50th speaks a whole turn.
+    """
     w = Worker("rss", ROOT / "pipelines" / "web_agent.yaml", free_port(), tmp_path, "--idle-timeout", "0")
     frame = np.zeros(480, np.int16).astype("<i2").tobytes()
     rss = {}
@@ -364,14 +368,14 @@ async def test_rss_after_500_sessions_is_within_5_percent_of_after_50(tmp_path):
         url = f"ws://127.0.0.1:{w.port}/ws"
         with anyio.fail_after(150):
             for i in range(1, 501):
-                async with connect(url) as ws:
-                    assert json.loads(await ws.recv())["type"] == "ready"
-                    if i % 25 == 1:  # now and then a whole turn: typed text, the model's answer
-                        await ws.send(json.dumps({"type": "text", "text": "hello"}))
-                        while not (isinstance(m := await ws.recv(), str) and json.loads(m)["type"] == "response.end"):
-                            pass
-                    for _ in range(5):
-                        await ws.send(frame)
+                if i % 50 == 1:  # now and then a whole spoken turn: recognition, the reply, playback reports
+                    conv = await converse(url, ["hello"], turn_timeout_s=20)
+                    assert conv.completed and len(conv.turns) == 1
+                else:
+                    async with connect(url) as ws:
+                        assert json.loads(await ws.recv())["type"] == "ready"
+                        for _ in range(5):
+                            await ws.send(frame)
                 while "ready: 0 sessions" not in (await aget(w.url + "/readyz"))[1]:
                     await anyio.sleep(0.005)
                 if i in (50, 500):

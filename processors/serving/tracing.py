@@ -80,6 +80,7 @@ class SessionTracer:
         self._turn_ctx: Any = None
         self._turn_n = 0
         self._responses: dict[int, Any] = {}
+        self._ended: dict[int, tuple[Any, int]] = {}  # response spans waiting for their metrics frame
         self._tools: dict[str, Any] = {}
         self._speech_end: float | None = None
 
@@ -98,6 +99,9 @@ class SessionTracer:
         self._turn_ctx = self._trace.set_span_in_context(self.turn)
 
     def _close_turn(self, end_s: float) -> None:
+        for span, end_ns in self._ended.values():
+            span.end(end_time=end_ns)
+        self._ended.clear()
         for span in self._responses.values():
             span.set_attribute("voxpipe.ended_by", "next_turn")
             span.end(end_time=self._ns(end_s))
@@ -132,7 +136,8 @@ class SessionTracer:
                 span.set_attribute("voxpipe.speech_end_to_first_audio_ms", round(1000 * (at - self._speech_end), 1))
 
     def turn_metrics(self, values: dict[str, Any], at: float) -> None:
-        span = self._responses.get(values.get("turn"))
+        ended = self._ended.pop(values.get("turn"), None)
+        span = ended[0] if ended is not None else self._responses.get(values.get("turn"))
         attrs = {f"voxpipe.{k}": v for k, v in values.items()
                  if k in ("ttfb_ms", "first_audio_ms", "response_ms", "input_tokens", "output_tokens", "total_tokens")}
         for target in (span, self.turn):
@@ -140,13 +145,18 @@ class SessionTracer:
                 target.set_attributes(attrs)
         if span is not None:
             span.set_attribute("voxpipe.status", str(values.get("status", "")))
+        if ended is not None:
+            span.end(end_time=ended[1])
 
     def response_end(self, turn: int, status: str, at: float) -> None:
         span = self._responses.pop(turn, None)
-        if span is not None:
+        if span is not None:  # ended once its usage (the realtime.turn metrics, right behind) is on it
             span.set_attribute("voxpipe.status", status)
             span.set_attribute("voxpipe.truncated", status in ("cancelled", "incomplete"))
-            span.end(end_time=self._ns(at))
+            if len(self._ended) >= MAX_OPEN:
+                old, end_ns = self._ended.pop(next(iter(self._ended)))
+                old.end(end_time=end_ns)
+            self._ended[turn] = (span, self._ns(at))
 
     def tool_call(self, name: str, call_id: str, at: float) -> None:
         if len(self._tools) >= MAX_OPEN:
