@@ -387,3 +387,25 @@ async def test_rss_after_500_sessions_is_within_5_percent_of_after_50(tmp_path):
     growth = rss[500] / rss[50] - 1
     print(f"RSS after 50 sessions {rss[50]} KiB, after 500 {rss[500]} KiB ({100 * growth:+.1f}%)")
     assert growth < 0.05, rss
+
+
+def test_without_otel_nothing_of_opentelemetry_is_imported(echo_yaml):
+    """--otel off is free: a served session (the observer in its graph) loads no OpenTelemetry module."""
+    code = f"""
+import sys, json, anyio
+from websockets.asyncio.client import connect
+from processors.web.server import web_server
+
+async def main():
+    async with web_server({str(ROOT / "pipelines" / "web_agent.yaml")!r}) as web:
+        async with connect(web.ws_url) as ws:
+            assert json.loads(await ws.recv())["type"] == "ready"
+            await ws.send(bytes(960))
+        assert web.serving.metrics is not None
+    print(sorted(m for m in sys.modules if m.startswith("opentelemetry")))
+
+anyio.run(main)
+"""
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "[]", done.stdout

@@ -4,8 +4,9 @@ It is ``voxpipe bench``'s turn observer (:func:`pipelines.pipeline_bench._observ
 itself the ``voxpipe run`` live view's console with the output thrown away), inserted after
 the realtime model the same way (:func:`pipelines.pipeline_bench._attach_observer`): one
 inline node per session that sees the model's frames going down and the tool results and
-playback reports coming back up. It adds no work to audio frames beyond the console's
-bookkeeping; every other event goes to each :class:`SessionSink` (Prometheus counters,
+playback reports coming back up. An audio frame costs it one dictionary look-up (is this a
+reply's first audio?) and the push: the console's per-reply text bookkeeping, which only
+its printout needs, is skipped. Every other event goes to each :class:`SessionSink` (Prometheus counters,
 OpenTelemetry spans) as plain calls with media-clock times (seconds since the session's
 start).
 """
@@ -51,6 +52,7 @@ def _session_observer_class() -> type:
     if _CLASS is not None:
         return _CLASS
     from pipeline.frames import (
+        AudioFrame,
         InterruptionFrame,
         ResponseEndFrame,
         ResponseStartFrame,
@@ -98,6 +100,13 @@ def _session_observer_class() -> type:
                 self.turns.pop(next(iter(self.turns)))
 
         async def process(self, frame: Any, direction: Any) -> None:
+            if type(frame) is AudioFrame:  # the hot path: only a reply's first audio matters here
+                item = frame.item_id
+                if item is not None and item not in self._first:
+                    self._first[item] = at = self._now()
+                    self._tell("first_audio", item, frame.turn, round(at, 3))
+                await self.push(frame, direction)
+                return
             await super().process(frame, direction)
             if self.timeline:
                 self._drain_timeline()
