@@ -296,7 +296,7 @@ def cmd_serve(args) -> int:
                             token=args.token, public_url=args.public_url,
                             verify_signatures=not args.no_verify_signatures, idle_timeout_s=args.idle_timeout,
                             max_sessions=args.max_sessions, max_cpu=args.max_cpu, drain_timeout_s=args.drain_timeout,
-                            otel=args.otel, reuse_port=args.reuse_port, ready_fd=args.ready_fd))
+                            otel=args.otel, **_worker_of_supervisor()))
     return 0
 
 
@@ -414,6 +414,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _worker_of_supervisor() -> dict:
+    """A worker started by ``--workers N`` (processors/serving/workers.py): share the port, report it on a pipe."""
+    import os
+
+    fd = os.environ.pop("VOXPIPE_READY_FD", None)
+    if fd is None:
+        return {}
+    return {"reuse_port": True, "ready_fd": int(fd)}
+
+
 def _add_serving_args(p: argparse.ArgumentParser) -> None:
     """``voxpipe serve``'s options for serving at scale (docs/serving.md)."""
     p.add_argument("--workers", type=int, default=None, metavar="N",
@@ -429,8 +439,6 @@ def _add_serving_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--otel", action="store_true",
                    help="OpenTelemetry traces: a trace per session, a span per turn; the OTLP exporter reads the "
                         "OTEL_* environment variables (default: off, and nothing of OpenTelemetry is loaded)")
-    p.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
-    p.add_argument("--ready-fd", type=int, default=None, help=argparse.SUPPRESS)
 
 
 def main(argv: list[str] | None = None) -> int:

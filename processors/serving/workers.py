@@ -81,9 +81,9 @@ def _reserve_port(host: str) -> socket.socket:
 
 def _spawn(worker: _Worker, argv: list[str], port: int, env: dict[str, str]) -> int:
     read_fd, write_fd = os.pipe()
-    cmd = [sys.executable, "-m", "pipeline.cli", *argv, "--port", str(port), "--workers", "1", "--reuse-port",
-           "--ready-fd", str(write_fd)]
-    worker.proc = subprocess.Popen(cmd, pass_fds=(write_fd,), env={**env, "VOXPIPE_WORKER": str(worker.index)})
+    cmd = [sys.executable, "-m", "pipeline.cli", *argv, "--port", str(port), "--workers", "1"]
+    worker.proc = subprocess.Popen(cmd, pass_fds=(write_fd,), env={**env, "VOXPIPE_WORKER": str(worker.index),
+                                                                   "VOXPIPE_READY_FD": str(write_fd)})
     worker.ready = False
     os.close(write_fd)
     return read_fd
