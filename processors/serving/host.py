@@ -67,7 +67,7 @@ class _MetricsSink:
         self.speech_end: float | None = None  # one sink per session (see ServingHost.open)
 
     def user_speech(self, start: float, end: float, decided: float) -> None:
-        self.speech_end = end
+        self.speech_end = decided  # on the session clock, as voxpipe bench's speech end -> first audio
 
     def first_audio(self, item: str, turn: int, at: float) -> None:
         """A reply starts to be heard: a turn; its latency from the user's speech end (tool calls included)."""

@@ -4,7 +4,7 @@ Imported only with ``--otel`` (nothing of OpenTelemetry is loaded otherwise). Sp
 
     voxpipe.session                      session.id, pipeline, outcome
       voxpipe.turn                       voxpipe.turn, voxpipe.ttfb_ms, tokens
-        voxpipe.user_speech              media start/end, voxpipe.vad_decision_ms
+        voxpipe.user_speech              input media start/end, voxpipe.speech_ms, voxpipe.detected_s
         voxpipe.model_response           voxpipe.first_audio_ms, voxpipe.ttfb_ms, status, truncated, tokens
         voxpipe.tool_call                tool name, call id, error
         voxpipe.playback                 voxpipe.played_ms, voxpipe.interrupted
@@ -113,11 +113,15 @@ class SessionTracer:
     # --- SessionSink ----------------------------------------------------------------------------
 
     def user_speech(self, start: float, end: float, decided: float) -> None:
-        self._open_turn(start)
-        self._speech_end = end
-        span = self._child("voxpipe.user_speech", start, {"voxpipe.speech_start_s": start, "voxpipe.speech_end_s": end,
-                                                          "voxpipe.vad_decision_ms": round(1000 * (decided - end), 1)})
-        span.end(end_time=self._ns(end))
+        # start/end count the page's samples (the input's media time), which began a little after the session's
+        # clock: the span is placed on the clock by the moment the speech's end was detected, with its length
+        length = max(0.0, end - start)
+        self._open_turn(decided - length)
+        self._speech_end = decided
+        span = self._child("voxpipe.user_speech", decided - length,
+                           {"voxpipe.speech_start_s": start, "voxpipe.speech_end_s": end,
+                            "voxpipe.speech_ms": round(1000 * length, 1), "voxpipe.detected_s": decided})
+        span.end(end_time=self._ns(decided))
 
     def response_start(self, turn: int, response_id: str, at: float) -> None:
         if self.turn is None:  # a greeting, or a reply to typed text: no speech opened the turn
