@@ -72,6 +72,9 @@ async def converse(url: str, texts: list[str], *, turn_timeout_s: float = 30.0, 
 
                 silence = np.zeros(frame * 10, np.int16)  # 200 ms
                 try:
+                    # the first words wait for the model's connection (a second under load), as a person waits
+                    # for the greeting: what is said before it reaches the model in one burst
+                    await send_frames(np.zeros(frame * 50 * 2, np.int16))
                     for text in texts:
                         await send_frames(np.concatenate([silence, speech_pcm(text, rate), silence]))
                         want = len(conv.turns) + 1
