@@ -7,9 +7,9 @@ servers, three of them and three replacement slots, as a rolling update with a s
 does it. 30 pages (tests/serve_page.py) stream eSpeak NG speech at real time through
 HAProxy and wait for every answer. While they talk, each worker in turn gets SIGTERM and
 its replacement starts: once HAProxy has marked the draining worker down, new sessions
-opened through HAProxy all reach a serving worker. Workers 1 and 2 drain with an hour to
-spare, so their sessions complete; worker 3 drains with a 2 s deadline, so its live
-sessions are closed with the drain reason once the deadline has passed. At the end: every
+opened through HAProxy all reach a serving worker. Worker 3 goes first and drains with a
+2 s deadline, so its live sessions are closed with the drain reason once the deadline has
+passed; workers 1 and 2 drain with a minute to spare, so their sessions complete. At the end: every
 session either completed with all its turns or was closed by worker 3's deadline; no worker
 refused a session; every drained worker exited 0.
 """
@@ -62,7 +62,7 @@ async def test_thirty_sessions_and_a_rolling_restart_behind_haproxy(tmp_path):
 
         async def rolling_restart() -> None:
             await anyio.sleep(5)  # every page is talking
-            for n in ("w1", "w2", "w3"):
+            for n in ("w3", "w1", "w2"):  # w3 first, while every page is surely mid-conversation
                 workers[n].terminate()
                 workers[n + "b"] = Worker(n + "b", PIPELINE, ports[n + "b"], tmp_path, "--max-sessions", "20")
                 await anyio.to_thread.run_sync(lb.wait_state, n, "DOWN")
