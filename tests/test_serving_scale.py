@@ -17,7 +17,6 @@ refused a session; every drained worker exited 0.
 from __future__ import annotations
 
 import re
-import time
 
 import anyio
 import pytest

@@ -288,10 +288,11 @@ class ServingHost:
             if method != "POST":
                 return _response(HTTPStatus.METHOD_NOT_ALLOWED, "drain with POST /drain\n")
             if not self._may_drain(connection, request):
-                return _response(HTTPStatus.FORBIDDEN, "POST /drain is taken from this machine (not from a web page), or with ?token=\n")
+                return _response(HTTPStatus.FORBIDDEN, "POST /drain is taken from this machine (not from a web "
+                                                       "page), or with ?token=\n")
             started = self.drain()
-            return _response(HTTPStatus.ACCEPTED, f"{'draining' if started else 'already ' + self.admission.phase.value}"
-                                                  f": {len(self.live)} live sessions\n")
+            state = "draining" if started else "already " + self.admission.phase.value
+            return _response(HTTPStatus.ACCEPTED, f"{state}: {len(self.live)} live sessions\n")
         return None
 
     def _may_drain(self, connection: Any, request: Any) -> bool:

@@ -58,7 +58,8 @@ class ServingMetrics:
                                         "(capacity, cpu, draining)", ("reason",))
         self.turns = counter("voxpipe_turns_total", "Replies that started to play (a response's first audio)")
         self.turn_latency = Histogram("voxpipe_turn_latency_seconds", "End of the user's speech (when the VAD "
-                                      "detected it) to the first audio of the reply, tool calls included", buckets=LATENCY_BUCKETS, registry=reg)
+                                      "detected it) to the first audio of the reply, tool calls included",
+                                      buckets=LATENCY_BUCKETS, registry=reg)
         self.barge_ins = counter("voxpipe_barge_ins_total", "Barge-ins (the user interrupted the reply)")
         self.tool_calls = counter("voxpipe_tool_calls_total", "Tool calls, by tool", ("tool",))
         self.tool_failures = counter("voxpipe_tool_failures_total", "Tool calls that returned an error, by tool",

@@ -163,7 +163,8 @@ class WebServer:
         self.idle_timeout_s = idle_timeout_s or None
         self.share_local_realtime = share_local_realtime
         # probes, metrics, traces, admission and drain (processors/serving); reuse_port: --workers
-        self.serving = serving if serving is not None else ServingHost(max_sessions=max_sessions, pipeline=str(self.path))
+        self.serving = serving if serving is not None else ServingHost(max_sessions=max_sessions,
+                                                                       pipeline=str(self.path))
         self.serving.token = self.token
         self.reuse_port = reuse_port
         self._sockets: dict[str, ServerConnection] = {}
@@ -273,7 +274,7 @@ class WebServer:
                 await asyncio.gather(sampler, return_exceptions=True)
 
     async def close_sessions(self, code: int, reason: str) -> None:
-        """Close every live session with ``code`` and ``reason`` (the end of a drain); each graph gets its stop deadline."""
+        """Close every live session with ``code`` and ``reason`` (a drain's end); each graph gets its stop deadline."""
         sids = list(self._sockets)
         self._drained.update(sids)
         for sid in sids:
