@@ -261,15 +261,48 @@ def cmd_bench(args) -> int:
 
 
 def cmd_serve(args) -> int:
+    import os
+
     import anyio
 
+    from .errors import VoxpipeError
     from processors.web.server import serve
 
+    workers = args.workers if args.workers is not None else (os.cpu_count() or 1)
+    if workers < 1 or args.max_sessions < 1 or args.drain_timeout < 0 or (args.max_cpu is not None and args.max_cpu <= 0):
+        raise VoxpipeError("--workers and --max-sessions take 1 or more, --drain-timeout 0 or more seconds, "
+                           "--max-cpu a share of one core above 0 (0.9 = 90%)")
+    path = pipeline_path(args.pipeline, "web_agent.yaml")
+    if workers > 1:  # processors/serving/workers.py: N processes on one port (SO_REUSEPORT)
+        from processors.serving.workers import run_workers
+
+        from processors.web.server import TOKEN_ENV, is_loopback
+
+        if not is_loopback(args.host) and not (args.token or os.environ.get(TOKEN_ENV)):
+            raise VoxpipeError(f"refusing to serve on {args.host} without a token: anyone who can reach it could use "
+                               f"the pipeline; pass --token SECRET (or set {TOKEN_ENV}), or bind 127.0.0.1")
+        from processors.web.server import WebServer
+
+        WebServer(path, token=args.token, public_url=args.public_url)  # the pipeline's mistakes, once, before any worker
+        argv = [str(path.resolve()), "--idle-timeout", str(args.idle_timeout), "--max-sessions", str(args.max_sessions),
+                "--drain-timeout", str(args.drain_timeout)]
+        argv += ["--max-cpu", str(args.max_cpu)] if args.max_cpu is not None else []
+        argv += ["--otel"] if args.otel else []
+        argv += ["--public-url", args.public_url] if args.public_url else []
+        argv += ["--no-verify-signatures"] if args.no_verify_signatures else []
+        argv += ["--log-format", args.log_format]
+        for name in args.allow_host:
+            argv += ["--allow-host", name]
+        if args.token:
+            os.environ["VOXPIPE_TOKEN"] = args.token  # to the workers by environment, not on their command lines
+        return run_workers(workers, argv, host=args.host, port=args.port, drain_timeout_s=args.drain_timeout,
+                           verbose=args.verbose)
     logging.getLogger("voxpipe.web").setLevel(min(logging.INFO, logging.WARNING - 10 * args.verbose))  # a line per session
-    anyio.run(lambda: serve(pipeline_path(args.pipeline, "web_agent.yaml"), host=args.host, port=args.port,
+    anyio.run(lambda: serve(path, host=args.host, port=args.port,
                             token=args.token, public_url=args.public_url,
                             verify_signatures=not args.no_verify_signatures, idle_timeout_s=args.idle_timeout,
-                            allow_hosts=tuple(args.allow_host)))
+                            max_sessions=args.max_sessions, max_cpu=args.max_cpu, drain_timeout_s=args.drain_timeout,
+                            otel=args.otel, allow_hosts=tuple(args.allow_host), **_worker_of_supervisor()))
     return 0
 
 
@@ -400,8 +433,36 @@ def build_parser() -> argparse.ArgumentParser:
                    help="text: `LEVEL logger [session]: message`; json: one object per line with a `session` field "
                         "on a session's lines (default text)")
     _allow_host_option(p)
+    _add_serving_args(p)
     p.set_defaults(fn=cmd_serve)
     return parser
+
+
+def _worker_of_supervisor() -> dict:
+    """A worker started by ``--workers N`` (processors/serving/workers.py): share the port, report it on a pipe."""
+    import os
+
+    fd = os.environ.pop("VOXPIPE_READY_FD", None)
+    if fd is None:
+        return {}
+    return {"reuse_port": True, "ready_fd": int(fd)}
+
+
+def _add_serving_args(p: argparse.ArgumentParser) -> None:
+    """``voxpipe serve``'s options for serving at scale (docs/serving.md)."""
+    p.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="worker processes sharing the port (SO_REUSEPORT); a crash loses only that worker's "
+                        "sessions (default: one per core)")
+    p.add_argument("--max-sessions", type=int, default=16, metavar="N",
+                   help="sessions per worker; past it a page is refused (1013, with the reason) and /readyz is 503")
+    p.add_argument("--max-cpu", type=float, default=None, metavar="SHARE",
+                   help="refuse new sessions while the worker uses more than this share of one core (0.9 = 90%%; "
+                        "default: no CPU limit)")
+    p.add_argument("--drain-timeout", type=float, default=3600.0, metavar="SECONDS",
+                   help="after SIGTERM or POST /drain, how long live sessions may go on before they are closed")
+    p.add_argument("--otel", action="store_true",
+                   help="OpenTelemetry traces: a trace per session, a span per turn; the OTLP exporter reads the "
+                        "OTEL_* environment variables (default: off, and nothing of OpenTelemetry is loaded)")
 
 
 def main(argv: list[str] | None = None) -> int:

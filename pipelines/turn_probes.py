@@ -10,7 +10,7 @@ import io
 import math
 from typing import Any
 
-__all__ = ["attach_probes"]
+__all__ = ["attach_probes", "insert_after_model"]
 
 
 def _observer_class():
@@ -49,13 +49,16 @@ def _observer_class():
                 self._first[frame.item_id] = now = self.clock.elapsed()
                 self.timeline.append({"kind": "first_audio", "at": round(now, 3), "item": frame.item_id,
                                       "turn": frame.turn})
-                self.probes.notes.left_model.setdefault(frame.turn, now)
+                if self.probes is not None:
+                    self.probes.notes.left_model.setdefault(frame.turn, now)
             await super().process(frame, direction)
 
         def _observe(self, frame) -> None:
-            notes = self.probes.notes
-            if isinstance(frame, (UserStartedSpeakingFrame, UserStoppedSpeakingFrame)) and frame.sample_rate:
-                self.probes.out_of_model(frame, self.clock.elapsed())
+            probes = self.probes  # None: the timeline only (voxpipe serve's session observer)
+            notes = probes.notes if probes is not None else None
+            if probes is not None and isinstance(frame, (UserStartedSpeakingFrame, UserStoppedSpeakingFrame)) \
+                    and frame.sample_rate:
+                probes.out_of_model(frame, self.clock.elapsed())
             if isinstance(frame, UserStartedSpeakingFrame) and frame.sample_rate:
                 self._speech_start = frame.pts / frame.sample_rate
             elif isinstance(frame, UserStoppedSpeakingFrame) and frame.sample_rate:
@@ -63,14 +66,15 @@ def _observer_class():
                 self.timeline.append({"kind": "user_speech", "start": round(self._speech_start or end, 3),
                                       "end": round(end, 3), "decided": round(self.clock.elapsed(), 3)})
             elif isinstance(frame, ResponseStartFrame):
-                notes.responses.setdefault(frame.turn, self.clock.elapsed())
+                if notes is not None:
+                    notes.responses.setdefault(frame.turn, self.clock.elapsed())
             elif isinstance(frame, InterruptionFrame):
                 self._cut = True
-            elif isinstance(frame, MetricsFrame) and frame.name == "realtime.turn":
+            elif isinstance(frame, MetricsFrame) and frame.name == "realtime.turn" and notes is not None:
                 notes.metrics[int(frame.values.get("turn", frame.turn))] = dict(frame.values)
             elif isinstance(frame, PlaybackProgressFrame) and frame.done and frame.item_id in self._first:
                 turn = next((e["turn"] for e in self.timeline if e.get("item") == frame.item_id), None)
-                start = self.probes.chosen_sink_notes().at_sink.get(turn) if turn is not None else None
+                start = probes.chosen_sink_notes().at_sink.get(turn) if turn is not None and probes is not None else None
                 first = self._first.pop(frame.item_id)
                 self.timeline.append({"kind": "playback", "item": frame.item_id,
                                       "start": round(start if start is not None else first, 3),
@@ -235,19 +239,36 @@ def _set(proc, process, push) -> None:
         pass
 
 
+def model_node(graph) -> str | None:
+    """The graph's realtime (or Live) model node, None when it has none."""
+    return next((nid for nid, n in graph.nodes.items() if str(n.type).startswith(("realtime.", "live."))), None)
+
+
+def insert_after_model(graph, name: str, observer) -> Any:
+    """Put ``observer`` right after the model (before its first output); None when there is no model.
+
+    ``voxpipe bench`` puts its probes' observer there, ``voxpipe serve`` its session observer
+    (:mod:`processors.serving.observer`).
+    """
+    model = model_node(graph)
+    if model is None:
+        return None
+    outputs = graph.outputs(model)
+    if outputs:
+        graph.insert(name, observer, between=(model, outputs[0]), type="debug.console")
+    else:
+        graph.add(name, observer, type="debug.console")
+        graph.link(model, name)
+        graph.check()
+    return observer
+
+
 def attach_probes(graph, on_turn=None):
     """Put the probes and a silent observer after the realtime model; None when the graph has none."""
-    model = next((nid for nid, n in graph.nodes.items() if str(n.type).startswith(("realtime.", "live."))), None)
+    model = model_node(graph)
     if model is None:
         return None
     probes = _Probes(graph, model)
     observer = _observer_class()({"latency": False}, name="bench_observer", stream=io.StringIO(), on_turn=on_turn,
                                  probes=probes)
-    outputs = graph.outputs(model)
-    if outputs:
-        graph.insert("bench_observer", observer, between=(model, outputs[0]), type="debug.console")
-    else:
-        graph.add("bench_observer", observer, type="debug.console")
-        graph.link(model, "bench_observer")
-        graph.check()
-    return observer
+    return insert_after_model(graph, "bench_observer", observer)

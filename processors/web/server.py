@@ -28,6 +28,7 @@ page connects) and points each session's model at it.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import ipaddress
 import itertools
@@ -55,12 +56,14 @@ from pipeline.graph import Graph
 from pipeline.loader import load_text
 from pipeline.logs import quiet_handshakes
 from pipeline.logs import session_id
-from pipeline.runner import Runner, RunResult, stop_signal
+from pipeline.runner import Runner, RunResult
 from pipeline.session import SessionContext
 from processors.telephony.host import TelephonyHost, has_phone_transports
 from processors.telephony.http import PostAwareConnection
 from processors.guard import GuardedConnection, HeaderError, HostCheck, single_header
 from processors.webrtc.host import WebRTCHost, has_webrtc_transports, no_webrtc_routes
+from processors.serving.host import ServingHost
+from processors.telephony.http import PostRequest
 
 from .session import WebSession
 from .transport import WEB_SESSION, WebsocketInput, WebsocketOutput
@@ -146,6 +149,8 @@ class WebServer:
         verify_signatures: bool = True,
         idle_timeout_s: float | None = DEFAULT_IDLE_TIMEOUT_S,
         allow_hosts: Sequence[str] = (),
+        serving: ServingHost | None = None,
+        reuse_port: bool = False,
     ) -> None:
         self.allow_hosts = tuple(allow_hosts)  # Host names besides loopback and the listening host (processors.guard)
         self.path = Path(pipeline_path)
@@ -162,6 +167,14 @@ class WebServer:
         self.stop_timeout_s = stop_timeout_s
         self.idle_timeout_s = idle_timeout_s or None
         self.share_local_realtime = share_local_realtime
+        # probes, metrics, traces, admission and drain (processors/serving); reuse_port: --workers
+        self.serving = serving if serving is not None else ServingHost(max_sessions=max_sessions,
+                                                                       pipeline=str(self.path))
+        self.serving.token = self.token
+        self.reuse_port = reuse_port
+        self._sockets: dict[str, ServerConnection] = {}
+        self._drained: set[str] = set()
+        self._sampler: asyncio.Task | None = None
         self.host = "127.0.0.1"
         self.port = 0
         self.sessions: dict[str, WebSession] = {}
@@ -241,7 +254,7 @@ class WebServer:
             self._hosts = HostCheck(host, self.allow_hosts)
             self._server = await ws_serve(
                 self._handle, host, port, process_request=self._process_request, max_size=self.max_message_bytes,
-                create_connection=_PhoneConnection if self.telephony is not None or self.webrtc is not None else GuardedConnection,
+                create_connection=_PhoneConnection, reuse_port=self.reuse_port or None,
                 compression=None, close_timeout=2, logger=quiet_handshakes(logging.getLogger("voxpipe.web.websockets")))
         except OSError as exc:
             await self.aclose()
@@ -249,6 +262,7 @@ class WebServer:
                                "(or stop what uses it)") from None
         sock = self._server.sockets[0].getsockname() if self._server.sockets else (host, port)
         self.host, self.port = host, int(sock[1])
+        self._sampler = asyncio.get_running_loop().create_task(self.serving.sample())
         log.info("serving %s on %s", self.path, self.url)
 
     async def aclose(self) -> None:
@@ -266,6 +280,22 @@ class WebServer:
         local, self._local = self._local, None
         if local is not None:
             await local.aclose()
+        sampler, self._sampler = self._sampler, None
+        if sampler is not None:
+            sampler.cancel()
+            with anyio.move_on_after(1.0):
+                await asyncio.gather(sampler, return_exceptions=True)
+
+    async def close_sessions(self, code: int, reason: str) -> None:
+        """Close every live session with ``code`` and ``reason`` (a drain's end); each graph gets its stop deadline."""
+        sids = list(self._sockets)
+        self._drained.update(sids)
+        for sid in sids:
+            ws = self._sockets.get(sid)
+            if ws is not None:
+                await ws.close(code, reason)
+        with anyio.move_on_after(self.stop_timeout_s + 2.0):
+            await self.wait_idle()
 
     async def wait_idle(self) -> None:
         """Return once no session is open (every graph has ended and been freed)."""
@@ -280,10 +310,14 @@ class WebServer:
         except HeaderError as exc:
             log.warning("refused a request from %s: %s", _peer(connection), exc)
             return exc.response
+        canned = getattr(connection, "canned", None)  # a POST refused before this hook
+        if canned is not None:
+            return canned
+        answer = self.serving.http(connection, request)  # /healthz, /readyz, /metrics, POST /drain
+        if answer is not None:
+            return answer
         # phone providers reach us under the public URL's name and sign what they send:
         # their routes check signatures, not the browser's Host allow-list
-        if getattr(connection, "canned", None) is not None and self.telephony is None:
-            return connection.canned  # a POST refused before it was read (too large, no length)
         if self.telephony is not None and (self.telephony.owns(request) or self._phone_only) \
                 and urlsplit(request.path).path not in self.routes:
             return self.telephony.process_request(connection, request)
@@ -291,6 +325,8 @@ class WebServer:
             log.warning("refused a request from %s for host %r", _peer(connection), host)
             return self._hosts.refusal(host)
         url = urlsplit(request.path)
+        if isinstance(request, PostRequest) and url.path not in self.routes:
+            return _text(HTTPStatus.METHOD_NOT_ALLOWED, f"nothing takes a POST at {url.path}\n")
         if url.path != WS_PATH and url.path not in self.routes:
             if url.path == "/favicon.ico":
                 return Response(HTTPStatus.NO_CONTENT.value, "No Content", Headers([("Content-Length", "0")]), b"")
@@ -313,9 +349,7 @@ class WebServer:
         route = self.routes.get(url.path)  # the token and Origin rules above apply to every route
         if route is not None:
             return route(connection, request)
-        if len(self.sessions) >= self.max_sessions:
-            return _text(HTTPStatus.SERVICE_UNAVAILABLE, f"all {self.max_sessions} sessions are in use; try again later\n")
-        return None
+        return None  # at capacity or draining: the handler closes with a reason the page shows (1013)
 
     def _origin_ok(self, origin: str, host: str) -> bool:
         if origin in self.origins:
@@ -338,6 +372,11 @@ class WebServer:
         if self.telephony is not None and hasattr(ws, "voxpipe_call"):
             return await self.telephony.handle(ws)
         sid = f"s{next(self._ids)}"
+        refused = self.serving.refusal(len(self.sessions))
+        if refused is not None:  # after the handshake, so the page can show why (an HTTP 503 reaches it as 1006)
+            log.warning("refused a session from %s: %s", _peer(ws), refused.reason)
+            await ws.close(1013, refused.message[:120])
+            return
         session_id.set(sid)  # every line logged for this session says so (pipeline/logs.py)
 
         async def send(message: str | bytes) -> bool:
@@ -352,7 +391,11 @@ class WebServer:
             await ws.close(1011, "pipeline error")
             return
         context = SessionContext(id=sid, metadata={"remote_address": _peer(ws)}, attachments={WEB_SESSION: session})
+        live = self.serving.open(sid, graph, {"net.peer": _peer(ws)})
         runner = Runner(graph, realtime=True, stop_timeout_s=self.stop_timeout_s, context=context)
+        live.runner, live.page = runner, session
+        self._sockets[sid] = ws
+        page_left = False
         self.sessions[sid] = session
         self.sessions_total += 1
         self._idle = anyio.Event()
@@ -365,7 +408,7 @@ class WebServer:
                 await session.send_event(ready_event(sid, input_rate=self._input_rate, frame_ms=self._frame_ms,
                                                      max_audio=self._max_audio))
                 await self._read(ws, session)
-                session.transition("client_closed")
+                page_left = session.transition("client_closed")
                 runner.cancel()
                 with anyio.move_on_after(self.stop_timeout_s + 1.0) as scope:
                     await ended.wait()
@@ -376,6 +419,12 @@ class WebServer:
         finally:
             session.transition("freed")
             del self.sessions[sid]
+            self._sockets.pop(sid, None)
+            result = self.results.get(sid)
+            outcome = ("drained" if sid in self._drained else "error" if result is None or not result.ok
+                       else "client_closed" if page_left else result.ended)
+            self._drained.discard(sid)
+            self.serving.close(live, outcome)
             if not self.sessions:
                 self._idle.set()
             log.info("session %s: closed (%s)", sid, session.statistics())
@@ -420,6 +469,8 @@ class WebServer:
                             raise WireError("no_input", "this pipeline takes no microphone audio")
                         session.put_audio(msg.samples, session.client_rate or rate)
                     elif isinstance(msg, ClientPlayed):
+                        if msg.underruns is not None:
+                            session.underruns = max(session.underruns, msg.underruns)
                         session.report_played(msg.item_id, msg.ms, msg.done)
                     elif isinstance(msg, ClientHello):
                         session.client_rate = msg.sample_rate
@@ -472,11 +523,52 @@ async def web_server(pipeline_path: str | os.PathLike, *, host: str = "127.0.0.1
 
 async def serve(pipeline_path: str | os.PathLike, *, host: str = "127.0.0.1", port: int = 8080,
                 token: str | None = None, public_url: str | None = None, verify_signatures: bool = True,
-                idle_timeout_s: float | None = DEFAULT_IDLE_TIMEOUT_S, allow_hosts: Sequence[str] = ()) -> None:
-    """``voxpipe serve``: serve the page and a graph per browser connection (or phone call) until interrupted."""
-    async with web_server(pipeline_path, host=host, port=port, token=token, public_url=public_url,
-                          verify_signatures=verify_signatures, idle_timeout_s=idle_timeout_s,
-                          allow_hosts=allow_hosts) as server:
-        query = "?token=..." if server.token else ""
-        print(f"voxpipe: serving {server.path} on {server.url}{query}  (Ctrl-C to stop)", flush=True)
-        await stop_signal()
+                idle_timeout_s: float | None = DEFAULT_IDLE_TIMEOUT_S, max_sessions: int = 16,
+                max_cpu: float | None = None, drain_timeout_s: float = 3600.0, otel: bool = False,
+                reuse_port: bool = False, ready_fd: int | None = None, allow_hosts: Sequence[str] = ()) -> None:
+    """``voxpipe serve``: serve the page and a graph per browser connection (or phone call) until stopped.
+
+    SIGTERM (or ``POST /drain``) drains: no new sessions, /readyz 503, live ones go on
+    until they end or ``drain_timeout_s`` passes; a second SIGTERM, or the deadline, closes
+    the rest (1012, with the reason). SIGINT (Ctrl-C) closes every session now. Either way
+    the process exits 0. ``otel``: OpenTelemetry traces (``OTEL_*`` configure the exporter).
+    ``ready_fd``: a pipe to write the port to once listening (``--workers``' supervisor).
+    """
+    from processors.serving.workers import watch_signals
+
+    provider = None
+    if otel:
+        from processors.serving.tracing import tracer_provider
+
+        provider = tracer_provider()
+    serving = ServingHost(max_sessions=max_sessions, max_cpu=max_cpu, drain_timeout_s=drain_timeout_s,
+                          tracer_provider=provider, pipeline=str(pipeline_path))
+    try:
+        async with web_server(pipeline_path, host=host, port=port, token=token, public_url=public_url,
+                              verify_signatures=verify_signatures, idle_timeout_s=idle_timeout_s,
+                              max_sessions=max_sessions, serving=serving, reuse_port=reuse_port,
+                              allow_hosts=allow_hosts) as server:
+            if ready_fd is not None:
+                os.write(ready_fd, f"{server.port}\n".encode())
+                os.close(ready_fd)
+            else:
+                query = "?token=..." if server.token else ""
+                print(f"voxpipe: serving {server.path} on {server.url}{query}  (Ctrl-C to stop)", flush=True)
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(watch_signals, serving)
+                await serving.stopping.wait()
+                tg.cancel_scope.cancel()
+            if server.sessions:
+                why = ("drain deadline passed" if serving.admission.drain_deadline is not None
+                       and serving.admission.drain_deadline <= _now() else "server stopping")
+                log.warning("closing %d live sessions: %s", len(server.sessions), why)
+                await server.close_sessions(1012, f"{why}: the server is restarting; reconnect")
+    finally:
+        if provider is not None:
+            provider.shutdown()  # flush the last spans
+
+
+def _now() -> float:
+    import time
+
+    return time.monotonic()

@@ -100,6 +100,7 @@ class WebSession:
         self.audio_out_ms = 0.0
         self.dropped_ms = 0.0
         self.bad_messages = 0
+        self.underruns = 0  # playback underruns the page reported (cumulative; /metrics counts them)
         self.sent_messages = 0
         self.responses = 0  # the turns the model answered (for the session's log line)
 

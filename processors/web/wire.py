@@ -84,6 +84,7 @@ class ClientPlayed:
     item_id: str
     ms: int
     done: bool
+    underruns: int | None = None  # the page's player: how often it ran dry so far (optional)
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,7 +137,10 @@ def parse_client_message(message: str | bytes, *, max_audio: int) -> ClientMessa
             raise WireError("bad_played", f"`played.ms` must be a whole number of milliseconds >= 0, not {ms!r}")
         if not isinstance(done, bool):
             raise WireError("bad_played", f"`played.done` must be true or false, not {done!r}")
-        return ClientPlayed(item_id, int(ms), done)
+        underruns = data.get("underruns")
+        if underruns is not None and (not _is_int(underruns) or underruns < 0):
+            raise WireError("bad_played", f"`played.underruns` must be a whole number >= 0, not {underruns!r}")
+        return ClientPlayed(item_id, int(ms), done, None if underruns is None else int(underruns))
     if kind == "hello":
         rate = data.get("sample_rate")
         if not _is_int(rate) or rate not in RATES:

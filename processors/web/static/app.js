@@ -422,7 +422,7 @@ function onPlayer(m) {
   }
   if (m.type !== "progress") return;
   for (const it of m.items) {
-    send({ type: "played", item_id: it.item, ms: it.ms, done: it.done });
+    send({ type: "played", item_id: it.item, ms: it.ms, done: it.done, underruns: m.underruns });
     stats.reports++;
     const known = item(it.item);
     known.playedMs = it.ms;
