@@ -312,7 +312,7 @@ async def _raw_peer(url: str, munge) -> object:
 @needs_aiortc
 @pytest.mark.anyio
 async def test_lifecycle_every_end_has_a_reason(echo_yaml, monkeypatch, caplog):
-    """No media, DTLS failure, ICE failure, a peer that closes: each ends its session with a reason, nothing left."""
+    """No media, DTLS failure, ICE failure, a peer that closes, one that vanishes: each ends with a reason, nothing left."""
     from processors.web.server import web_server
     from processors.webrtc.client import PeerClient
 
@@ -342,6 +342,14 @@ async def test_lifecycle_every_end_has_a_reason(echo_yaml, monkeypatch, caplog):
                 peer.say(np.full(4800, 2000, np.int16))
                 await anyio.sleep(0.3)
                 peer.channel = None  # no "bye": the connection's close is what the server sees
+            async with PeerClient.connect(url) as gone:  # talks, then sends nothing at all (a killed tab)
+                await gone.wait_event("ready", timeout=10)
+                gone.say(np.full(4800, 2000, np.int16))
+                await anyio.sleep(0.5)
+                gone.vanish()
+                with anyio.fail_after(10):  # media_gap_s (2 s) after the last packet, not media_timeout_s
+                    while "w5" not in srv.webrtc.reasons:
+                        await anyio.sleep(0.1)
             with anyio.fail_after(15):
                 await srv.webrtc.wait_idle()
             for pc in pcs:
@@ -351,6 +359,7 @@ async def test_lifecycle_every_end_has_a_reason(echo_yaml, monkeypatch, caplog):
     assert reasons["w2"] == "dtls_failed", reasons
     assert reasons["w3"] in ("ice_failed", "not_connected"), reasons  # aioice gives up after the 4 s deadline here
     assert reasons["w4"] == "page_closed", reasons
+    assert reasons["w5"] == "peer_gone", reasons
     logged = [r.getMessage() for r in caplog.records]
     for sid, why in reasons.items():
         assert any(f"session {sid}: ending ({why}:" in m for m in logged), (sid, why)

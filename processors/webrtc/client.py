@@ -151,7 +151,16 @@ class PeerClient:
             self.channel.send(json.dumps({"type": "bye"}))
             await anyio.sleep(0.05)  # let SCTP carry it before the connection closes
 
+    def vanish(self) -> None:
+        """Stop sending anything, as a killed tab does: no RTP, no goodbye, no close."""
+        self.loss = 1.0
+        self.channel = None
+        for t in self.pc.getTransceivers():
+            if t.sender is not None and t.sender.track is self.mic_track and not getattr(self, "_lossy_on", False):
+                self._lossy(t.sender)
+
     def _lossy(self, sender: Any) -> None:
+        self._lossy_on = True
         from aiortc.rtp import is_rtcp
 
         dtls = sender.transport

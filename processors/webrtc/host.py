@@ -13,7 +13,8 @@ this host's task group until it ends, always with a reason:
 
 * the connection fails (``ice_failed``, ``dtls_failed``) or never completes within
   ``connect_timeout_s`` (``not_connected``);
-* the peer sends no audio for the input's ``media_timeout_s`` (``no_media``);
+* the peer sends no audio for the input's ``media_timeout_s`` (``no_media``), or its audio
+  stops for ``media_gap_s`` once it flowed (``peer_gone``: a tab closed without a goodbye);
 * the page leaves: ``bye`` on the data channel, the channel or the connection closes, or
   consent freshness fails (``page_closed`` / ``ice_failed``);
 * the graph ends (``pipeline_ended`` / ``pipeline_failed``), or the server stops.

@@ -24,7 +24,8 @@ Lifecycle (one table, :data:`TRANSITIONS`; every end carries a reason code)::
     NEW --ended--> CLOSING
 
 Reasons: ``ice_failed``, ``dtls_failed``, ``not_connected`` (no connection within the
-deadline), ``no_media`` (connected, but no audio), ``page_closed`` (``bye``, the data
+deadline), ``no_media`` (connected, but no audio), ``peer_gone`` (the audio stopped: a tab
+closed without its goodbye), ``page_closed`` (``bye``, the data
 channel or the connection closed), ``pipeline_ended`` / ``pipeline_failed``,
 ``server_stopping``, ``too_many_bad_messages``.
 """

@@ -8,7 +8,8 @@
   (counted from the first packet), with lost packets concealed
   (:class:`~.conceal.GapConcealer`) so media time has no holes; plus typed text from the
   data channel. A peer that sends no audio for ``media_timeout_s`` ends the session
-  (``no_media``).
+  (``no_media``); one whose audio stops for ``media_gap_s`` after it flowed has gone
+  (``peer_gone``: a tab closed without its goodbye).
 * :class:`WebRTCOutput` sends assistant audio on the session's outbound track (resampled to
   48 kHz), the page's events on the data channel, stops sending at once on an
   interruption, and turns the page's ``played`` reports into
@@ -78,6 +79,9 @@ class WebRTCInput(Processor):
         model_config = ConfigDict(extra="forbid")
         media_timeout_s: float = Field(10.0, gt=0, le=600, description="end the session when the peer sends "
                                        "no audio for this long (a muted-but-connected browser still sends packets)")
+        media_gap_s: float = Field(2.0, gt=0, le=600, description="once audio flows, end the session when it "
+                                   "stops this long: a closed tab or a lost network (browsers send a packet every "
+                                   "20 ms, silence included)")
         conceal_fade_ms: float = Field(60.0, ge=1, le=1000, description="a lost packet's repeat fades out over this")
 
     def output_format(self, upstream: AudioFormat | None) -> AudioFormat:
@@ -104,17 +108,22 @@ class WebRTCInput(Processor):
                 session.end("no_media", f"the peer offered no audio track within {timeout:g} s")
             return
         conceal = self.concealer
+        gap = min(timeout, self.params.media_gap_s)
         while session.open:
             frame = None
-            with anyio.move_on_after(timeout):
+            with anyio.move_on_after(timeout if session.media_frames == 0 else gap):
                 try:
                     frame = await track.recv()
                 except MediaStreamError:  # the peer's track ended (connection closed)
                     session.end("page_closed", "the peer's audio track ended")
                     return
             if frame is None:
-                what = "no audio arrived" if session.media_frames == 0 else "the audio stopped"
-                session.end("no_media", f"{what} for {timeout:g} s since the connection (is the microphone track enabled?)")
+                if session.media_frames == 0:
+                    session.end("no_media", f"no audio arrived for {timeout:g} s since the connection "
+                                "(is the microphone track enabled?)")
+                else:  # a tab closed without its goodbye sends nothing more: no close, no RTCP BYE
+                    session.end("peer_gone", f"the peer's audio stopped for {gap:g} s: the tab closed or the "
+                                "network went away")
                 return
             session.media_frames += 1
             x = frame.to_ndarray()  # s16 packed: (1, samples * channels)
