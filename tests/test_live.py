@@ -74,6 +74,35 @@ async def test_console_prints_an_interrupted_reply_as_heard_with_the_cut():
 
 
 @pytest.mark.anyio
+async def test_console_labels_a_delegation_answer_by_the_words_and_a_realtime_tool_reply_by_the_tool():
+    """Realtime: the question's response calls the tool, the next one speaks the result. Live: the call
+    comes with no response open, and the one reply after it answers the question."""
+    from pipeline.frames import ToolCallFrame, ToolResultFrame
+
+    realtime = ConsolePrinter(stream=io.StringIO())
+    await run_frames(realtime, [
+        TranscriptionFrame("what is the weather in paris"),
+        ResponseStartFrame(response_id="r1", turn=1),
+        ToolCallFrame("c1", "get_weather", {"location": "Paris"}, turn=1),
+        ResponseEndFrame(response_id="r1", turn=1),
+        (ToolResultFrame("c1", "get_weather", "{}", turn=1), UP),
+        ResponseStartFrame(response_id="r2", turn=2),
+        ResponseEndFrame(response_id="r2", turn=2),
+    ])
+    assert realtime.turns[1]["utterance"] == "what is the weather in paris"
+    assert realtime.turns[2]["after_tool"] == "get_weather" and "utterance" not in realtime.turns[2]
+    live = ConsolePrinter(stream=io.StringIO())
+    await run_frames(live, [
+        TranscriptionFrame("what is the weather in paris"),
+        ToolCallFrame("c1", "get_weather", {"location": "Paris"}, turn=2),
+        (ToolResultFrame("c1", "get_weather", "{}", turn=2), UP),
+        ResponseStartFrame(response_id="r2", turn=2),
+        ResponseEndFrame(response_id="r2", turn=2),
+    ])
+    assert live.turns[2]["utterance"] == "what is the weather in paris" and "after_tool" not in live.turns[2]
+
+
+@pytest.mark.anyio
 async def test_console_prints_a_reply_when_its_playback_ends_and_json_on_request():
     out = io.StringIO()
     console = ConsolePrinter({"format": "json"}, stream=out)

@@ -107,6 +107,8 @@ class ConsolePrinter(Processor):
         self._last_user: str | None = None
         self._user_used = True
         self._tool_result: str | None = None
+        self._open_turns: set[int] = set()  # responses started and not yet ended
+        self._delegated = False  # a tool call came with no response open (the Live API's delegation)
         self._waiting: int | None = None  # a response whose user transcript has not arrived yet
         #: every MetricsFrame seen, as (name, values): the demo's latency table reads it
         self.metrics: list[tuple[str, dict]] = []
@@ -172,15 +174,21 @@ class ConsolePrinter(Processor):
                     if reply.ended:
                         self._print_reply(item_id, reply)
             self._response_turn = frame.turn
+            self._open_turns.add(frame.turn)
+            delegated, self._delegated = self._delegated, False
             info = self.turns.setdefault(frame.turn, {"turn": frame.turn, "tool_calls": [], "interrupted": False})
             self._waiting = None
-            if self._tool_result is not None:
+            if self._tool_result is not None and delegated and not self._user_used:
+                # a delegation's answer is the only reply to the words that asked for it
+                info["utterance"], self._user_used, self._tool_result = self._last_user, True, None
+            elif self._tool_result is not None:
                 info["after_tool"], self._tool_result = self._tool_result, None
             elif not self._user_used:
                 info["utterance"], self._user_used = self._last_user, True
             else:
                 self._waiting = frame.turn
         elif isinstance(frame, ResponseEndFrame):
+            self._open_turns.discard(frame.turn)
             for item_id, reply in list(self._replies.items()):
                 if reply.turn == frame.turn or not reply.turn:
                     reply.ended = True
@@ -191,11 +199,15 @@ class ConsolePrinter(Processor):
                     # with audio, wait for its playback to end: the first reply of a run may
                     # end before the sink's first progress report
         elif isinstance(frame, ToolCallFrame):
+            self._delegated = not self._open_turns
             self.turns.setdefault(frame.turn, {"turn": frame.turn, "tool_calls": [], "interrupted": False})["tool_calls"].append(frame.name)
             self._emit("tool_call", f"  tool call : {frame.name}({frame.arguments})", name=frame.name,
                        arguments=frame.arguments, call_id=frame.call_id)
         elif isinstance(frame, ToolResultFrame):
-            self._tool_result = frame.name
+            # a result the running response takes in (the Live API speaks it in the same turn) is
+            # not answered by a reply of its own: only a result after its response ended is
+            if frame.turn not in self._open_turns:
+                self._tool_result = frame.name
             self._emit("tool_result", f"  tool {'error' if frame.is_error else 'result'}: {frame.name} -> {frame.output}",
                        name=frame.name, output=frame.output, is_error=frame.is_error, call_id=frame.call_id)
         elif isinstance(frame, InterruptionFrame):
