@@ -90,6 +90,7 @@ class OpenAILive(ModelSocketClient):
     input_format = AudioFormat(24000, 1, "int16")
     error_class = LiveError
     type_name = "live.openai"
+    stats_prefix = "live_"
     flush_on_connect = True
     _local_server = staticmethod(run_local_server)
 
@@ -103,15 +104,6 @@ class OpenAILive(ModelSocketClient):
 
     def output_format(self, upstream: AudioFormat | None) -> AudioFormat | None:
         return AudioFormat(self.params.rate, 1, "int16")
-
-    def statistics(self) -> dict[str, Any]:
-        """Queue figures plus connections and what the protocol core counted (skipped events, barge-ins)."""
-        out = super().statistics()
-        out["connections"] = self.connections
-        q = self._push_queue.statistics()
-        out["push_queue"] = {"queued": q.size, "max_size": q.max_size, "dropped": q.dropped, "stale": q.stale}
-        out.update({f"live_{k}": v for k, v in self.core.stats.items()})
-        return out
 
     # --- lifecycle ------------------------------------------------------------------------
 

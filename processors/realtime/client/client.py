@@ -103,6 +103,7 @@ class OpenAIRealtime(ModelSocketClient):
     accepts_g711 = True  # a G.711 session takes the codes as they are (below)
     error_class = RealtimeError
     type_name = "realtime.openai"
+    stats_prefix = "realtime_"
     at_once = _AT_ONCE
     _local_server = staticmethod(run_local_server)
 
@@ -120,15 +121,6 @@ class OpenAIRealtime(ModelSocketClient):
 
     def output_format(self, upstream: AudioFormat | None) -> AudioFormat | None:
         return AudioFormat(self.params.output_rate, 1, self._out_codec or "int16")
-
-    def statistics(self) -> dict[str, Any]:
-        """Queue figures plus connections and what the protocol core skipped or dropped."""
-        out = super().statistics()
-        out["connections"] = self.connections
-        q = self._push_queue.statistics()
-        out["push_queue"] = {"queued": q.size, "max_size": q.max_size, "dropped": q.dropped, "stale": q.stale}
-        out.update({f"realtime_{k}": v for k, v in self.core.stats.items()})
-        return out
 
     # --- lifecycle ------------------------------------------------------------------------
 

@@ -25,7 +25,7 @@ Why hand-written: ``websockets`` is the library and does the protocol; what is o
 policy around it (when to retry, what a failure tells the user, what is replayed and in
 which order), and that policy is the same for both APIs, so it lives here once. The hooks
 are what differs: :attr:`error_class`, :attr:`type_name` (user agent and hints),
-:meth:`_extra_headers`, :meth:`_connect_url`, :meth:`_online`, :meth:`_finished`,
+:attr:`stats_prefix`, :meth:`_extra_headers`, :meth:`_connect_url`, :meth:`_online`, :meth:`_finished`,
 :meth:`_queued`, :meth:`_after_flush`, :meth:`_spawn_helpers` and :attr:`flush_on_connect`.
 """
 
@@ -67,6 +67,8 @@ class ModelSocketClient(Processor):
     error_class: ClassVar[type[Exception]] = RuntimeError
     #: The processor's YAML type: in the user agent and in the hints of failed handshakes.
     type_name: ClassVar[str] = "model"
+    #: Prefix of the core's counters in ``statistics()``.
+    stats_prefix: ClassVar[str] = "model_"
     #: Frame types that overtake the queued ones (an interruption also purges older turns).
     at_once: ClassVar[tuple[type[Frame], ...]] = (InterruptionFrame,)
     #: Drain the core once right after a socket opens (before the server's first message).
@@ -86,6 +88,15 @@ class ModelSocketClient(Processor):
 
     def _resolve_key(self) -> str:
         raise NotImplementedError
+
+    def statistics(self) -> dict[str, Any]:
+        """Queue figures plus connections and what the protocol core counted (skipped, dropped, barge-ins)."""
+        out = super().statistics()
+        out["connections"] = self.connections
+        q = self._push_queue.statistics()
+        out["push_queue"] = {"queued": q.size, "max_size": q.max_size, "dropped": q.dropped, "stale": q.stale}
+        out.update({f"{self.stats_prefix}{k}": v for k, v in self.core.stats.items()})
+        return out
 
     # --- hooks ----------------------------------------------------------------------------
 
