@@ -3,7 +3,11 @@
 Theory of operation
 -------------------
 All protocol decisions are made by :class:`~.protocol.LiveProtocol`; this shell moves
-bytes and frames, with three tasks on the graph's task group:
+bytes and frames. The connect loop, retry, ordered flush and pusher are
+:class:`processors.realtime.client.shell.ModelSocketClient`'s, shared with
+``realtime.openai``; this class adds the Live hooks (the session is online once ACTIVE and
+over once CLOSED, a flush right after connecting, the timer below). Three tasks run on the
+graph's task group:
 
 * the **connection** task opens the websocket (``websockets`` asyncio client, bearer key in
   a header that the debug log masks), feeds every server message to the core and, after a
@@ -25,23 +29,15 @@ refused to start, retries used up) raises :class:`LiveError` from the connection
 
 from __future__ import annotations
 
-import json
-import logging
 from typing import Any
 
 import anyio
-import anyio.lowlevel
-from websockets.asyncio.client import connect
-from websockets.exceptions import ConnectionClosed
 
 from pipeline.frames import (
     AudioFormat,
     AudioFrame,
     Direction,
-    EndFrame,
-    ErrorFrame,
     Frame,
-    InterruptionFrame,
     PlaybackProgressFrame,
     TextFrame,
     ToolCallFrame,
@@ -50,11 +46,8 @@ from pipeline.frames import (
     UserStartedSpeakingFrame,
     UserStoppedSpeakingFrame,
 )
-from pipeline.processor import Processor
-from pipeline.queue import FrameQueue
-from processors.realtime.client.backoff import Backoff, retry_after_close, retry_after_handshake
-from processors.realtime.client.client import _describe, _handshake_hint, _RedactSecret
 from processors.realtime.client.session import MissingApiKey, resolve_api_key
+from processors.realtime.client.shell import ModelSocketClient
 
 from .params import LiveParams
 from .protocol import LiveProtocol
@@ -63,7 +56,6 @@ from .state import Phase
 __all__ = ["LiveError", "OpenAILive"]
 
 _DOWN = Direction.DOWNSTREAM
-PUSH_QUEUE_SIZE = 4096
 TICK_S = 0.05
 #: On a graceful end, the model counts as done once it sent no audio for this long.
 QUIET_S = 1.0
@@ -82,7 +74,7 @@ async def run_local_server(params: LiveParams, started: Any, stop: anyio.Event) 
         await stop.wait()
 
 
-class OpenAILive(Processor):
+class OpenAILive(ModelSocketClient):
     """The OpenAI Live API (full duplex) as a processor: user audio in, speech, text and tool calls out.
 
     Downstream it takes the user's audio (int16 mono at the session rate: 24 or 16 kHz for
@@ -96,33 +88,22 @@ class OpenAILive(Processor):
 
     Params = LiveParams
     input_format = AudioFormat(24000, 1, "int16")
+    error_class = LiveError
+    type_name = "live.openai"
+    stats_prefix = "live_"
+    flush_on_connect = True
+    _local_server = staticmethod(run_local_server)
 
     def __init__(self, params: LiveParams | dict[str, Any] | None = None, *, name: str | None = None) -> None:
         super().__init__(params, name=name)
         p: LiveParams = self.params  # type: ignore[assignment]
         self.input_format = AudioFormat(p.rate, 1, "int16")
         self.core = LiveProtocol(p, name=self.name)
-        self.url: str | None = None
-        self.connections = 0
-        self._ws: Any = None
-        self._closing = False
-        self._conn_done = False
-        self._push_queue = FrameQueue(PUSH_QUEUE_SIZE)
-        self._end_marker = EndFrame()
-        self._unpushed = 0
+        self._init_shell()
         self._deadlines: dict[str, float] = {}
 
     def output_format(self, upstream: AudioFormat | None) -> AudioFormat | None:
         return AudioFormat(self.params.rate, 1, "int16")
-
-    def statistics(self) -> dict[str, Any]:
-        """Queue figures plus connections and what the protocol core counted (skipped events, barge-ins)."""
-        out = super().statistics()
-        out["connections"] = self.connections
-        q = self._push_queue.statistics()
-        out["push_queue"] = {"queued": q.size, "max_size": q.max_size, "dropped": q.dropped, "stale": q.stale}
-        out.update({f"live_{k}": v for k, v in self.core.stats.items()})
-        return out
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -139,18 +120,9 @@ class OpenAILive(Processor):
                                 "environment variable (or params.api_key), or use `url: local` for the offline "
                                 "local server") from None
 
-    async def start(self) -> None:
-        self.core.name = self.name
-        self._key = self._resolve_key()
-        self._send_lock = anyio.Lock()
-        self._changed = anyio.Event()
+    def _spawn_helpers(self) -> None:
         self._wake = anyio.Event()
-        self._stop_local = anyio.Event()
-        self._pushed_all = anyio.Event()
-        self._pushed_all.set()
-        self.spawn(self._pusher)
         self.spawn(self._timer)
-        self.spawn(self._connection)
 
     async def stop(self) -> None:
         core = self.core
@@ -172,14 +144,9 @@ class OpenAILive(Processor):
                     await changed.wait()
         self._closing = True
         core.close()
-        ws = self._ws
-        if ws is not None:
-            with anyio.move_on_after(2.0):
-                await ws.close(1000, "pipeline ended")
-        self._stop_local.set()
+        await self._close_socket()
         self._wake.set()
-        await self._push_queue.put(self._end_marker, _DOWN)
-        await self._pushed_all.wait()
+        await self._end_pusher()
 
     def _last_audio(self) -> float:
         seg = self.core._segment
@@ -220,53 +187,14 @@ class OpenAILive(Processor):
 
     # --- the core's output ----------------------------------------------------------------
 
-    async def _flush(self) -> None:
-        """Push the core's frames and send its events, in order."""
-        core = self.core
-        if core.has_output:
-            for frame in core.frames_out():
-                if isinstance(frame, ErrorFrame) and frame.fatal:
-                    continue  # raised by the connection task: the runner reports it once
-                if type(frame) is InterruptionFrame:
-                    self._unpushed -= self._push_queue.purge_stale(frame.turn)
-                    if self._unpushed == 0:
-                        self._pushed_all.set()
-                    await self.push(frame)
-                    continue
-                if type(frame) is ToolCallFrame:
-                    self._deadlines[frame.call_id] = anyio.current_time() + self.params.delegation.timeout_s
-                    self._wake.set()
-                self._unpushed += 1
-                if self._pushed_all.is_set():
-                    self._pushed_all = anyio.Event()
-                if not self._push_queue.put_nowait(frame, _DOWN):
-                    await self._push_queue.put(frame, _DOWN)
-            async with self._send_lock:
-                ws = self._ws
-                for event in core.events_to_send():
-                    if ws is None:
-                        continue  # the socket is being replaced: the core restores what matters
-                    try:
-                        await ws.send(json.dumps(event, separators=(",", ":")))
-                    except ConnectionClosed:
-                        ws = None
-        if core.watching:
+    def _queued(self, frame: Frame) -> None:
+        if type(frame) is ToolCallFrame:
+            self._deadlines[frame.call_id] = anyio.current_time() + self.params.delegation.timeout_s
             self._wake.set()
-        self._changed.set()
 
-    async def _pusher(self) -> None:
-        queue = self._push_queue
-        while True:
-            frame = (await queue.get())[0]
-            if frame is self._end_marker:
-                break
-            await self.push(frame)
-            self._unpushed -= 1
-            if self._unpushed == 0:
-                self._pushed_all.set()
-            await anyio.lowlevel.checkpoint()
-        self._unpushed = 0
-        self._pushed_all.set()
+    def _after_flush(self) -> None:
+        if self.core.watching:
+            self._wake.set()
 
     async def _timer(self) -> None:
         """Barge-in ticks while the user speaks over the model; task deadlines."""
@@ -286,97 +214,10 @@ class OpenAILive(Processor):
             with anyio.move_on_after(max(0.0, min(waits)) if waits else 3600.0):
                 await wake.wait()
 
-    # --- the connection -------------------------------------------------------------------
+    # --- the connection: the shell's hooks ----------------------------------------------
 
-    async def _connection(self) -> None:
-        try:
-            await self._connect_loop()
-        finally:
-            self._conn_done = True
-            self._changed.set()
+    def _online(self) -> bool:
+        return self.core.phase is Phase.ACTIVE
 
-    async def _resolve_url(self) -> str:
-        p: LiveParams = self.params  # type: ignore[assignment]
-        if p.url != "local":
-            return p.url
-        found: list[str] = []
-        ready = anyio.Event()
-
-        def started(url: str) -> None:
-            found.append(url)
-            ready.set()
-
-        self.spawn(run_local_server, p, started, self._stop_local)
-        await ready.wait()
-        return found[0]
-
-    async def _connect_loop(self) -> None:
-        p: LiveParams = self.params  # type: ignore[assignment]
-        r = p.reconnect
-        backoff = Backoff(r.initial_delay_s, r.max_delay_s, r.factor, r.jitter, r.max_attempts, r.seed)
-        self.url = url = await self._resolve_url()
-        headers = {"Authorization": f"Bearer {self._key}"}
-        ws_log = logging.getLogger(f"voxpipe.{self.name}.websockets")
-        if not any(isinstance(f, _RedactSecret) for f in ws_log.filters):
-            ws_log.addFilter(_RedactSecret())
-        while not self._closing:
-            try:
-                ws = await connect(url, additional_headers=headers, max_size=None, compression=None,
-                                   open_timeout=p.connect_timeout_s, close_timeout=2,
-                                   user_agent_header="voxpipe (live.openai)", logger=ws_log)
-            except Exception as exc:
-                if self._closing:
-                    return
-                what = _describe(exc)
-                if not (r.enabled and retry_after_handshake(exc)):
-                    hint = _handshake_hint(exc).replace("realtime.openai", "live.openai")
-                    raise LiveError(f"{self.name}: cannot connect to {url}: {what}{hint}") from None
-                await self._retry(backoff, f"cannot connect to {url}: {what}")
-                continue
-            if self._closing:
-                with anyio.move_on_after(2.0):
-                    await ws.close(1000)
-                return
-            self._ws = ws
-            self.connections += 1
-            self.core.connection_made()
-            await self._flush()
-            self.log.info("%s: connected to %s", self.name, url)
-            try:
-                async for message in ws:
-                    self.core.receive_message(message)
-                    if self.core.phase is Phase.ACTIVE:
-                        backoff.reset()
-                    await self._flush()
-                    if self.core.fatal is not None:
-                        raise LiveError(f"{self.name}: {self.core.fatal.message}")
-                    if self.core.phase is Phase.CLOSED:
-                        break
-            except LiveError:
-                self._closing = True
-                with anyio.move_on_after(2.0):
-                    await ws.close(1000)
-                raise
-            except ConnectionClosed as exc:
-                self.log.debug("%s: connection error: %s", self.name, _describe(exc))
-            finally:
-                self._ws = None
-            code, reason = ws.close_code, ws.close_reason
-            self.core.connection_lost(f"close code {code} {reason or ''}".strip())
-            await self._flush()
-            if self._closing or self.core.phase is Phase.CLOSED:
-                return
-            if not (r.enabled and retry_after_close(code)):
-                raise LiveError(f"{self.name}: the server closed the connection (code {code}: {reason or 'no reason'})"
-                                "; not retried" + ("" if r.enabled else " because reconnect.enabled is false"))
-            await self._retry(backoff, f"connection lost (code {code}{': ' + reason if reason else ''})")
-
-    async def _retry(self, backoff: Backoff, what: str) -> None:
-        delay = backoff.next_delay()
-        if delay is None:
-            raise LiveError(f"{self.name}: {what}; gave up after {backoff.max_attempts} attempts "
-                            "(raise reconnect.max_attempts to keep trying)")
-        text = f"{what}; reconnecting in {delay:.1f}s (attempt {backoff.attempts} of {backoff.max_attempts})"
-        self.log.warning("%s: %s", self.name, text)
-        await self.push(ErrorFrame(text, processor=self.name, code="connection_lost"))
-        await anyio.sleep(delay)
+    def _finished(self) -> bool:
+        return self.core.phase is Phase.CLOSED
