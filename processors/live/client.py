@@ -46,7 +46,7 @@ from pipeline.frames import (
     UserStartedSpeakingFrame,
     UserStoppedSpeakingFrame,
 )
-from processors.realtime.client.session import MissingApiKey, resolve_api_key
+from processors.realtime.client.session import MissingApiKey
 from processors.realtime.client.shell import ModelSocketClient
 
 from .params import LiveParams
@@ -112,9 +112,8 @@ class OpenAILive(ModelSocketClient):
         self._resolve_key()
 
     def _resolve_key(self) -> str:
-        p: LiveParams = self.params  # type: ignore[assignment]
         try:
-            return resolve_api_key(p, local=p.url == "local")  # type: ignore[arg-type]
+            return super()._resolve_key()
         except MissingApiKey:
             raise MissingApiKey(f"processor {self.name!r}: live.openai: no API key: set the OPENAI_API_KEY "
                                 "environment variable (or params.api_key), or use `url: local` for the offline "

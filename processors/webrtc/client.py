@@ -85,6 +85,7 @@ class PeerClient:
         self._rng = random.Random(seed)
         self.rtp_sent = 0
         self.rtp_dropped = 0
+        self._lossy_on = False  # the sender's RTP goes through the lossy link
         self.events: list[dict[str, Any]] = []
         self._event_wake = anyio.Event()
         self.received: list[np.ndarray] = []  # every frame received
@@ -156,7 +157,7 @@ class PeerClient:
         self.loss = 1.0
         self.channel = None
         for t in self.pc.getTransceivers():
-            if t.sender is not None and t.sender.track is self.mic_track and not getattr(self, "_lossy_on", False):
+            if t.sender is not None and t.sender.track is self.mic_track and not self._lossy_on:
                 self._lossy(t.sender)
 
     def _lossy(self, sender: Any) -> None:

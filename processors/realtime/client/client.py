@@ -56,7 +56,7 @@ from pipeline.frames import (
 from ..wire import CODEC, PCM_RATE
 from .errors import RealtimeError
 from .protocol import RealtimeProtocol
-from .session import MissingApiKey, RealtimeParams, connect_url, resolve_api_key
+from .session import MissingApiKey, RealtimeParams, connect_url
 from .shell import ModelSocketClient
 from .state import Phase
 
@@ -126,15 +126,10 @@ class OpenAIRealtime(ModelSocketClient):
 
     def preflight(self) -> None:
         """Fail now, before anything runs, if the node has no API key (MissingApiKey: one line)."""
-        p: RealtimeParams = self.params  # type: ignore[assignment]
         try:
-            resolve_api_key(p, local=p.url == "local")
+            self._resolve_key()
         except MissingApiKey as exc:
             raise MissingApiKey(f"processor {self.name!r}: {exc}") from None
-
-    def _resolve_key(self) -> str:
-        p: RealtimeParams = self.params  # type: ignore[assignment]
-        return resolve_api_key(p, local=p.url == "local")
 
     async def stop(self) -> None:
         core = self.core
@@ -213,6 +208,3 @@ class OpenAIRealtime(ModelSocketClient):
 
     def _connect_url(self, url: str) -> str:
         return connect_url(url, self.params.model)
-
-    def _online(self) -> bool:
-        return self.core.online

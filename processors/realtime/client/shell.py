@@ -46,6 +46,7 @@ from pipeline.processor import Processor
 from pipeline.queue import FrameQueue
 
 from .backoff import Backoff, retry_after_close, retry_after_handshake
+from .session import resolve_api_key
 
 __all__ = ["ModelSocketClient"]
 
@@ -59,8 +60,8 @@ class ModelSocketClient(Processor):
     """Base of the model clients: connect loop, retry, ordered flush and pusher around ``self.core``.
 
     A subclass sets ``self.core`` before calling :meth:`_init_shell` from its ``__init__``,
-    defines ``_resolve_key()`` and ``_local_server`` (``url: local``'s server task), and
-    overrides the hooks where its API differs.
+    defines ``_local_server`` (``url: local``'s server task), and overrides the hooks where
+    its API differs (the key's error message, what "online" means, ...).
     """
 
     #: Raised from the connection task when the session cannot go on.
@@ -87,7 +88,8 @@ class ModelSocketClient(Processor):
         self._unpushed = 0
 
     def _resolve_key(self) -> str:
-        raise NotImplementedError
+        """The API key from params or ``$OPENAI_API_KEY`` (any token for ``url: local``)."""
+        return resolve_api_key(self.params, local=self.params.url == "local")
 
     def statistics(self) -> dict[str, Any]:
         """Queue figures plus connections and what the protocol core counted (skipped, dropped, barge-ins)."""
@@ -108,7 +110,7 @@ class ModelSocketClient(Processor):
 
     def _online(self) -> bool:
         """The session is up: a reconnect afterwards starts the backoff afresh."""
-        raise NotImplementedError
+        return bool(self.core.online)
 
     def _finished(self) -> bool:
         """The session has ended for good: the reader stops and does not reconnect."""
