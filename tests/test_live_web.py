@@ -15,69 +15,49 @@ from pathlib import Path
 
 import anyio
 import pytest
-
-from test_web_browser import ARTIFACTS, CHROMIUM, _missing, chromium_args, items, microphone_wav
+from browser import check_weather_question, chromium_page, items, microphone_wav, missing
 
 ROOT = Path(__file__).resolve().parent.parent
 SPOKEN = (("what is the weather in paris", 4.5), ("tell me a story", 3.0), ("what is the weather in tokyo", 3.0))
 
-pytestmark = [pytest.mark.skipif(_missing() is not None, reason=_missing() or ""), pytest.mark.slow]
+pytestmark = [pytest.mark.skipif(missing() is not None, reason=missing() or ""), pytest.mark.slow]
 
 
 @pytest.mark.anyio
 async def test_the_page_talks_with_the_live_agent(tmp_path, monkeypatch, caplog):
     """Speech in, a client delegation through the router, spoken answers; talking over the story stops it."""
-    from playwright.async_api import async_playwright
-
     from processors.web.server import web_server
 
     monkeypatch.delenv("VOXPIPE_LIVE_URL", raising=False)
     monkeypatch.delenv("VOXPIPE_TOKEN", raising=False)
     caplog.set_level(logging.INFO, logger="voxpipe")
     wav = microphone_wav(tmp_path / "microphone.wav", SPOKEN)
-    ARTIFACTS.mkdir(exist_ok=True)
-    problems: list[str] = []
     with anyio.fail_after(150):  # a deadline for a loaded machine, not a timing check
-        async with web_server(ROOT / "pipelines" / "live_web_agent.yaml") as srv, async_playwright() as pw:
-            browser = await pw.chromium.launch(executable_path=CHROMIUM, args=chromium_args(wav))
-            page = await browser.new_page()
-            try:
-                page.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
-                page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
-                await page.goto(srv.url)
-                await page.wait_for_function("() => window.voxpipe && window.voxpipe.stats.connected")
-                await page.click("#talk")
+        async with web_server(ROOT / "pipelines" / "live_web_agent.yaml") as srv, \
+                chromium_page(srv.url, wav, screenshot="live_web_agent.png") as opened:
+            page, problems = opened.page, opened.problems
+            await page.wait_for_function("() => window.voxpipe && window.voxpipe.stats.connected")
+            await page.click("#talk")
 
-                user = page.locator(".bubble.user:not(.partial) .text")
-                await user.first.wait_for(timeout=30_000)
-                said = (await user.first.inner_text()).lower()
-                assert "weather" in said and "paris" in said, said
-                tool = page.locator(".tool.ok")
-                await tool.first.wait_for(timeout=15_000)
-                call = await tool.first.locator(".tool-head").inner_text()
-                assert call.startswith("get_weather(") and "paris" in call.lower(), call
-                assert '"temp_c": 18' in await tool.first.locator(".tool-result").inner_text()
-                await page.wait_for_function(
-                    "() => [...document.querySelectorAll('.bubble.assistant')].some(b => b.innerText.includes('18 degrees'))",
-                    timeout=20_000)
+            await check_weather_question(page)
+            await page.wait_for_function(
+                "() => [...document.querySelectorAll('.bubble.assistant')].some(b => b.innerText.includes('18 degrees'))",
+                timeout=20_000)
 
-                story = page.locator(".bubble.assistant.interrupted")
-                await story.first.wait_for(timeout=30_000)
-                assert "Once upon a time" in await story.first.inner_text()
-                story_item = await story.first.get_attribute("data-item")
-                await page.wait_for_function("id => window.voxpipe.state.items.get(id).done", arg=story_item)
-                cut = (await items(page))[story_item]
-                assert 0 < cut["playedMs"] < cut["receivedMs"], cut
+            story = page.locator(".bubble.assistant.interrupted")
+            await story.first.wait_for(timeout=30_000)
+            assert "Once upon a time" in await story.first.inner_text()
+            story_item = await story.first.get_attribute("data-item")
+            await page.wait_for_function("id => window.voxpipe.state.items.get(id).done", arg=story_item)
+            cut = (await items(page))[story_item]
+            assert 0 < cut["playedMs"] < cut["receivedMs"], cut
 
-                await page.wait_for_function(
-                    "() => [...document.querySelectorAll('.bubble.assistant')].some(b => b.innerText.includes('25 degrees'))",
-                    timeout=30_000)
-                calls = await page.locator(".tool.ok .tool-head").all_inner_texts()
-                assert any("tokyo" in c.lower() for c in calls), calls
-                told = [r.getMessage() for r in caplog.records if "yields" in r.getMessage() or "kept talking" in r.getMessage()]
-                assert told, "the local model did not yield to the user"
-                stats = await page.evaluate("() => window.voxpipe.stats")
-                assert stats["flushes"] >= 1 and stats["errors"] == [] and problems == [], (stats, problems)
-            finally:
-                await page.screenshot(path=str(ARTIFACTS / "live_web_agent.png"), full_page=True)
-                await browser.close()
+            await page.wait_for_function(
+                "() => [...document.querySelectorAll('.bubble.assistant')].some(b => b.innerText.includes('25 degrees'))",
+                timeout=30_000)
+            calls = await page.locator(".tool.ok .tool-head").all_inner_texts()
+            assert any("tokyo" in c.lower() for c in calls), calls
+            told = [r.getMessage() for r in caplog.records if "yields" in r.getMessage() or "kept talking" in r.getMessage()]
+            assert told, "the local model did not yield to the user"
+            stats = await page.evaluate("() => window.voxpipe.stats")
+            assert stats["flushes"] >= 1 and stats["errors"] == [] and problems == [], (stats, problems)

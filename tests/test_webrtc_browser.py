@@ -13,40 +13,26 @@ a reason. A screenshot is kept in ``test-artifacts/``.
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 from pathlib import Path
 
 import anyio
 import pytest
-from test_web_browser import CHROMIUM, items, microphone_wav
-from test_web_browser import _missing as web_browser_missing
-from test_web_browser import chromium_args as web_chromium_args
+from browser import ARTIFACTS, check_weather_question, chromium_page, items, microphone_wav, missing
 
 ROOT = Path(__file__).resolve().parent.parent
-ARTIFACTS = ROOT / "test-artifacts"
 SPOKEN = (("what is the weather in paris", 8.0), ("tell me a story", 3.0), ("hello", 12.0))
 
 
-def _missing() -> str | None:
-    if importlib.util.find_spec("aiortc") is None:
-        return "aiortc is not installed (pip install 'voxpipe[webrtc]')"
-    return web_browser_missing()
-
-
-pytestmark = [pytest.mark.skipif(_missing() is not None, reason=_missing() or ""), pytest.mark.slow]
-
-
-def chromium_args(wav: Path) -> list[str]:
-    """The websocket test's Chromium, allowed to play the remote track without a gesture."""
-    return web_chromium_args(wav) + ["--autoplay-policy=no-user-gesture-required"]
+WHY_NOT = missing(("aiortc", "pip install 'voxpipe[webrtc]'"))
+pytestmark = [pytest.mark.skipif(WHY_NOT is not None, reason=WHY_NOT or ""), pytest.mark.slow]
+#: The websocket test's Chromium, allowed to play the remote track without a gesture.
+AUTOPLAY = "--autoplay-policy=no-user-gesture-required"
 
 
 @pytest.mark.anyio
 async def test_the_page_talks_over_webrtc(tmp_path, monkeypatch, caplog):
     """Speech in over Opus, tool card, spoken answer played; a barge-in truncates at the page's played position."""
-    from playwright.async_api import async_playwright
-
     from processors.web.server import web_server
 
     monkeypatch.delenv("VOXPIPE_REALTIME_URL", raising=False)
@@ -55,73 +41,56 @@ async def test_the_page_talks_over_webrtc(tmp_path, monkeypatch, caplog):
     caplog.set_level(logging.INFO, logger="voxpipe.webrtc")
     caplog.set_level(logging.DEBUG, logger="voxpipe.realtime")  # last: it also sets the capture's level
     wav = microphone_wav(tmp_path / "microphone.wav", SPOKEN)
-    ARTIFACTS.mkdir(exist_ok=True)
-    problems: list[str] = []
     with anyio.fail_after(120):  # a deadline for a loaded machine, not a timing check
-        async with web_server(ROOT / "pipelines" / "webrtc_agent.yaml") as srv, async_playwright() as pw:
-            browser = await pw.chromium.launch(executable_path=CHROMIUM, args=chromium_args(wav))
-            page = await browser.new_page()
-            try:
-                page.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
-                page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
-                await page.goto(srv.url)
-                await page.wait_for_function("() => window.voxpipe && window.voxpipe.transport === 'webrtc'")
-                await page.click("#talk")
-                await page.wait_for_function("() => window.voxpipe.stats.connected", timeout=15_000)
+        async with web_server(ROOT / "pipelines" / "webrtc_agent.yaml") as srv, \
+                chromium_page(srv.url, wav, AUTOPLAY) as opened:
+            page, problems = opened.page, opened.problems
+            await page.wait_for_function("() => window.voxpipe && window.voxpipe.transport === 'webrtc'")
+            await page.click("#talk")
+            await page.wait_for_function("() => window.voxpipe.stats.connected", timeout=15_000)
 
-                # 1. the question is recognised, the tool is called, the answer is played whole
-                user = page.locator(".bubble.user:not(.partial) .text")
-                await user.first.wait_for(timeout=30_000)
-                said = (await user.first.inner_text()).lower()
-                assert "weather" in said and "paris" in said, said
-                tool = page.locator(".tool.ok")
-                await tool.first.wait_for(timeout=15_000)
-                call = await tool.first.locator(".tool-head").inner_text()
-                result = await tool.first.locator(".tool-result").inner_text()
-                assert call.startswith("get_weather(") and "Paris" in call, call
-                assert '"temp_c": 18' in result, result
-                answer = page.locator(".bubble.assistant").nth(0)
-                await page.wait_for_function("() => document.querySelector('.bubble.assistant:not(.partial)')")
-                assert "18 degrees" in await answer.inner_text()
-                weather_item = await answer.get_attribute("data-item")
-                await page.wait_for_function("id => (window.voxpipe.state.items.get(id) || {}).done", arg=weather_item,
-                                             timeout=15_000)
-                weather = (await items(page))[weather_item]
-                assert weather["receivedMs"] > 1000 and not weather["interrupted"], weather
-                assert abs(weather["playedMs"] - weather["receivedMs"]) <= 25, weather
+            # 1. the question is recognised, the tool is called, the answer is played whole
+            await check_weather_question(page)
+            answer = page.locator(".bubble.assistant").nth(0)
+            await page.wait_for_function("() => document.querySelector('.bubble.assistant:not(.partial)')")
+            assert "18 degrees" in await answer.inner_text()
+            weather_item = await answer.get_attribute("data-item")
+            await page.wait_for_function("id => (window.voxpipe.state.items.get(id) || {}).done", arg=weather_item,
+                                         timeout=15_000)
+            weather = (await items(page))[weather_item]
+            assert weather["receivedMs"] > 1000 and not weather["interrupted"], weather
+            assert abs(weather["playedMs"] - weather["receivedMs"]) <= 25, weather
 
-                # 2. the story is cut by "hello": the page reports where, the model truncates there
-                story = page.locator(".bubble.assistant.interrupted")
-                await story.first.wait_for(timeout=25_000)
-                assert "Once upon a time" in await story.first.inner_text()
-                story_item = await story.first.get_attribute("data-item")
-                await page.wait_for_function("id => window.voxpipe.state.items.get(id).done", arg=story_item)
-                cut = (await items(page))[story_item]
-                assert 0 < cut["playedMs"] < cut["receivedMs"] - 1000, cut
-                wanted = f"item {story_item} truncated at {cut['playedMs']} ms"
-                with anyio.fail_after(5):
-                    while not any(wanted in r.getMessage() for r in caplog.records):
-                        await anyio.sleep(0.05)  # the truncation's round trip to the local server
-                hello = page.locator(".bubble.assistant:not(.partial):not(.interrupted)").nth(1)
-                await hello.wait_for(timeout=15_000)
-                assert "voxpipe local model" in await hello.inner_text()
+            # 2. the story is cut by "hello": the page reports where, the model truncates there
+            story = page.locator(".bubble.assistant.interrupted")
+            await story.first.wait_for(timeout=25_000)
+            assert "Once upon a time" in await story.first.inner_text()
+            story_item = await story.first.get_attribute("data-item")
+            await page.wait_for_function("id => window.voxpipe.state.items.get(id).done", arg=story_item)
+            cut = (await items(page))[story_item]
+            assert 0 < cut["playedMs"] < cut["receivedMs"] - 1000, cut
+            wanted = f"item {story_item} truncated at {cut['playedMs']} ms"
+            with anyio.fail_after(5):
+                while not any(wanted in r.getMessage() for r in caplog.records):
+                    await anyio.sleep(0.05)  # the truncation's round trip to the local server
+            hello = page.locator(".bubble.assistant:not(.partial):not(.interrupted)").nth(1)
+            await hello.wait_for(timeout=15_000)
+            assert "voxpipe local model" in await hello.inner_text()
 
-                stats = await page.evaluate("() => window.voxpipe.stats")
-                assert stats["flushes"] >= 1 and stats["playedMs"] > 3000 and stats["sentFrames"] > 100, stats
-                heard = await page.locator("#latency tr td:nth-child(3)").all_inner_texts()
-                assert any(cell.endswith(" ms") for cell in heard), heard
-                assert stats["errors"] == [] and problems == [], (stats["errors"], problems)
-                await page.screenshot(path=str(ARTIFACTS / "webrtc_agent.png"), full_page=True)
-                shot = await page.screenshot()
-                assert len(shot) > 10_000  # a rendered page, not a blank one
-                assert "WebRTC" in await page.locator("#status").inner_text()
-                texts = await page.locator("#transcript").inner_text()
-                assert "18 degrees" in texts and "Once upon a time" in texts
-                # 3. leaving the page (its beforeunload: "bye", then close) ends the session with a reason
-                await page.evaluate("() => window.vpRTC.close()")
-                with anyio.fail_after(10):
-                    await srv.webrtc.wait_idle()
-                assert list(srv.webrtc.reasons.values()) == ["page_closed"], srv.webrtc.reasons
-                assert any("w1: ending (page_closed" in r.getMessage() for r in caplog.records)
-            finally:
-                await browser.close()
+            stats = await page.evaluate("() => window.voxpipe.stats")
+            assert stats["flushes"] >= 1 and stats["playedMs"] > 3000 and stats["sentFrames"] > 100, stats
+            heard = await page.locator("#latency tr td:nth-child(3)").all_inner_texts()
+            assert any(cell.endswith(" ms") for cell in heard), heard
+            assert stats["errors"] == [] and problems == [], (stats["errors"], problems)
+            await page.screenshot(path=str(ARTIFACTS / "webrtc_agent.png"), full_page=True)
+            shot = await page.screenshot()
+            assert len(shot) > 10_000  # a rendered page, not a blank one
+            assert "WebRTC" in await page.locator("#status").inner_text()
+            texts = await page.locator("#transcript").inner_text()
+            assert "18 degrees" in texts and "Once upon a time" in texts
+            # 3. leaving the page (its beforeunload: "bye", then close) ends the session with a reason
+            await page.evaluate("() => window.vpRTC.close()")
+            with anyio.fail_after(10):
+                await srv.webrtc.wait_idle()
+            assert list(srv.webrtc.reasons.values()) == ["page_closed"], srv.webrtc.reasons
+            assert any("w1: ending (page_closed" in r.getMessage() for r in caplog.records)
