@@ -114,3 +114,38 @@ async def check_weather_question(page, city: str = "Paris") -> None:
     call = await tool.first.locator(".tool-head").inner_text()
     assert call.startswith("get_weather(") and city.lower() in call.lower(), call
     assert '"temp_c": 18' in await tool.first.locator(".tool-result").inner_text()
+
+
+async def check_answer_played_whole(page) -> dict:
+    """The weather answer ("18 degrees") shown, and played by the page to its end (within 25 ms)."""
+    answer = page.locator(".bubble.assistant").nth(0)
+    await page.wait_for_function("() => document.querySelector('.bubble.assistant:not(.partial)')")
+    assert "18 degrees" in await answer.inner_text()
+    item = await answer.get_attribute("data-item")
+    await page.wait_for_function("id => (window.voxpipe.state.items.get(id) || {}).done", arg=item, timeout=15_000)
+    played = (await items(page))[item]
+    assert played["receivedMs"] > 1000 and not played["interrupted"], played
+    assert abs(played["playedMs"] - played["receivedMs"]) <= 25, played
+    return played
+
+
+async def check_story_cut(page, caplog, timeout_ms: int = 20_000):
+    """The story interrupted by the user: the page reports how much it played (over a second
+    short of what it received), and the model truncated the item exactly there (its log line).
+
+    Returns the story's bubble locator and the page's record of the item.
+    """
+    import anyio
+
+    story = page.locator(".bubble.assistant.interrupted")
+    await story.first.wait_for(timeout=timeout_ms)
+    assert "Once upon a time" in await story.first.inner_text()
+    item = await story.first.get_attribute("data-item")
+    await page.wait_for_function("id => window.voxpipe.state.items.get(id).done", arg=item)
+    cut = (await items(page))[item]
+    assert 0 < cut["playedMs"] < cut["receivedMs"] - 1000, cut
+    wanted = f"item {item} truncated at {cut['playedMs']} ms"
+    with anyio.fail_after(5):
+        while not any(wanted in r.getMessage() for r in caplog.records):
+            await anyio.sleep(0.05)  # the truncation's round trip to the local server
+    return story, cut

@@ -8,7 +8,7 @@ import anyio
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
-from pipeline import AudioFormat, AudioFrame, Direction, Processor
+from pipeline import AudioFormat, AudioFrame, Processor
 
 
 class Counter(Processor):

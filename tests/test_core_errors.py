@@ -5,7 +5,7 @@ import logging
 import numpy as np
 import pytest
 
-from pipeline import AudioFrame, Direction, Graph, Processor, Runner, TextFrame
+from pipeline import AudioFrame, Graph, Processor, Runner, TextFrame
 from pipeline.registry import BUILTINS, resolve_type
 from pipeline.testing import CollectSink, FrameSource, run_frames, sine
 

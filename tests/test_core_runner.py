@@ -6,7 +6,7 @@ import anyio
 import numpy as np
 import pytest
 
-from pipeline import (AudioFrame, Direction, EndFrame, Graph, InterruptionFrame, Processor,
+from pipeline import (AudioFrame, Direction, Graph, InterruptionFrame, Processor,
                       Runner, TextFrame, ToolsAvailableFrame)
 from pipeline.testing import CollectSink, FrameSource, run_frames
 from procs import Boom, Counter, Gain, Hang, HangOnStop

@@ -79,7 +79,7 @@ def test_tool_module_that_fails_to_import_is_one_line(broken_package, capsys, mo
     code, text = cli(["validate", str(path)], capsys)
     assert code == 2
     assert_short(text, max_lines=1)
-    assert says in text and f"p.yaml:5: processor 'tools'" in text
+    assert says in text and "p.yaml:5: processor 'tools'" in text
     assert f"{module.replace('.', '/')}.py:1" in text  # where the user's mistake is
 
 

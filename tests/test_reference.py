@@ -11,7 +11,7 @@ import pytest
 
 from pipeline.cli import build_parser, main
 from pipeline.loader import load_text
-from pipeline.reference import EXAMPLES, example_yaml, reference_markdown, type_text, types_table
+from pipeline.reference import EXAMPLES, example_yaml, reference_markdown, types_table
 from pipeline.registry import BUILTINS, resolve_type
 from pipelines import shipped
 

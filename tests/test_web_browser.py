@@ -17,7 +17,7 @@ from pathlib import Path
 
 import anyio
 import pytest
-from browser import check_weather_question, chromium_page, items, microphone_wav, missing
+from browser import check_answer_played_whole, check_story_cut, check_weather_question, chromium_page, microphone_wav, missing
 
 ROOT = Path(__file__).resolve().parent.parent
 #: What the fake microphone says, each followed by the silence (s) before the next.
@@ -44,33 +44,14 @@ async def test_the_page_talks_with_the_agent(tmp_path, monkeypatch, caplog):
 
             # 1. the question is recognised, the tool is called, the answer is shown and played whole
             await check_weather_question(page)
-            answer = page.locator(".bubble.assistant").nth(0)
-            await page.wait_for_function("() => document.querySelector('.bubble.assistant:not(.partial)')")
-            assert "18 degrees" in await answer.inner_text()
-            weather_item = await answer.get_attribute("data-item")
-            await page.wait_for_function("id => (window.voxpipe.state.items.get(id) || {}).done", arg=weather_item,
-                                         timeout=15_000)
-            weather = (await items(page))[weather_item]
-            assert weather["receivedMs"] > 1000 and not weather["interrupted"]
-            assert abs(weather["playedMs"] - weather["receivedMs"]) <= 25, weather
+            await check_answer_played_whole(page)
 
             # 2. the story is interrupted by "hello": playback flushes, the cut is reported, hello is answered
-            story = page.locator(".bubble.assistant.interrupted")
-            await story.first.wait_for(timeout=20_000)
-            assert "Once upon a time" in await story.first.inner_text()
-            story_item = await story.first.get_attribute("data-item")
-            await page.wait_for_function("id => window.voxpipe.state.items.get(id).done", arg=story_item)
-            cut = (await items(page))[story_item]
-            assert 0 < cut["playedMs"] < cut["receivedMs"] - 1000, cut
+            story, cut = await check_story_cut(page, caplog)
             hello = page.locator(".bubble.assistant:not(.partial):not(.interrupted)").nth(1)
             await hello.wait_for(timeout=15_000)
             assert "voxpipe local model" in await hello.inner_text()
 
-            # the model truncated the story to what the page reported as played
-            wanted = f"item {story_item} truncated at {cut['playedMs']} ms"
-            with anyio.fail_after(5):
-                while not any(wanted in r.getMessage() for r in caplog.records):
-                    await anyio.sleep(0.05)  # the truncation's round trip to the local server
             mark = await page.evaluate(
                 "el => getComputedStyle(el, '::after').content", await story.first.locator(".text").element_handle())
             assert "interrupted after" in mark
