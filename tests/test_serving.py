@@ -128,6 +128,30 @@ async def test_capacity_refuses_with_a_reason_and_readyz_says_so_first(echo_yaml
         assert host.refused == {"capacity": 1}
 
 
+async def test_the_sampler_measures_a_blocked_loop_and_stops_when_cancelled(caplog):
+    """A 150 ms block of the loop is one lag sample >= 100 ms and one warning; cancelling leaves no timer."""
+    import asyncio
+
+    host = ServingHost()
+    loop = asyncio.get_running_loop()
+    task = loop.create_task(host.sample())
+    await anyio.sleep(0.1)
+    time.sleep(0.15)  # the event loop is blocked: the next timer runs ~150 ms late
+    await anyio.sleep(0.2)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    warned = [r.getMessage() for r in caplog.records if "event loop blocked" in r.getMessage()]
+    assert warned, "no lag warning after a 150 ms block"
+    assert int(re.search(r"fired (\d+) ms late", warned[0]).group(1)) >= 100
+    live_timers = [h for h in getattr(loop, "_scheduled", []) if not h.cancelled()
+                   and getattr(h, "_callback", None) is not None and "tick" in getattr(h._callback, "__qualname__", "")]
+    assert live_timers == [], "the sampler left a timer running after it was cancelled"
+    hist = {s.name: s.value for metric in host.metrics.loop_lag.collect() for s in metric.samples}
+    assert hist["voxpipe_event_loop_lag_seconds_count"] >= 10
+    assert hist["voxpipe_event_loop_lag_seconds_sum"] >= 0.1
+
+
 async def test_post_drain_keeps_live_sessions_and_refuses_new_ones(echo_yaml):
     async with web_server(echo_yaml) as web:
         async with connect(web.ws_url) as live:

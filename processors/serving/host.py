@@ -10,8 +10,8 @@ hook answers ``GET /healthz`` (200 while the process runs), ``GET /readyz`` (200
 with the reason while draining or at capacity), ``GET /metrics`` (:mod:`.metrics`) and
 ``POST /drain`` (from this machine, or with the token).
 
-One sampler task per worker (:meth:`ServingHost.sample`) sleeps 20 ms at a time and
-records how late it woke (event-loop lag; a warning past 100 ms, as LiveKit Agents
+One sampler per worker (:meth:`ServingHost.sample`, a chain of 20 ms loop timers) records
+how late each timer ran (event-loop lag; a warning past 100 ms, as LiveKit Agents
 warns); once a second it adds the process's CPU time, the queue drops and stale frames
 of every live session's nodes (by processor type) and the pages' playback underruns to
 the counters, and moves the drain on.
@@ -19,6 +19,7 @@ the counters, and moves the drain on.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 import time
@@ -237,33 +238,55 @@ class ServingHost:
     # --- the sampler -----------------------------------------------------------------------------
 
     async def sample(self) -> None:
-        """Event-loop lag every 20 ms; CPU, queue counts and the drain once a second. Runs until cancelled."""
+        """Event-loop lag every 20 ms; CPU, queue counts and the drain once a second. Runs until cancelled.
+
+        The sampler is a chain of ``loop.call_at`` timer callbacks, not a task that sleeps:
+        a task wake-up through anyio's sleep cost 0.007-0.008 of a core at 50 Hz on this
+        project's VM, a bare timer callback 0.0035 (measured over 8 s each), and it measures
+        the same thing, how late the loop ran a timer that was due.
+        """
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
+        state = {"cpu0": time.process_time(), "wall0": time.monotonic(), "lag_max": 0.0, "handle": None}
+
+        def tick(due: float) -> None:
+            try:
+                self._sample_once(max(0.0, loop.time() - due), state)
+            except BaseException as exc:  # never let the chain die silently: end sample() with the error
+                if not done.done():
+                    done.set_exception(exc)
+                return
+            nxt = loop.time() + SAMPLE_S
+            state["handle"] = loop.call_at(nxt, tick, nxt)
+
+        first = loop.time() + SAMPLE_S
+        state["handle"] = loop.call_at(first, tick, first)
+        try:
+            await done
+        finally:
+            state["handle"].cancel()
+
+    def _sample_once(self, lag: float, state: dict) -> None:
         m = self.metrics
-        cpu0, wall0 = time.process_time(), time.monotonic()
-        lag_max = 0.0
-        while True:
-            t0 = time.monotonic()
-            await anyio.sleep(SAMPLE_S)
-            lag = max(0.0, time.monotonic() - t0 - SAMPLE_S)
-            if lag > LAG_WARN_S:
-                log.warning("event loop blocked: a 20 ms timer fired %.0f ms late (%d live sessions)", 1000 * lag,
-                            len(self.live))
-            lag_max = max(lag_max, lag)
+        if lag > LAG_WARN_S:
+            log.warning("event loop blocked: a 20 ms timer fired %.0f ms late (%d live sessions)", 1000 * lag,
+                        len(self.live))
+        state["lag_max"] = max(state["lag_max"], lag)
+        if m is not None:
+            m.loop_lag.observe(lag)
+        now = time.monotonic()
+        if now - state["wall0"] >= 1.0:
+            cpu = time.process_time()
+            self.admission.cpu = (cpu - state["cpu0"]) / (now - state["wall0"])
+            self.lag_max_s = state["lag_max"]
             if m is not None:
-                m.loop_lag.observe(lag)
-            now = time.monotonic()
-            if now - wall0 >= 1.0:
-                cpu = time.process_time()
-                self.admission.cpu = (cpu - cpu0) / (now - wall0)
-                self.lag_max_s = lag_max
-                if m is not None:
-                    m.cpu_seconds.inc(cpu - cpu0)
-                    m.cpu_load.set(self.admission.cpu)
-                    m.loop_lag_max.set(lag_max)
-                    for live in list(self.live.values()):
-                        self._count_nodes(live)
-                cpu0, wall0, lag_max = cpu, now, 0.0
-                self.tick()
+                m.cpu_seconds.inc(cpu - state["cpu0"])
+                m.cpu_load.set(self.admission.cpu)
+                m.loop_lag_max.set(state["lag_max"])
+                for live in list(self.live.values()):
+                    self._count_nodes(live)
+            state.update(cpu0=cpu, wall0=now, lag_max=0.0)
+            self.tick()
 
     # --- HTTP ------------------------------------------------------------------------------------
 
