@@ -135,39 +135,72 @@ class _ReferenceFifo:
 class ResidualGate:
     """Attenuates chunks that are residual echo: far end active, output far below the capture.
 
-    ``apply(capture, output, reference)`` takes one chunk the canceller paired (one rate,
-    whole 10 ms blocks: a 20 ms frame is one decision) and scales ``output`` in place;
-    ``gated`` counts the samples attenuated.
+    ``apply(capture, output, reference)`` takes one chunk the canceller paired (three arrays
+    of one length at one rate, whole 10 ms blocks: a 20 ms frame is one decision) and scales
+    ``output`` in place; ``gated`` counts the samples attenuated.
+
+    Nothing is allocated per chunk: int16 chunks are widened into one preallocated float32
+    scratch buffer (20 ms long; a shorter chunk uses a view of it, a longer one grows it once)
+    that the three energies reuse in turn; float32 chunks are read where they are.
     """
 
-    __slots__ = ("threshold", "gain", "hangover", "_far_left", "_ref_floor", "gated")
+    __slots__ = ("threshold", "gain", "hangover", "_far_left", "_ref_floor", "gated", "_scratch", "_full")
 
     def __init__(self, rate: int, *, gate_db: float = 10.0, attenuation_db: float = 30.0,
-                 far_hangover_ms: float = 500.0, reference_floor_dbfs: float = -60.0) -> None:
+                 far_hangover_ms: float = 500.0, reference_floor_dbfs: float = -60.0,
+                 dtype: np.dtype | str | type = np.int16) -> None:
         self.threshold = 10.0 ** (-gate_db / 10.0)  # energy ratio output / capture
         self.gain = 10.0 ** (-attenuation_db / 20.0)
         self.hangover = int(far_hangover_ms * rate / 1000)
         self._far_left = 0  # samples the far end still counts as active
-        self._ref_floor = 10.0 ** (reference_floor_dbfs / 10.0)
+        self._full = 32768.0 * 32768.0 if np.dtype(dtype) == np.int16 else 1.0
+        self._ref_floor = 10.0 ** (reference_floor_dbfs / 10.0) * self._full  # energy per sample
         self.gated = 0
+        self._scratch = np.zeros(rate // 50, np.float32)  # one 20 ms chunk
+
+    def reset(self) -> None:
+        """Forget that the far end was active (a new stream)."""
+        self._far_left = 0
 
     def apply(self, capture: np.ndarray, output: np.ndarray, reference: np.ndarray) -> None:
-        n = min(capture.shape[0], output.shape[0], reference.shape[0])
+        n = output.shape[0]
+        if capture.shape[0] != n or reference.shape[0] != n:
+            raise ValueError(f"ResidualGate.apply takes chunks of one length, got {capture.shape[0]}, {n}, "
+                             f"{reference.shape[0]}")
         if not n:
             return
         # one decision per chunk: three dot products, not an array program (this runs every frame)
-        r = reference[:n].astype(np.float32)
-        full = 32768.0 * 32768.0 if output.dtype == np.int16 else 1.0
-        if np.vdot(r, r) > self._ref_floor * full * n:
+        s = self._scratch
+        if s.shape[0] != n:  # not the usual 20 ms: a view of the buffer, grown if too short
+            if s.shape[0] < n:
+                s = self._scratch = np.zeros(n, np.float32)
+            else:
+                s = s[:n]
+        floor = self._ref_floor * n
+        wide = output.dtype == np.int16
+        if wide:
+            s[:] = reference
+            e = s.dot(s)
+        else:
+            e = reference.dot(reference)
+        if e > floor:
             self._far_left = self.hangover
         elif self._far_left > 0:
             self._far_left -= n
+            if self._far_left < 0:
+                self._far_left = 0
         else:
             return  # nothing played lately: the common case while the user talks alone
-        c = capture[:n].astype(np.float32)
-        o = output[:n].astype(np.float32)
-        if np.vdot(o, o) < self.threshold * np.vdot(c, c):
-            np.multiply(output[:n], self.gain, out=output[:n], casting="unsafe")
+        if wide:
+            s[:] = output
+            eo = s.dot(s)
+            s[:] = capture
+            ec = s.dot(s)
+        else:
+            eo = output.dot(output)
+            ec = capture.dot(capture)
+        if eo < self.threshold * ec:
+            np.multiply(output, self.gain, out=output, casting="unsafe")
             self.gated += n
 
 
@@ -202,7 +235,7 @@ class EchoCanceller:
         block = self.work_rate // 100
         self._framer = BlockFramer(block, self.dtype)
         self._run = self.engine.process
-        self.gate = ResidualGate(self.work_rate, gate_db=residual_gate_db) if residual_gate_db else None
+        self.gate = ResidualGate(self.work_rate, gate_db=residual_gate_db, dtype=self.dtype) if residual_gate_db else None
         self._fifo = _ReferenceFifo(int(max_reference_ms * self.work_rate / 1000), self.dtype)
         if self.work_rate != sample_rate:
             dt = self.dtype.name
@@ -293,7 +326,7 @@ class EchoCanceller:
         """Forget the echo path, the held audio and the reference: a new stream, same config."""
         self.engine.reset()
         if self.gate is not None:
-            self.gate._far_left = 0
+            self.gate.reset()
         self._framer.reset()
         self._fifo.clear()
         self._hold = self._hold[:0]
