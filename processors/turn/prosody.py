@@ -5,12 +5,13 @@ each frame's autocorrelation comes from one FFT (the Wiener-Khinchin theorem), n
 by the frame's energy; the pitch period is the lag of the highest peak between 2.5 ms
 (400 Hz) and 14.3 ms (70 Hz), preferring the shortest lag within 10 % of that peak (the
 octave-too-low error of a plain maximum). A frame is voiced when that peak reaches
-``voicing`` (0.45 of the energy) and the frame is within 30 dB of the loudest frame looked
-at. The whole track of the last 1.2 s costs about 1 ms, once per pause.
+``voicing`` (0.45 of the energy), the frame is within 30 dB of the loudest frame looked
+at, and at least three frames in a row are (30 ms: a vowel, not a click). The whole track of the last 1.2 s costs about 1 ms, once per pause.
 
 :func:`final_pitch_movement` fits a line to the log-frequency (semitones) of the last
 ``span_ms`` of voiced frames (a median of three first, against single octave jumps) and
-returns the change along that line over the span: negative when the pitch falls.
+returns the change along that line over the span: negative when the pitch falls. Octave
+errors are folded back to within six semitones of the stretch's median first.
 """
 
 from __future__ import annotations
@@ -63,6 +64,12 @@ def pitch_track(audio: np.ndarray, rate: int = 16000, *, fmin: float = 70.0, fma
     lag = lo + i + np.clip(shift, -0.5, 0.5)
     loud = energy >= energy.max() * 10 ** (floor_db / 10) if energy.size else energy
     voiced = (peak >= voicing) & loud & (energy > 0)
+    # voicing lasts: a run shorter than 3 frames (30 ms) is a noise or click, not a vowel
+    v = np.concatenate(([False], voiced, [False])).astype(np.int8)
+    edges = np.flatnonzero(np.diff(v))
+    for a, b in zip(edges[::2], edges[1::2]):
+        if b - a < 3:
+            voiced[a:b] = False
     f0 = np.where(voiced, rate / lag, np.nan)
     times = (np.arange(frames.shape[0]) * hop + n / 2) / rate
     return times, f0
@@ -94,7 +101,8 @@ def final_pitch_movement(audio: np.ndarray, rate: int = 16000, *, span_ms: float
     if gaps.size:
         idx = idx[gaps[-1] + 1 :]
     st = 12.0 * np.log2(f0[idx] / 100.0)
-    if st.size >= 3:  # a median of three against single-frame octave jumps
+    st -= 12.0 * np.round((st - np.median(st)) / 12.0)  # octave errors folded back around the median
+    if st.size >= 3:  # a median of three against single-frame jumps
         padded = np.concatenate((st[:1], st, st[-1:]))
         st = np.median(np.lib.stride_tricks.sliding_window_view(padded, 3), axis=1)
     t = times[idx]
