@@ -1,21 +1,38 @@
-"""turn.semantic: Smart Turn v3 at each pause against a 500 ms silence timer, on eSpeak speech.
+"""turn.semantic: Smart Turn v3 + final pitch + words at each pause, against a 500 ms silence timer.
 
 Scenes (tests/quality_fixtures.py): sentences cut by a 0.6-1.2 s pause mid-sentence ("My number
 is four one five," ... "two three four, ..."), the first part spoken with a continuing
-intonation, and complete sentences, several eSpeak voices, 3 s apart. Figures: premature ends
-(an end of turn inside a mid-sentence pause) and the delay from the end of speech to the end
-of the turn, for turn.semantic and for the same energy VAD with a 500 ms timer.
+intonation, and complete sentences, in several eSpeak voices, 3 s apart. Figures: premature
+ends (an end of turn inside a mid-sentence pause) and the delay from the end of speech to the
+end of the turn (media time), for turn.semantic and for the same energy VAD with a 500 ms
+timer. The rule's thresholds were chosen on the four TURN_VOICES; HELD_OUT_VOICE was not
+looked at while choosing, and its figures are asserted separately.
+
+"With words": a pocketsphinx recogniser with a bigram model of the scene's whole sentences (the
+domain, as a session's grammar would know it; not where the pauses fall) decodes the turn so
+far at each pause, as ``stt.pocketsphinx``'s partial transcripts would give them.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
-from quality_fixtures import speech, to_int16, turn_scene
+from quality_fixtures import (
+    COMPLETE_SENTENCES,
+    HELD_OUT_VOICE,
+    PAUSED_SENTENCES,
+    TURN_VOICES,
+    speech,
+    to_int16,
+    turn_scene,
+)
 
 from pipeline.dsp.vad import EnergyVAD
-from pipeline.frames import AudioFrame, TextFrame, UserStartedSpeakingFrame, UserStoppedSpeakingFrame
+from pipeline.frames import AudioFrame, TextFrame, TranscriptionFrame, UserStartedSpeakingFrame, UserStoppedSpeakingFrame
 from pipeline.testing import run_frames
+from processors.turn.decision import TurnRule, judge_pause
+from processors.turn.lexical import incomplete_reason
+from processors.turn.prosody import final_pitch_movement, pitch_track
 
 pytest.importorskip("onnxruntime")
 
@@ -45,12 +62,35 @@ def timer_ends(x: np.ndarray) -> list[tuple[int, int]]:
     return out
 
 
-def semantic_ends(x: np.ndarray, model, **params) -> tuple[list[tuple[int, int]], int]:
-    det = SemanticTurnDetector(RATE, model=model, **params)
+def semantic_ends(x: np.ndarray, model, *, rule: TurnRule | None = TurnRule(), words=None,
+                  **params) -> tuple[list[tuple[int, int]], int]:
+    """(decision, speech end) of each end of turn; ``rule`` None: Smart Turn alone (the old detector).
+
+    ``words(audio16k)`` gives the words heard in the turn so far (None: no recogniser).
+    """
+    if rule is None:
+        det = SemanticTurnDetector(RATE, model=model, **params)
+    else:
+        det = SemanticTurnDetector(RATE, model=model, defer_model=True, threshold=rule.threshold,
+                                   max_silence_ms=rule.max_wait_ms, **params)
     out = []
     for i in range(0, x.shape[0] - FRAME + 1, FRAME):
-        out += [(e.pts, e.speech_end) for e in det.process(x[i : i + FRAME], i) if not e.started]
+        events = det.process(x[i : i + FRAME], i)
+        if det.query is not None:
+            v = judge_pause(rule, model, det.query, words(det.query) if words else None)
+            events += det.answer(v.probability, complete=v.complete, wait_ms=v.wait_ms)
+        out += [(e.pts, e.speech_end) for e in events if not e.started]
     return out, det.model_calls
+
+
+def scene_words():
+    """A ``words(audio16k)`` function: pocketsphinx with a bigram model of the scene's whole sentences."""
+    from processors.speech.sphinx import Grammar, Recognizer, normalize_words
+
+    corpus = tuple(" ".join(normalize_words(a + " " + b)) for a, b in PAUSED_SENTENCES)
+    corpus += tuple(" ".join(normalize_words(c)) for c in COMPLETE_SENTENCES)
+    rec = Recognizer(Grammar((), corpus))
+    return lambda audio: rec.recognize(to_int16(audio), SMART_TURN_RATE)
 
 
 def judge(scene, ends):
@@ -81,34 +121,124 @@ def test_log_mel_features_follow_whisper():
 
 
 def test_semantic_turn_cuts_fewer_pauses_and_answers_sooner(model):
-    """One voice (en-us), 8 paused + 8 complete sentences: fewer premature ends than the timer, earlier median end."""
+    """One voice (en-us), 8 paused + 8 complete sentences, no words: fewer cuts than the timer, sooner on average."""
     scene = turn_scene(RATE, voices=("en-us",))
     x = to_int16(scene.samples)
     timer = judge(scene, timer_ends(x))
     semantic = judge(scene, semantic_ends(x, model)[0])
     assert timer[0] == timer[1] == 8  # every 0.6-1.2 s pause outlasts a 500 ms timer
-    # measured: 3/8 premature, median 215 ms (timer 8/8, 510 ms)
-    assert semantic[0] <= 4, semantic
-    assert semantic[3] < 300 < timer[3], (semantic, timer)
+    # measured: 1/8 premature, mean 406 ms, median 212 ms (timer 8/8, 509 / 510 ms)
+    assert semantic[0] <= 3, semantic
+    assert semantic[2] < timer[2] and semantic[3] < 300 < timer[3], (semantic, timer)
 
 
 @pytest.mark.slow
 def test_semantic_turn_four_voices(model):
-    """Four eSpeak voices, 32 paused + 32 complete sentences: the figures of docs/quality.md."""
-    scene = turn_scene(RATE)
+    """The four voices the rule was chosen on, 32 paused + 32 complete sentences: docs/quality.md's figures."""
+    scene = turn_scene(RATE, voices=TURN_VOICES)
     x = to_int16(scene.samples)
     timer = judge(scene, timer_ends(x))
+    alone = judge(scene, semantic_ends(x, model, rule=None)[0])
     ends, calls = semantic_ends(x, model)
     semantic = judge(scene, ends)
-    print(f"\ntimer 500 ms: premature {timer[0]}/{timer[1]}, delay mean {timer[2]:.0f} ms median {timer[3]:.0f} ms")
-    print(f"turn.semantic: premature {semantic[0]}/{semantic[1]}, delay mean {semantic[2]:.0f} ms "
-          f"median {semantic[3]:.0f} ms, {calls} model calls")
+    worded = judge(scene, semantic_ends(x, model, words=scene_words())[0])
+    for name, r in (("timer 500 ms", timer), ("Smart Turn alone", alone), ("turn.semantic", semantic),
+                    ("turn.semantic + words", worded)):
+        print(f"\n{name}: premature {r[0]}/{r[1]}, delay mean {r[2]:.0f} ms median {r[3]:.0f} ms", end="")
     assert timer[0] == timer[1]
-    # measured: 15/32 premature (47 %): the model hears many eSpeak fragments as finished
-    assert semantic[0] <= 17
-    # measured: median 213-215 ms, but mean 690-771 ms (eSpeak's output varies a little with
-    # what it synthesised before): complete sentences judged unfinished wait max_silence_ms
-    assert semantic[3] < 250 and semantic[2] < 900
+    # measured: Smart Turn alone 15/32 at 690-771 ms; the rule 3/32 at 415 ms; with words 0/32 at 456 ms
+    assert alone[0] >= 12
+    assert semantic[0] <= 6 and semantic[2] < 480, semantic
+    assert worded[0] <= 2 and worded[2] < 500, worded
+    assert semantic[2] < timer[2] and worded[2] < timer[2]
+
+
+@pytest.mark.slow
+def test_semantic_turn_held_out_voice(model):
+    """A voice not used to choose the thresholds (HELD_OUT_VOICE): 8 paused + 8 complete sentences."""
+    scene = turn_scene(RATE, voices=(HELD_OUT_VOICE,))
+    x = to_int16(scene.samples)
+    timer = judge(scene, timer_ends(x))
+    semantic = judge(scene, semantic_ends(x, model)[0])
+    worded = judge(scene, semantic_ends(x, model, words=scene_words())[0])
+    print(f"\nheld out {HELD_OUT_VOICE}: timer {timer}, turn.semantic {semantic}, + words {worded}")
+    assert timer[0] == timer[1] == 8
+    # measured: 3/8 premature at 309 ms; with words 0/8 at 420 ms (timer 8/8, ~505 ms)
+    assert semantic[0] <= 5 and semantic[2] < timer[2], semantic
+    assert worded[0] <= 1 and worded[2] < timer[2], worded
+
+
+def test_pitch_tracker_follows_a_glide():
+    """A pulse train gliding 200 -> 160 Hz (4 semitones in 1 s): the track follows it; the end falls ~1.2 st."""
+    t = np.arange(RATE) / RATE
+    f = 200.0 * 2 ** (-4.0 * t / 12.0)
+    phase = 2 * np.pi * np.cumsum(f) / RATE
+    x = (0.2 * np.sign(np.sin(phase)) + 0.1 * np.sin(phase)).astype(np.float32)
+    times, f0 = pitch_track(x, RATE)
+    truth = 200.0 * 2 ** (-4.0 * times / 12.0)
+    voiced = ~np.isnan(f0)
+    assert voiced.mean() > 0.9
+    assert np.max(np.abs(12 * np.log2(f0[voiced] / truth[voiced]))) < 0.5  # within half a semitone
+    end = final_pitch_movement(x, RATE)
+    assert end is not None and -1.5 < end.semitones < -0.9  # 300 ms of a 4 st/s fall
+    rising = final_pitch_movement(x[::-1].copy(), RATE)
+    assert rising is not None and 0.9 < rising.semitones < 1.5
+    assert final_pitch_movement(np.zeros(RATE, np.float32), RATE) is None  # nothing voiced
+    noise = np.random.default_rng(1).standard_normal(RATE).astype(np.float32) * 0.1
+    assert final_pitch_movement(noise, RATE) is None
+
+
+def test_pitch_ends_of_espeak_fragments_rise_and_statements_fall():
+    """eSpeak's comma-final fragments end rising, its statements falling (the held-out voice's "Thank you
+    very much." by only 0.6 st, less than the rule's fall_st: the model decides it)."""
+    for voice in ("en-us", HELD_OUT_VOICE):
+        for text in ("Can you tell me the,", "I would like to book a table for,"):
+            assert final_pitch_movement(speech(text, RATE, voice, -26.0)).semitones > 0.5, (voice, text)
+        for text in ("Thank you very much.", "I want to fly to Boston tomorrow."):
+            assert final_pitch_movement(speech(text, RATE, voice, -26.0)).semitones < -0.5, (voice, text)
+
+
+@pytest.mark.parametrize("text, unfinished", [
+    ("my number is four one five", True),
+    ("my number is 415", True),
+    ("the address is twelve", True),
+    ("can you tell me the", True),
+    ("I would like to book a table for", True),
+    ("I want to fly to Boston and then", True),
+    ("so what I was thinking is", True),
+    ("I need to change my", True),
+    ("could you remind me to", True),
+    ("um", True),
+    ("book a table for two please", False),
+    ("what is the weather like", False),
+    ("here it is", False),
+    ("yes I can", False),
+    ("that's it", False),
+    ("my number is four one five five five five one two three four", False),  # ten digits read out
+    ("", False),
+])
+def test_lexical_check(text, unfinished):
+    assert (incomplete_reason(text) is not None) is unfinished, incomplete_reason(text)
+
+
+def test_turn_rule_steps():
+    """Each step of the documented rule, in order: words, rising pitch, model, falling pitch, low p, unsure."""
+    from processors.turn.prosody import PitchEnd
+
+    rule = TurnRule()
+    up, down, level = PitchEnd(2.0, 300, 100), PitchEnd(-2.0, 300, 100), PitchEnd(0.0, 300, 100)
+    v = rule.judge(0.99, down, "my number is")
+    assert not v.complete and v.wait_ms == rule.max_wait_ms and v.reason.startswith("words")
+    assert rule.judge(0.95, up, None).wait_ms == rule.unsure_wait_ms  # a question's rise, the model sure
+    assert rule.judge(0.3, up, None).wait_ms == rule.max_wait_ms
+    assert rule.judge(0.85, level, "thank you").complete
+    assert rule.judge(0.85, None, None).complete
+    assert rule.judge(0.1, down, None).complete and rule.judge(0.1, down, None).reason == "falling pitch"
+    assert not rule.judge(0.005, down, None).complete
+    assert rule.judge(0.005, level, None).wait_ms == rule.max_wait_ms
+    assert rule.judge(0.3, level, None).wait_ms == rule.unsure_wait_ms
+    with pytest.raises(ValueError, match="unsure_wait_ms"):
+        TurnRule(unsure_wait_ms=2000.0, max_wait_ms=1500.0)
 
 
 def test_detector_defers_the_model_when_asked():
@@ -162,6 +292,29 @@ async def test_semantic_turn_processor_announces_the_turn():
     assert speaking[1].sample_rate == 24000 and 12000 < speaking[1].pts <= 12000 + u.shape[0]
     assert proc.statistics()["dropped_speaking_frames"] == 1
     assert proc.statistics()["model_calls"] >= 1
+
+
+@pytest.mark.anyio
+async def test_semantic_turn_processor_weighs_the_words():
+    """A recogniser's partial text in the graph: "my number is four one five" waits max_silence_ms;
+    "thank you very much" ends at the first pause (media time from the end of speech to the decision)."""
+    from processors.turn.semantic import SemanticTurnProcessor
+
+    async def decide(text: str, words: str) -> tuple[float, dict]:
+        u = speech(text, 16000, "en-us", -26.0)
+        x = to_int16(np.concatenate((np.zeros(8000, np.float32), u, np.zeros(40000, np.float32))))
+        frames: list = [AudioFrame(x[i : i + 320], 16000, i) for i in range(0, x.shape[0] - 319, 320)]
+        frames.insert((8000 + u.shape[0]) // 320, TranscriptionFrame(words, final=False))  # as speech ends
+        proc = SemanticTurnProcessor()
+        out = await run_frames(proc, frames)
+        assert sum(isinstance(f, UserStoppedSpeakingFrame) for f in out.downstream) == 1
+        end = proc.last_end
+        return (end.pts - end.speech_end) / 16000 * 1000, proc.statistics()["verdicts"]
+
+    wait, verdicts = await decide("My number is four one five,", "my number is four one five")
+    assert verdicts == {"words": 1} and wait >= 1400, (wait, verdicts)
+    wait, verdicts = await decide("Thank you very much.", "thank you very much")
+    assert wait <= 300 and sum(verdicts.values()) == 1 and "words" not in verdicts, (wait, verdicts)
 
 
 def _server_turns(config: dict, x: np.ndarray, rate: int = 24000) -> list[tuple[str, int]]:

@@ -34,7 +34,7 @@ _AUXILIARIES = {"is", "are", "was", "were", "be", "been", "being", "am", "i'm", 
                 "do", "does", "did", "have", "has", "had", "can", "could", "would", "should", "will", "shall",
                 "may", "might", "must", "want", "need", "like", "let's", "gonna", "wanna", "i'd", "i'll",
                 "we're", "you're", "they're", "we'll", "we'd"}
-_PRONOUNS = {"i", "we", "you", "they", "he", "she"}
+_PRONOUNS = {"i", "we", "they", "he", "she"}  # not "you": "thank you", "see you"
 _FILLERS = {"um", "uh", "er", "erm", "hmm", "mm", "uhm", "like", "basically", "actually", "just", "very",
             "really", "more", "most", "less", "quite", "rather", "too"}
 _FUNCTION = _ARTICLES | _PREPOSITIONS | _CONJUNCTIONS | _POSSESSIVES | _AUXILIARIES | _PRONOUNS | _FILLERS

@@ -6,12 +6,16 @@ starts (the model stops talking: barge-in) and :class:`UserStoppedSpeakingFrame`
 turn is over, which makes the model client commit the audio and send ``response.create``.
 Speaking frames from a VAD further up are dropped, so that only this processor decides.
 
-At every pause of ``pause_ms`` the Smart Turn v3 model (the ``pipecat-ai`` wheel's ONNX
-file, BSD-2-Clause) hears the turn so far and says whether it is complete; if not, the turn
-ends after ``max_silence_ms`` unless the user goes on. The model runs in a worker thread
-(60-100 ms per pause on a small machine), so the event loop keeps moving; audio frames
-queue meanwhile and pass on in order. See :mod:`pipeline.dsp.turn` and docs/quality.md for
-the measured false-cut rate and delays.
+At every pause of ``pause_ms`` three signals are weighed (:mod:`processors.turn.decision`):
+the Smart Turn v3 model's probability that the turn is complete (the ``pipecat-ai`` wheel's
+ONNX file, BSD-2-Clause), the pitch movement over the last 300 ms of voiced speech (falling
+closes a statement; level or rising goes on: :mod:`processors.turn.prosody`) and, when a
+recogniser upstream sends the user's words (``TranscriptionFrame``, partial or final), whether
+they stop mid-sentence (:mod:`processors.turn.lexical`). The rule ends the turn at once, or
+waits ``unsure_wait_ms`` or ``max_silence_ms`` for the user to go on. The model and the pitch
+tracker run in a worker thread (30-100 ms per pause on a small machine), so the event loop
+keeps moving; audio frames queue meanwhile and pass on in order. See docs/quality.md for the
+measured false-cut rate and delays.
 """
 
 from __future__ import annotations
@@ -22,7 +26,15 @@ import anyio.to_thread
 from pydantic import BaseModel, Field
 
 from pipeline.dsp.formats import downmix
-from pipeline.frames import AudioFormat, AudioFrame, Direction, Frame, UserStartedSpeakingFrame, UserStoppedSpeakingFrame
+from pipeline.frames import (
+    AudioFormat,
+    AudioFrame,
+    Direction,
+    Frame,
+    TranscriptionFrame,
+    UserStartedSpeakingFrame,
+    UserStoppedSpeakingFrame,
+)
 from pipeline.processor import Processor
 
 __all__ = ["SemanticTurnProcessor"]
@@ -31,13 +43,18 @@ _DOWN = Direction.DOWNSTREAM
 
 
 class SemanticTurnProcessor(Processor):
-    """Start and end of the user's turn from an energy VAD plus Smart Turn v3 at each pause."""
+    """Start and end of the user's turn: an energy VAD finds pauses, Smart Turn + pitch + words judge them."""
 
     class Params(BaseModel, extra="forbid"):
-        threshold: float = Field(0.5, gt=0.0, lt=1.0, description="model probability at which a paused turn is complete")
-        pause_ms: float = Field(200.0, ge=60.0, le=2000.0, description="silence after which the model is asked")
+        threshold: float = Field(0.8, gt=0.0, lt=1.0, description="model probability at which a paused turn is complete")
+        pause_ms: float = Field(200.0, ge=60.0, le=2000.0, description="silence after which the turn is judged")
         max_silence_ms: float = Field(1500.0, ge=100.0, le=10000.0,
-                                      description="silence that ends the turn whatever the model says")
+                                      description="the longest wait: after words or a pitch that say unfinished")
+        unsure_wait_ms: float = Field(1000.0, ge=100.0, le=10000.0,
+                                      description="the wait when the signals are unsure (level pitch, model between)")
+        fall_st: float = Field(1.0, ge=0.0, le=12.0, description="a final pitch fall (semitones) that ends a statement")
+        rise_st: float = Field(0.5, ge=0.0, le=12.0, description="a final pitch rise (semitones) that means more follows")
+        words: bool = Field(True, description="weigh the user's words from TranscriptionFrames upstream, when there are any")
         recheck_ms: float | None = Field(None, ge=100.0, le=5000.0,
                                          description="ask the model again every so often while the pause lasts")
         vad_threshold: float = Field(0.5, ge=0.0, le=1.0, description="the energy VAD's threshold (vad.energy semantics)")
@@ -51,16 +68,39 @@ class SemanticTurnProcessor(Processor):
         self.model: Any = None
         self._rate = 0
         self.dropped_speaking_frames = 0
+        self.rule: Any = None
+        self.last_end: Any = None  # the last end-of-turn TurnEvent: .pts decided, .speech_end, .reason
+        self.verdicts: dict[str, int] = {}  # decision-rule step -> pauses it decided
+        self._finals: list[str] = []  # the recogniser's final texts since this turn began
+        self._partial = ""
 
     async def start(self) -> None:
         from pipeline.dsp.smart_turn import shared_model
 
-        self.model = shared_model(self.params.model_path)
+        from processors.turn.decision import TurnRule
+
+        p = self.params
+        self.rule = TurnRule(threshold=p.threshold, fall_st=p.fall_st, rise_st=p.rise_st,
+                             unsure_wait_ms=min(p.unsure_wait_ms, p.max_silence_ms), max_wait_ms=p.max_silence_ms)
+        self.model = shared_model(p.model_path)
+
+    @property
+    def words(self) -> str | None:
+        """The user's words in the open turn so far, as the recogniser sent them (None: none came)."""
+        if not self._finals and not self._partial:
+            return None
+        return " ".join([*self._finals, self._partial]).strip()
 
     async def process(self, frame: Frame, direction: Direction) -> None:
         if direction is _DOWN and isinstance(frame, (UserStartedSpeakingFrame, UserStoppedSpeakingFrame)):
             self.dropped_speaking_frames += 1  # only this processor decides when the turn ends
             return
+        if direction is _DOWN and type(frame) is TranscriptionFrame and frame.role == "user" and self.params.words:
+            if frame.final:
+                self._finals.append(frame.text)
+                self._partial = ""
+            else:
+                self._partial = frame.text
         if direction is not _DOWN or type(frame) is not AudioFrame:
             await self.push(frame, direction)
             return
@@ -79,15 +119,24 @@ class SemanticTurnProcessor(Processor):
         det = self.detector
         events = det.process(x, frame.pts)
         if det.query is not None:
-            events += det.answer(await anyio.to_thread.run_sync(self.model.probability, det.query))
+            from processors.turn.decision import judge_pause
+
+            v = await anyio.to_thread.run_sync(judge_pause, self.rule, self.model, det.query, self.words)
+            key = v.reason.split(":")[0]
+            self.verdicts[key] = self.verdicts.get(key, 0) + 1
+            self.log.debug("pause: %s (%s, p=%.2f, pitch %s st)", "complete" if v.complete else "wait", v.reason,
+                           v.probability, "-" if v.pitch_st is None else f"{v.pitch_st:+.1f}")
+            events += det.answer(v.probability, complete=v.complete, wait_ms=v.wait_ms)
         for e in events:
             await self._announce(e, frame.turn)
         await self.push(frame, direction)
 
     async def _announce(self, event, turn: int) -> None:
         if event.started:
+            self._finals, self._partial = [], ""
             await self.push(UserStartedSpeakingFrame(pts=event.pts, sample_rate=self._rate, turn=turn))
         else:
+            self.last_end = event
             self.log.debug("end of turn (%s, p=%s) %.0f ms after speech", event.reason, event.probability,
                            (event.pts - event.speech_end) * 1000 / self._rate)
             await self.push(UserStoppedSpeakingFrame(pts=event.speech_end, sample_rate=self._rate, turn=turn))
@@ -102,8 +151,10 @@ class SemanticTurnProcessor(Processor):
             await self._end_open_turn()
 
     def statistics(self) -> dict[str, Any]:
-        """Queue figures plus model calls and the speaking frames from upstream that were dropped."""
+        """Queue figures plus model calls, the pauses each rule step decided, and the speaking frames
+        from upstream that were dropped."""
         out = super().statistics()
         out["model_calls"] = self.detector.model_calls if self.detector is not None else 0
+        out["verdicts"] = dict(self.verdicts)
         out["dropped_speaking_frames"] = self.dropped_speaking_frames
         return out
