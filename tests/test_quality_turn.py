@@ -146,11 +146,12 @@ def test_semantic_turn_four_voices(model):
                     ("turn.semantic + words", worded)):
         print(f"\n{name}: premature {r[0]}/{r[1]}, delay mean {r[2]:.0f} ms median {r[3]:.0f} ms", end="")
     assert timer[0] == timer[1]
-    # measured: Smart Turn alone 15/32 at 690-771 ms; the rule 3/32 at 415 ms; with words 0/32 at 456 ms
+    # measured: timer 32/32 at 506 ms; Smart Turn alone 15/32 at 690 ms; the rule 3/32 at 415 ms
+    # (median 212); with words 0/32 at 476 ms (median 213: misheard complete sentences wait 1.5 s).
+    # eSpeak's output varies a little with what it synthesised before: margins, not equalities.
     assert alone[0] >= 12
-    assert semantic[0] <= 6 and semantic[2] < 480, semantic
-    assert worded[0] <= 2 and worded[2] < 500, worded
-    assert semantic[2] < timer[2] and worded[2] < timer[2]
+    assert semantic[0] <= 6 and semantic[2] < 480 and semantic[3] < 300, semantic
+    assert worded[0] <= 2 and worded[2] < 560 and worded[3] < 300, worded
 
 
 @pytest.mark.slow
@@ -163,9 +164,9 @@ def test_semantic_turn_held_out_voice(model):
     worded = judge(scene, semantic_ends(x, model, words=scene_words())[0])
     print(f"\nheld out {HELD_OUT_VOICE}: timer {timer}, turn.semantic {semantic}, + words {worded}")
     assert timer[0] == timer[1] == 8
-    # measured: 3/8 premature at 309 ms; with words 0/8 at 420 ms (timer 8/8, ~505 ms)
-    assert semantic[0] <= 5 and semantic[2] < timer[2], semantic
-    assert worded[0] <= 1 and worded[2] < timer[2], worded
+    # measured: 3/8 premature, mean 309 ms; with words 0/8, mean 420 ms (timer 8/8, 510 ms)
+    assert semantic[0] <= 5 and semantic[2] < 420, semantic
+    assert worded[0] <= 1 and worded[2] < 500, worded
 
 
 def test_pitch_tracker_follows_a_glide():
