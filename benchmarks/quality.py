@@ -206,6 +206,25 @@ def bench_turn(n: int, rate: int) -> dict:
     return out
 
 
+def bench_foreground(n: int, rate: int) -> dict:
+    """vad.energy with foreground_db (the babble gate) vs the bare EnergyVAD detector on the same frames."""
+    from pipeline.dsp.vad import EnergyVAD
+    from processors.audio.vad import EnergyVADProcessor
+
+    _, near = _frames(rate, n, seed=4)
+    fr = rate // 50
+    frames = [AudioFrame(x, rate, i * fr) for i, x in enumerate(near)]
+    proc = EnergyVADProcessor({"foreground_db": 6.0})
+    proc.push = _sink  # no neighbour: the speaking frames go nowhere
+    det = EnergyVAD(rate)
+    process = proc.process
+    return _pair(lambda i: process(frames[i], _DOWN), lambda i: det.process(near[i], i * fr), n, awaited=True)
+
+
+async def _sink(frame, direction=None) -> None:
+    return None
+
+
 def _versions() -> dict:
     from importlib.metadata import version
 
@@ -225,6 +244,7 @@ def run(quick: bool = False) -> dict:
         res[f"aec_{rate // 1000}k"] = bench_aec(n, rate)
         res[f"denoise_{rate // 1000}k"] = bench_denoise(n, rate)
     res["turn_24k"] = bench_turn(n, 24000)
+    res["foreground_16k"] = bench_foreground(n, 16000)
     per_frame = (res["aec_24k"]["median_us"] + res["denoise_24k"]["median_us"]
                  + res["turn_24k"]["per_frame"]["median_us"])
     model_us_per_s = PAUSES_PER_S * res["turn_24k"]["per_pause"]["median_us"]
@@ -251,6 +271,7 @@ def table(res: dict) -> str:
     row("turn.semantic per pause: judge_pause() (features + model + pitch) vs session.run", res["turn_24k"]["per_pause"])
     row("turn.semantic per pause: log-mel features alone", res["turn_24k"]["features"])
     row("turn.semantic per pause: final pitch movement alone", res["turn_24k"]["pitch"])
+    row("vad.energy + foreground_db 16 kHz vs EnergyVAD.process", res["foreground_16k"])
     s = res["session_24k"]
     rows.append("")
     rows.append(f"session at 24 kHz: {s['per_frame_us']:.0f} us per 20 ms frame + {s['model_us_per_s']:.0f} us/s of "
