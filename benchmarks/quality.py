@@ -150,6 +150,12 @@ def bench_aec(n: int, rate: int) -> dict:
         up = lambda xs: np.split(resample(np.concatenate(xs), rate, 48000), len(xs))  # noqa: E731
         lfar, lnear = up(far), up(near)
     out = _pair(case, lambda i: lib.process(lnear[i], lfar[i]), n, awaited=True)
+    if rate == 16000:  # the residual gate alone, on the frames where the far end plays
+        from pipeline.dsp.aec import ResidualGate
+
+        gate = ResidualGate(rate)
+        outs = [x // 8 for x in near]
+        out["residual_gate_us"] = _pair(lambda i: gate.apply(near[i], outs[i], far[i]), None, n)["median_us"]
     if rate not in (16000, 32000, 48000):  # the library resampling inside (cheaper, cancels less well)
         ap = w.AudioProcessor(sample_rate=rate, echo_cancellation=True)
         out["library_internal_resampling_us"] = _pair(lambda i: ap.process(near[i], far[i]), None, n)["median_us"]
@@ -263,6 +269,8 @@ def table(res: dict) -> str:
 
     for rate in (16, 24, 48):
         row(f"audio.aec {rate} kHz (ref + capture) vs EchoCanceller.process", res[f"aec_{rate}k"])
+    rows.append(f"| (16 kHz: of which ResidualGate.apply, the far end playing) | "
+                f"{res['aec_16k']['residual_gate_us']:.1f} | | | | |")
     rows.append(f"| (24 kHz: AudioProcessor(24000), WebRTC resampling inside) | "
                 f"{res['aec_24k']['library_internal_resampling_us']:.1f} | | | | |")
     for rate in (16, 24, 48):
