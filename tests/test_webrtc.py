@@ -24,6 +24,7 @@ import pytest
 
 from processors.webrtc.conceal import GapConcealer
 from processors.webrtc.playout import FRAME, Playout
+from processors.webrtc.rates import IntegerResampler
 from processors.webrtc.sdp import MAX_SDP_BYTES, OfferError, check_offer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -83,6 +84,98 @@ def test_concealer_fills_gaps_and_keeps_media_time():
     assert c.statistics() == {"frames": 3, "gaps": 1, "concealed_ms": 20.0, "late_dropped": 1, "resyncs": 0}
     assert [pts for _, pts in c.process(frame, 10 * 48000)] == [10 * 48000]  # a pause longer than max_gap: resync
     assert c.resyncs == 1
+
+
+def _stream(r: IntegerResampler, x: np.ndarray, frame: int) -> np.ndarray:
+    """``x`` through ``r`` in frames of ``frame`` samples (the transports' 20 ms)."""
+    return np.concatenate([r.process(x[i:i + frame]) for i in range(0, x.shape[0], frame)])
+
+
+def _tone(hz: float, rate: int, seconds: float = 0.5, amp: float = 0.5) -> np.ndarray:
+    t = np.arange(int(rate * seconds)) / rate
+    return np.rint(amp * 32767 * np.sin(2 * np.pi * hz * t)).astype(np.int16)
+
+
+def _level_db(y: np.ndarray, hz: float, rate: int, amp: float = 0.5) -> float:
+    """Level of ``hz`` in ``y`` (after its first quarter) relative to a sine of amplitude ``amp``."""
+    y = y[y.shape[0] // 4:].astype(np.float64)
+    t = np.arange(y.shape[0]) / rate
+    w = np.hanning(y.shape[0])
+    c = 2 * np.abs(np.sum(w * y * np.exp(-2j * np.pi * hz * t))) / np.sum(w)
+    return float(20 * np.log10(c / (amp * 32767) + 1e-12))
+
+
+@pytest.mark.parametrize("rates", [(48000, 24000), (48000, 16000), (24000, 48000), (16000, 48000)],
+                         ids=lambda r: f"{r[0] // 1000}k-{r[1] // 1000}k")
+def test_integer_resampler_delay_flatness_and_aliasing(rates, capsys):
+    """Through 20 ms frames: 1.25 ms delay exactly, flat passband, -6 dB at the cut-off, aliases and images gone."""
+    a, b = rates
+    frame, low = a // 50, min(a, b)
+    # an impulse comes out 1.25 ms later, exactly (and every frame gives its whole output at once)
+    x = np.zeros(a // 10, np.int16)
+    x[2 * frame] = 20000
+    r = IntegerResampler(a, b)
+    assert [r.process(x[i:i + frame]).shape[0] for i in range(0, x.shape[0], frame)] == [b // 50] * 5
+    r.reset()
+    y = _stream(r, x, frame)
+    assert y.shape[0] == x.shape[0] * b // a
+    delay = int(np.argmax(np.abs(y))) - 2 * frame * b // a
+    assert delay == r.delay and 1000 * delay / b == 1.25
+    # passband: flat to 1 kHz (24 kHz) or 2 kHz (16 kHz) below the cut-off, half amplitude at it
+    edge = low / 2 - 2000
+    flat = {hz: _level_db(_stream(IntegerResampler(a, b), _tone(hz, a), frame), hz, b)
+            for hz in (300, 1000, 3000, edge)}
+    cut = _level_db(_stream(IntegerResampler(a, b), _tone(low / 2 - 1000, a), frame), low / 2 - 1000, b)
+    assert all(abs(db) < 0.05 for db in flat.values()), flat
+    assert -6.5 < cut < -5.5
+    # a tone 1.2 kHz above the low Nyquist (decimation: aliases below it; interpolation: the
+    # image of its mirror): the filter gives -90 dB there, int16 rounding leaves less than 1 LSB
+    above = low / 2 + 1200
+    if b < a:
+        y = _stream(IntegerResampler(a, b), _tone(above, a), frame)
+        stray = _level_db(y, low - above, b)
+    else:
+        y = _stream(IntegerResampler(a, b), _tone(low - above, a), frame)
+        stray = _level_db(y, above, b)
+    assert stray < -85, stray
+    # a sweep over the 3 kHz next to the low Nyquist (faded in: an abrupt start is broadband).
+    # Decimating it, all that comes out is alias; interpolating, its images land above Nyquist
+    n = 2 * a
+    t = np.arange(n) / a
+    f0, f1 = (low / 2, low / 2 + 3000) if b < a else (low / 2 - 3000, low / 2)
+    fade = np.minimum(1.0, t / 0.05)
+    sweep = np.rint(16000 * fade * np.sin(2 * np.pi * (f0 * t + (f1 - f0) * t * t / (2 * t[-1])))).astype(np.int16)
+    y = _stream(IntegerResampler(a, b), sweep, frame).astype(np.float64)
+    if b < a:
+        worst = 20 * np.log10(np.abs(y).max() / 16000 + 1e-12)
+    else:
+        spectrum = np.abs(np.fft.rfft(y * np.hanning(y.shape[0])))
+        hz = np.fft.rfftfreq(y.shape[0], 1 / b)
+        worst = 20 * np.log10(spectrum[hz > low / 2].max() / spectrum[hz < low / 2].max())
+    assert worst < -65, worst  # the filter: -73 dB at Nyquist itself; int16 rounding and the fade-in add a few dB
+    with capsys.disabled():
+        print(f"\nIntegerResampler {a}->{b}: delay {1000 * delay / b:.2f} ms; passband "
+              f"{', '.join(f'{hz:g} Hz {db:+.3f} dB' for hz, db in flat.items())}; {low / 2 - 1000:g} Hz {cut:+.2f} dB; "
+              f"stray tone of {above:g} Hz {'below 1 LSB' if stray < -120 else f'{stray:.0f} dB'}; {'alias' if b < a else 'image'} of a sweep {f0:g}-{f1:g} Hz at most {worst:.0f} dB")
+
+
+def test_integer_resampler_streams_like_one_call_and_flushes_its_tail():
+    """Frame boundaries change nothing (odd sizes included); flush() gives the 1.25 ms tail; bad rates are refused."""
+    x = _tone(440, 48000, 0.3)
+    whole = IntegerResampler(48000, 24000).process(x)
+    r = IntegerResampler(48000, 24000)
+    parts = []
+    for size in (1, 7, 960, 333, 2000, 4099):  # odd sizes too: the leftover is carried to the next call
+        parts.append(r.process(x[sum(p for p in (1, 7, 960, 333, 2000, 4099)[:len(parts)]):][:size]))
+    got = np.concatenate(parts)
+    assert np.array_equal(got, whole[:got.shape[0]])
+    up = IntegerResampler(24000, 48000)
+    body = up.process(_tone(440, 24000, 0.1))
+    tail = up.flush()
+    assert body.shape[0] == 4800 and tail.shape[0] == up.delay == 60 and np.abs(tail).max() > 0
+    assert up.process(np.zeros(480, np.int16)).any() == False  # noqa: E712  (flush started a new stream)
+    with pytest.raises(ValueError, match="pipeline.dsp.Resampler"):
+        IntegerResampler(44100, 48000)
 
 
 def test_playout_positions_and_barge_in():
