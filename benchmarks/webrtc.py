@@ -75,26 +75,137 @@ def _voice(n: int, seed: int) -> np.ndarray:
 # --- 1. mouth-to-ear ------------------------------------------------------------------------------
 
 
-async def _webrtc_turn(url: str, speech48: np.ndarray) -> float:
+#: The stages of a turn, in order: (key, what), each a perf_counter time in this process.
+STAGES = (("vad", "the server's VAD decided the turn ended (realtime server)"),
+          ("vad_out", "speech.stopped reached the output transport"),
+          ("transcript", "the user's transcript reached the output transport"),
+          ("delta", "the answer's first audio reached the output transport"),
+          ("sent", "its first samples left for the wire (WebRTC: handed to the encoder; websocket: sent)"),
+          ("rtp", "WebRTC: the first RTP packet carrying them was sent"),
+          ("heard", "the first answer sample decoded at the client"))
+
+
+class StageTrace:
+    """Times each stage of one turn after ``armed`` (perf_counter), by wrapping the parts in this process.
+
+    The client, the server and the local engine share this process and clock, so every
+    stage is comparable: the same hooks for both transports, except ``sent`` / ``rtp``.
+    Only the first occurrence after :meth:`arm` counts.
+    """
+
+    def __init__(self) -> None:
+        self.t: dict[str, float] = {}
+        self.armed: float | None = None
+        self._undo: list = []
+
+    def arm(self, t_end: float) -> None:
+        self.armed, self.t = t_end, {}
+
+    def hit(self, key: str) -> None:
+        if self.armed is not None and key not in self.t:
+            self.t[key] = time.perf_counter()
+
+    def stages_ms(self) -> dict[str, float]:
+        return {k: 1000 * (v - self.armed) for k, v in self.t.items()} if self.armed is not None else {}
+
+    def _patch(self, owner, name: str, make) -> None:
+        old = getattr(owner, name)
+        setattr(owner, name, make(old))
+        self._undo.append((owner, name, old))
+
+    def __enter__(self) -> StageTrace:
+        from pipeline.frames import AudioFrame, Direction, TranscriptionFrame, UserStoppedSpeakingFrame
+        from processors.realtime.server.turns import TurnDetector
+        from processors.web.session import WebSession
+        from processors.web.transport import WebsocketOutput
+        from processors.webrtc.transport import WebRTCOutput
+
+        hit = self.hit
+
+        def turns(old):
+            def process(detector, samples):
+                out = old(detector, samples)
+                if any(kind == "stop" for kind, _ in out):
+                    hit("vad")
+                return out
+            return process
+
+        def output(old):
+            async def process(proc, frame, direction):
+                if isinstance(frame, UserStoppedSpeakingFrame):
+                    hit("vad_out")
+                elif isinstance(frame, TranscriptionFrame) and frame.role == "user" and frame.final:
+                    hit("transcript")
+                elif isinstance(frame, AudioFrame) and direction is Direction.DOWNSTREAM and frame.turn > 0:
+                    hit("delta")
+                return await old(proc, frame, direction)
+            return process
+
+        def ws_audio(old):
+            async def send_audio(session, pcm, **kw):
+                hit("sent")
+                return await old(session, pcm, **kw)
+            return send_audio
+
+        self._patch(TurnDetector, "process", turns)
+        self._patch(WebRTCOutput, "process", output)
+        self._patch(WebsocketOutput, "process", output)
+        self._patch(WebSession, "send_audio", ws_audio)
+        return self
+
+    def watch_webrtc(self, session) -> None:
+        """Hook one server PeerSession: the first voiced frame handed to aiortc, the first RTP after it."""
+        track, hit = session.track, self.hit
+        recv = track.recv
+
+        async def traced_recv():
+            frame = await recv()
+            if self.armed is not None and "delta" in self.t and "sent" not in self.t:
+                if frame.to_ndarray().any():  # the first frame of the answer (the stream is zeros before)
+                    hit("sent")
+            return frame
+
+        track.recv = traced_recv
+        dtls = session.sender.transport
+        send_rtp = dtls._send_rtp
+
+        async def traced_send(data: bytes):
+            if "sent" in self.t:
+                hit("rtp")
+            return await send_rtp(data)
+
+        dtls._send_rtp = traced_send
+
+    def __exit__(self, *exc) -> None:
+        for owner, name, old in reversed(self._undo):
+            setattr(owner, name, old)
+        self._undo.clear()
+
+
+async def _webrtc_turn(srv, speech48: np.ndarray, trace: StageTrace) -> float:
     from processors.webrtc.client import PeerClient
 
-    async with PeerClient.connect(url) as peer:
+    async with PeerClient.connect(srv.url + "webrtc/offer") as peer:
         await peer.wait_event("ready", timeout=20)
+        for session in srv.webrtc.sessions.values():
+            trace.watch_webrtc(session)
         await asyncio.sleep(0.5)
         peer.say(speech48)
         while peer.mic.queued:
             await asyncio.sleep(0.002)
         t_end = time.perf_counter()
+        trace.arm(t_end)
         peer.mark()
         deadline = t_end + 20
         while peer.first_voice_at is None and time.perf_counter() < deadline:
             await asyncio.sleep(0.002)
         if peer.first_voice_at is None:
             raise RuntimeError("no answer over WebRTC")
+        trace.t["heard"] = peer.first_voice_at
         return 1000 * (peer.first_voice_at - t_end)
 
 
-async def _websocket_turn(ws_url: str, speech24: np.ndarray) -> float:
+async def _websocket_turn(ws_url: str, speech24: np.ndarray, trace: StageTrace) -> float:
     from websockets.asyncio.client import connect
 
     from pipeline.dsp import to_int16
@@ -118,8 +229,9 @@ async def _websocket_turn(ws_url: str, speech24: np.ndarray) -> float:
             async for message in ws:
                 if isinstance(message, bytes) and t_end is not None and first is None:
                     x = np.frombuffer(message, "<i2")
-                    if x.size and int(np.abs(x).max()) > 300:
-                        first = time.perf_counter()
+                    loud = np.flatnonzero(np.abs(x) > 300)
+                    if loud.size:  # as the WebRTC client: when that sample plays if the message plays on arrival
+                        first = time.perf_counter() + loud[0] / 24000
                         return
 
         task = asyncio.ensure_future(reader())
@@ -131,26 +243,51 @@ async def _websocket_turn(ws_url: str, speech24: np.ndarray) -> float:
                 sent += 1
                 if sent == len(chunks):
                     t_end = time.perf_counter()
+                    trace.arm(t_end)
         finally:
             task.cancel()
         if first is None:
             raise RuntimeError("no answer over the websocket")
+        trace.t["heard"] = first
         return 1000 * (first - t_end)
 
 
-async def mouth_to_ear(reps: int) -> dict:
+async def mouth_to_ear(reps: int) -> tuple[dict, dict]:
+    """Mouth-to-ear per transport (ms, one per repetition), and each repetition's stage times (ms after speech end)."""
     from speech_fixtures import utterance
 
     from processors.web.server import web_server
 
     os.environ.pop("VOXPIPE_REALTIME_URL", None)
     out: dict[str, list[float]] = {"webrtc": [], "websocket": []}
-    for _ in range(reps):
-        async with web_server(ROOT / "pipelines" / "webrtc_agent.yaml") as srv:
-            out["webrtc"].append(await _webrtc_turn(srv.url + "webrtc/offer", utterance("hello", 48000)))
-        async with web_server(ROOT / "pipelines" / "web_agent.yaml") as srv:
-            out["websocket"].append(await _websocket_turn(srv.ws_url, utterance("hello", 24000)))
-    return out
+    stages: dict[str, list[dict[str, float]]] = {"webrtc": [], "websocket": []}
+    with StageTrace() as trace:
+        for _ in range(reps):
+            async with web_server(ROOT / "pipelines" / "webrtc_agent.yaml") as srv:
+                out["webrtc"].append(await _webrtc_turn(srv, utterance("hello", 48000), trace))
+                stages["webrtc"].append(trace.stages_ms())
+            async with web_server(ROOT / "pipelines" / "web_agent.yaml") as srv:
+                out["websocket"].append(await _websocket_turn(srv.ws_url, utterance("hello", 24000), trace))
+                stages["websocket"].append(trace.stages_ms())
+    return out, stages
+
+
+def print_stages(stages: dict[str, list[dict[str, float]]]) -> None:
+    """Median time of each stage after speech end, per transport, and the step from the stage before."""
+    print("\nper stage, ms after speech end at the client (median over runs; step = from the stage before)")
+    print(f"{'stage':<11} {'webrtc':>8} {'step':>7} {'websocket':>10} {'step':>7}  what")
+    last = {"webrtc": 0.0, "websocket": 0.0}
+    for key, what in STAGES:
+        cells = []
+        for name in ("webrtc", "websocket"):
+            xs = [r[key] for r in stages[name] if key in r]
+            if xs:
+                m = float(np.median(xs))
+                cells.append(f"{m:8.1f} {m - last[name]:+7.1f}" if name == "webrtc" else f"{m:10.1f} {m - last[name]:+7.1f}")
+                last[name] = m
+            else:
+                cells.append(f"{'-':>8} {'':>7}" if name == "webrtc" else f"{'-':>10} {'':>7}")
+        print(f"{key:<11} {cells[0]} {cells[1]}  {what}")
 
 
 # --- 2. and 3. sessions per process, CPU per session ----------------------------------------------
@@ -234,11 +371,29 @@ async def capacity_step(n: int, seconds: float) -> dict:
             "frames_in": frames, "echo_received_s_min": min(got) if got else 0.0}
 
 
+def report_m2e(m2e: dict, stages: dict, *, trace: bool = False) -> None:
+    print(f"\nmouth-to-ear on loopback (speech end at the client -> first answer sample decoded at the client), ms; "
+          f"load {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print(f"{'transport':<10} {'median':>8} {'min':>8} {'max':>8}  runs")
+    for name, xs in m2e.items():
+        print(f"{name:<10} {np.median(xs):8.1f} {min(xs):8.1f} {max(xs):8.1f}  {len(xs)}")
+    diff = float(np.median(m2e["webrtc"]) - np.median(m2e["websocket"]))
+    print(f"webrtc - websocket: {diff:+.1f} ms (median)")
+    print_stages(stages)
+    if trace:
+        for name, runs in stages.items():
+            for k, r in enumerate(runs):
+                print(f"{name} run {k + 1}: " + ", ".join(f"{key} {r[key]:.1f}" for key, _ in STAGES if key in r))
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="fewer repetitions and steps, shorter windows")
     ap.add_argument("--steps", default=None, help="session counts, e.g. 1,4,8,16")
     ap.add_argument("--json", default=None, help="write the results here")
+    ap.add_argument("--only", choices=("m2e", "capacity"), default=None, help="run only mouth-to-ear or only capacity")
+    ap.add_argument("--reps", type=int, default=None, help="mouth-to-ear repetitions per transport (default 5, --quick 2)")
+    ap.add_argument("--trace", action="store_true", help="print each repetition's stage times, not only the medians")
     ap.add_argument("--client", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--clients", type=int, default=1, help=argparse.SUPPRESS)
     ap.add_argument("--seconds", type=float, default=10.0, help=argparse.SUPPRESS)
@@ -251,16 +406,16 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     steps = [int(s) for s in args.steps.split(",")] if args.steps else ([1, 4, 8] if args.quick else [1, 2, 4, 8, 12, 16])
     seconds = 8.0 if args.quick else 12.0
-    reps = 2 if args.quick else 5
+    reps = args.reps or (2 if args.quick else 5)
 
-    m2e = asyncio.run(mouth_to_ear(reps))
-    print("\nmouth-to-ear on loopback (speech end at the client -> first answer sample decoded at the client), ms")
-    print(f"{'transport':<10} {'median':>8} {'min':>8} {'max':>8}  runs")
-    for name, xs in m2e.items():
-        print(f"{name:<10} {np.median(xs):8.1f} {min(xs):8.1f} {max(xs):8.1f}  {len(xs)}")
-    diff = float(np.median(m2e["webrtc"]) - np.median(m2e["websocket"]))
-    print(f"webrtc - websocket: {diff:+.1f} ms (median)")
-
+    m2e, stages = asyncio.run(mouth_to_ear(reps)) if args.only in (None, "m2e") else ({}, {})
+    if m2e:
+        report_m2e(m2e, stages, trace=args.trace)
+    if args.only == "m2e":
+        if args.json:
+            Path(args.json).write_text(json.dumps({"mouth_to_ear_ms": m2e, "stages_ms": stages,
+                                                   "load": os.getloadavg()}, indent=1))
+        return 0
     floor = codec_floor_ms()
     floor_pct = floor * 50 / 10  # ms per 20 ms frame -> % of one core (50 frames/s)
     rows = []
@@ -284,7 +439,7 @@ def main(argv: list[str] | None = None) -> int:
         import av
 
         Path(args.json).write_text(json.dumps({
-            "mouth_to_ear_ms": m2e, "capacity": rows, "codec_floor_ms_per_frame": floor,
+            "mouth_to_ear_ms": m2e, "stages_ms": stages, "capacity": rows, "codec_floor_ms_per_frame": floor,
             "versions": {"python": platform.python_version(), "aiortc": aiortc.__version__, "av": av.__version__},
             "load": os.getloadavg()}, indent=1))
     return 0

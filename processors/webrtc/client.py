@@ -90,7 +90,9 @@ class PeerClient:
         self._event_wake = anyio.Event()
         self.received: list[np.ndarray] = []  # every frame received
         self.received_samples = 0
-        self.first_voice_at: float | None = None  # perf_counter of the first non-silent frame after `mark()`
+        # when the first voiced sample after `mark()` would play if each frame played on arrival:
+        # the frame's perf_counter plus the sample's offset in it
+        self.first_voice_at: float | None = None
         self._voice_threshold = 300
         self.channel: Any = None
         self._remote: Any = None
@@ -208,8 +210,10 @@ class PeerClient:
             x = frame.to_ndarray().reshape(-1, len(frame.layout.channels))[:, 0].copy()
             self.received.append(x)
             self.received_samples += x.shape[0]
-            if self.first_voice_at is None and int(np.abs(x).max(initial=0)) > self._voice_threshold:
-                self.first_voice_at = time.perf_counter()
+            if self.first_voice_at is None:
+                loud = np.flatnonzero(np.abs(x) > self._voice_threshold)
+                if loud.size:
+                    self.first_voice_at = time.perf_counter() + loud[0] / frame.sample_rate
             del self.received[:-30000]  # 10 minutes
 
     def audio(self) -> np.ndarray:
