@@ -2,13 +2,17 @@
 
 Questions and how each is measured, all on loopback, in one run:
 
-1. **Mouth-to-ear.** The user's speech ends at the client -> the first assistant sample
-   arrives decoded at the client, for the same question ("hello") to the same local engine
+1. **Mouth-to-ear.** The user's speech ends at the client -> the first voiced assistant
+   sample would play at the client (the arrival of the decoded frame, or websocket message,
+   holding it, plus its offset in it), for the same question ("hello") to the same local engine
    (``url: local``, in this process), over WebRTC (``pipelines/webrtc_agent.yaml``, an
    aiortc :class:`~processors.webrtc.client.PeerClient`: Opus both ways, its jitter buffer)
    and over the websocket (``pipelines/web_agent.yaml``, a websocket client sending 20 ms
-   PCM16 frames at real time, as the page does). "Speech ends" is when the last speech frame
-   leaves the client's paced sender; both include the server VAD's 500 ms of silence. The
+   PCM16 frames at real time, as the page does); both clients talk after 0.5 s of silence.
+   "Speech ends" is when the last speech frame leaves the client's paced sender; both
+   include the server VAD's 500 ms of silence. Each turn is also traced stage by stage
+   (:class:`StageTrace`: VAD decided, transcript, first delta, sent, RTP out, heard; the
+   recognition thread's wall and CPU time, and the same audio recognised again alone). The
    browser adds its own playout buffer to either (the page's worklet prebuffers 80 ms;
    Chromium's NetEq adapts, typically 40-80 ms on loopback): not counted here.
 2. **Sessions per process.** This process serves an echo graph (``transport.webrtc.input
@@ -21,7 +25,8 @@ Questions and how each is measured, all on loopback, in one run:
    beside the floor: one raw Opus decode plus one encode of a 20 ms frame through the same
    PyAV calls aiortc makes, 50 times a second.
 
-Run: ``python benchmarks/webrtc.py [--quick] [--steps 1,4,8,16] [--json FILE]``.
+Run: ``python benchmarks/webrtc.py [--quick] [--only m2e|capacity] [--reps N] [--trace] [--steps 1,4,8,16]
+[--json FILE]``.
 """
 
 from __future__ import annotations
@@ -97,6 +102,7 @@ class StageTrace:
         self.t: dict[str, float] = {}
         self.armed: float | None = None
         self._undo: list = []
+        self.heard: list = []  # (SpeechResources, _recognize_sync's arguments) of each traced turn
 
     def arm(self, t_end: float) -> None:
         self.armed, self.t = t_end, {}
@@ -106,7 +112,9 @@ class StageTrace:
             self.t[key] = time.perf_counter()
 
     def stages_ms(self) -> dict[str, float]:
-        return {k: 1000 * (v - self.armed) for k, v in self.t.items()} if self.armed is not None else {}
+        if self.armed is None:
+            return {}
+        return {k: 1000 * (v if k.startswith("recognize") else v - self.armed) for k, v in self.t.items()}  # ms
 
     def _patch(self, owner, name: str, make) -> None:
         old = getattr(owner, name)
@@ -115,6 +123,7 @@ class StageTrace:
 
     def __enter__(self) -> StageTrace:
         from pipeline.frames import AudioFrame, Direction, TranscriptionFrame, UserStoppedSpeakingFrame
+        from processors.realtime.server.engine import SpeechResources
         from processors.realtime.server.turns import TurnDetector
         from processors.web.session import WebSession
         from processors.web.transport import WebsocketOutput
@@ -147,6 +156,20 @@ class StageTrace:
                 return await old(session, pcm, **kw)
             return send_audio
 
+        def recognize(old):
+            def recognize_sync(resources, *args, **kw):  # runs in a worker thread (url: local, processes=0)
+                w0, c0 = time.perf_counter(), time.thread_time()
+                try:
+                    return old(resources, *args, **kw)
+                finally:
+                    if self.armed is not None and "recognize_wall" not in self.t:
+                        self.t["recognize_wall"] = time.perf_counter() - w0  # durations (s), not times
+                        self.t["recognize_cpu"] = time.thread_time() - c0
+                        self.heard.append((resources, args))  # to hear the same audio again, alone
+                        self.t["recognize_audio"] = args[1].shape[0] / args[2]  # seconds of audio heard
+            return recognize_sync
+
+        self._patch(SpeechResources, "_recognize_sync", recognize)
         self._patch(TurnDetector, "process", turns)
         self._patch(WebRTCOutput, "process", output)
         self._patch(WebsocketOutput, "process", output)
@@ -221,7 +244,11 @@ async def _websocket_turn(ws_url: str, speech24: np.ndarray, trace: StageTrace) 
         t_end = None
         first = None
         silence = np.zeros(frame, np.int16).tobytes()
-        chunks = [pcm[i:i + frame] for i in range(0, len(pcm), frame)]
+        # 0.5 s of silence first, as the WebRTC client has (it talks 0.5 s after `ready`): without
+        # it the server VAD's 300 ms prefix padding finds nothing before the speech, and the
+        # websocket's turn is 0.29 s shorter to recognise (48 instead of 68 ms of pocketsphinx)
+        lead = np.zeros(frame, np.int16)
+        chunks = [lead] * 25 + [pcm[i:i + frame] for i in range(0, len(pcm), frame)]
         total = len(chunks) + 50 * 20
 
         async def reader() -> None:
@@ -269,7 +296,24 @@ async def mouth_to_ear(reps: int) -> tuple[dict, dict]:
             async with web_server(ROOT / "pipelines" / "web_agent.yaml") as srv:
                 out["websocket"].append(await _websocket_turn(srv.ws_url, utterance("hello", 24000), trace))
                 stages["websocket"].append(trace.stages_ms())
+    alone = recognize_alone(trace.heard)  # webrtc, websocket, webrtc, ... (a turn with no recognition: none)
+    if len(alone) == 2 * reps:
+        for k, ms in enumerate(alone):
+            stages["webrtc" if k % 2 == 0 else "websocket"][k // 2]["recognize_alone_cpu"] = ms
     return out, stages
+
+
+def recognize_alone(heard: list, repeats: int = 3) -> list[float]:
+    """Thread CPU (ms) to recognise each traced turn's audio again, with nothing else running: median of ``repeats``."""
+    out = []
+    for resources, args in heard:
+        cpu = []
+        for _ in range(repeats):
+            c0 = time.thread_time()
+            resources._recognize_sync(*args)
+            cpu.append(1000 * (time.thread_time() - c0))
+        out.append(float(np.median(cpu)))
+    return out
 
 
 def print_stages(stages: dict[str, list[dict[str, float]]]) -> None:
@@ -288,6 +332,14 @@ def print_stages(stages: dict[str, list[dict[str, float]]]) -> None:
             else:
                 cells.append(f"{'-':>8} {'':>7}" if name == "webrtc" else f"{'-':>10} {'':>7}")
         print(f"{key:<11} {cells[0]} {cells[1]}  {what}")
+    for name in ("webrtc", "websocket"):
+        wall = [r["recognize_wall"] for r in stages[name] if "recognize_wall" in r]
+        cpu = [r["recognize_cpu"] for r in stages[name] if "recognize_cpu" in r]
+        alone = [r["recognize_alone_cpu"] for r in stages[name] if "recognize_alone_cpu" in r]
+        if wall:
+            print(f"recognition thread, {name}: wall {np.median(wall):.1f} ms, its own CPU {np.median(cpu):.1f} ms "
+                  f"(median): {np.median(wall) - np.median(cpu):.1f} ms waiting for the GIL or a core"
+                  + (f"; the same audio recognised again alone: {np.median(alone):.1f} ms CPU" if alone else ""))
 
 
 # --- 2. and 3. sessions per process, CPU per session ----------------------------------------------
@@ -383,7 +435,10 @@ def report_m2e(m2e: dict, stages: dict, *, trace: bool = False) -> None:
     if trace:
         for name, runs in stages.items():
             for k, r in enumerate(runs):
-                print(f"{name} run {k + 1}: " + ", ".join(f"{key} {r[key]:.1f}" for key, _ in STAGES if key in r))
+                print(f"{name} run {k + 1}: " + ", ".join(f"{key} {r[key]:.1f}" for key in
+                                                          [*(k for k, _ in STAGES), "recognize_wall", "recognize_cpu",
+                                                           "recognize_alone_cpu", "recognize_audio"]
+                                                          if key in r))
 
 
 def main(argv: list[str] | None = None) -> int:
