@@ -462,3 +462,65 @@ async def test_lifecycle_every_end_has_a_reason(echo_yaml, monkeypatch, caplog):
         while [t for t in asyncio.all_tasks() - before if t is not asyncio.current_task()]:
             await anyio.sleep(0.05)
     assert [t for t in asyncio.all_tasks() - before if t is not asyncio.current_task()] == []
+
+
+@needs_aiortc
+@pytest.mark.anyio
+async def test_whip_delete_ends_the_session(echo_yaml, monkeypatch, caplog):
+    """The answer's Location is an unguessable session resource; DELETE ends it (`deleted`), with the token and Origin rules."""
+    from processors.web.server import web_server
+    from processors.webrtc.client import PeerClient, delete_session
+
+    monkeypatch.delenv("VOXPIPE_TOKEN", raising=False)
+    caplog.set_level(logging.INFO, logger="voxpipe.webrtc")
+    with anyio.fail_after(40):
+        async with web_server(echo_yaml(), token="s3cret", stop_timeout_s=1.0) as srv:
+            url = srv.url + "webrtc/offer?token=s3cret"
+            async with PeerClient.connect(url) as peer, PeerClient.connect(url) as other:
+                await peer.wait_event("ready", timeout=10)
+                await other.wait_event("ready", timeout=10)
+                loc, other_loc = peer.location, other.location
+                assert loc.startswith("/webrtc/session/") and other_loc.startswith("/webrtc/session/")
+                rid = loc.rsplit("/", 1)[1]
+                assert len(rid) >= 24 and rid != other_loc.rsplit("/", 1)[1]  # random, not a counter
+                status, _, body = await delete_session(srv.url + "webrtc/offer", loc)  # no token
+                assert status == 401 and "token" in body
+                status, _, body = await delete_session(url, loc, origin="http://evil.example")
+                assert status == 403
+                status, _, body = await delete_session(url, "/webrtc/session/" + "x" * 24)
+                assert status == 404 and "no such WebRTC session" in body
+                status, _, body = await _get(srv.url + loc.lstrip("/") + "?token=s3cret")  # a GET of it
+                assert status == 405
+                status, body = await _request(srv.url, "DELETE /webrtc/offer?token=s3cret HTTP/1.1")
+                assert status == 405  # DELETE is taken only under /webrtc/session/
+                assert len(srv.webrtc.sessions) == 2 and not srv.webrtc.reasons
+                assert await peer.delete() == 200
+                end = await peer.wait_event("session.end", timeout=5)
+                assert end["reason"] == "deleted"
+                with anyio.fail_after(10):
+                    while len(srv.webrtc.sessions) > 1:
+                        await anyio.sleep(0.05)
+                assert list(srv.webrtc.reasons.values()) == ["deleted"]
+                assert await peer.delete() == 404  # gone: its resource with it
+                assert other.location in {"/webrtc/session/" + s.resource for s in srv.webrtc.sessions.values()}
+    logged = [r.getMessage() for r in caplog.records]
+    assert any("ending (deleted:" in m for m in logged)
+
+
+async def _request(base: str, line: str) -> tuple[int, str]:
+    """Send one raw request line (with Host, no body); returns the status and body."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(base)
+    stream = await anyio.connect_tcp(parts.hostname, parts.port)
+    async with stream:
+        await stream.send(f"{line}\r\nHost: {parts.netloc}\r\nConnection: close\r\n\r\n".encode())
+        data = b""
+        with anyio.move_on_after(5):
+            try:
+                while chunk := await stream.receive():
+                    data += chunk
+            except (anyio.EndOfStream, anyio.BrokenResourceError):
+                pass
+    head, _, body = data.partition(b"\r\n\r\n")
+    return int(head.split(b" ")[1]), body.decode()

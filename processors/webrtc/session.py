@@ -26,7 +26,7 @@ Lifecycle (one table, :data:`TRANSITIONS`; every end carries a reason code)::
 Reasons: ``ice_failed``, ``dtls_failed``, ``not_connected`` (no connection within the
 deadline), ``no_media`` (connected, but no audio), ``peer_gone`` (the audio stopped: a tab
 closed without its goodbye), ``page_closed`` (``bye``, the data
-channel or the connection closed), ``pipeline_ended`` / ``pipeline_failed``,
+channel or the connection closed), ``deleted`` (a ``DELETE`` of the session's resource), ``pipeline_ended`` / ``pipeline_failed``,
 ``server_stopping``, ``too_many_bad_messages``.
 """
 
@@ -145,6 +145,7 @@ class PeerSession:
 
     def __init__(self, session_id: str, pc: RTCPeerConnection, *, remote: str = "?") -> None:
         self.id = session_id
+        self.resource = ""  # the id in the answer's Location, /webrtc/session/<resource> (set by the host)
         self.pc = pc
         self.remote = remote
         self.state = PeerState.NEW
