@@ -81,7 +81,8 @@ def _voice(n: int, seed: int) -> np.ndarray:
 
 
 #: The stages of a turn, in order: (key, what), each a perf_counter time in this process.
-STAGES = (("vad", "the server's VAD decided the turn ended (realtime server)"),
+STAGES = (("speech_in", "the last loud frame of the question reached the model client (inbound transport)"),
+          ("vad", "the server's VAD decided the turn ended (realtime server)"),
           ("vad_out", "speech.stopped reached the output transport"),
           ("transcript", "the user's transcript reached the output transport"),
           ("delta", "the answer's first audio reached the output transport"),
@@ -123,6 +124,7 @@ class StageTrace:
 
     def __enter__(self) -> StageTrace:
         from pipeline.frames import AudioFrame, Direction, TranscriptionFrame, UserStoppedSpeakingFrame
+        from processors.realtime.client.client import OpenAIRealtime
         from processors.realtime.server.engine import SpeechResources
         from processors.realtime.server.turns import TurnDetector
         from processors.web.session import WebSession
@@ -169,6 +171,15 @@ class StageTrace:
                         self.t["recognize_audio"] = args[1].shape[0] / args[2]  # seconds of audio heard
             return recognize_sync
 
+        def model_in(old):
+            async def process(proc, frame, direction):
+                if isinstance(frame, AudioFrame) and direction is Direction.DOWNSTREAM and self.armed is not None \
+                        and "vad" not in self.t and frame.samples.shape[0] and int(np.abs(frame.samples).max()) > 300:
+                    self.t["speech_in"] = time.perf_counter()  # the last one before the VAD decided
+                return await old(proc, frame, direction)
+            return process
+
+        self._patch(OpenAIRealtime, "process", model_in)
         self._patch(SpeechResources, "_recognize_sync", recognize)
         self._patch(TurnDetector, "process", turns)
         self._patch(WebRTCOutput, "process", output)
@@ -205,7 +216,7 @@ class StageTrace:
         self._undo.clear()
 
 
-async def _webrtc_turn(srv, speech48: np.ndarray, trace: StageTrace) -> float:
+async def _webrtc_turn(srv, speech48: np.ndarray, trace: StageTrace, phase: int) -> float:
     from processors.webrtc.client import PeerClient
 
     async with PeerClient.connect(srv.url + "webrtc/offer") as peer:
@@ -213,6 +224,9 @@ async def _webrtc_turn(srv, speech48: np.ndarray, trace: StageTrace) -> float:
         for session in srv.webrtc.sessions.values():
             trace.watch_webrtc(session)
         await asyncio.sleep(0.5)
+        # start the speech on a frame whose index is `phase` mod 3 of the stream (see mouth_to_ear)
+        frame = (peer.mic.position + peer.mic.queued) // 960
+        peer.say(np.zeros(960 * ((phase - frame) % 3), np.int16))
         peer.say(speech48)
         while peer.mic.queued:
             await asyncio.sleep(0.002)
@@ -228,13 +242,14 @@ async def _webrtc_turn(srv, speech48: np.ndarray, trace: StageTrace) -> float:
         return 1000 * (peer.first_voice_at - t_end)
 
 
-async def _websocket_turn(ws_url: str, speech24: np.ndarray, trace: StageTrace) -> float:
+async def _websocket_turn(ws_url: str, speech24: np.ndarray, trace: StageTrace, phase: int) -> float:
     from websockets.asyncio.client import connect
 
     from pipeline.dsp import to_int16
 
-    pcm = to_int16(speech24)
     frame = 480
+    pcm = to_int16(speech24)  # padded to whole frames, as the WebRTC client's mic stream is (and a page's):
+    pcm = np.concatenate([pcm, np.zeros(-pcm.shape[0] % frame, np.int16)])  # a short last one shifts every later frame
     async with connect(ws_url, max_size=None) as ws:
         ready = json.loads(await ws.recv())
         assert ready["type"] == "ready" and ready["input_rate"] == 24000, ready
@@ -248,7 +263,7 @@ async def _websocket_turn(ws_url: str, speech24: np.ndarray, trace: StageTrace) 
         # it the server VAD's 300 ms prefix padding finds nothing before the speech, and the
         # websocket's turn is 0.29 s shorter to recognise (48 instead of 68 ms of pocketsphinx)
         lead = np.zeros(frame, np.int16)
-        chunks = [lead] * 25 + [pcm[i:i + frame] for i in range(0, len(pcm), frame)]
+        chunks = [lead] * (24 + (phase - 24) % 3) + [pcm[i:i + frame] for i in range(0, len(pcm), frame)]
         total = len(chunks) + 50 * 20
 
         async def reader() -> None:
@@ -288,13 +303,17 @@ async def mouth_to_ear(reps: int) -> tuple[dict, dict]:
     os.environ.pop("VOXPIPE_REALTIME_URL", None)
     out: dict[str, list[float]] = {"webrtc": [], "websocket": []}
     stages: dict[str, list[dict[str, float]]] = {"webrtc": [], "websocket": []}
+    # realtime.openai sends the user's audio in 60 ms appends (append_ms), so the server's VAD
+    # decides up to 40 ms after the frame that ends the turn, by where the speech falls on
+    # that 60 ms grid: repetition r starts the speech on a frame whose index is r mod 3 (of
+    # the stream both sides count from the first frame), on both transports alike
     with StageTrace() as trace:
-        for _ in range(reps):
+        for r in range(reps):
             async with web_server(ROOT / "pipelines" / "webrtc_agent.yaml") as srv:
-                out["webrtc"].append(await _webrtc_turn(srv, utterance("hello", 48000), trace))
+                out["webrtc"].append(await _webrtc_turn(srv, utterance("hello", 48000), trace, r % 3))
                 stages["webrtc"].append(trace.stages_ms())
             async with web_server(ROOT / "pipelines" / "web_agent.yaml") as srv:
-                out["websocket"].append(await _websocket_turn(srv.ws_url, utterance("hello", 24000), trace))
+                out["websocket"].append(await _websocket_turn(srv.ws_url, utterance("hello", 24000), trace, r % 3))
                 stages["websocket"].append(trace.stages_ms())
     alone = recognize_alone(trace.heard)  # webrtc, websocket, webrtc, ... (a turn with no recognition: none)
     if len(alone) == 2 * reps:
