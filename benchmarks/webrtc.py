@@ -467,6 +467,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", default=None, help="write the results here")
     ap.add_argument("--only", choices=("m2e", "capacity"), default=None, help="run only mouth-to-ear or only capacity")
     ap.add_argument("--reps", type=int, default=None, help="mouth-to-ear repetitions per transport (default 5, --quick 2)")
+    ap.add_argument("--ab-encode", action="store_true", help="capacity: each step twice, the server's tracks "
+                    "encoding Opus themselves (the default) and handing aiortc raw frames (its encoder, on its thread pool)")
     ap.add_argument("--trace", action="store_true", help="print each repetition's stage times, not only the medians")
     ap.add_argument("--client", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--clients", type=int, default=1, help=argparse.SUPPRESS)
@@ -496,17 +498,23 @@ def main(argv: list[str] | None = None) -> int:
     print("\nsessions per process (echo graph: Opus decode + graph + Opus encode per session; peers in another process)")
     print(f"{'sessions':>8} {'lag p50 ms':>10} {'lag p99 ms':>10} {'CPU/session %':>14} {'floor %':>8} {'ratio':>6} "
           f"{'process CPU %':>13}")
+    from processors.webrtc.session import OutboundTrack
+
     for n in steps:
-        r = asyncio.run(capacity_step(n, seconds))
-        r["floor_pct"] = floor_pct
-        rows.append(r)
-        print(f"{n:>8} {r['lag_p50_ms']:10.1f} {r['lag_p99_ms']:10.1f} {r['cpu_per_session_pct']:14.2f} "
-              f"{floor_pct:8.2f} {r['cpu_per_session_pct'] / floor_pct:6.1f} {r['process_cpu_pct']:13.1f}")
-        if r["lag_p99_ms"] >= 20 and n != steps[-1]:
+        for encode in ((True, False) if args.ab_encode else (True,)):
+            OutboundTrack.ENCODE = encode  # this process's (the server's) tracks only
+            r = asyncio.run(capacity_step(n, seconds))
+            r["floor_pct"], r["track_encodes"] = floor_pct, encode
+            rows.append(r)
+            label = f"{n:>8}" + ("" if not args.ab_encode else " track" if encode else " aiortc")
+            print(f"{label} {r['lag_p50_ms']:10.1f} {r['lag_p99_ms']:10.1f} {r['cpu_per_session_pct']:14.2f} "
+                  f"{floor_pct:8.2f} {r['cpu_per_session_pct'] / floor_pct:6.1f} {r['process_cpu_pct']:13.1f}")
+        OutboundTrack.ENCODE = True
+        if r["lag_p99_ms"] >= 20 and n != steps[-1] and not args.ab_encode:
             print("(p99 passed 20 ms: stopping)")
             break
-    ok = [r["sessions"] for r in rows if r["lag_p99_ms"] < 20]
-    print(f"\nsessions per process with loop lag p99 < 20 ms: {max(ok) if ok else 0} (of steps {steps[:len(rows)]})")
+    ok = [r["sessions"] for r in rows if r["lag_p99_ms"] < 20 and r["track_encodes"]]
+    print(f"\nsessions per process with loop lag p99 < 20 ms: {max(ok) if ok else 0} (of steps {sorted({r['sessions'] for r in rows})})")
     print(f"raw Opus decode + encode floor: {floor:.3f} ms per 20 ms frame = {floor_pct:.2f} % of a core per session")
     if args.json:
         import aiortc

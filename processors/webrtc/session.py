@@ -116,12 +116,14 @@ class OutboundTrack(MediaStreamTrack):
     """
 
     kind = "audio"
+    #: The default of ``encode`` (benchmarks/webrtc.py's ``--ab-encode`` compares both).
+    ENCODE = True
 
-    def __init__(self, playout: Playout, *, max_lag_s: float = 0.2, encode: bool = True) -> None:
+    def __init__(self, playout: Playout, *, max_lag_s: float = 0.2, encode: bool | None = None) -> None:
         super().__init__()
         self.playout = playout
         self.max_lag_s = max_lag_s
-        self.encode = encode
+        self.encode = self.ENCODE if encode is None else encode
         self._codec: Any = None
         self._t0: float | None = None
         self._frames = 0
