@@ -86,7 +86,7 @@ STAGES = (("speech_in", "the last loud frame of the question reached the model c
           ("vad_out", "speech.stopped reached the output transport"),
           ("transcript", "the user's transcript reached the output transport"),
           ("delta", "the answer's first audio reached the output transport"),
-          ("sent", "its first samples left for the wire (WebRTC: handed to the encoder; websocket: sent)"),
+          ("sent", "its first samples left for the wire (WebRTC: encoded, handed to aiortc; websocket: sent)"),
           ("rtp", "WebRTC: the first RTP packet carrying them was sent"),
           ("heard", "the first answer sample decoded at the client"))
 
@@ -192,12 +192,14 @@ class StageTrace:
         track, hit = session.track, self.hit
         recv = track.recv
 
+        playout = session.playout
+
         async def traced_recv():
-            frame = await recv()
-            if self.armed is not None and "delta" in self.t and "sent" not in self.t:
-                if frame.to_ndarray().any():  # the first frame of the answer (the stream is zeros before)
-                    hit("sent")
-            return frame
+            before = playout.sent_samples
+            packet = await recv()
+            if self.armed is not None and "delta" in self.t and playout.sent_samples > before:
+                hit("sent")  # the first frame holding answer audio, encoded and handed to aiortc
+            return packet
 
         track.recv = traced_recv
         dtls = session.sender.transport
@@ -320,6 +322,21 @@ async def mouth_to_ear(reps: int) -> tuple[dict, dict]:
         for k, ms in enumerate(alone):
             stages["webrtc" if k % 2 == 0 else "websocket"][k // 2]["recognize_alone_cpu"] = ms
     return out, stages
+
+
+def print_steps(stages: dict[str, list[dict[str, float]]]) -> None:
+    """The medians of each run's own steps (robust where the medians of the times are not), WebRTC beside websocket."""
+    spans = (("inbound", None, "speech_in"), ("VAD", "speech_in", "vad"), ("VAD -> output", "vad", "vad_out"),
+             ("recognition", "vad_out", "transcript"), ("first delta", "transcript", "delta"),
+             ("to the wire", "delta", "sent"), ("wire -> heard", "sent", "heard"))
+    print("\nper step, median of each run's own step, ms")
+    print(f"{'step':<14} {'webrtc':>8} {'websocket':>10} {'diff':>7}")
+    for label, a, b in spans:
+        cells = []
+        for name in ("webrtc", "websocket"):
+            xs = [r[b] - (r[a] if a else 0.0) for r in stages[name] if b in r and (a is None or a in r)]
+            cells.append(float(np.median(xs)) if xs else float("nan"))
+        print(f"{label:<14} {cells[0]:8.1f} {cells[1]:10.1f} {cells[0] - cells[1]:+7.1f}")
 
 
 def recognize_alone(heard: list, repeats: int = 3) -> list[float]:
@@ -449,8 +466,11 @@ def report_m2e(m2e: dict, stages: dict, *, trace: bool = False) -> None:
     for name, xs in m2e.items():
         print(f"{name:<10} {np.median(xs):8.1f} {min(xs):8.1f} {max(xs):8.1f}  {len(xs)}")
     diff = float(np.median(m2e["webrtc"]) - np.median(m2e["websocket"]))
-    print(f"webrtc - websocket: {diff:+.1f} ms (median)")
+    pairs = np.array(m2e["webrtc"]) - np.array(m2e["websocket"])  # repetition r of each: the same 60 ms phase
+    print(f"webrtc - websocket: {diff:+.1f} ms (difference of the medians); run by run (same phase): median "
+          f"{np.median(pairs):+.1f}, mean {pairs.mean():+.1f}, min {pairs.min():+.1f}, max {pairs.max():+.1f} ms")
     print_stages(stages)
+    print_steps(stages)
     if trace:
         for name, runs in stages.items():
             for k, r in enumerate(runs):
