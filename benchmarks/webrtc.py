@@ -218,13 +218,17 @@ class StageTrace:
         self._undo.clear()
 
 
-async def _webrtc_turn(srv, speech48: np.ndarray, trace: StageTrace, phase: int) -> float:
+async def _peer_turn(url: str, phase: int, on_ready=None) -> tuple[float, float]:
+    """One WebRTC turn from a PeerClient: ``(speech end, first voiced sample)``, perf_counter times."""
+    from speech_fixtures import utterance
+
     from processors.webrtc.client import PeerClient
 
-    async with PeerClient.connect(srv.url + "webrtc/offer") as peer:
+    speech48 = utterance("hello", 48000)
+    async with PeerClient.connect(url) as peer:
         await peer.wait_event("ready", timeout=20)
-        for session in srv.webrtc.sessions.values():
-            trace.watch_webrtc(session)
+        if on_ready is not None:
+            on_ready()
         await asyncio.sleep(0.5)
         # start the speech on a frame whose index is `phase` mod 3 of the stream (see mouth_to_ear)
         frame = (peer.mic.position + peer.mic.queued) // 960
@@ -233,15 +237,53 @@ async def _webrtc_turn(srv, speech48: np.ndarray, trace: StageTrace, phase: int)
         while peer.mic.queued:
             await asyncio.sleep(0.002)
         t_end = time.perf_counter()
-        trace.arm(t_end)
         peer.mark()
         deadline = t_end + 20
         while peer.first_voice_at is None and time.perf_counter() < deadline:
             await asyncio.sleep(0.002)
         if peer.first_voice_at is None:
             raise RuntimeError("no answer over WebRTC")
-        trace.t["heard"] = peer.first_voice_at
-        return 1000 * (peer.first_voice_at - t_end)
+        return t_end, peer.first_voice_at
+
+
+async def _webrtc_turn(srv, trace: StageTrace, phase: int, *, peer_process: bool = False) -> float:
+    """A turn over WebRTC; the client in this process, or (``peer_process``) in another one.
+
+    In another process its aiortc stack (encode, SRTP, decode thread) does not share this
+    process's GIL with the server's and the recogniser. perf_counter is CLOCK_MONOTONIC, one
+    clock for every process of the machine, so the times stay comparable.
+    """
+    url = srv.url + "webrtc/offer"
+
+    def watch() -> None:
+        for session in srv.webrtc.sessions.values():
+            trace.watch_webrtc(session)
+
+    if not peer_process:
+        trace.arm(0.0)  # every stage counts from the start; the reference is set below
+        t_end, heard = await _peer_turn(url, phase, watch)
+    else:
+        proc = await asyncio.create_subprocess_exec(sys.executable, __file__, "--m2e-peer", url, "--phase", str(phase),
+                                                    stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        try:
+            with_deadline = time.perf_counter() + 30
+            while not srv.webrtc.sessions and time.perf_counter() < with_deadline:
+                await asyncio.sleep(0.005)
+            watch()
+            trace.arm(0.0)
+            out, _ = await asyncio.wait_for(proc.communicate(), timeout=60)
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+        lines = out.decode().strip().splitlines()
+        if not lines:
+            raise RuntimeError("the peer process gave no answer over WebRTC")
+        t_end, heard = json.loads(lines[-1])
+    trace.armed = t_end
+    trace.t = {k: v for k, v in trace.t.items() if k.startswith("recognize") or v >= t_end or k == "speech_in"}
+    trace.t["heard"] = heard
+    return 1000 * (heard - t_end)
 
 
 async def _websocket_turn(ws_url: str, speech24: np.ndarray, trace: StageTrace, phase: int) -> float:
@@ -296,7 +338,7 @@ async def _websocket_turn(ws_url: str, speech24: np.ndarray, trace: StageTrace, 
         return 1000 * (first - t_end)
 
 
-async def mouth_to_ear(reps: int) -> tuple[dict, dict]:
+async def mouth_to_ear(reps: int, *, peer_process: bool = False) -> tuple[dict, dict]:
     """Mouth-to-ear per transport (ms, one per repetition), and each repetition's stage times (ms after speech end)."""
     from speech_fixtures import utterance
 
@@ -312,7 +354,7 @@ async def mouth_to_ear(reps: int) -> tuple[dict, dict]:
     with StageTrace() as trace:
         for r in range(reps):
             async with web_server(ROOT / "pipelines" / "webrtc_agent.yaml") as srv:
-                out["webrtc"].append(await _webrtc_turn(srv, utterance("hello", 48000), trace, r % 3))
+                out["webrtc"].append(await _webrtc_turn(srv, trace, r % 3, peer_process=peer_process))
                 stages["webrtc"].append(trace.stages_ms())
             async with web_server(ROOT / "pipelines" / "web_agent.yaml") as srv:
                 out["websocket"].append(await _websocket_turn(srv.ws_url, utterance("hello", 24000), trace, r % 3))
@@ -490,6 +532,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--ab-encode", action="store_true", help="capacity: each step twice, the server's tracks "
                     "encoding Opus themselves (the default) and handing aiortc raw frames (its encoder, on its thread pool)")
     ap.add_argument("--trace", action="store_true", help="print each repetition's stage times, not only the medians")
+    ap.add_argument("--peer-process", action="store_true", help="mouth-to-ear: run the WebRTC client in another "
+                    "process (its aiortc stack off this process's GIL)")
+    ap.add_argument("--m2e-peer", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--phase", type=int, default=0, help=argparse.SUPPRESS)
     ap.add_argument("--client", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--clients", type=int, default=1, help=argparse.SUPPRESS)
     ap.add_argument("--seconds", type=float, default=10.0, help=argparse.SUPPRESS)
@@ -497,6 +543,9 @@ def main(argv: list[str] | None = None) -> int:
     import logging
 
     logging.basicConfig(level=logging.ERROR)
+    if args.m2e_peer:
+        print(json.dumps(asyncio.run(_peer_turn(args.m2e_peer, args.phase))), flush=True)
+        return 0
     if args.client:
         asyncio.run(_clients_main(args.client, args.clients, args.seconds))
         return 0
@@ -504,7 +553,7 @@ def main(argv: list[str] | None = None) -> int:
     seconds = 8.0 if args.quick else 12.0
     reps = args.reps or (2 if args.quick else 5)
 
-    m2e, stages = asyncio.run(mouth_to_ear(reps)) if args.only in (None, "m2e") else ({}, {})
+    m2e, stages = asyncio.run(mouth_to_ear(reps, peer_process=args.peer_process)) if args.only in (None, "m2e") else ({}, {})
     if m2e:
         report_m2e(m2e, stages, trace=args.trace)
     if args.only == "m2e":
