@@ -19,9 +19,10 @@ prints it)::
 
 (docs/dsp.md's table agrees). python-soxr 1.1 exposes only these five
 presets: libsoxr's minimum/intermediate-phase and low-delay recipe flags are not reachable
-from Python, and ``QQ`` (its "quick" cubic) filters nothing. Each way of the round trip
-(mic to model, model to page) paid ~21 ms at ``HQ``, ~11 at ``LQ`` with audibly dull
-sibilants.
+from Python, and ``QQ`` (its "quick" cubic) filters nothing. The microphone, a real-time
+stream, paid all of it at ``HQ`` (the last loud frame of a question reached the model 27 ms
+late in ``benchmarks/webrtc.py``'s trace); the way out pays it whenever the model's audio
+comes at real time rather than in bursts; ``LQ`` would halve it with audibly dull sibilants.
 
 The ratios here are exact integers (48000 = 2 x 24000 = 3 x 16000), so a plain polyphase FIR
 does it with no block structure: every input frame of ``n`` samples gives exactly
