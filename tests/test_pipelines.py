@@ -36,8 +36,8 @@ FORMATS = {
     "voice_agent": {"mic": M24, "aec": M24, "denoise": M24, "turn": M24, "model": M24, "tools": M24, "speaker": None},
     "wav_vad": {"in": M16, "resample": M24, "vad": M24, "out": M24},
     "web_agent": {"mic": M24, "model": M24, "page": M24, "tools": M24},
-    # WebRTC: Opus decodes at 48 kHz; the model takes 24 kHz
-    "webrtc_agent": {"mic": (48000, 1, "int16"), "down": M24, "model": M24, "page": M24, "tools": M24},
+    # WebRTC: Opus decodes at 48 kHz; the transport converts to the model's 24 kHz itself
+    "webrtc_agent": {"mic": M24, "model": M24, "page": M24, "tools": M24},
     "live_agent": {"mic": M16, "vad": M16, "resample": M24, "model": M24, "console": M24, "tools": M24,
                    "speaker": M24, "assistant_wav": M24, "record": M24},
     "live_web_agent": {"mic": M24, "vad": M24, "model": M24, "page": M24, "tools": M24},

@@ -24,6 +24,7 @@ import pytest
 
 from processors.webrtc.conceal import GapConcealer
 from processors.webrtc.playout import FRAME, Playout
+from processors.webrtc.rates import IntegerResampler
 from processors.webrtc.sdp import MAX_SDP_BYTES, OfferError, check_offer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -83,6 +84,98 @@ def test_concealer_fills_gaps_and_keeps_media_time():
     assert c.statistics() == {"frames": 3, "gaps": 1, "concealed_ms": 20.0, "late_dropped": 1, "resyncs": 0}
     assert [pts for _, pts in c.process(frame, 10 * 48000)] == [10 * 48000]  # a pause longer than max_gap: resync
     assert c.resyncs == 1
+
+
+def _stream(r: IntegerResampler, x: np.ndarray, frame: int) -> np.ndarray:
+    """``x`` through ``r`` in frames of ``frame`` samples (the transports' 20 ms)."""
+    return np.concatenate([r.process(x[i:i + frame]) for i in range(0, x.shape[0], frame)])
+
+
+def _tone(hz: float, rate: int, seconds: float = 0.5, amp: float = 0.5) -> np.ndarray:
+    t = np.arange(int(rate * seconds)) / rate
+    return np.rint(amp * 32767 * np.sin(2 * np.pi * hz * t)).astype(np.int16)
+
+
+def _level_db(y: np.ndarray, hz: float, rate: int, amp: float = 0.5) -> float:
+    """Level of ``hz`` in ``y`` (after its first quarter) relative to a sine of amplitude ``amp``."""
+    y = y[y.shape[0] // 4:].astype(np.float64)
+    t = np.arange(y.shape[0]) / rate
+    w = np.hanning(y.shape[0])
+    c = 2 * np.abs(np.sum(w * y * np.exp(-2j * np.pi * hz * t))) / np.sum(w)
+    return float(20 * np.log10(c / (amp * 32767) + 1e-12))
+
+
+@pytest.mark.parametrize("rates", [(48000, 24000), (48000, 16000), (24000, 48000), (16000, 48000)],
+                         ids=lambda r: f"{r[0] // 1000}k-{r[1] // 1000}k")
+def test_integer_resampler_delay_flatness_and_aliasing(rates, capsys):
+    """Through 20 ms frames: 1.25 ms delay exactly, flat passband, -6 dB at the cut-off, aliases and images gone."""
+    a, b = rates
+    frame, low = a // 50, min(a, b)
+    # an impulse comes out 1.25 ms later, exactly (and every frame gives its whole output at once)
+    x = np.zeros(a // 10, np.int16)
+    x[2 * frame] = 20000
+    r = IntegerResampler(a, b)
+    assert [r.process(x[i:i + frame]).shape[0] for i in range(0, x.shape[0], frame)] == [b // 50] * 5
+    r.reset()
+    y = _stream(r, x, frame)
+    assert y.shape[0] == x.shape[0] * b // a
+    delay = int(np.argmax(np.abs(y))) - 2 * frame * b // a
+    assert delay == r.delay and 1000 * delay / b == 1.25
+    # passband: flat to 1 kHz (24 kHz) or 2 kHz (16 kHz) below the cut-off, half amplitude at it
+    edge = low / 2 - 2000
+    flat = {hz: _level_db(_stream(IntegerResampler(a, b), _tone(hz, a), frame), hz, b)
+            for hz in (300, 1000, 3000, edge)}
+    cut = _level_db(_stream(IntegerResampler(a, b), _tone(low / 2 - 1000, a), frame), low / 2 - 1000, b)
+    assert all(abs(db) < 0.05 for db in flat.values()), flat
+    assert -6.5 < cut < -5.5
+    # a tone 1.2 kHz above the low Nyquist (decimation: aliases below it; interpolation: the
+    # image of its mirror): the filter gives -90 dB there, int16 rounding leaves less than 1 LSB
+    above = low / 2 + 1200
+    if b < a:
+        y = _stream(IntegerResampler(a, b), _tone(above, a), frame)
+        stray = _level_db(y, low - above, b)
+    else:
+        y = _stream(IntegerResampler(a, b), _tone(low - above, a), frame)
+        stray = _level_db(y, above, b)
+    assert stray < -85, stray
+    # a sweep over the 3 kHz next to the low Nyquist (faded in: an abrupt start is broadband).
+    # Decimating it, all that comes out is alias; interpolating, its images land above Nyquist
+    n = 2 * a
+    t = np.arange(n) / a
+    f0, f1 = (low / 2, low / 2 + 3000) if b < a else (low / 2 - 3000, low / 2)
+    fade = np.minimum(1.0, t / 0.05)
+    sweep = np.rint(16000 * fade * np.sin(2 * np.pi * (f0 * t + (f1 - f0) * t * t / (2 * t[-1])))).astype(np.int16)
+    y = _stream(IntegerResampler(a, b), sweep, frame).astype(np.float64)
+    if b < a:
+        worst = 20 * np.log10(np.abs(y).max() / 16000 + 1e-12)
+    else:
+        spectrum = np.abs(np.fft.rfft(y * np.hanning(y.shape[0])))
+        hz = np.fft.rfftfreq(y.shape[0], 1 / b)
+        worst = 20 * np.log10(spectrum[hz > low / 2].max() / spectrum[hz < low / 2].max())
+    assert worst < -65, worst  # the filter: -73 dB at Nyquist itself; int16 rounding and the fade-in add a few dB
+    with capsys.disabled():
+        print(f"\nIntegerResampler {a}->{b}: delay {1000 * delay / b:.2f} ms; passband "
+              f"{', '.join(f'{hz:g} Hz {db:+.3f} dB' for hz, db in flat.items())}; {low / 2 - 1000:g} Hz {cut:+.2f} dB; "
+              f"stray tone of {above:g} Hz {'below 1 LSB' if stray < -120 else f'{stray:.0f} dB'}; {'alias' if b < a else 'image'} of a sweep {f0:g}-{f1:g} Hz at most {worst:.0f} dB")
+
+
+def test_integer_resampler_streams_like_one_call_and_flushes_its_tail():
+    """Frame boundaries change nothing (odd sizes included); flush() gives the 1.25 ms tail; bad rates are refused."""
+    x = _tone(440, 48000, 0.3)
+    whole = IntegerResampler(48000, 24000).process(x)
+    r = IntegerResampler(48000, 24000)
+    parts = []
+    for size in (1, 7, 960, 333, 2000, 4099):  # odd sizes too: the leftover is carried to the next call
+        parts.append(r.process(x[sum(p for p in (1, 7, 960, 333, 2000, 4099)[:len(parts)]):][:size]))
+    got = np.concatenate(parts)
+    assert np.array_equal(got, whole[:got.shape[0]])
+    up = IntegerResampler(24000, 48000)
+    body = up.process(_tone(440, 24000, 0.1))
+    tail = up.flush()
+    assert body.shape[0] == 4800 and tail.shape[0] == up.delay == 60 and np.abs(tail).max() > 0
+    assert up.process(np.zeros(480, np.int16)).any() == False  # noqa: E712  (flush started a new stream)
+    with pytest.raises(ValueError, match="pipeline.dsp.Resampler"):
+        IntegerResampler(44100, 48000)
 
 
 def test_playout_positions_and_barge_in():
@@ -369,3 +462,65 @@ async def test_lifecycle_every_end_has_a_reason(echo_yaml, monkeypatch, caplog):
         while [t for t in asyncio.all_tasks() - before if t is not asyncio.current_task()]:
             await anyio.sleep(0.05)
     assert [t for t in asyncio.all_tasks() - before if t is not asyncio.current_task()] == []
+
+
+@needs_aiortc
+@pytest.mark.anyio
+async def test_whip_delete_ends_the_session(echo_yaml, monkeypatch, caplog):
+    """The answer's Location is an unguessable session resource; DELETE ends it (`deleted`), with the token and Origin rules."""
+    from processors.web.server import web_server
+    from processors.webrtc.client import PeerClient, delete_session
+
+    monkeypatch.delenv("VOXPIPE_TOKEN", raising=False)
+    caplog.set_level(logging.INFO, logger="voxpipe.webrtc")
+    with anyio.fail_after(40):
+        async with web_server(echo_yaml(), token="s3cret", stop_timeout_s=1.0) as srv:
+            url = srv.url + "webrtc/offer?token=s3cret"
+            async with PeerClient.connect(url) as peer, PeerClient.connect(url) as other:
+                await peer.wait_event("ready", timeout=10)
+                await other.wait_event("ready", timeout=10)
+                loc, other_loc = peer.location, other.location
+                assert loc.startswith("/webrtc/session/") and other_loc.startswith("/webrtc/session/")
+                rid = loc.rsplit("/", 1)[1]
+                assert len(rid) >= 24 and rid != other_loc.rsplit("/", 1)[1]  # random, not a counter
+                status, _, body = await delete_session(srv.url + "webrtc/offer", loc)  # no token
+                assert status == 401 and "token" in body
+                status, _, body = await delete_session(url, loc, origin="http://evil.example")
+                assert status == 403
+                status, _, body = await delete_session(url, "/webrtc/session/" + "x" * 24)
+                assert status == 404 and "no such WebRTC session" in body
+                status, _, body = await _get(srv.url + loc.lstrip("/") + "?token=s3cret")  # a GET of it
+                assert status == 405
+                status, body = await _request(srv.url, "DELETE /webrtc/offer?token=s3cret HTTP/1.1")
+                assert status == 405  # DELETE is taken only under /webrtc/session/
+                assert len(srv.webrtc.sessions) == 2 and not srv.webrtc.reasons
+                assert await peer.delete() == 200
+                end = await peer.wait_event("session.end", timeout=5)
+                assert end["reason"] == "deleted"
+                with anyio.fail_after(10):
+                    while len(srv.webrtc.sessions) > 1:
+                        await anyio.sleep(0.05)
+                assert list(srv.webrtc.reasons.values()) == ["deleted"]
+                assert await peer.delete() == 404  # gone: its resource with it
+                assert other.location in {"/webrtc/session/" + s.resource for s in srv.webrtc.sessions.values()}
+    logged = [r.getMessage() for r in caplog.records]
+    assert any("ending (deleted:" in m for m in logged)
+
+
+async def _request(base: str, line: str) -> tuple[int, str]:
+    """Send one raw request line (with Host, no body); returns the status and body."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(base)
+    stream = await anyio.connect_tcp(parts.hostname, parts.port)
+    async with stream:
+        await stream.send(f"{line}\r\nHost: {parts.netloc}\r\nConnection: close\r\n\r\n".encode())
+        data = b""
+        with anyio.move_on_after(5):
+            try:
+                while chunk := await stream.receive():
+                    data += chunk
+            except (anyio.EndOfStream, anyio.BrokenResourceError):
+                pass
+    head, _, body = data.partition(b"\r\n\r\n")
+    return int(head.split(b" ")[1]), body.decode()

@@ -6,7 +6,8 @@ A provider's voice webhook is a form POST. :class:`PostAwareConnection` (pass it
 connection: a GET goes to ``websockets`` untouched; a POST is read here (head up to
 :data:`MAX_HEAD_BYTES`, a ``Content-Length`` body up to :data:`MAX_BODY_BYTES`) and handed
 to the server's ``process_request`` as a :class:`PostRequest`, whose answer goes back as
-the HTTP response, after which the connection is closed. A POST whose head or body is too
+the HTTP response, after which the connection is closed. A DELETE under
+:data:`DELETE_PREFIX` (ending a WebRTC session) is handed on the same way, with no body. A POST whose head or body is too
 large or has no length is answered 413 / 411 without calling ``process_request``.
 """
 
@@ -19,12 +20,14 @@ from websockets.asyncio.server import ServerConnection
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
-__all__ = ["MAX_BODY_BYTES", "MAX_HEAD_BYTES", "PostAwareConnection", "PostRequest", "text_response"]
+__all__ = ["DELETE_PREFIX", "MAX_BODY_BYTES", "MAX_HEAD_BYTES", "PostAwareConnection", "PostRequest", "text_response"]
 
 #: Largest request line plus headers of a POST.
 MAX_HEAD_BYTES = 16 * 1024
 #: Largest POST body (a voice webhook is about 1 KiB of form fields).
 MAX_BODY_BYTES = 64 * 1024
+#: The one place a DELETE is read (as a ``PostRequest`` with ``method="DELETE"``): WebRTC sessions (WHIP).
+DELETE_PREFIX = "/webrtc/session/"
 
 
 @dataclass
@@ -58,10 +61,10 @@ class PostAwareConnection(ServerConnection):
                 self._more_post(data)
             return
         self._post = bytearray(data) if self._post is None else self._post + data
-        if len(self._post) < 5:
+        if len(self._post) < 7:
             return
         self._sniffed = True
-        if not self._post.startswith(b"POST "):
+        if not self._post.startswith((b"POST ", b"DELETE ")):  # DELETE: only a WebRTC session's (WHIP)
             buffered, self._post = bytes(self._post), None
             super().data_received(buffered)
             return
@@ -87,6 +90,12 @@ class PostAwareConnection(ServerConnection):
                 headers[name.strip()] = value.strip()
         if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
             self._answer(text_response(HTTPStatus.BAD_REQUEST, "malformed request line\n"))
+            return
+        if parts[0] == "DELETE":
+            if not parts[1].startswith(DELETE_PREFIX):
+                self._answer(text_response(HTTPStatus.METHOD_NOT_ALLOWED, f"nothing takes a DELETE at {parts[1]}\n"))
+            else:
+                self.process_event(PostRequest(parts[1], headers, body=b"", method="DELETE"))
             return
         length_text = headers.get("Content-Length")
         if length_text is None or not length_text.isdigit():

@@ -34,7 +34,7 @@ import numpy as np
 
 from .wire import WireError, audio_event, encode
 
-__all__ = ["MAX_ITEMS", "TRANSITIONS", "SessionState", "WebSession"]
+__all__ = ["MAX_ITEMS", "TRANSITIONS", "PlayedItems", "SentItem", "SessionState", "WebSession"]
 
 log = logging.getLogger("voxpipe.web")
 
@@ -64,10 +64,74 @@ TRANSITIONS: dict[tuple[SessionState, str], SessionState] = {
 
 
 @dataclass(slots=True)
-class _SentItem:
+class SentItem:
+    """One assistant item a session sent: its turn, rate and samples sent (plus what a transport needs)."""
+
     turn: int
     rate: int
-    samples: int = 0  # sent so far
+    samples: int = 0  # sent so far (after a barge-in: what really went out)
+    start: int = 0  # WebRTC: its first sample's position on the outbound stream
+    produced: int = 0  # WebRTC: samples the model produced (a flush drops the unsent rest)
+    done: bool = False  # WebRTC: `audio.done` was sent
+
+
+class PlayedItems:
+    """The items a session sent and the page's ``played`` reports of them, coalesced per item.
+
+    Both browser transports keep one (:class:`WebSession`, and
+    :class:`processors.webrtc.session.PeerSession`). A report is checked against what was
+    sent: an unknown item raises :class:`~.wire.WireError`, a position past what was sent
+    is cut to it, and positions only move forward. At most ``max_items`` are remembered
+    (the oldest is forgotten with its pending report). :meth:`next_reports` waits for
+    reports; :meth:`wake` (at the session's end) releases it.
+    """
+
+    def __init__(self, max_items: int = MAX_ITEMS) -> None:
+        self.max_items = max_items
+        self.items: OrderedDict[str, SentItem] = OrderedDict()
+        self._reports: dict[str, tuple[int, bool]] = {}
+        self._wake = anyio.Event()
+
+    def get(self, item_id: str) -> SentItem | None:
+        """The item, or None if it was never sent or is forgotten."""
+        return self.items.get(item_id)
+
+    def add(self, item_id: str, turn: int, rate: int) -> SentItem:
+        """Remember a new item (the oldest past ``max_items`` is forgotten)."""
+        item = self.items[item_id] = SentItem(turn, rate)
+        while len(self.items) > self.max_items:
+            old, _ = self.items.popitem(last=False)
+            self._reports.pop(old, None)
+        return item
+
+    def turn(self, item_id: str) -> int:
+        """The turn of an item (0 when unknown or forgotten)."""
+        item = self.items.get(item_id)
+        return item.turn if item is not None else 0
+
+    def report(self, item_id: str, ms: int, done: bool) -> None:
+        """Record the page's playback position of an item; raises WireError for an unknown item."""
+        item = self.items.get(item_id)
+        if item is None:
+            raise WireError("unknown_item", f"`played` names item {item_id!r}, which this session did not send")
+        sent_ms = item.samples * 1000 // item.rate
+        old_ms, old_done = self._reports.get(item_id, (0, False))
+        self._reports[item_id] = (max(old_ms, min(ms, sent_ms)), old_done or done)
+        self._wake.set()
+
+    async def next_reports(self, is_open: Callable[[], bool]) -> dict[str, tuple[int, bool]] | None:
+        """Positions reported since the last call, ``item_id -> (ms, done)``; None once ``is_open()`` is False."""
+        while not self._reports:
+            if not is_open():
+                return None
+            self._wake = anyio.Event()
+            await self._wake.wait()
+        reports, self._reports = self._reports, {}
+        return reports
+
+    def wake(self) -> None:
+        """Release a waiting :meth:`next_reports` (the session is ending)."""
+        self._wake.set()
 
 
 Send = Callable[[str | bytes], Awaitable[bool]]
@@ -91,9 +155,7 @@ class WebSession:
         self._backlog_ms = 0.0
         self._texts = 0
         self._inbound_wake = anyio.Event()
-        self._items: OrderedDict[str, _SentItem] = OrderedDict()
-        self._reports: dict[str, tuple[int, bool]] = {}
-        self._reports_wake = anyio.Event()
+        self.played = PlayedItems()
         self._announced: tuple[str | None, int, int] | None = None
         # figures for the log and the tests
         self.audio_in_ms = 0.0
@@ -115,7 +177,7 @@ class WebSession:
         self.state = new
         if new is SessionState.CLOSING:
             self._inbound_wake.set()
-            self._reports_wake.set()
+            self.played.wake()
         return True
 
     @property
@@ -159,13 +221,7 @@ class WebSession:
 
     def report_played(self, item_id: str, ms: int, done: bool) -> None:
         """Record the page's playback position of an item; raises WireError for an unknown item."""
-        item = self._items.get(item_id)
-        if item is None:
-            raise WireError("unknown_item", f"`played` names item {item_id!r}, which this session did not send")
-        sent_ms = item.samples * 1000 // item.rate
-        old_ms, old_done = self._reports.get(item_id, (0, False))
-        self._reports[item_id] = (max(old_ms, min(ms, sent_ms)), old_done or done)
-        self._reports_wake.set()
+        self.played.report(item_id, ms, done)
 
     # --- graph side (called by the transports) ------------------------------------------------
 
@@ -185,18 +241,11 @@ class WebSession:
 
     async def next_reports(self) -> dict[str, tuple[int, bool]] | None:
         """Playback positions reported since the last call, ``item_id -> (ms, done)``; None once closing."""
-        while not self._reports:
-            if not self.open:
-                return None
-            self._reports_wake = anyio.Event()
-            await self._reports_wake.wait()
-        reports, self._reports = self._reports, {}
-        return reports
+        return await self.played.next_reports(lambda: self.open)
 
     def item_turn(self, item_id: str) -> int:
         """The turn of an item this session sent (0 when forgotten)."""
-        item = self._items.get(item_id)
-        return item.turn if item is not None else 0
+        return self.played.turn(item_id)
 
     async def send_event(self, event: dict[str, Any]) -> None:
         """Send one JSON event to the page (nothing happens once the socket is closed)."""
@@ -212,12 +261,7 @@ class WebSession:
             self._announced = key
             await self.send_event(audio_event(item_id, turn, rate))
         if item_id is not None:
-            item = self._items.get(item_id)
-            if item is None:
-                item = self._items[item_id] = _SentItem(turn, rate)
-                while len(self._items) > MAX_ITEMS:
-                    old, _ = self._items.popitem(last=False)
-                    self._reports.pop(old, None)
+            item = self.played.get(item_id) or self.played.add(item_id, turn, rate)
             item.samples += samples
         self.audio_out_ms += 1000.0 * samples / rate
         if await self._send(pcm):
@@ -227,5 +271,5 @@ class WebSession:
         """Audio received, dropped and sent (ms), bad messages, messages sent, items tracked, responses."""
         return {"audio_in_ms": round(self.audio_in_ms, 1), "dropped_ms": round(self.dropped_ms, 1),
                 "audio_out_ms": round(self.audio_out_ms, 1),
-                "bad_messages": self.bad_messages, "sent_messages": self.sent_messages, "items": len(self._items),
+                "bad_messages": self.bad_messages, "sent_messages": self.sent_messages, "items": len(self.played.items),
                 "responses": self.responses}

@@ -31,7 +31,7 @@ from .jitter import install as install_jitter
 from .playout import Playout
 from .sdp import SDP_TYPE
 
-__all__ = ["PeerClient", "SignallingError", "post_offer"]
+__all__ = ["PeerClient", "SignallingError", "delete_session", "post_offer"]
 
 
 class SignallingError(Exception):
@@ -46,11 +46,24 @@ class SignallingError(Exception):
 async def post_offer(url: str, sdp: str | bytes, *, content_type: str = SDP_TYPE, origin: str | None = None,
                      timeout_s: float = 15.0) -> tuple[int, dict[str, str], str]:
     """POST an offer over plain HTTP/1.1; returns ``(status, headers, body)``."""
-    parts = urlsplit(url)
     body = sdp.encode() if isinstance(sdp, str) else sdp
+    return await _http("POST", url, body, [f"Content-Type: {content_type}", f"Content-Length: {len(body)}"],
+                       origin=origin, timeout_s=timeout_s)
+
+
+async def delete_session(offer_url: str, location: str, *, origin: str | None = None,
+                         timeout_s: float = 15.0) -> tuple[int, dict[str, str], str]:
+    """DELETE the session resource ``location`` (the answer's) of the server at ``offer_url`` (its ``?token=`` too)."""
+    parts = urlsplit(offer_url)
+    url = f"{parts.scheme}://{parts.netloc}{urlsplit(location).path}" + (f"?{parts.query}" if parts.query else "")
+    return await _http("DELETE", url, b"", [], origin=origin, timeout_s=timeout_s)
+
+
+async def _http(method: str, url: str, body: bytes, fields: list[str], *, origin: str | None,
+                timeout_s: float) -> tuple[int, dict[str, str], str]:
+    parts = urlsplit(url)
     path = parts.path + (f"?{parts.query}" if parts.query else "")
-    head = [f"POST {path} HTTP/1.1", f"Host: {parts.netloc}", f"Content-Type: {content_type}",
-            f"Content-Length: {len(body)}", "Connection: close"]
+    head = [f"{method} {path} HTTP/1.1", f"Host: {parts.netloc}", *fields, "Connection: close"]
     if origin:
         head.append(f"Origin: {origin}")
     with anyio.fail_after(timeout_s):
@@ -90,12 +103,16 @@ class PeerClient:
         self._event_wake = anyio.Event()
         self.received: list[np.ndarray] = []  # every frame received
         self.received_samples = 0
-        self.first_voice_at: float | None = None  # perf_counter of the first non-silent frame after `mark()`
+        # when the first voiced sample after `mark()` would play if each frame played on arrival:
+        # the frame's perf_counter plus the sample's offset in it
+        self.first_voice_at: float | None = None
         self._voice_threshold = 300
         self.channel: Any = None
         self._remote: Any = None
         self._remote_ready = anyio.Event()
         self.session_id: str | None = None
+        self.offer_url = ""
+        self.location: str | None = None  # the session's resource (the answer's Location): delete() ends it
 
     @classmethod
     @asynccontextmanager
@@ -113,9 +130,11 @@ class PeerClient:
             peer.channel.on("message", peer._on_message)
             pc.on("track", peer._on_track)
             await pc.setLocalDescription(await pc.createOffer())
-            status, _, body = await post_offer(url, pc.localDescription.sdp, origin=origin, timeout_s=timeout_s)
+            status, headers, body = await post_offer(url, pc.localDescription.sdp, origin=origin,
+                                                     timeout_s=timeout_s)
             if status != 201:
                 raise SignallingError(status, body)
+            peer.offer_url, peer.location = url, headers.get("location")
             await pc.setRemoteDescription(RTCSessionDescription(body, "answer"))
             if loss:
                 peer._lossy(sender)
@@ -151,6 +170,13 @@ class PeerClient:
         if self.channel is not None and self.channel.readyState == "open":
             self.channel.send(json.dumps({"type": "bye"}))
             await anyio.sleep(0.05)  # let SCTP carry it before the connection closes
+
+    async def delete(self, *, origin: str | None = None) -> int:
+        """End the session the WHIP way: ``DELETE`` its resource (the answer's ``Location``); returns the status."""
+        if not self.location:
+            raise SignallingError(0, "no session resource: the answer had no Location")
+        status, _, _ = await delete_session(self.offer_url, self.location, origin=origin)
+        return status
 
     def vanish(self) -> None:
         """Stop sending anything, as a killed tab does: no RTP, no goodbye, no close."""
@@ -208,8 +234,10 @@ class PeerClient:
             x = frame.to_ndarray().reshape(-1, len(frame.layout.channels))[:, 0].copy()
             self.received.append(x)
             self.received_samples += x.shape[0]
-            if self.first_voice_at is None and int(np.abs(x).max(initial=0)) > self._voice_threshold:
-                self.first_voice_at = time.perf_counter()
+            if self.first_voice_at is None:
+                loud = np.flatnonzero(np.abs(x) > self._voice_threshold)
+                if loud.size:
+                    self.first_voice_at = time.perf_counter() + loud[0] / frame.sample_rate
             del self.received[:-30000]  # 10 minutes
 
     def audio(self) -> np.ndarray:

@@ -7,7 +7,9 @@ serve port. The web server has applied its rules first (the ``Host`` guard, the 
 ``Origin``): this host checks the body (:func:`~.sdp.check_offer`), makes an aiortc
 ``RTCPeerConnection`` with the audio transceiver limited to Opus, gathers its host
 candidates (vanilla ICE: the answer carries them all, so one request is the whole
-signalling), and answers ``201 Created`` with the SDP answer and a ``Location``. The
+signalling), and answers ``201 Created`` with the SDP answer and a ``Location``,
+``/webrtc/session/<id>`` with an unguessable id: a ``DELETE`` of it (same token and Origin
+rules) ends the session (``deleted``), as WHIP's teardown. The
 session (:class:`~.session.PeerSession`) then runs its own copy of the pipeline's graph in
 this host's task group until it ends, always with a reason:
 
@@ -16,7 +18,8 @@ this host's task group until it ends, always with a reason:
 * the peer sends no audio for the input's ``media_timeout_s`` (``no_media``), or its audio
   stops for ``media_gap_s`` once it flowed (``peer_gone``: a tab closed without a goodbye);
 * the page leaves: ``bye`` on the data channel, the channel or the connection closes, or
-  consent freshness fails (``page_closed`` / ``ice_failed``);
+  consent freshness fails (``page_closed`` / ``ice_failed``); or DELETEs its session
+  resource (``deleted``);
 * the graph ends (``pipeline_ended`` / ``pipeline_failed``), or the server stops.
 
 Ending cancels the graph (its ``stop()`` hooks get ``stop_timeout_s``) and closes the peer
@@ -37,6 +40,7 @@ import itertools
 import json
 import logging
 import os
+import secrets
 from collections.abc import Awaitable, Callable
 from http import HTTPStatus
 from typing import Any
@@ -50,14 +54,14 @@ from pipeline.errors import VoxpipeError
 from pipeline.graph import Graph
 from pipeline.runner import Runner, RunResult
 from pipeline.session import SessionContext
-from processors.telephony.http import PostRequest, text_response
+from processors.telephony.http import DELETE_PREFIX, PostRequest, text_response
 from processors.web.wire import error_event, ready_event
 
 from .jitter import install as install_jitter
 from .sdp import SDP_TYPE, OfferError, check_offer
 from .transport import WEBRTC_SESSION, WebRTCInput, WebRTCOutput
 
-__all__ = ["ICE_ENV", "ICE_PATH", "OFFER_PATH", "WebRTCHost", "has_webrtc_transports", "ice_servers", "no_webrtc_routes"]
+__all__ = ["ICE_ENV", "ICE_PATH", "OFFER_PATH", "SESSION_PREFIX", "Routes", "WebRTCHost", "has_webrtc_transports", "ice_servers", "no_webrtc_routes"]
 
 log = logging.getLogger("voxpipe.webrtc")
 
@@ -65,10 +69,32 @@ log = logging.getLogger("voxpipe.webrtc")
 OFFER_PATH = "/webrtc/offer"
 #: Where the page reads the ICE servers (JSON) before it makes its offer.
 ICE_PATH = "/webrtc/ice"
+#: Each session's resource (the answer's ``Location``): ``DELETE`` ends it.
+SESSION_PREFIX = DELETE_PREFIX
 #: JSON list of RTCIceServer objects: ``[{"urls": "turn:turn.example:3478", "username": ..., "credential": ...}]``.
 ICE_ENV = "VOXPIPE_ICE_SERVERS"
 
 Route = Callable[[ServerConnection, Request], Awaitable[Response] | Response]
+
+
+class Routes(dict):
+    """Exact paths, plus every path under ``prefix`` answered by ``under``.
+
+    The web server asks ``path in routes`` and ``routes.get(path)``; a session resource
+    (``/webrtc/session/<id>``) is one route for every id.
+    """
+
+    def __init__(self, exact: dict[str, Route], prefix: str, under: Route) -> None:
+        super().__init__(exact)
+        self.prefix, self.under = prefix, under
+
+    def __contains__(self, path: object) -> bool:
+        return dict.__contains__(self, path) or (isinstance(path, str) and path.startswith(self.prefix))
+
+    def get(self, path: str, default: Route | None = None) -> Route | None:  # type: ignore[override]
+        if dict.__contains__(self, path):
+            return self[path]
+        return self.under if isinstance(path, str) and path.startswith(self.prefix) else default
 
 
 def has_webrtc_transports(graph: Graph) -> bool:
@@ -136,6 +162,7 @@ class WebRTCHost:
         self.input_rate = input_rate
         self.ice = ice_servers()
         self.sessions: dict[str, Any] = {}
+        self.resources: dict[str, Any] = {}  # the Location id -> its session
         self.sessions_total = 0
         self.results: dict[str, RunResult] = {}
         self.reasons: dict[str, str] = {}  # the last sessions' end reasons (for logs and tests)
@@ -145,9 +172,9 @@ class WebRTCHost:
         self._idle = anyio.Event()
         self._idle.set()
 
-    def routes(self) -> dict[str, Route]:
-        """The paths this host answers on the serve port."""
-        return {OFFER_PATH: self.offer, ICE_PATH: self.ice_config}
+    def routes(self) -> Routes:
+        """The paths this host answers on the serve port (every session resource is one route)."""
+        return Routes({OFFER_PATH: self.offer, ICE_PATH: self.ice_config}, SESSION_PREFIX, self.session_resource)
 
     async def start(self) -> None:
         """Start the supervisor task that owns the sessions' task group."""
@@ -203,7 +230,7 @@ class WebRTCHost:
 
     async def offer(self, connection: ServerConnection, request: Request) -> Response:
         """``POST /webrtc/offer``: the SDP answer (201), or an error that says what to change."""
-        if not isinstance(request, PostRequest):
+        if not isinstance(request, PostRequest) or request.method != "POST":
             return text_response(HTTPStatus.METHOD_NOT_ALLOWED, f"POST an SDP offer ({SDP_TYPE}) to {OFFER_PATH}\n")
         try:
             text = check_offer(request.body, request.headers.get("Content-Type"))
@@ -246,12 +273,29 @@ class WebRTCHost:
             await pc.close()
             return text_response(HTTPStatus.BAD_REQUEST, "the offer's audio section has no Opus codec; this server "
                                                          "speaks Opus (every browser offers it)\n")
+        session.resource = secrets.token_urlsafe(18)  # a capability: whoever knows it may end the session
         self.sessions[sid] = session
+        self.resources[session.resource] = session
         self.sessions_total += 1
         self._idle = anyio.Event()
         self._tg.send_nowait(session)
         log.info("webrtc session %s: answered an offer from %s", sid, session.remote)
-        return _sdp_response(HTTPStatus.CREATED, pc.localDescription.sdp, f"/webrtc/session/{sid}")
+        return _sdp_response(HTTPStatus.CREATED, pc.localDescription.sdp, SESSION_PREFIX + session.resource)
+
+    def session_resource(self, connection: ServerConnection, request: Request) -> Response:
+        """``DELETE /webrtc/session/<id>``: end that session (``deleted``); 404 unknown, 405 another method."""
+        rid = request.path.split("?", 1)[0][len(SESSION_PREFIX):]
+        if not (isinstance(request, PostRequest) and request.method == "DELETE"):
+            response = text_response(HTTPStatus.METHOD_NOT_ALLOWED, "a WebRTC session resource takes only DELETE "
+                                                                    "(to end the session)\n")
+            response.headers["Allow"] = "DELETE"
+            return response
+        session = self.resources.get(rid)
+        if session is None or not session.open:
+            return text_response(HTTPStatus.NOT_FOUND, "no such WebRTC session (it ended, or never was)\n")
+        log.info("webrtc session %s: DELETE from %s", session.id, _peer(connection))
+        session.end("deleted", "the peer deleted its session resource (WHIP teardown)")
+        return text_response(HTTPStatus.OK, "session ended\n")
 
     # --- sessions ---------------------------------------------------------------------------------
 
@@ -300,6 +344,7 @@ class WebRTCHost:
             while len(self.reasons) > 64:
                 self.reasons.pop(next(iter(self.reasons)))
             del self.sessions[sid]
+            self.resources.pop(getattr(session, "resource", ""), None)
             if not self.sessions:
                 self._idle.set()
             log.info("webrtc session %s: closed (%s)", sid, session.statistics())

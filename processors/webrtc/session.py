@@ -10,8 +10,8 @@ a :class:`~.playout.Playout`; :class:`~.transport.WebRTCOutput` writes to it. Ev
 else travels on the peer's data channel as the JSON events of the websocket page
 (:mod:`processors.web.wire`): the server's transcripts, tool cards, latency rows and
 interruptions one way; the page's ``played`` reports and typed ``text`` the other. A
-``played`` report is checked against what this session sent and coalesced per item, as
-:class:`~processors.web.session.WebSession` does.
+``played`` report is checked against what this session sent and coalesced per item by the
+same :class:`~processors.web.session.PlayedItems` as the websocket session's.
 
 The page learns where each assistant item sits in the RTP stream from the ``audio`` event's
 ``rtp`` field (RTP timestamp of the item's first sample); comparing it with the timestamp
@@ -26,7 +26,7 @@ Lifecycle (one table, :data:`TRANSITIONS`; every end carries a reason code)::
 Reasons: ``ice_failed``, ``dtls_failed``, ``not_connected`` (no connection within the
 deadline), ``no_media`` (connected, but no audio), ``peer_gone`` (the audio stopped: a tab
 closed without its goodbye), ``page_closed`` (``bye``, the data
-channel or the connection closed), ``pipeline_ended`` / ``pipeline_failed``,
+channel or the connection closed), ``deleted`` (a ``DELETE`` of the session's resource), ``pipeline_ended`` / ``pipeline_failed``,
 ``server_stopping``, ``too_many_bad_messages``.
 """
 
@@ -38,7 +38,6 @@ import fractions
 import json
 import logging
 import time
-from collections import OrderedDict
 from typing import Any
 
 import anyio
@@ -47,6 +46,7 @@ import numpy as np
 from aiortc import MediaStreamTrack, RTCPeerConnection
 from aiortc.mediastreams import MediaStreamError
 
+from processors.web.session import PlayedItems, SentItem
 from processors.web.wire import ClientPlayed, ClientText, WireError, error_event, parse_client_message
 
 from .playout import FRAME, RATE, Playout
@@ -55,8 +55,6 @@ __all__ = ["TRANSITIONS", "OutboundTrack", "PeerSession", "PeerState", "rtp_orig
 
 log = logging.getLogger("voxpipe.webrtc")
 
-#: Assistant items remembered per session for playback reports (oldest forgotten first).
-MAX_ITEMS = 64
 #: Malformed data channel messages tolerated before the session is ended.
 MAX_BAD_MESSAGES = 20
 #: Events queued for a data channel that is not open yet (oldest dropped).
@@ -100,24 +98,38 @@ def rtp_origin(sender: Any) -> int | None:
 
 
 class OutboundTrack(MediaStreamTrack):
-    """The server's audio track: one 20 ms frame of the :class:`~.playout.Playout` every 20 ms.
+    """The server's audio track: one 20 ms Opus packet of the :class:`~.playout.Playout` every 20 ms.
 
-    aiortc pulls frames with ``recv()`` as fast as it is answered; pacing is the track's job
-    (as aiortc's own ``AudioStreamTrack``). The pace follows the event loop's clock; after a
+    aiortc pulls with ``recv()`` as fast as it is answered; pacing is the track's job (as
+    aiortc's own ``AudioStreamTrack``). The pace follows the event loop's clock; after a
     stall of more than ``max_lag_s`` it restarts from now instead of bursting to catch up.
+
+    The track encodes the Opus itself, on the loop, and hands aiortc the packet (aiortc
+    sends a ``Packet`` as it is). Given a raw frame, aiortc would encode it on the loop's
+    thread pool (a hand-off each way: 0.6 ms median, 12 ms at worst under load in
+    ``benchmarks/webrtc.py``'s trace), after resampling it to stereo and computing its RFC
+    6465 audio level in a pure Python loop (58 us a frame, holding the GIL). Here: one
+    mono libopus encode (the settings of aiortc's encoder otherwise), about 0.1 ms. The
+    packet's ``pts`` is the stream position, so the RTP timestamps are aiortc's origin plus
+    it, exactly as before (:func:`rtp_origin`). The connection must use Opus (the host sets
+    it as the only codec); ``encode=False`` hands out raw frames instead.
     """
 
     kind = "audio"
+    #: The default of ``encode`` (benchmarks/webrtc.py's ``--ab-encode`` compares both).
+    ENCODE = True
 
-    def __init__(self, playout: Playout, *, max_lag_s: float = 0.2) -> None:
+    def __init__(self, playout: Playout, *, max_lag_s: float = 0.2, encode: bool | None = None) -> None:
         super().__init__()
         self.playout = playout
         self.max_lag_s = max_lag_s
+        self.encode = self.ENCODE if encode is None else encode
+        self._codec: Any = None
         self._t0: float | None = None
         self._frames = 0
         self.resyncs = 0
 
-    async def recv(self) -> av.AudioFrame:
+    async def recv(self) -> av.AudioFrame | av.Packet:
         if self.readyState != "live":
             raise MediaStreamError
         loop = asyncio.get_running_loop()
@@ -137,7 +149,27 @@ class OutboundTrack(MediaStreamTrack):
         frame.sample_rate = RATE
         frame.pts = pos
         frame.time_base = _TIME_BASE
-        return frame
+        if not self.encode:
+            return frame
+        if self._codec is None:
+            self._codec = _opus_encoder()
+        packets = self._codec.encode(frame)  # libopus gives one packet per 20 ms frame, from the first
+        packet = packets[-1]
+        packet.pts = pos  # the encoder counts from its pre-skip (-312); RTP time is the stream position
+        packet.time_base = _TIME_BASE
+        return packet
+
+
+def _opus_encoder() -> Any:
+    """A libopus encoder with aiortc's settings (96 kb/s, VoIP), for mono 20 ms frames at 48 kHz."""
+    codec = av.CodecContext.create("libopus", "w")
+    codec.bit_rate = 96000
+    codec.format = "s16"
+    codec.layout = "mono"
+    codec.options = {"application": "voip"}
+    codec.sample_rate = RATE
+    codec.time_base = _TIME_BASE
+    return codec
 
 
 class PeerSession:
@@ -145,6 +177,7 @@ class PeerSession:
 
     def __init__(self, session_id: str, pc: RTCPeerConnection, *, remote: str = "?") -> None:
         self.id = session_id
+        self.resource = ""  # the id in the answer's Location, /webrtc/session/<resource> (set by the host)
         self.pc = pc
         self.remote = remote
         self.state = PeerState.NEW
@@ -161,9 +194,7 @@ class PeerSession:
         self._pending: list[str] = []
         self._texts: list[str] = []
         self._texts_wake = anyio.Event()
-        self._items: OrderedDict[str, list[int]] = OrderedDict()  # item -> [turn, start, sent, produced, done]
-        self._reports: dict[str, tuple[int, bool]] = {}
-        self._reports_wake = anyio.Event()
+        self.played = PlayedItems()  # the items sent and the page's reports of them
         self.connected_at: float | None = None
         self.bad_messages = 0
         self.sent_events = 0
@@ -197,7 +228,7 @@ class PeerSession:
         self.ended.set()
         self.connected.set()
         self._texts_wake.set()
-        self._reports_wake.set()
+        self.played.wake()
         self._inbound_ready.set()
 
     # --- aiortc callbacks (wired by the host) -------------------------------------------------------
@@ -289,28 +320,15 @@ class PeerSession:
 
     def report_played(self, item_id: str, ms: int, done: bool) -> None:
         """Record the page's playback position of an item; raises WireError for an unknown item."""
-        item = self._items.get(item_id)
-        if item is None:
-            raise WireError("unknown_item", f"`played` names item {item_id!r}, which this session did not send")
-        sent_ms = item[2] * 1000 // RATE
-        old_ms, old_done = self._reports.get(item_id, (0, False))
-        self._reports[item_id] = (max(old_ms, min(ms, sent_ms)), old_done or done)
-        self._reports_wake.set()
+        self.played.report(item_id, ms, done)
 
     async def next_reports(self) -> dict[str, tuple[int, bool]] | None:
         """Playback positions reported since the last call, ``item_id -> (ms, done)``; None once ended."""
-        while not self._reports:
-            if not self.open:
-                return None
-            self._reports_wake = anyio.Event()
-            await self._reports_wake.wait()
-        reports, self._reports = self._reports, {}
-        return reports
+        return await self.played.next_reports(lambda: self.open)
 
     def item_turn(self, item_id: str) -> int:
         """The turn of an item this session sent (0 when forgotten)."""
-        item = self._items.get(item_id)
-        return item[0] if item is not None else 0
+        return self.played.turn(item_id)
 
     # --- graph -> page ----------------------------------------------------------------------------
 
@@ -346,38 +364,36 @@ class PeerSession:
         start = self.playout.write(samples)
         if item_id is None:
             return
-        item = self._items.get(item_id)
+        item = self.played.get(item_id)
         if item is None:
-            item = self._items[item_id] = [turn, start, 0, 0, 0]
-            while len(self._items) > MAX_ITEMS:
-                old, _ = self._items.popitem(last=False)
-                self._reports.pop(old, None)
+            item = self.played.add(item_id, turn, RATE)
+            item.start = start
             origin = await self.origin()
             rtp = None if origin is None else (origin + start) & 0xFFFFFFFF
             self.send_event({"type": "audio", "item_id": item_id, "turn": turn, "rate": RATE, "rtp": rtp})
-        item[2] += samples.shape[0]
-        item[3] += samples.shape[0]
+        item.samples += samples.shape[0]
+        item.produced += samples.shape[0]
 
     def flush(self, turn: int) -> int:
         """Barge-in: stop sending queued audio now; the page is told with ``flush``. Returns samples dropped."""
         dropped = self.playout.clear()
         self.send_event({"type": "flush", "turn": turn})
-        for item_id, item in self._items.items():  # what was dropped was never sent
-            if not item[4]:
-                item[2] = max(0, min(item[2], self.playout.position - item[1]))
+        for item_id, item in self.played.items.items():  # what was dropped was never sent
+            if not item.done:
+                item.samples = max(0, min(item.samples, self.playout.position - item.start))
                 self._item_done(item_id, item)
         return dropped
 
     def items_done(self) -> None:
         """A response ended: tell the page how long each of its items is (``audio.done``)."""
-        for item_id, item in self._items.items():
-            if not item[4]:
+        for item_id, item in self.played.items.items():
+            if not item.done:
                 self._item_done(item_id, item)
 
-    def _item_done(self, item_id: str, item: list[int]) -> None:
-        item[4] = 1
-        self.send_event({"type": "audio.done", "item_id": item_id, "samples": item[2], "ms": item[2] * 1000 // RATE,
-                         "produced_ms": item[3] * 1000 // RATE})
+    def _item_done(self, item_id: str, item: SentItem) -> None:
+        item.done = True
+        self.send_event({"type": "audio.done", "item_id": item_id, "samples": item.samples,
+                         "ms": item.samples * 1000 // RATE, "produced_ms": item.produced * 1000 // RATE})
 
     def statistics(self) -> dict[str, Any]:
         """Figures for the log line at the end of the session."""

@@ -3,15 +3,17 @@
 ``voxpipe serve`` binds both to one peer connection (a :class:`~.session.PeerSession`,
 ``attachments["webrtc_session"]``) before the graph starts; every peer gets its own graph.
 
-* :class:`WebRTCInput` is a source: the peer's Opus audio as decoded by aiortc, as 48 kHz
-  mono int16 :class:`~pipeline.frames.AudioFrame` s whose ``pts`` is the RTP timestamp
-  (counted from the first packet), with lost packets concealed
+* :class:`WebRTCInput` is a source: the peer's Opus audio as decoded by aiortc, as mono
+  int16 :class:`~pipeline.frames.AudioFrame` s at ``sample_rate`` (48 kHz, or 24/16 kHz
+  through :class:`~.rates.IntegerResampler`: 1.25 ms, not soxr's ~21 ms) whose ``pts`` is
+  the RTP timestamp (counted from the first packet, at the output rate), with lost packets concealed
   (:class:`~.conceal.GapConcealer`) so media time has no holes; plus typed text from the
   data channel. A peer that sends no audio for ``media_timeout_s`` ends the session
   (``no_media``); one whose audio stops for ``media_gap_s`` after it flowed has gone
   (``peer_gone``: a tab closed without its goodbye).
-* :class:`WebRTCOutput` sends assistant audio on the session's outbound track (resampled to
-  48 kHz), the page's events on the data channel, stops sending at once on an
+* :class:`WebRTCOutput` sends assistant audio on the session's outbound track (16 and
+  24 kHz through :class:`~.rates.IntegerResampler`, other rates through soxr), the page's
+  events on the data channel, stops sending at once on an
   interruption, and turns the page's ``played`` reports into
   :class:`~pipeline.frames.PlaybackProgressFrame` s upstream (what a barge-in truncates to).
   It passes every frame on, like ``transport.websocket.output``.
@@ -23,7 +25,7 @@ reference built) without the ``webrtc`` extra.
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -44,6 +46,7 @@ from pipeline.processor import Processor
 from processors.web.transport import WebsocketOutput
 
 from .conceal import GapConcealer
+from .rates import IntegerResampler
 
 if TYPE_CHECKING:
     from .session import PeerSession
@@ -68,9 +71,11 @@ def _bound(processor: Processor, kind: str) -> PeerSession:
 
 
 class WebRTCInput(Processor):
-    """Source of the peer's microphone: 48 kHz mono int16 frames stamped with RTP media time.
+    """Source of the peer's microphone: mono int16 frames at ``sample_rate``, stamped with RTP media time.
 
-    Frames are the peer's packets (20 ms for browsers). A gap in the RTP timestamps (a lost
+    Frames are the peer's packets (20 ms for browsers), converted from Opus's 48 kHz to
+    ``sample_rate`` by :class:`~.rates.IntegerResampler` (1.25 ms of filter delay; no block
+    buffering, so every packet gives its frame at once). A gap in the RTP timestamps (a lost
     packet) is filled with a fading repeat of the last frame; ``pts`` stays the peer's
     media time. Typed messages from the data channel become user ``TextFrame`` s.
     """
@@ -83,13 +88,18 @@ class WebRTCInput(Processor):
                                    "stops this long: a closed tab or a lost network (browsers send a packet every "
                                    "20 ms, silence included)")
         conceal_fade_ms: float = Field(60.0, ge=1, le=1000, description="a lost packet's repeat fades out over this")
+        sample_rate: Literal[16000, 24000, 48000] = Field(48000, description="rate of the frames pushed: 24000 for "
+                                                          "the realtime models, 16000 for most recognisers (converted "
+                                                          "with 1.25 ms of delay, rates.py)")
 
     def output_format(self, upstream: AudioFormat | None) -> AudioFormat:
-        return AudioFormat(RATE, 1, "int16")
+        return AudioFormat(self.params.sample_rate, 1, "int16")
 
     async def start(self) -> None:
         self.session = _bound(self, "transport.webrtc.input")
         self.concealer = GapConcealer(RATE, fade_ms=self.params.conceal_fade_ms)
+        rate = self.params.sample_rate
+        self.resampler = IntegerResampler(RATE, rate) if rate != RATE else None
         self.spawn(self._texts)
 
     async def _texts(self) -> None:
@@ -107,7 +117,8 @@ class WebRTCInput(Processor):
             if session.open:
                 session.end("no_media", f"the peer offered no audio track within {timeout:g} s")
             return
-        conceal = self.concealer
+        conceal, resampler, rate = self.concealer, self.resampler, self.params.sample_rate
+        div = RATE // rate
         gap = min(timeout, self.params.media_gap_s)
         while session.open:
             frame = None
@@ -133,14 +144,17 @@ class WebRTCInput(Processor):
                 session.end("bad_codec", f"the peer sends {frame.sample_rate} Hz audio; offer Opus")
                 return
             for samples, pts in conceal.process(mono, int(frame.pts or 0)):
-                await self.push(AudioFrame(samples, RATE, pts=pts))
+                if resampler is not None:  # Opus frames are whole multiples of 2 and 3 samples: pts stays exact
+                    samples = resampler.process(samples)
+                await self.push(AudioFrame(samples, rate, pts=pts // div))
             session.concealment = conceal.statistics()
 
 
 class WebRTCOutput(Processor):
     """Sends the graph's output to the peer and reports the page's playback upstream.
 
-    Assistant audio (mono, any rate; float32 is converted) is resampled to 48 kHz and queued
+    Assistant audio (mono, any rate; float32 is converted) is resampled to 48 kHz (16 and
+    24 kHz with :class:`~.rates.IntegerResampler`, 1.25 ms; other rates with soxr) and queued
     on the outbound track; each new item is announced on the data channel with an ``audio``
     event carrying its first sample's RTP timestamp. An interruption clears the track's
     queue at once (the next 20 ms frame is silence) and sends ``flush``. Transcripts, tool
@@ -154,7 +168,7 @@ class WebRTCOutput(Processor):
     def __init__(self, params: BaseModel | dict[str, Any] | None = None, *, name: str | None = None) -> None:
         super().__init__(params, name=name)
         self._speech_stopped_at: float | None = None
-        self._resampler: Resampler | None = None
+        self._resampler: IntegerResampler | Resampler | None = None
         self._last: tuple[str | None, int] | None = None  # (item, turn) of the audio before the resampler tail
 
     async def start(self) -> None:
@@ -197,7 +211,8 @@ class WebRTCOutput(Processor):
         if frame.sample_rate != RATE:
             if self._resampler is None or self._resampler.in_rate != frame.sample_rate:
                 await self._drain_resampler()
-                self._resampler = Resampler(frame.sample_rate, RATE)
+                rate = frame.sample_rate
+                self._resampler = IntegerResampler(rate, RATE) if rate in (16000, 24000) else Resampler(rate, RATE)
             x = self._resampler.process(x)
         self._last = (frame.item_id, frame.turn)
         await self.session.play(x, item_id=frame.item_id, turn=frame.turn)
