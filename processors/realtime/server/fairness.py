@@ -2,8 +2,8 @@
 
 :class:`LoopShare` shares the event loop: each connection's work on it is charged to the
 connection, and a heavy one waits for lighter ones before its next message is read. When a
-lighter connection starts work, a heavier one's recognition already running in a worker
-process is pre-empted (cancelled at the worker's next 100 ms block) and run again after the
+lighter connection starts work, a heavier one's recognition already running (in a worker
+process or a thread) is pre-empted (stopped at its next 100 ms block) and run again after the
 lighter one's turn, so the CPU is the lighter one's at once.
 
 The server's recognisers are a pool (worker processes, or ``workers`` threads) shared by
@@ -15,8 +15,10 @@ anew, so one client's long commit delays another client's turn by one piece at m
 
 from __future__ import annotations
 
+import inspect
 import logging
 import math
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -34,6 +36,14 @@ _SEARCH_S = 4.0  # a cut is looked for in the last seconds of each piece
 _FRAME_S = 0.02
 #: How long after it first starts a heavy connection's recognition piece may be pre-empted (then it runs to its end).
 PREEMPT_WINDOW_S = 1.0
+
+
+def _takes_stop(resources: Any) -> bool:
+    """Whether ``resources.recognize`` can be stopped from another thread (a ``stop`` event)."""
+    try:
+        return "stop" in inspect.signature(resources.recognize).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 def quiet_cuts(samples: np.ndarray, rate: int, max_piece_s: float = MAX_PIECE_S) -> list[int]:
@@ -67,15 +77,16 @@ class SegmentedRecognition:
     flooding client holds at most one worker. Everything else is the shared resources'.
 
     With the connection's ``account`` (:class:`Account`) and recognition in worker processes
-    (``resources.processes`` > 0), each piece is *pre-emptible*: if a connection of less than
-    half this one's usage starts work while the piece is being decoded, the piece is cancelled
-    (the worker stops at its next 100 ms block and is free at once), waits for the lighter
+    each piece is *pre-emptible*: if a connection of less than half this one's usage starts
+    work while the piece is being decoded, the piece is cancelled (a worker process, or the
+    thread in threads mode, stops at its next 100 ms block and is free at once), waits for the lighter
     turn and is recognised again from its start. That holds for :data:`PREEMPT_WINDOW_S`
     after the piece first started; then it runs to its end whatever comes, so a heavy
     connection's recognition is late by that much at most, never starved. The words are the
     same (each recognition starts from the decoder's initial state); only the heavier
-    connection pays, in decoding done twice. In threads (``processes`` 0) a running
-    recognition cannot be stopped, so it is not pre-empted.
+    connection pays, in decoding done twice. In threads (``processes`` 0) the thread is
+    stopped by a :class:`threading.Event` it looks at between blocks (``recognize(stop=)``);
+    resources whose ``recognize`` takes no ``stop`` are not pre-empted in threads.
     """
 
     def __init__(self, resources: Any, account: "Account | None" = None) -> None:
@@ -103,13 +114,19 @@ class SegmentedRecognition:
         return " ".join(words)
 
     async def _piece(self, samples: np.ndarray, rate: int, options: tuple) -> str:
-        account = self._account
-        if account is None or not getattr(self._resources, "processes", 0):
-            return await self._resources.recognize(samples, rate, *options)
+        account, resources = self._account, self._resources
+        in_threads = not getattr(resources, "processes", 0)
+        if account is None or (in_threads and not _takes_stop(resources)):
+            return await resources.recognize(samples, rate, *options)
         window_end = time.perf_counter() + PREEMPT_WINDOW_S
         while True:
-            with account.preemptible(time.perf_counter() < window_end):
-                return await self._resources.recognize(samples, rate, *options)
+            stop = threading.Event() if in_threads else None
+            with account.preemptible(time.perf_counter() < window_end, stop):
+                if stop is None:
+                    return await resources.recognize(samples, rate, *options)
+                text = await resources.recognize(samples, rate, *options, stop=stop)
+                if text is not None:
+                    return text
             # pre-empted by a lighter connection's work: let its turn run, then decode again
             await account.give_way(max(0.0, window_end - time.perf_counter()))
 
@@ -134,8 +151,8 @@ class LoopShare:
     Two things make the *first* turn after a flood starts as fair as the later ones:
 
     * **Work already running is pre-empted, not waited for.** Giving way acts before a piece
-      of work starts; a heavy connection's recognition that is already decoding in a worker
-      process when another client's turn begins would otherwise share the CPU with that
+      of work starts; a heavy connection's recognition that is already decoding (in a worker
+      process, or in a thread holding the GIL) when another client's turn begins would otherwise share the CPU with that
       turn to its end (on two cores, the flooder's decoding, the other turn's decoding and
       the event loop: the other turn took 2-4x its idle time). When a lighter connection
       starts work (:meth:`Account.work`), every heavier connection's running recognition
@@ -164,7 +181,7 @@ class LoopShare:
         #: Pre-empt heavier connections' running recognitions (False: they only give way before starting).
         self.preempt = True
         self._accounts: list[Account] = []
-        self._running: dict[Account, Any] = {}  # account -> cancel scope of its pre-emptible work
+        self._running: dict[Account, Any] = {}  # account -> (cancel scope, stop event) of its pre-emptible work
 
     def open(self) -> "Account":
         """A new connection's account (close it with :meth:`Account.close`)."""
@@ -180,10 +197,12 @@ class LoopShare:
     def _preempt_for(self, lighter: "Account") -> None:
         now = time.perf_counter()
         threshold = 2.0 * lighter.usage(now)
-        for account, scope in list(self._running.items()):
+        for account, (scope, stop) in list(self._running.items()):
             if account is not lighter and account.usage(now) > threshold:
                 del self._running[account]
                 account.preempted += 1
+                if stop is not None:
+                    stop.set()  # a thread stops at its next block; the cancel lands when it returns
                 scope.cancel()
 
 
@@ -250,10 +269,11 @@ class Account:
             self._last = time.perf_counter()
 
     @contextmanager
-    def preemptible(self, enabled: bool = True) -> Iterator[None]:
+    def preemptible(self, enabled: bool = True, stop: threading.Event | None = None) -> Iterator[None]:
         """Run the block (one recognition) so that a lighter connection's work can cancel it.
 
-        A pre-emption cancels the block and is swallowed here: the code after the ``with``
+        A pre-emption sets ``stop`` (if given: a thread doing the work looks at it) and
+        cancels the block; the cancellation is swallowed here, the code after the ``with``
         runs (it retries), and :attr:`preempted` counts it. A cancellation from elsewhere
         propagates as usual. With ``enabled`` False the block just runs.
         """
@@ -264,11 +284,11 @@ class Account:
             return
         running = self._share._running
         with anyio.CancelScope() as scope:
-            running[self] = scope
+            entry = running[self] = (scope, stop)
             try:
                 yield
             finally:
-                if running.get(self) is scope:
+                if running.get(self) is entry:
                     del running[self]
 
     def _lighter_is_working(self) -> bool:
