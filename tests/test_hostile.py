@@ -566,7 +566,8 @@ async def test_the_first_turn_of_a_flood_preempts_the_flooders_running_recogniti
                 tg.cancel_scope.cancel()
         rate_free, rate_first = (m1 - m0) / (t1 - t0), (m2 - m1) / (t2 - t1)
         print(f"\nfirst turn of a flood: {latency * 1000:.0f} ms; flooder read at {rate_first:.0f} msg/s during it vs "
-              f"{rate_free:.0f} msg/s free (deferred {d1 - d0} times then); its recognitions pre-empted {preempted}; {len(committed)} segments, "
+              f"{rate_free:.0f} msg/s free (deferred {d1 - d0} times then); its recognitions pre-empted {preempted}; "
+              f"{len(committed)} segments, "
               f"all transcribed")
         assert preempted >= 1 and cancelled >= 1
         assert rate_first < 0.25 * rate_free, (rate_first, rate_free)

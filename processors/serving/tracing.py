@@ -21,8 +21,9 @@ turn's critical path (speech end -> first audio):
 
 * **Span work waits until after the first audio.** A :class:`SessionTracer` call only notes
   the event (a tuple in a list: about a microsecond); the spans are built, given their
-  attributes and ended in one go by a loop callback :data:`FLUSH_AFTER_FIRST_AUDIO_S` after
-  the reply's first audio went out (or :data:`FLUSH_FALLBACK_S` after the first noted event
+  attributes and ended by a loop callback :data:`FLUSH_AFTER_FIRST_AUDIO_S` after the
+  reply's first audio went out, in steps of :data:`FLUSH_STEP_S` so that another session's
+  audio arriving meanwhile waits one step at most (or :data:`FLUSH_FALLBACK_S` after the first noted event
   when no audio comes, and at once at the session's end). Their times are the media clock's,
   noted with the event, so building them later changes nothing in the trace.
 * **Export happens in another process.** The SDK's BatchSpanProcessor encodes and sends
@@ -45,6 +46,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import deque
 from typing import Any
 
 __all__ = ["FLUSH_AFTER_FIRST_AUDIO_S", "FLUSH_FALLBACK_S", "ProcessExport", "SessionTracer", "tracer_provider"]
@@ -57,6 +59,8 @@ MAX_OPEN = 16
 FLUSH_AFTER_FIRST_AUDIO_S = 0.05
 #: ... or this long after the first event noted, when no audio comes (a text reply, a tool call).
 FLUSH_FALLBACK_S = 1.0
+#: Longest the loop is held by one step of a timer's flush (steps of one event or more, each ~0.05 ms).
+FLUSH_STEP_S = 0.0002
 #: Events noted before a flush is forced at once (a session cannot grow the list without end).
 MAX_PENDING = 512
 
@@ -323,7 +327,7 @@ class SessionTracer:
         self._ended: dict[int, tuple[Any, int]] = {}  # response spans waiting for their metrics frame
         self._tools: dict[str, Any] = {}
         self._speech_end: float | None = None
-        self._pending: list[tuple[Any, tuple]] = []  # (implementation, arguments) noted, not yet made spans
+        self._pending: deque[tuple[Any, tuple]] = deque()  # (implementation, arguments) noted, not yet made spans
         self._timer: Any = None
         self._due = 0.0
         self._closed = False
@@ -365,18 +369,32 @@ class SessionTracer:
         self.flush()
 
     def flush(self) -> None:
-        """Make the spans of every event noted so far (in order, with the times noted)."""
+        """Make the spans of every event noted so far (in order, with the times noted), now."""
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        pending, self._pending = self._pending, []
-        for method, args in pending:
-            try:
-                method(*args)
-            except Exception:  # a tracing fault must not stop the session: one log line per session
-                if not self._failed:
-                    self._failed = True
-                    log.exception("tracing session %s: %s failed", self.session_id, method.__name__)
+        while self._pending:
+            self._make(*self._pending.popleft())
+
+    def _flush_soon(self) -> None:
+        # the timer's flush, in steps of FLUSH_STEP_S: between two steps the loop serves whatever
+        # became ready (another session's audio), so a flush holds it up by one step at most
+        self._timer = None
+        deadline = time.perf_counter() + FLUSH_STEP_S
+        pending = self._pending
+        while pending:
+            self._make(*pending.popleft())
+            if pending and time.perf_counter() >= deadline:
+                asyncio.get_running_loop().call_soon(self._flush_soon)
+                return
+
+    def _make(self, method: Any, args: tuple) -> None:
+        try:
+            method(*args)
+        except Exception:  # a tracing fault must not stop the session: one log line per session
+            if not self._failed:
+                self._failed = True
+                log.exception("tracing session %s: %s failed", self.session_id, method.__name__)
 
     def _note(self, method: Any, args: tuple, delay_s: float = FLUSH_FALLBACK_S) -> None:
         self._pending.append((method, args))
@@ -392,7 +410,7 @@ class SessionTracer:
         if self._timer is None or due < self._due:
             if self._timer is not None:
                 self._timer.cancel()
-            self._timer, self._due = loop.call_at(due, self.flush), due
+            self._timer, self._due = loop.call_at(due, self._flush_soon), due
 
     # --- the spans ----------------------------------------------------------------------------------
 

@@ -76,11 +76,10 @@ class SegmentedRecognition:
     for one piece at most. Each connection's graph recognises one segment at a time, so a
     flooding client holds at most one worker. Everything else is the shared resources'.
 
-    With the connection's ``account`` (:class:`Account`) and recognition in worker processes
-    each piece is *pre-emptible*: if a connection of less than half this one's usage starts
+    With the connection's ``account`` (:class:`Account`), each piece is *pre-emptible*: if a connection of less than half this one's usage starts
     work while the piece is being decoded, the piece is cancelled (a worker process, or the
-    thread in threads mode, stops at its next 100 ms block and is free at once), waits for the lighter
-    turn and is recognised again from its start. That holds for :data:`PREEMPT_WINDOW_S`
+    thread in threads mode, stops at its next 100 ms block and is free at once), waits for
+    the lighter turn and is recognised again from its start. That holds for :data:`PREEMPT_WINDOW_S`
     after the piece first started; then it runs to its end whatever comes, so a heavy
     connection's recognition is late by that much at most, never starved. The words are the
     same (each recognition starts from the decoder's initial state); only the heavier
@@ -152,8 +151,8 @@ class LoopShare:
 
     * **Work already running is pre-empted, not waited for.** Giving way acts before a piece
       of work starts; a heavy connection's recognition that is already decoding (in a worker
-      process, or in a thread holding the GIL) when another client's turn begins would otherwise share the CPU with that
-      turn to its end (on two cores, the flooder's decoding, the other turn's decoding and
+      process, or in a thread holding the GIL) when another client's turn begins would
+      otherwise share the CPU with that turn to its end (on two cores, the flooder's decoding, the other turn's decoding and
       the event loop: the other turn took 2-4x its idle time). When a lighter connection
       starts work (:meth:`Account.work`), every heavier connection's running recognition
       registered with :meth:`Account.preemptible` is cancelled; it is recognised again
