@@ -360,6 +360,89 @@ async def test_loop_share_holds_back_only_the_heavier_connection():
     assert share.accounts == [heavy, peer]
 
 
+async def test_a_young_flooder_counts_as_heavy_from_its_first_messages():
+    """Usage is a rate from a connection's first message: a flooder that just connected is the heavy one.
+
+    A light connection has been open 3 s and charged 30 ms; a flooder opened now charges 40 ms
+    in its first messages. By decayed sums alone the two would be of similar weight (neither
+    gives way) for the first moments of a flood; as a rate (:meth:`Account.usage`) the
+    flooder is over twice the light one, so it gives way while the light one works.
+    """
+    from processors.realtime.server.fairness import LoopShare
+
+    share = LoopShare(max_defer_s=0.01, hold_s=0.0)
+    light = share.open()
+    light._born -= 3.0  # connected three seconds ago
+    light.charge(0.030)
+    flooder = share.open()
+    for _ in range(40):
+        flooder.charge(0.001)
+    raw_light, raw_flooder = light._used, flooder._used  # the decayed sums, without the age
+    assert raw_flooder < 2 * raw_light  # by the sums: similar weight
+    assert flooder.usage() > 2 * light.usage() * 1.5  # as rates: well past the give-way threshold
+    with light.work():
+        await flooder.wait_turn()
+    assert flooder.deferred == 1
+    with flooder.work():
+        await light.wait_turn()
+    assert light.deferred == 0
+    # the rate estimate: 40 ms in its first moment reads as about 40 ms / (1 - e^(-0.25)) (min_age_s 0.25)
+    assert flooder.usage() == pytest.approx(0.040 / (1 - np.exp(-share.min_age_s / share.tau_s)), rel=0.05)
+
+
+@pytest.mark.parametrize("processes", [1, 0], ids=["worker_process", "thread"])
+async def test_a_lighter_connections_work_preempts_a_heavier_ones_running_recognition(processes):
+    """Real recognisers, real speech: the heavy recognition already decoding is stopped and heard again.
+
+    One worker process (or one thread), so without pre-emption the light recognition would
+    wait for the heavy one (first come, first served). The light connection's recognition starts while
+    the heavy one's 20 s of speech is being decoded: the heavy one is cancelled (the worker
+    stops at its next 100 ms block), the light one is heard first, then the heavy audio is
+    recognised again from its start with the same words as without pre-emption. Asserted on
+    the order of completion, counts and words; no timing.
+    """
+    from processors.realtime.server.engine import SpeechResources
+    from processors.realtime.server.fairness import LoopShare, SegmentedRecognition
+
+    def pcm(text: str) -> np.ndarray:
+        return np.frombuffer(utterance(text), dtype="<i2")
+
+    long_speech = np.tile(pcm("what is the weather like in paris today"), 6)  # about 20 s
+    hello = pcm("hello")
+    resources = SpeechResources(processes=processes, workers=1)
+    await resources.warm_up()
+    try:
+        grammar = resources.grammar_for([])
+        alone = await SegmentedRecognition(resources).recognize(long_speech, 24000, grammar, [])
+        share = LoopShare()
+        heavy, light = share.open(), share.open()
+        heavy.charge(1.0)
+        light.charge(0.001)
+        order: list[str] = []
+        heard: dict[str, str] = {}
+
+        async def recognise(name, account, samples) -> None:
+            with account.work():
+                heard[name] = await SegmentedRecognition(resources, account).recognize(samples, 24000, grammar, [])
+            order.append(name)
+
+        with anyio.fail_after(60):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(recognise, "heavy", heavy, long_speech)
+                while heavy not in share._running:  # the heavy recognition is being decoded
+                    await anyio.sleep(0.001)
+                await anyio.sleep(0.05)  # some blocks of it decoded
+                tg.start_soon(recognise, "light", light, hello)
+        stats = resources.statistics()
+    finally:
+        await resources.aclose()
+    assert order == ["light", "heavy"]
+    assert heavy.preempted == 1 and light.preempted == 0
+    assert stats.get("cancelled", 1) == 1  # the worker process's job was cancelled (threads: no such count)
+    assert heard["heavy"] == alone and "weather" in alone
+    assert heard["light"] == "hello"
+
+
 async def test_a_flooding_client_gives_way_to_another_clients_turns():
     """A client streams speech at full speed with server VAD; another client's turns go first.
 
@@ -413,6 +496,83 @@ async def test_a_flooding_client_gives_way_to_another_clients_turns():
         assert len(loaded) == 5
         assert flooder.deferred > 0
         assert rate_during < 0.25 * rate_between, (rate_during, rate_between)  # 0.03-0.08 measured; 0.6 without
+
+
+async def test_the_first_turn_of_a_flood_preempts_the_flooders_running_recognition():
+    """The first turn after a flood starts: the flooder's recognition already decoding is pre-empted, not lost.
+
+    The flooder streams speech at full speed with server VAD, transcription on and no
+    responses, so it keeps a recognition worker decoding; the other client's turn starts
+    while one of the flooder's recognitions is running (worker processes, as
+    `voxpipe realtime-server` runs them). Asserted on counts and on events: the flooder's
+    running recognition is cancelled for the other client's turn (``preempted``, the pool's
+    ``cancelled``), the flooder is read at under a quarter of its free rate during that
+    first turn, and every segment the flooder committed is still transcribed, with the
+    words of the speech (a pre-empted one is recognised again, not dropped). The flooder's
+    utterances are long (about 8 s, so each recognition decodes for a while) for the other
+    turn to find one running.
+    """
+    speech = utterance(" ".join(["what is the weather like in paris today"] * 3))
+    async with serve_local(processes=2) as server:
+        await _timed_turn(server.url)
+        stop, sent = anyio.Event(), [0]
+        committed: list[str] = []
+        transcripts: dict[str, str] = {}
+
+        async def flood(ws) -> None:
+            with anyio.fail_after(120):
+                while not stop.is_set():
+                    for i in range(0, len(speech), 4800):
+                        await ws.send(append(speech[i:i + 4800]))
+                        sent[0] += 1
+                    await anyio.lowlevel.checkpoint()
+
+        async def listen(ws) -> None:
+            async for message in ws:
+                event = json.loads(message)
+                if event["type"] == "input_audio_buffer.committed":
+                    committed.append(event["item_id"])
+                elif event["type"] == "conversation.item.input_audio_transcription.completed":
+                    transcripts[event["item_id"]] = event["transcript"]
+
+        async with raw(server.url) as ws:
+            await recv_until(ws, "session.created")
+            await ws.send(json.dumps({"type": "session.update", "session": {"type": "realtime", "audio": {"input": {
+                "turn_detection": {"type": "server_vad", "create_response": False},
+                "transcription": {"model": "whisper-1"}}}}}))
+            await recv_until(ws, "session.updated")
+            share = server.loop_share
+            flooder = max(share.accounts, key=lambda a: a.messages)
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(listen, ws)
+                tg.start_soon(flood, ws)
+                with anyio.fail_after(30):
+                    while sent[0] < 200 or flooder not in share._running:  # the flood is free, a recognition decoding
+                        await anyio.sleep(0.001)
+                m0, t0, d0 = flooder.messages, time.perf_counter(), flooder.deferred
+                cancelled0 = server.resources.statistics()["cancelled"]
+                await anyio.sleep(0.5)
+                with anyio.fail_after(30):
+                    while flooder not in share._running:
+                        await anyio.sleep(0.001)
+                m1, t1, d1 = flooder.messages, time.perf_counter(), flooder.deferred
+                latency, _ = await _timed_turn(server.url)
+                m2, t2 = flooder.messages, time.perf_counter()
+                preempted, cancelled = flooder.preempted, server.resources.statistics()["cancelled"] - cancelled0
+                stop.set()
+                with anyio.fail_after(60):  # every committed segment gets its transcript
+                    while not committed or any(item not in transcripts for item in committed):
+                        await anyio.sleep(0.05)
+                tg.cancel_scope.cancel()
+        rate_free, rate_first = (m1 - m0) / (t1 - t0), (m2 - m1) / (t2 - t1)
+        print(f"\nfirst turn of a flood: {latency * 1000:.0f} ms; flooder read at {rate_first:.0f} msg/s during it vs "
+              f"{rate_free:.0f} msg/s free (deferred {d1 - d0} times then); its recognitions pre-empted {preempted}; "
+              f"{len(committed)} segments, "
+              f"all transcribed")
+        assert preempted >= 1 and cancelled >= 1
+        assert rate_first < 0.25 * rate_free, (rate_first, rate_free)
+        assert len(committed) >= 3
+        assert all("weather" in transcripts[item] for item in committed), transcripts
 
 
 # --- items 8 and 9: odd headers, who may connect ------------------------------------------------

@@ -303,6 +303,106 @@ async def test_metrics_and_traces_match_a_scripted_conversation():
         assert root.start_time <= s.start_time <= s.end_time <= root.end_time, s.name
 
 
+def _scripted_turn(tracer) -> None:
+    tracer.response_end(1, "completed", 2.5)
+    tracer.turn_metrics({"turn": 1, "status": "completed", "ttfb_ms": 250.0, "output_tokens": 5}, 2.5)
+    tracer.playback("i1", 1.9, 3.0, 1100, False)
+
+
+async def test_otel_spans_are_made_after_the_first_audio_and_exported_from_a_child_process(monkeypatch):
+    """--otel's cost off the critical path: events are noted, spans made after the first audio, export elsewhere.
+
+    In memory: after a turn's speech, response start and first audio nothing is a span yet
+    (three events noted); once the loop has run the flush, the speech span exists with the
+    media-clock times noted. Then the same session through ``tracer_provider()`` as ``--otel``
+    builds it, against a real OTLP/HTTP collector on 127.0.0.1: no exporter thread in this
+    process, and the collector receives every span with its parent, attributes and times.
+    """
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from processors.serving import tracing
+    from processors.serving.tracing import SessionTracer, tracer_provider
+
+    memory = InMemorySpanExporter()
+    local = tracer_provider(memory)
+    session = SessionTracer(local.get_tracer("t"), "s1", {"voxpipe.pipeline": "p.yaml"})
+    session.user_speech(0.5, 1.5, 1.6)
+    session.response_start(1, "r1", 1.65)
+    session.first_audio("i1", 1, 1.9)
+    assert memory.get_finished_spans() == () and len(session._pending) == 3  # nothing built on the critical path
+    with anyio.fail_after(10):
+        while session._pending:
+            await anyio.sleep(tracing.FLUSH_AFTER_FIRST_AUDIO_S / 5)
+    speech = next(s for s in memory.get_finished_spans() if s.name == "voxpipe.user_speech")
+    assert speech.end_time - speech.start_time == 1_000_000_000 and speech.end_time == session._ns(1.6)
+    _scripted_turn(session)
+    session.end("client_closed", 3.5)  # the rest at once
+    made = {s.name: s for s in memory.get_finished_spans()}
+    assert set(made) == {"voxpipe.session", "voxpipe.turn", "voxpipe.user_speech", "voxpipe.model_response",
+                         "voxpipe.playback"}
+    assert made["voxpipe.model_response"].attributes["voxpipe.speech_end_to_first_audio_ms"] == 300.0
+
+    received: list[bytes] = []
+
+    class Collector(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            received.append(self.rfile.read(int(self.headers["Content-Length"])))
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args) -> None:
+            pass
+
+    collector = ThreadingHTTPServer(("127.0.0.1", 0), Collector)
+    threading.Thread(target=collector.serve_forever, daemon=True).start()
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", f"http://127.0.0.1:{collector.server_port}")
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "otlp")
+    monkeypatch.setenv("OTEL_SERVICE_NAME", "voxpipe-test")
+    monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "50")
+    provider = tracer_provider()
+    try:
+        (export,) = provider._active_span_processor._span_processors
+        assert isinstance(export, tracing.ProcessExport) and export.pid != os.getpid()
+        session = SessionTracer(provider.get_tracer("voxpipe.serve"), "s2", {"voxpipe.pipeline": "p.yaml"})
+        session.user_speech(0.5, 1.5, 1.6)
+        session.response_start(1, "r1", 1.65)
+        session.first_audio("i1", 1, 1.9)
+        _scripted_turn(session)
+        session.end("client_closed", 3.5)
+        await anyio.sleep(0)  # the write to the child, after the flush
+        assert not [t for t in threading.enumerate() if t.name.startswith("OtelBatch")]  # no exporter thread here
+    finally:
+        with anyio.fail_after(30):
+            await anyio.to_thread.run_sync(provider.shutdown)  # the child exports what it has and exits
+        collector.shutdown()
+    assert export.sent == 5 and export.dropped == 0 and export._proc.returncode == 0
+    spans = {}
+    for body in received:
+        request = ExportTraceServiceRequest()
+        request.ParseFromString(body)
+        for rs in request.resource_spans:
+            service = {a.key: a.value.string_value for a in rs.resource.attributes}["service.name"]
+            assert service == "voxpipe-test"
+            for ss in rs.scope_spans:
+                spans.update({sp.name: sp for sp in ss.spans})
+    assert set(spans) == set(made)
+    root, turn = spans["voxpipe.session"], spans["voxpipe.turn"]
+    assert root.parent_span_id == b"" and turn.parent_span_id == root.span_id
+    assert all(spans[n].parent_span_id == turn.span_id
+               for n in ("voxpipe.user_speech", "voxpipe.model_response", "voxpipe.playback"))
+    assert spans["voxpipe.user_speech"].end_time_unix_nano - spans["voxpipe.user_speech"].start_time_unix_nano \
+        == 1_000_000_000
+    reply = {a.key: a.value for a in spans["voxpipe.model_response"].attributes}
+    assert reply["voxpipe.speech_end_to_first_audio_ms"].double_value == 300.0
+    assert reply["voxpipe.output_tokens"].int_value == 5 and reply["voxpipe.status"].string_value == "completed"
+    assert [e.name for e in spans["voxpipe.model_response"].events] == ["first_audio"]
+
+
 # --- several workers on one port ----------------------------------------------------------------
 
 

@@ -149,7 +149,7 @@ class SpeechResources:
         return Recognizer(self.phrases or None, fallback=self.fallback)
 
     def _recognize_sync(self, recognizer: Any, samples: np.ndarray, rate: int, grammar: Any = None,
-                        tools: list[dict[str, Any]] | None = None) -> tuple[Any, str]:
+                        tools: list[dict[str, Any]] | None = None, stop: Any = None) -> tuple[Any, str | None]:
         # pocketsphinx holds the GIL while it decodes: feed it 100 ms at a time so the event
         # loop (every other connection) gets the interpreter between pieces.
         from pipeline.dsp.resample import resample
@@ -161,17 +161,23 @@ class SpeechResources:
             recognizer.use_grammar(grammar)
         recognizer.start_utterance()
         for start in range(0, audio.shape[0], _FEED):
+            if stop is not None and stop.is_set():  # pre-empted for a lighter connection (fairness.LoopShare)
+                recognizer.cancel_utterance()
+                return recognizer, None
             recognizer.feed(audio[start:start + _FEED])
         # 8 kHz input (G.711) has nothing above 4 kHz: the general model fails on it
         return recognizer, recognizer.end_utterance(narrowband=rate <= 8000)
 
     async def recognize(self, samples: np.ndarray, rate: int, grammar: Any = None,
-                        tools: list[dict[str, Any]] | None = None) -> str:
+                        tools: list[dict[str, Any]] | None = None, *, stop: Any = None) -> str | None:
         """The words in ``samples`` (int16 at ``rate``), from a pooled recogniser.
 
         ``grammar`` (from :meth:`grammar_for`) is what the session expects; None keeps the
         recogniser's current grammar. ``tools`` are the session's (kept for callers; the
         grammar already holds them). Heard in a worker process, or in a thread (``processes=0``).
+        ``stop`` (a :class:`threading.Event`; threads only, a worker process is stopped by
+        cancelling the call): once set, the thread stops at its next 100 ms block and the
+        call returns None (:class:`~.fairness.SegmentedRecognition` pre-empts this way).
         """
         if self._pool is not None:
             return await self._pool.recognize(samples, rate, grammar)
@@ -183,7 +189,7 @@ class SpeechResources:
                 # not cancellable while the thread runs; a cancel lands after it, and the
                 # recogniser still goes back to the pool (it starts each utterance afresh)
                 _, text = await anyio.to_thread.run_sync(self._recognize_sync, recognizer, samples, rate, grammar,
-                                                         tools)
+                                                         tools, stop)
             finally:
                 self._idle.append(recognizer)
         return text

@@ -252,7 +252,7 @@ class _Connection:
         self.core = ServerConversation(dialect=handshake.dialect, model=handshake.model, kind=handshake.kind,
                                        max_delta_ms=server.max_delta_ms, max_event_bytes=MAX_OUTBOUND_BYTES)
         self.account = server.loop_share.open()  # this connection's share of the event loop
-        self.context = ConnectionContext(self.core, SegmentedRecognition(server.resources),
+        self.context = ConnectionContext(self.core, SegmentedRecognition(server.resources, self.account),
                                          model_delay_s=max(0.0, server.model_delay_ms) / 1000.0,
                                          output_pace=server.output_pace, account=self.account)
         self.graph = server.graph_template.build()
