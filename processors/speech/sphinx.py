@@ -241,7 +241,7 @@ class Recognizer:
     #: ... and this for a session's bigram model, which fits any string of its words and
     #: so scores lower on in-domain speech too (requests -54 to -25, held-out sentences
     #: mostly -45 to -65: this gate is the weaker one).
-    GATE_SCORE_CORPUS = -50.0
+    GATE_SCORE_CORPUS = -49.0
     #: ... and, for a phrase grammar, when at most this share of the utterance's loud frames
     #: (within 20 dB of its loudest, 10 dB above its quietest tenth) lies outside the
     #: hypothesis' words: a phrase grammar ends its short phrase and calls the rest silence
