@@ -217,7 +217,7 @@ def _gate_figures(resources, rows: list[dict], sure, kind: str) -> dict:
     limit = Recognizer.AGREE_PER_CORPUS if kind == "tools" else Recognizer.AGREE_PER
     out = {"in_grammar": 0, "false_fallbacks": 0, "second_passes_in_grammar": 0, "out_of_grammar": 0, "caught": 0,
            "wer_transcript": 0.0, "wer_general": 0.0, "wer_grammar": 0.0, "requests": 0, "right_tool": 0,
-           "right_arguments": 0}
+           "right_arguments": 0, "out_of_grammar_calls": 0}
     for r in rows:
         doubted = not sure(r)
         fell_back = bool(doubted and r["general"] and not (r["grammar"] and r["per"] is not None and r["per"] <= limit))
@@ -232,6 +232,9 @@ def _gate_figures(resources, rows: list[dict], sure, kind: str) -> dict:
             out["wer_transcript"] += word_error_rate(r["text"], text)
             out["wer_general"] += word_error_rate(r["text"], r["general"])
             out["wer_grammar"] += word_error_rate(r["text"], r["grammar"])
+            tools = TOOLS if kind == "tools" else []
+            reply = resources.brain.respond(text, tools, instructions=INSTRUCTIONS, out_of_grammar=fell_back)
+            out["out_of_grammar_calls"] += isinstance(reply, Call)  # a sentence that made a tool call
         if r["request"] is not None:
             reply = resources.brain.respond(text, TOOLS, instructions=INSTRUCTIONS, out_of_grammar=fell_back)
             name = reply.name if isinstance(reply, Call) else None
@@ -253,7 +256,8 @@ def gate_table(result: dict) -> str:
             line = (f"  {label:<22} false fallbacks {f['false_fallbacks']}/{f['in_grammar']}, second passes on "
                     f"in-grammar {f['second_passes_in_grammar']}/{f['in_grammar']}, caught {f['caught']}/"
                     f"{f['out_of_grammar']}; WER transcript {f['wer_transcript']:.1%}, general model "
-                    f"{f['wer_general']:.1%}, grammar alone {f['wer_grammar']:.1%}")
+                    f"{f['wer_general']:.1%}, grammar alone {f['wer_grammar']:.1%}; out-of-grammar sentences "
+                    f"that made a tool call {f['out_of_grammar_calls']}")
             if f["requests"]:
                 line += f"; tool {f['right_tool']}/{f['requests']}, arguments {f['right_arguments']}/{f['requests']}"
             lines.append(line)
