@@ -49,6 +49,7 @@ _FRAME = 160  # samples per pocketsphinx frame (10 ms at 16 kHz)
 _LOUD_DB = 20.0  # a frame within this of the utterance's loudest is speech, for the gate ...
 _NOISE_MARGIN_DB = 10.0  # ... when it is also this far above the quietest tenth of the frames
 _SPAN_ALLOWANCE = 60  # frames (0.6 s) added to the loud span when scoring per frame, for the gate
+_CORPUS_SILENCE_COST = -7.0  # a session model's log score per frame of added silence (measured -5 to -11)
 _PAUSE_FRAMES = 10  # frames next to a word that still belong to it (its edges, short pauses)
 _MIN_PART = 2  # shortest dictionary word used when splitting an unknown word
 
@@ -516,7 +517,7 @@ class Recognizer:
         corpus = self._corpus.get(grammar_search, False)
         score = None
         if self.fallback:
-            score, unexplained = self._confidence(decoder, hyp)
+            score, unexplained = self._confidence(decoder, hyp, corpus)
             self.last_score, self.last_unexplained = score, unexplained
             self.last_sure = bool(text) and (score >= self.GATE_SCORE_CORPUS if corpus else
                                              score >= self.GATE_SCORE and unexplained <= self.GATE_UNEXPLAINED)
@@ -551,13 +552,14 @@ class Recognizer:
         self.last_source = "general"
         return Heard(general, fallback=True, score=score)
 
-    def _confidence(self, decoder: Any, hyp: Any) -> tuple[float, float]:
+    def _confidence(self, decoder: Any, hyp: Any, corpus: bool) -> tuple[float, float]:
         """The grammar pass's score per frame of speech, and the share of loud frames outside its words.
 
         Per frame of the span from the first to the last loud frame plus 0.6 s (the
         padding the thresholds were measured with), not per frame of the whole segment:
-        silence frames cost next to nothing, so seconds of silence around out-of-grammar
-        speech made it look sure (with 1 s each side, 8 of 8 sentences on a session model).
+        silence frames cost less than speech, so seconds of silence around out-of-grammar
+        speech made it look sure (with 1 s each side, 8 of 8 sentences on a session model);
+        the silence beyond the span is charged at its own measured cost instead.
         """
         frames = decoder.n_frames()
         if hyp is None or frames <= 0 or hyp.score <= 0.0:
@@ -573,7 +575,10 @@ class Recognizer:
         loud = energy > max(energy.max() - _LOUD_DB, float(np.percentile(energy, 10)) + _NOISE_MARGIN_DB)
         where = np.flatnonzero(loud)
         span = int(where[-1] - where[0] + 1) if where.size else frames
-        score = raw / min(frames, span + _SPAN_ALLOWANCE)
+        counted = min(frames, span + _SPAN_ALLOWANCE)
+        # each frame of the silence beyond still costs the bigram decoder about 7 (a phrase
+        # grammar next to nothing): added back, so padding neither hides nor fakes doubt
+        score = (raw - (_CORPUS_SILENCE_COST if corpus else 0.0) * (frames - counted)) / counted
         words = np.zeros(n, dtype=bool)
         for seg in decoder.seg() or ():
             if not seg.word.startswith(("<", "[", "+")):
