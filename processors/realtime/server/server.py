@@ -143,6 +143,9 @@ in threads of this process, at most ``workers`` at once (see :mod:`.engine`);
     refused, so that no web page the user visits can drive the server). Requests whose
     ``Host`` is not a loopback name, the listening host or one of ``allow_hosts`` are refused
     (DNS rebinding).
+    ``general_fallback`` is how out-of-grammar speech is heard (``"gated"``, the default: the
+    general English model, loaded at the first utterance the grammar pass is unsure of, hears
+    only those; ``"always"``; ``"off"``; docs/local-model.md).
     Start it with :meth:`start` (or use :func:`serve_local`), stop it with :meth:`aclose`.
     """
 
