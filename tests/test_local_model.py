@@ -13,7 +13,7 @@ import pytest
 from websockets.asyncio.client import connect as ws_connect
 
 from local_model_cases import BOOK_TABLE, INSTRUCTIONS, SET_TIMER, STOCK_PRICE, TOOLS
-from processors.brain.rules import Brain, Call, Say
+from processors.brain.rules import Brain, Call, RulesError, Say
 from processors.brain.scripted import DEMO_RULES
 from processors.brain.tools import ToolMatcher, describe_result, number_words, parse_number, tools_corpus
 from processors.realtime.server import serve_local
@@ -60,6 +60,44 @@ def test_rules_win_where_they_match(demo):
     assert demo.respond("what is the weather in paris", [WEATHER, *TOOLS]) == Call("get_weather", {"location": "Paris"})
     assert demo.respond("hello", TOOLS).text == "Hello! I am the voxpipe local model."
     assert demo.respond("purple elephants dance", TOOLS).text.startswith("Sorry, I did not understand.")
+
+
+def test_out_of_grammar_words_are_answered_as_such_unless_a_rule_or_a_whole_call_takes_them(demo):
+    """The general model's words (the grammar did not fit): rules and complete calls still win; else 'Sorry'."""
+    from processors.speech.sphinx import Heard
+
+    oog = dict(instructions=INSTRUCTIONS, out_of_grammar=True)
+    assert demo.respond("what is the capital of france", TOOLS, **oog) == \
+        Say("Sorry, I can't help with what is the capital of france.")
+    assert demo.respond("hello", TOOLS, **oog).text == "Hello! I am the voxpipe local model."  # a rule's pattern
+    assert demo.respond("set a timer for ten minutes", TOOLS, **oog) == Call("set_timer", {"minutes": 10})
+    # half a request in words the grammar was not listening for: no question back
+    assert demo.respond("play some music", TOOLS, instructions=INSTRUCTIONS).ask is not None
+    assert demo.respond("play some music", TOOLS, **oog) == Say("Sorry, I can't help with play some music.")
+    # a recogniser's Heard says it itself; plain text (typed) is in-grammar by default
+    assert demo.respond(Heard("who wrote this letter", fallback=True), TOOLS).text == \
+        "Sorry, I can't help with who wrote this letter."
+    assert demo.respond("who wrote this letter", TOOLS).text.startswith("Sorry, I did not understand.")
+    custom = Brain.from_dict({"out_of_grammar": "I only do timers, not {transcript}.", "rules": []})
+    assert custom.respond("who wrote this letter", [], out_of_grammar=True).text == \
+        "I only do timers, not who wrote this letter."
+    with pytest.raises(RulesError, match="out_of_grammar"):
+        Brain.from_dict({"out_of_grammar": ["no"], "rules": []})
+    with pytest.raises(RulesError, match="out_of_grammar"):
+        Brain.from_dict({"out_of_grammar": "Sorry about {what}.", "rules": []})
+
+
+def test_fallback_modes_are_checked():
+    """A misspelt fallback mode is refused with the modes to give."""
+    from processors.realtime.server.engine import SettingError, SpeechResources
+    from processors.speech.sphinx import Recognizer
+
+    with pytest.raises(ValueError, match="off, gated, always"):
+        Recognizer(["hello"], fallback="sometimes")
+    with pytest.raises(SettingError, match="off, gated, always"):
+        SpeechResources(fallback="sometimes")
+    assert Recognizer(["hello"], fallback=True).fallback_mode == "always"
+    assert Recognizer(["hello"]).fallback_mode == "off"
 
 
 def test_a_missing_required_argument_is_asked_for_and_the_answer_completes_the_call(demo):
@@ -208,7 +246,7 @@ def test_each_realtime_voice_is_a_distinct_espeak_voice():
 
 
 def test_every_voice_keeps_the_demo_loop_exact():
-    """The demo's phrases spoken in each session voice are recognised exactly by the demo grammar."""
+    """The demo's phrases spoken in each session voice are recognised exactly, and the gate is sure of each."""
     import numpy as np
 
     from pipeline.dsp.resample import resample
@@ -217,13 +255,15 @@ def test_every_voice_keeps_the_demo_loop_exact():
     from processors.speech.voices import VOICES
 
     phrases = Brain.from_yaml(DEMO_RULES).phrases()
-    recognizer = Recognizer(phrases)
+    recognizer = Recognizer(phrases, fallback="gated")  # as the server builds it
     quiet = np.random.default_rng(0).normal(0, 30, 4800).astype(np.int16)
     for name, voice in VOICES.items():
-        for phrase in ("hello", "what is the weather in new york", "tell me a story", "what time is it", "goodbye"):
+        for phrase in phrases:
             x, rate = synthesize(phrase, voice=voice)
             audio = np.concatenate([quiet, resample(x, rate, 16000), quiet]).astype(np.int16)
-            assert recognizer.recognize(audio, 16000) == phrase, (name, voice)
+            heard = recognizer.recognize(audio, 16000)
+            assert heard == phrase and recognizer.last_sure, (name, voice, heard, recognizer.last_score)
+    assert not recognizer.general_loaded  # no demo phrase needed the general model
 
 
 @pytest.mark.anyio

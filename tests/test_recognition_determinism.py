@@ -81,3 +81,63 @@ async def test_one_recording_on_ten_connections_gives_ten_identical_transcripts(
                 tg.start_soon(one, i)
     assert len(results) == 10
     assert len(set(results)) == 1, sorted(set(results))
+
+
+def _espeak(text: str, rate: int = 16000) -> np.ndarray:
+    from processors.speech.espeak import synthesize
+
+    x, native = synthesize(text)
+    quiet = np.random.default_rng(len(text)).normal(0, 30, rate * 3 // 10).astype(np.int16)
+    return np.concatenate([quiet, resample(x, native, rate).astype(np.int16), quiet])
+
+
+INSIDE = "what is the weather in tokyo"  # a demo phrase: the gate is sure, no second pass
+OUTSIDE = "what is the capital of france"  # outside every phrase: the general model's words
+
+
+@pytest.mark.slow
+def test_the_gated_fallback_hears_the_same_before_and_after_it_loads_the_general_model():
+    """The general model loads at the first unsure utterance: no transcript before or after changes."""
+    from processors.brain.scripted import DEMO_RULES, Brain
+
+    phrases = Brain.from_yaml(DEMO_RULES).phrases()
+    inside, outside = _espeak(INSIDE), _espeak(OUTSIDE)
+    rec = Recognizer(phrases, fallback="gated")
+    first_in = rec.recognize(inside, 16000)
+    assert first_in == INSIDE and not first_in.fallback and not rec.general_loaded
+    first_out = rec.recognize(outside, 16000)
+    assert first_out.fallback and rec.general_loaded and first_out not in phrases
+    for _ in range(3):
+        again_in, again_out = rec.recognize(inside, 16000), rec.recognize(outside, 16000)
+        assert (again_in, again_in.fallback, again_out, again_out.fallback) == (first_in, False, first_out, True)
+    fresh = Recognizer(phrases, fallback="gated")  # the out-of-grammar sentence first, on a fresh one
+    assert fresh.recognize(outside, 16000) == first_out and fresh.recognize(inside, 16000) == first_in
+
+
+@pytest.mark.slow
+@pytest.mark.anyio
+@pytest.mark.parametrize("processes", [0, 2], ids=["threads", "processes"])
+async def test_out_of_grammar_speech_on_six_connections_gives_six_identical_transcripts(processes):
+    """The demo rules (gated fallback, the default): 4 sequential and 2 concurrent connections, one transcript.
+
+    Before it, some connections say a demo phrase (no second pass) and some say nothing, so
+    recognisers (threads, or worker processes) hear it with and without the general model
+    loaded, fresh or after other speech.
+    """
+    to24 = lambda x: x.astype("<i2").tobytes()
+    audio = to24(_espeak(OUTSIDE, 24000))
+    inside = to24(_espeak(INSIDE, 24000))
+    befores = [inside if i % 2 else None for i in range(6)]
+    results: list[str] = []
+    async with serve_local(processes=processes) as server:
+        for i in range(4):
+            results.append(await _transcript(server, audio, befores[i]))
+
+        async def one(i: int) -> None:
+            results.append(await _transcript(server, audio, befores[i]))
+
+        async with anyio.create_task_group() as tg:
+            for i in range(4, 6):
+                tg.start_soon(one, i)
+    assert len(results) == 6
+    assert len(set(results)) == 1 and results[0] != INSIDE and "capital" in results[0], sorted(set(results))

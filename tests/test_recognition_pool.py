@@ -55,14 +55,18 @@ def wait_gone(pids: list[int], timeout_s: float = 15.0) -> bool:
 
 
 async def test_the_pool_hears_what_a_recogniser_in_this_process_hears():
-    """Every phrase, several times, concurrently on two workers: the in-process transcript each time."""
+    """Every phrase, several times, concurrently on two workers: the in-process transcript each time.
+
+    Both with the server's default gated fallback: "tell me a joke" and "hello there" are not
+    demo phrases, so workers also load and use the general model, lazily, each on its own.
+    """
     resources = SpeechResources()
     grammar = resources.grammar_for([], "")
     resources_local = SpeechResources()
     await resources_local.warm_up()
     expected = {t: await resources_local.recognize(*speech(t), grammar) for t in PHRASES}
     assert expected["what is the weather in paris"] == "what is the weather in paris"
-    pool = RecognizerPool(2, resources.phrases)
+    pool = RecognizerPool(2, resources.phrases, fallback=resources.fallback)
     await pool.start()
     try:
         got: list[tuple[str, str]] = []
@@ -75,6 +79,7 @@ async def test_the_pool_hears_what_a_recogniser_in_this_process_hears():
                 for text in PHRASES * 4:
                     tg.start_soon(one, text)
         assert len(got) == 12 and all(words == expected[text] for text, words in got), got
+        assert all(words.fallback == expected[text].fallback for text, words in got)  # the verdict crosses the pipe
         assert pool.statistics()["jobs"] == 12 and len(pool.pids) == 2
     finally:
         await pool.aclose()

@@ -4,6 +4,7 @@ A pure object (no I/O after loading, no asyncio), used by the ``brain.scripted``
 and by the local realtime server. Rules come from YAML::
 
     fallback: "Sorry, I did not understand."
+    out_of_grammar: "Sorry, I can't help with {transcript}."   # speech the recogniser's grammar did not fit
     echo: false                     # true: repeat the user's words, ignore the rules
     rules:
       - pattern: "^(hello|hi)\\b"   # regex, case-insensitive, searched in the normalised transcript
@@ -36,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Brain", "Call", "Reply", "Rule", "RulesError", "Say", "normalize_transcript", "schema_errors"]
+__all__ = ["OUT_OF_GRAMMAR", "Brain", "Call", "Reply", "Rule", "RulesError", "Say", "normalize_transcript", "schema_errors"]
 
 log = logging.getLogger("voxpipe.brain")
 
@@ -88,6 +89,9 @@ class Rule:
 
 _PUNCT = re.compile(r"[^\w']+")
 
+#: The reply to out-of-grammar speech no rule or tool takes (rules files: ``out_of_grammar``).
+OUT_OF_GRAMMAR = "Sorry, I can't help with {transcript}."
+
 
 def normalize_transcript(text: str) -> str:
     """Lower-case words of ``text`` separated by single spaces (punctuation dropped)."""
@@ -128,9 +132,11 @@ class Brain:
     recogniser should expect.
     """
 
-    def __init__(self, rules: list[Rule], *, fallback: str = "Sorry, I did not understand that.", echo: bool = False) -> None:
+    def __init__(self, rules: list[Rule], *, fallback: str = "Sorry, I did not understand that.", echo: bool = False,
+                 out_of_grammar: str = OUT_OF_GRAMMAR) -> None:
         self.rules = list(rules)
         self.fallback = fallback
+        self.out_of_grammar = out_of_grammar
         self.echo = echo
 
     # --- loading ----------------------------------------------------------------------
@@ -153,16 +159,17 @@ class Brain:
 
     @classmethod
     def from_dict(cls, data: Any, *, source: str = "<rules>") -> Brain:
-        """Build from parsed YAML: a mapping with ``rules``/``fallback``/``echo``, or a bare list."""
+        """Build from parsed YAML: a mapping with ``rules``/``fallback``/``out_of_grammar``/``echo``, or a bare list."""
         if data is None:
             data = {}
         if isinstance(data, list):
             data = {"rules": data}
         if not isinstance(data, dict):
             raise RulesError(f"{source}: expected a mapping with `rules:`, `fallback:` and `echo:`, got {type(data).__name__}")
-        unknown = set(data) - {"rules", "fallback", "echo"}
+        unknown = set(data) - {"rules", "fallback", "out_of_grammar", "echo"}
         if unknown:
-            raise RulesError(f"{source}: unknown top-level key(s) {sorted(unknown)}; allowed: rules, fallback, echo")
+            raise RulesError(f"{source}: unknown top-level key(s) {sorted(unknown)}; allowed: rules, fallback, "
+                             "out_of_grammar, echo")
         rules_data = data.get("rules") or []
         if not isinstance(rules_data, list):
             raise RulesError(f"{source}: `rules` must be a list of {{pattern, reply}} or {{pattern, call, then}} entries")
@@ -170,8 +177,12 @@ class Brain:
         if not isinstance(fallback, str):
             raise RulesError(f"{source}: `fallback` must be a string")
         _check_template(fallback, {"transcript"}, f"{source}: fallback")
+        out_of_grammar = data.get("out_of_grammar", OUT_OF_GRAMMAR)
+        if not isinstance(out_of_grammar, str):
+            raise RulesError(f"{source}: `out_of_grammar` must be a string (a template; {{transcript}} is what was heard)")
+        _check_template(out_of_grammar, {"transcript"}, f"{source}: out_of_grammar")
         rules = [_parse_rule(item, f"{source}: rule {i + 1}") for i, item in enumerate(rules_data)]
-        return cls(rules, fallback=fallback, echo=bool(data.get("echo", False)))
+        return cls(rules, fallback=fallback, echo=bool(data.get("echo", False)), out_of_grammar=out_of_grammar)
 
     # --- the pure API -------------------------------------------------------------------
 
@@ -182,16 +193,26 @@ class Brain:
         return list(dict.fromkeys(p for rule in self.rules for p in rule.examples))
 
     def respond(self, transcript: str, tools: list[dict[str, Any]] | None = None, *,
-                instructions: str = "", pending: Any = None) -> Reply:
+                instructions: str = "", pending: Any = None, out_of_grammar: bool | None = None) -> Reply:
         """The reply to a final user transcript, given the session's declared ``tools``.
 
         Rules win where they match. Otherwise the session's tools are matched by purpose
         (:class:`processors.brain.tools.ToolMatcher`, with proper names from
         ``instructions``): a :class:`Call`, or a :class:`Say` asking for a missing
         argument (its ``ask`` goes back in as ``pending`` with the next transcript).
+
+        ``out_of_grammar``: the words are the general English model's, because the
+        recogniser's grammar (the rules' phrases, the session's tools) did not fit the
+        speech (None: read it from a :class:`processors.speech.sphinx.Heard` transcript).
+        A rule still answers when its pattern matches, and a tool is still called when the
+        words name it and fill every required argument; anything else is answered with
+        the ``out_of_grammar`` template ("Sorry, I can't help with {transcript}."), not
+        with the nearest phrase's answer and not with a question for an argument.
         """
         from .tools import AskBack, ToolMatcher
 
+        if out_of_grammar is None:
+            out_of_grammar = bool(getattr(transcript, "fallback", False))
         text = normalize_transcript(transcript)
         if self.echo:
             return Say(transcript.strip()) if transcript.strip() else self._fallback(text)
@@ -208,10 +229,14 @@ class Brain:
             found = matcher.match(text)
             if isinstance(pending, AskBack) and (found is None or found.name == pending.name):
                 found = matcher.complete(pending, text) or found
+            if out_of_grammar and not isinstance(found, Call):
+                found = None  # half a request in words we were not listening for: do not ask back
             if isinstance(found, AskBack):
                 return Say(found.question, ask=found)
             if found is not None:
                 return found
+        if out_of_grammar and text:
+            return Say(_FORMAT.format(self.out_of_grammar, transcript=text))
         return self._fallback(text)
 
     def after_tool(self, call: Call, result_json: str) -> Say:

@@ -174,14 +174,15 @@ class _Worker:
 class RecognizerPool:
     """``processes`` worker processes, each with one pocketsphinx recogniser; :meth:`recognize` in any.
 
-    ``phrases`` and ``fallback`` build each worker's recogniser (as
-    :class:`~processors.speech.sphinx.Recognizer`); a :class:`~processors.speech.sphinx.Grammar`
-    per call selects what it expects. :meth:`start` starts every worker (each loads its model,
-    about 0.2 s, 0.7 s with ``fallback``); :meth:`aclose` stops them within ``stop_timeout_s``.
+    ``phrases`` and ``fallback`` (``"off"``, ``"gated"``, ``"always"``) build each worker's
+    recogniser (as :class:`~processors.speech.sphinx.Recognizer`); a
+    :class:`~processors.speech.sphinx.Grammar` per call selects what it expects. :meth:`start`
+    starts every worker (each loads its model, about 0.2 s; with ``"gated"`` the general model
+    loads at a worker's first unsure utterance); :meth:`aclose` stops them within ``stop_timeout_s``.
     Statistics: :meth:`statistics`.
     """
 
-    def __init__(self, processes: int, phrases: list[str] | None = None, *, fallback: bool = False,
+    def __init__(self, processes: int, phrases: list[str] | None = None, *, fallback: bool | str = False,
                  start_timeout_s: float = 60.0, stop_timeout_s: float = 5.0) -> None:
         if processes < 1:
             raise ValueError(f"RecognizerPool(processes={processes}): give at least 1 (or recognise in-process)")
@@ -190,7 +191,7 @@ class RecognizerPool:
         self.processes = processes
         self.start_timeout_s = start_timeout_s
         self.stop_timeout_s = stop_timeout_s
-        self._init = ("init", list(phrases or []), bool(fallback))
+        self._init = ("init", list(phrases or []), fallback)
         self._workers = [_Worker(i) for i in range(processes)]
         self._idle: list[_Worker] = []
         self._limiter = anyio.CapacityLimiter(processes)
@@ -230,6 +231,9 @@ class RecognizerPool:
     async def recognize(self, samples: np.ndarray, rate: int, grammar: Any = None, *,
                         narrowband: bool | None = None) -> str:
         """The words in ``samples`` (int16 mono at ``rate``), heard by an idle worker.
+
+        A :class:`~processors.speech.sphinx.Heard` (a ``str``; ``fallback`` set when the
+        words are the general model's).
 
         ``grammar`` (a :class:`~processors.speech.sphinx.Grammar`) is what to expect; None
         keeps the worker's current one. ``narrowband`` (default: ``rate <= 8000``) is

@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["NOISE_FLOOR", "Grammar", "Recognizer", "grammar_phrases", "normalize_words", "recognize", "word_error_rate"]
+__all__ = ["FALLBACK_MODES", "NOISE_FLOOR", "Grammar", "Heard", "Recognizer", "grammar_phrases", "normalize_words", "recognize", "word_error_rate"]
 
 log = logging.getLogger("voxpipe.speech.sphinx")
 
@@ -45,6 +45,12 @@ log = logging.getLogger("voxpipe.speech.sphinx")
 NOISE_FLOOR = 10.0
 
 _NON_WORD = re.compile(r"[^a-z']+")
+_FRAME = 160  # samples per pocketsphinx frame (10 ms at 16 kHz)
+_LOUD_DB = 20.0  # a frame within this of the utterance's loudest is speech, for the gate ...
+_NOISE_MARGIN_DB = 10.0  # ... when it is also this far above the quietest tenth of the frames
+_SPAN_ALLOWANCE = 60  # frames (0.6 s) added to the loud span when scoring per frame, for the gate
+_CORPUS_SILENCE_COST = -7.0  # a session model's log score per frame of added silence (measured -5 to -11)
+_PAUSE_FRAMES = 10  # frames next to a word that still belong to it (its edges, short pauses)
 _MIN_PART = 2  # shortest dictionary word used when splitting an unknown word
 
 
@@ -146,18 +152,66 @@ class Grammar:
         return "\n".join(out)
 
 
+class Heard(str):
+    """A transcript (a ``str``, equal to its words) that also says how it was heard.
+
+    ``fallback`` is True when the grammar pass was unsure of the utterance and the general
+    English model's words replaced its words: out-of-grammar speech, which a responder
+    should answer as such (:meth:`processors.brain.Brain.respond`'s ``out_of_grammar``).
+    ``score`` is the grammar pass's confidence (its path score per 10 ms frame, see
+    :attr:`Recognizer.GATE_SCORE`), None when no grammar was used or no fallback is on.
+    String methods (``strip()``, ``+``) return plain ``str``: the flags belong to these words.
+    """
+
+    fallback: bool
+    score: float | None
+
+    def __new__(cls, text: str = "", fallback: bool = False, score: float | None = None) -> Heard:
+        heard = super().__new__(cls, text)
+        heard.fallback = fallback
+        heard.score = score
+        return heard
+
+    def __reduce__(self) -> tuple:  # pickles whole (recognition worker processes send these)
+        return (Heard, (str(self), self.fallback, self.score))
+
+
+#: How a :class:`Recognizer` with a grammar treats speech outside it (``fallback=``).
+FALLBACK_MODES = ("off", "gated", "always")
+
+
+def _fallback_mode(fallback: bool | str) -> str:
+    if fallback is True:
+        return "always"
+    if fallback is False or fallback is None:
+        return "off"
+    if fallback not in FALLBACK_MODES:
+        raise ValueError(f"Recognizer(fallback={fallback!r}): give one of {', '.join(FALLBACK_MODES)} "
+                         "(or True for 'always', False for 'off')")
+    return fallback
+
+
 class Recognizer:
     """One pocketsphinx decoder: feed an utterance's 16 kHz audio, get its transcript.
 
     With ``phrases`` (or a :class:`Grammar`) the decoder only hears those, otherwise it
     uses the general language model. Construction loads the model (0.2 s with a grammar,
-    0.7 s without or with ``fallback``): make one per stream and reuse it across
-    utterances; :meth:`use_grammar` switches grammars between utterances (cached by
-    content, at most ``max_grammars`` per decoder). With ``fallback`` each utterance is
-    also decoded by the general model, whose words win when the two disagree (see
-    :meth:`end_utterance`). Not thread-safe; one thread at a time per instance.
-    ``noise_floor`` is the RMS of the seeded noise added before decoding (see
-    :data:`NOISE_FLOOR`; 0 turns it off).
+    0.7 s without): make one per stream and reuse it across utterances; :meth:`use_grammar`
+    switches grammars between utterances (cached by content, at most ``max_grammars`` per
+    decoder). Not thread-safe; one thread at a time per instance. ``noise_floor`` is the
+    RMS of the seeded noise added before decoding (see :data:`NOISE_FLOOR`; 0 turns it off).
+
+    ``fallback`` says what happens to speech outside the grammar (see :meth:`end_utterance`):
+
+    * ``"off"`` (or False): the grammar's words, always (the nearest phrase);
+    * ``"gated"``: the grammar pass's confidence (:attr:`GATE_SCORE`, :attr:`GATE_UNEXPLAINED`)
+      decides; only when it is unsure is the utterance decoded again by the general English
+      model, which is loaded then (its first use costs 0.5-2 s, once per recogniser);
+    * ``"always"`` (or True): every utterance is decoded by both (6-20x the grammar's cost).
+
+    After a second pass the general model's words are the transcript when they disagree with
+    the grammar's (:attr:`AGREE_PER`); :attr:`last_source` says which won, and the returned
+    :class:`Heard` says so too (``fallback``).
     """
 
     #: Grammar and general hypotheses closer than this (phone error rate, over the grammar's
@@ -174,13 +228,33 @@ class Recognizer:
     PHRASE_PER = 0.3
     #: ... or this close for narrowband (8 kHz) audio, where the general model is not asked.
     PHRASE_RESCUE_PER = 0.7
-    #: A grammar result of at most this many words is kept without agreement: the general
-    #: model is poor on one or two words of synthetic speech ("hello" -> "fuck off").
+    #: A grammar result of at most this many words is kept without agreement (``"always"``
+    #: only; under the gate a short result was doubted): the general model is poor on one or
+    #: two words of synthetic speech ("hello" -> "fuck off").
     SHORT_WORDS = 2
+    #: The gate (``fallback="gated"``): the grammar pass is sure of an utterance when its
+    #: best path's score per 10 ms frame of speech (pocketsphinx's log score, base 1.0001, which is
+    #: relative to the best-matching sound of every frame, so a path forced through the
+    #: wrong words scores low) is at least this, for a phrase grammar ... Chosen on the
+    #: tuning half of tests/local_model_cases.py (even OUT_OF_GRAMMAR sentences, requests
+    #: of seed 7, even demo phrases; four eSpeak NG voices): in-grammar phrases scored -29
+    #: at worst, out-of-grammar sentences mostly -40 to -60 (docs/local-model.md).
+    GATE_SCORE = -35.0
+    #: ... and this for a session's bigram model, which fits any string of its words and
+    #: so scores lower on in-domain speech too (requests -54 to -25, held-out sentences
+    #: mostly -45 to -65: this gate is the weaker one).
+    GATE_SCORE_CORPUS = -52.0
+    #: ... and, for a phrase grammar, when at most this share of the utterance's loud frames
+    #: (within 20 dB of its loudest, 10 dB above its quietest tenth) lies outside the
+    #: hypothesis' words: a phrase grammar ends its short phrase and calls the rest silence
+    #: ("i forgot my keys at home" -> "hi there", then 1.4 s of "silence" that was speech),
+    #: with a good score per frame. In-grammar phrases: 0 (every one measured). A session
+    #: model can always go on with more of its words, so this does not apply to it.
+    GATE_UNEXPLAINED = 0.02
 
     def __init__(
         self, phrases: list[str] | Grammar | None = None, sample_rate: int = 16000, *,
-        noise_floor: float = NOISE_FLOOR, fallback: bool = False, max_grammars: int = 16,
+        noise_floor: float = NOISE_FLOOR, fallback: bool | str = False, max_grammars: int = 16,
     ) -> None:
         if sample_rate != 16000:
             raise ValueError(
@@ -195,12 +269,18 @@ class Recognizer:
         self.replaced: dict[str, str] = {}
         self.dropped: list[str] = []
         self.phrases: list[str] = []
-        self.fallback = fallback
+        self.fallback_mode = _fallback_mode(fallback)
+        self.fallback = self.fallback_mode != "off"
         self.max_grammars = max_grammars
         self.last_source = ""  # "grammar" or "general": which search gave the last transcript
-        self.last_general = ""  # the general model's words for the last utterance (fallback only)
+        self.last_general = ""  # the general model's words for the last utterance (after a second pass)
         self.last_grammar = ""  # the grammar's words for it (fallback only)
         self.last_phrase = ""  # the nearest of the rules' phrases, with a session model (fallback only)
+        self.last_score: float | None = None  # the grammar pass's score per frame (fallback only)
+        self.last_unexplained: float | None = None  # share of loud frames outside its words (fallback only)
+        self.last_sure: bool | None = None  # the gate's verdict on the last utterance (fallback only)
+        self.general_passes = 0  # utterances decoded again by the general model
+        self._general: tuple[Any, Any] | None = None  # (decoder, initial CMN) of the general model, once loaded
         self._searches: OrderedDict[str, list[str]] = OrderedDict()  # grammar key -> its phrases
         self._corpus: dict[str, bool] = {}  # grammar key -> it is a bigram model
         # A bigram model added to the main decoder took 5-14 s (pocketsphinx walks its whole
@@ -213,39 +293,52 @@ class Recognizer:
         self._audio: list[np.ndarray] = []
         self._in_utterance = False
         grammar = phrases if isinstance(phrases, Grammar) else Grammar(tuple(grammar_phrases(phrases or [])))
-        self._has_lm = False
         self._current = ""  # the active search's name
-        if grammar or fallback:
-            # with the fallback every utterance is decoded twice: a single forward pass and a
-            # tighter HMM limit make the general pass 0.95 -> 0.62 s per utterance (WER 0.17
-            # -> 0.15 on eight eSpeak NG sentences; measured on this project's 2-core VM)
-            self._options = {"fwdflat": False, "maxhmmpf": 5000} if fallback else {}
-            self._decoder = pocketsphinx.Decoder(lm=None, loglevel="FATAL", **self._options)
-            if fallback:
-                self._load_lm()
+        if grammar:
+            # the grammar decoders keep pocketsphinx's defaults whatever the fallback, so that
+            # the grammar's words and the gate's score do not depend on it; the general model
+            # has a decoder of its own (:meth:`_general_decoder`), made when first needed
+            self._decoder = pocketsphinx.Decoder(lm=None, loglevel="FATAL")
+            self._cmn_initial = self._decoder.get_cmn(False)
             if not self.use_grammar(grammar):
-                if grammar:
-                    log.warning("no grammar phrase has a word in the pocketsphinx dictionary; "
-                                "using the general language model")
-                self._load_lm()
+                log.warning("no grammar phrase has a word in the pocketsphinx dictionary; "
+                            "using the general language model")
                 self._activate("lm")
         else:
-            self._options = {}
             self._decoder = pocketsphinx.Decoder(loglevel="FATAL")
             self._current = "lm"
-        # Live cepstral mean normalisation adapts its estimate across utterances, so the
-        # same audio decoded after other audio gave another transcript (and one session's
-        # speech changed a pooled recogniser's results for the next). Every utterance
-        # starts from the decoder's initial estimate instead: same audio, same words.
-        self._cmn_initial = self._decoder.get_cmn(False)
-        if self._active is None or self._active is self._decoder:
+            # Live cepstral mean normalisation adapts its estimate across utterances, so the
+            # same audio decoded after other audio gave another transcript (and one session's
+            # speech changed a pooled recogniser's results for the next). Every utterance
+            # starts from the decoder's initial estimate instead: same audio, same words.
+            self._cmn_initial = self._decoder.get_cmn(False)
+            self._general = (self._decoder, self._cmn_initial)  # without a grammar it is the general model
+            self._models["lm"] = self._general
+        if self._active is None:
             self._active, self._active_cmn = self._decoder, self._cmn_initial
         self._in_utterance = False
 
-    def _load_lm(self) -> None:
-        if not self._has_lm:
-            self._decoder.add_lm_file("lm", _model_file("en-us.lm.bin"))
-            self._has_lm = True
+    @property
+    def general_loaded(self) -> bool:
+        """True once the general English model is loaded (at once without a grammar, else lazily)."""
+        return self._general is not None
+
+    def load_general(self) -> None:
+        """Load the general English model now (0.5-2 s) rather than at the first utterance that needs it."""
+        self._general_decoder()
+
+    def _general_decoder(self) -> tuple[Any, Any]:
+        if self._general is None:
+            import pocketsphinx
+
+            # a single forward pass and a tighter HMM limit make the general pass 0.95 ->
+            # 0.62 s per utterance (WER 0.17 -> 0.15 on eight eSpeak NG sentences; measured on
+            # this project's 2-core VM). Its own decoder: loading it cannot change what the
+            # grammar decoders hear, so a recogniser hears the same before and after.
+            decoder = pocketsphinx.Decoder(loglevel="FATAL", fwdflat=False, maxhmmpf=5000)
+            self._general = (decoder, decoder.get_cmn(False))
+            self._models["lm"] = self._general
+        return self._general
 
     @property
     def uses_grammar(self) -> bool:
@@ -254,6 +347,8 @@ class Recognizer:
 
     def _activate(self, name: str) -> None:
         if self._current != name:
+            if name == "lm":
+                self._general_decoder()
             model = self._models.get(name)
             if model is None:
                 self._decoder.activate_search(name)
@@ -272,7 +367,6 @@ class Recognizer:
         if self._in_utterance:
             raise RuntimeError("Recognizer.use_grammar() during an utterance; call it before start_utterance()")
         if not grammar:
-            self._load_lm()
             self._activate("lm")
             self.phrases = []
             return False
@@ -318,7 +412,7 @@ class Recognizer:
                 f.writelines(f"{w} {self._decoder.lookup_word(w)}\n" for w in words)
             with open(lm_path, "w", encoding="utf-8") as f:
                 f.write(grammar.arpa())
-            decoder = pocketsphinx.Decoder(lm=None, dict=dict_path, loglevel="FATAL", **self._options)
+            decoder = pocketsphinx.Decoder(lm=None, dict=dict_path, loglevel="FATAL")
             decoder.add_lm_file("model", lm_path)
             decoder.activate_search("model")
         return decoder, decoder.get_cmn(False)
@@ -387,59 +481,111 @@ class Recognizer:
         hyp = self._active.hyp()
         return hyp.hypstr if hyp is not None else ""
 
-    def end_utterance(self, *, narrowband: bool = False) -> str:
+    def end_utterance(self, *, narrowband: bool = False) -> Heard:
         """Finish the utterance and return its final transcript ('' when nothing was heard).
 
-        With ``fallback`` and a grammar, the utterance is decoded again by the general
-        model; the grammar's words are kept when they agree with it (word error rate
-        at most :attr:`AGREE_PER` in phones, :attr:`AGREE_PER_CORPUS` for a session
-        model) or are at most :attr:`SHORT_WORDS` words, otherwise
-        the general model's words are the transcript (out-of-grammar speech).
+        With a grammar and a ``fallback``, the gate first reads the grammar pass: it is sure
+        when its score per frame is at least :attr:`GATE_SCORE` and at most
+        :attr:`GATE_UNEXPLAINED` of the loud audio lies outside its words (for a session
+        model: a score of at least :attr:`GATE_SCORE_CORPUS`). With ``"gated"`` a sure utterance keeps the grammar's words and
+        costs nothing more; otherwise (and always with ``"always"``) the utterance is decoded
+        again by the general model. The grammar's words are still kept when they agree with
+        the general model's (phone error rate at most :attr:`AGREE_PER`,
+        :attr:`AGREE_PER_CORPUS` for a session model) or are at most :attr:`SHORT_WORDS`
+        words (with ``"always"`` only); otherwise the general model's words are the
+        transcript (out-of-grammar speech; the :class:`Heard` has ``fallback`` set).
         With a session model, one of the rules' phrases wins before that when the model
         nearly heard it (:attr:`PHRASE_PER`). For ``narrowband`` audio (telephone rate,
         upsampled) there is no general pass, and a phrase within :attr:`PHRASE_RESCUE_PER`
         wins over the session model's words.
         """
         if not self._in_utterance:
-            return ""
-        self._active.end_utt()
+            return Heard("")
+        decoder = self._active
+        decoder.end_utt()
         self._in_utterance = False
-        hyp = self._active.hyp()
+        hyp = decoder.hyp()
         text = hyp.hypstr if hyp is not None else ""
         self.last_source = "grammar" if self.uses_grammar else "general"
         self.last_general = ""
+        self.last_score = self.last_unexplained = self.last_sure = None
         grammar_search = self._current
         phrases = self._phrase_searches.get(grammar_search) if self.uses_grammar else None
         if not (self.uses_grammar and (self.fallback or phrases)):
-            return text
+            self._audio = []
+            return Heard(text)
+        corpus = self._corpus.get(grammar_search, False)
+        score = None
+        if self.fallback:
+            score, unexplained = self._confidence(decoder, hyp, corpus)
+            self.last_score, self.last_unexplained = score, unexplained
+            self.last_sure = bool(text) and (score >= self.GATE_SCORE_CORPUS if corpus else
+                                             score >= self.GATE_SCORE and unexplained <= self.GATE_UNEXPLAINED)
         # a session model strings its words freely ("what is a weather in paris"): when it
         # nearly heard one of the rules' phrases, that phrase is the transcript, exactly.
         # Telephone-band audio (narrowband) defeats the general model: there a phrase that
         # is not far wins ("what is a weather by unit at it ng" is 0.67 from its phrase),
         # and there is no general pass.
         heard_phrase = self._decode_main(phrases) if phrases and text else ""
-        self.last_grammar, self.last_general, self.last_phrase = text, "", heard_phrase
+        self.last_grammar, self.last_phrase = text, heard_phrase
         near = self.phone_error_rate(heard_phrase, text) if heard_phrase else float("inf")
         if near <= (self.PHRASE_RESCUE_PER if narrowband else self.PHRASE_PER) or narrowband:
             self._audio = []
             self._activate(grammar_search)
-            return heard_phrase if near <= self.PHRASE_RESCUE_PER else text
-        if not self.fallback:  # the phrase rescue only: no general pass
-            self._audio = []
+            return Heard(heard_phrase if near <= self.PHRASE_RESCUE_PER else text, score=score)
+        if not self.fallback or (self.fallback_mode == "gated" and self.last_sure):
+            self._audio = []  # the phrase rescue only, or the gate is sure: no general pass
             self._activate(grammar_search)
-            return text
-        general = self._decode_main("lm")
+            return Heard(text, score=score)
+        general = self._decode_general()
         self._audio = []
         self._activate(grammar_search)
         self.last_general = general
         words = text.split()
-        limit = self.AGREE_PER_CORPUS if self._corpus.get(self._current) else self.AGREE_PER
-        if words and (len(words) <= self.SHORT_WORDS or self.phone_error_rate(text, general) <= limit):
-            return text
+        limit = self.AGREE_PER_CORPUS if corpus else self.AGREE_PER
+        # ("always") a short phrase is kept without agreement; under the gate it was doubted
+        short = len(words) <= self.SHORT_WORDS and self.fallback_mode == "always"
+        if words and (short or self.phone_error_rate(text, general) <= limit):
+            return Heard(text, score=score)
         if not general:
-            return text
+            return Heard(text, score=score)
         self.last_source = "general"
-        return general
+        return Heard(general, fallback=True, score=score)
+
+    def _confidence(self, decoder: Any, hyp: Any, corpus: bool) -> tuple[float, float]:
+        """The grammar pass's score per frame of speech, and the share of loud frames outside its words.
+
+        Per frame of the span from the first to the last loud frame plus 0.6 s (the
+        padding the thresholds were measured with), not per frame of the whole segment:
+        silence frames cost less than speech, so seconds of silence around out-of-grammar
+        speech made it look sure (with 1 s each side, 8 of 8 sentences on a session model);
+        the silence beyond the span is charged at its own measured cost instead.
+        """
+        frames = decoder.n_frames()
+        if hyp is None or frames <= 0 or hyp.score <= 0.0:
+            return float("-inf"), 1.0
+        raw = decoder.get_logmath().log(hyp.score)
+        audio = np.concatenate(self._audio) if self._audio else np.zeros(0, np.int16)
+        n = min(frames, audio.shape[0] // _FRAME)
+        if n == 0:
+            return raw / frames, 0.0
+        blocks = audio[:n * _FRAME].astype(np.float64).reshape(n, _FRAME)
+        energy = 10.0 * np.log10(np.mean(blocks * blocks, axis=1) + 1.0)
+        # loud: near the utterance's peak and well above its quietest tenth (the noise)
+        loud = energy > max(energy.max() - _LOUD_DB, float(np.percentile(energy, 10)) + _NOISE_MARGIN_DB)
+        where = np.flatnonzero(loud)
+        span = int(where[-1] - where[0] + 1) if where.size else frames
+        counted = min(frames, span + _SPAN_ALLOWANCE)
+        # each frame of the silence beyond still costs the bigram decoder about 7 (a phrase
+        # grammar next to nothing): added back, so padding neither hides nor fakes doubt
+        score = (raw - (_CORPUS_SILENCE_COST if corpus else 0.0) * (frames - counted)) / counted
+        words = np.zeros(n, dtype=bool)
+        for seg in decoder.seg() or ():
+            if not seg.word.startswith(("<", "[", "+")):
+                words[max(0, seg.start_frame):max(0, seg.end_frame + 1)] = True
+        # a word's own edges and short pauses between words are not "outside" it
+        near = np.convolve(words.astype(np.int32), np.ones(2 * _PAUSE_FRAMES + 1, np.int32), "same") > 0
+        return score, float(np.count_nonzero(loud & ~near) / max(1, where.size))
 
     def phone_error_rate(self, reference: str, hypothesis: str) -> float:
         """Phone edit distance between two transcripts (dictionary pronunciations), over the reference's."""
@@ -465,7 +611,35 @@ class Recognizer:
         hyp = self._decoder.hyp()
         return hyp.hypstr if hyp is not None else ""
 
-    def recognize(self, samples: np.ndarray, sample_rate: int) -> str:
+    def _decode_general(self) -> str:
+        """The buffered utterance decoded by the general model (loaded now if it is not yet)."""
+        decoder, cmn = self._general_decoder()
+        self.general_passes += 1
+        decoder.reinit_feat()
+        decoder.set_cmn(cmn)
+        decoder.start_utt()
+        for block in self._audio:
+            decoder.process_raw(block.view(np.uint8), False, False)
+        decoder.end_utt()
+        hyp = decoder.hyp()
+        return hyp.hypstr if hyp is not None else ""
+
+    def general_words(self, samples: np.ndarray, sample_rate: int) -> str:
+        """What the general English model alone hears in a whole utterance (loading it if needed).
+
+        The grammar is not consulted; for measuring the fallback (its word error rate).
+        Between utterances only.
+        """
+        if self._in_utterance:
+            raise RuntimeError("Recognizer.general_words() during an utterance; call it after end_utterance()")
+        self._floor.reset()
+        self._audio = [self._floor.apply(_to_16k_int16(samples, sample_rate).reshape(-1)).copy()]
+        try:
+            return self._decode_general()
+        finally:
+            self._audio = []
+
+    def recognize(self, samples: np.ndarray, sample_rate: int) -> Heard:
         """Transcribe a whole utterance of int16 or float32 mono audio at any rate."""
         self.start_utterance()
         self.feed(_to_16k_int16(samples, sample_rate))

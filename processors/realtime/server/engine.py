@@ -4,7 +4,9 @@
 YAML), a small pool of pocketsphinx recognisers and the eSpeak NG voice. Each session is heard
 with a grammar of the rules' phrases and its own tools (:meth:`SpeechResources.grammar_for`,
 cached by content; exact on scripted dialogue), and with the general English model as the
-fallback for speech outside it. One shared pool of recognisers keeps memory flat (a
+fallback for speech outside it: by default gated (``fallback="gated"``: decoded again only
+when the grammar pass is unsure, the general model loaded at the first such utterance;
+docs/local-model.md). One shared pool of recognisers keeps memory flat (a
 pocketsphinx decoder is about 28 MB and 0.1 s of CPU to build; one per connection would be
 1.4 GB at 50 sessions). Two ways to run it:
 
@@ -66,7 +68,7 @@ class SpeechResources:
     """What every connection of one server shares: responder, recognisers, voice."""
 
     def __init__(self, rules: str | Path | None = None, *, voice: str = "en-us+klatt", workers: int = 2,
-                 fallback: bool = False, processes: int = 0) -> None:
+                 fallback: bool | str = "gated", processes: int = 0) -> None:
         from processors.brain.scripted import DEMO_RULES, Brain
 
         self.rules_path = Path(rules) if rules is not None else DEMO_RULES
@@ -76,6 +78,11 @@ class SpeechResources:
         self.brain = Brain.from_yaml(self.rules_path)
         self.phrases = list(self.brain.phrases() or [])
         self.voice = voice
+        from processors.speech.sphinx import FALLBACK_MODES
+
+        if fallback not in (*FALLBACK_MODES, True, False):
+            raise SettingError(f"fallback={fallback!r} (general_fallback): give one of {', '.join(FALLBACK_MODES)}")
+        #: out-of-grammar speech: "off", "gated" (the general model only when the grammar pass is unsure) or "always"
         self.fallback = fallback
         self._idle: list[Any] = []
         self._limiter = anyio.CapacityLimiter(workers)
@@ -96,10 +103,15 @@ class SpeechResources:
         return self._pool.statistics()["idle"] if self._pool is not None else len(self._idle)
 
     def statistics(self) -> dict[str, int]:
-        """The recognition pool's figures (processes, live, idle, jobs, cancelled, restarts)."""
+        """The recognition pool's figures (processes, live, idle, jobs, cancelled, restarts).
+
+        In threads (``processes=0``): processes 0, alive 0, idle recognisers, and how many of
+        those have loaded the general English model (the gated fallback loads it lazily).
+        """
         if self._pool is not None:
             return self._pool.statistics()
-        return {"processes": 0, "alive": 0, "idle": len(self._idle)}
+        return {"processes": 0, "alive": 0, "idle": len(self._idle),
+                "general_loaded": sum(r.general_loaded for r in self._idle)}
 
     def grammar_for(self, tools: list[dict[str, Any]], instructions: str = "") -> Any:
         """The recogniser grammar of a session: the rules' phrases and its tools' rules.
@@ -178,6 +190,8 @@ class SpeechResources:
         ``stop`` (a :class:`threading.Event`; threads only, a worker process is stopped by
         cancelling the call): once set, the thread stops at its next 100 ms block and the
         call returns None (:class:`~.fairness.SegmentedRecognition` pre-empts this way).
+        The words are a :class:`processors.speech.sphinx.Heard`: its ``fallback`` is set when
+        they are the general model's (out-of-grammar speech).
         """
         if self._pool is not None:
             return await self._pool.recognize(samples, rate, grammar)

@@ -143,6 +143,9 @@ in threads of this process, at most ``workers`` at once (see :mod:`.engine`);
     refused, so that no web page the user visits can drive the server). Requests whose
     ``Host`` is not a loopback name, the listening host or one of ``allow_hosts`` are refused
     (DNS rebinding).
+    ``general_fallback`` is how out-of-grammar speech is heard (``"gated"``, the default: the
+    general English model, loaded at the first utterance the grammar pass is unsure of, hears
+    only those; ``"always"``; ``"off"``; docs/local-model.md).
     Start it with :meth:`start` (or use :func:`serve_local`), stop it with :meth:`aclose`.
     """
 
@@ -150,11 +153,13 @@ in threads of this process, at most ``workers`` at once (see :mod:`.engine`);
                  voice: str = "en-us+klatt", workers: int = 2, close_timeout_s: float = 5.0,
                  max_delta_ms: int = 200, output_pace: float = 0.0,
                  pipeline: str | Path | None = None, allow_origins: tuple[str, ...] | list[str] = (),
-                 general_fallback: bool = False, allow_hosts: tuple[str, ...] | list[str] = (),
+                 general_fallback: bool | str = "gated", allow_hosts: tuple[str, ...] | list[str] = (),
                  processes: int = 0) -> None:
-        # general_fallback: decode each utterance again with the general English model for
-        # out-of-grammar speech. Off by default: it costs 6-20x the grammar's decoding (about
-        # 0.6 s a turn on the reference machine, docs/local-model.md) on every turn.
+        # general_fallback: out-of-grammar speech is heard by the general English model.
+        # "gated" (the default): only utterances the grammar pass is unsure of are decoded
+        # again, and the model loads at the first of them (start stays ~0.2 s); "always"
+        # decodes every utterance twice (6-20x the grammar's cost); "off": the nearest phrase.
+        # See docs/local-model.md.
         self.resources = SpeechResources(rules, voice=voice, workers=workers, fallback=general_fallback,
                                          processes=processes)
         self.graph_template = ConnectionGraphTemplate(pipeline)

@@ -59,7 +59,9 @@ class SegmentRecognizer(ConnectionProcessor):
     Uses the server's pool of pocketsphinx recognisers (worker processes, or at most
     ``workers`` threads) and pushes a final user :class:`TranscriptionFrame` with the item id, or a
     :class:`TranscriptionFailedFrame`. Other frames pass on in order, so a response request
-    that follows a segment reaches the responder after that segment's transcript.
+    that follows a segment reaches the responder after that segment's transcript. The
+    frame's text is the recogniser's :class:`~processors.speech.sphinx.Heard`, which says
+    whether the words are the general model's (out-of-grammar speech) to the responder.
     """
 
     async def start(self) -> None:
@@ -99,7 +101,7 @@ class SessionResponder(ConnectionProcessor):
 
     async def start(self) -> None:
         self._ctx = self.connection
-        self._heard: dict[str, str] = {}  # user item id -> what the recogniser heard
+        self._heard: dict[str, str] = {}  # user item id -> what the recogniser heard (a Heard)
         self._calls: dict[str, Any] = {}  # our call id -> the rule's Call (for its follow-up)
         self._running: dict[str, anyio.CancelScope] = {}  # response id -> its task, until it pushes
         self._ask: Any = None  # the tool argument the last reply asked for (an AskBack), if any
@@ -162,8 +164,13 @@ class SessionResponder(ConnectionProcessor):
                 call = Call(ctx.tool_call["name"], _parse_arguments(ctx.tool_call["arguments"]))
             self._ask = None
             return brain.after_tool(call, ctx.tool_output or "")
-        reply = brain.respond(self._user_text(command), _allowed_tools(ctx.tools, ctx.tool_choice),
-                              instructions=ctx.instructions, pending=self._ask)
+        text = self._user_text(command)
+        heard = self._heard.get(ctx.user_item_id) if ctx.user_item_id is not None else None
+        # the general model's words (the grammar did not fit the speech), unless the client
+        # gave other words for the item since
+        out_of_grammar = bool(getattr(heard, "fallback", False)) and text == heard
+        reply = brain.respond(text, _allowed_tools(ctx.tools, ctx.tool_choice), instructions=ctx.instructions,
+                              pending=self._ask, out_of_grammar=out_of_grammar)
         self._ask = getattr(reply, "ask", None)
         if isinstance(reply, Call):
             # A client may add the user's words again after the output (Pipecat does): the
