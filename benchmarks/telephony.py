@@ -256,6 +256,19 @@ async def _one_call(url: str, seed: int, barge: bool, listen_s: float) -> Simula
     return call
 
 
+async def _warm_up(url: str) -> None:
+    """One short call before anything is measured: first-call imports and model loading are not per-call costs."""
+    call = SimulatedCall(url, "twilio", seed=999, speed=2.0)
+    assert await call.fetch_webhook() == 200, call.webhook_body
+    with anyio.fail_after(60):
+        async with anyio.create_task_group() as tg:
+            await tg.start(call.run)
+            call.say(QUESTION)
+            await call.wait_heard(0.3, timeout=60)
+            await call.hang_up()
+            tg.cancel_scope.cancel()
+
+
 _PROFILED = ("import cProfile, signal, sys; from pipeline.cli import main; p = cProfile.Profile(); "
              "signal.signal(signal.SIGUSR1, lambda *a: p.enable()); "
              "signal.signal(signal.SIGUSR2, lambda *a: (p.disable(), p.dump_stats({path!r}))); main(sys.argv[1:])")
@@ -270,6 +283,12 @@ def _pipeline(chunk_ms: int) -> str:
     path = Path(tempfile.mkdtemp()) / "phone_agent.yaml"
     path.write_text(text)
     return str(path)
+
+
+def _first(exc: BaseException) -> str:
+    while getattr(exc, "exceptions", None):  # an exception group: its first
+        exc = exc.exceptions[0]
+    return f"{type(exc).__name__}: {exc}"[:160]
 
 
 def _spy_format(path: str) -> str:
@@ -353,16 +372,23 @@ async def run_step(n: int, *, quick: bool, profile: str | None = None, chunk_ms:
         await _wait_port(b_port)
         async with serve(proxy.handle, "127.0.0.1", p_port, max_size=None, compression=None):
             meter = _Meter(a.pid, b.pid)
+            url = f"http://127.0.0.1:{b_port}/"
+            await _warm_up(url)
             await anyio.sleep(1.0)  # let both settle after start-up
+            base = len(proxy.conns)  # the warm-up's model connection(s) come first
             idle0 = meter.read()
             await anyio.sleep(3.0 if quick else 5.0)
             idle = meter.rates(idle0, meter.read())
-            url = f"http://127.0.0.1:{b_port}/"
-            calls: list[SimulatedCall] = []
+            done_calls: dict[int, SimulatedCall] = {}
             listen_s = 4.0 if quick else 8.0
 
+            failures: list[str] = []
+
             async def start(i: int) -> None:
-                calls.append(await _one_call(url, 1000 + i, True, listen_s))
+                try:
+                    done_calls[i] = await _one_call(url, 1000 + i, True, listen_s)
+                except Exception as exc:  # a call that timed out (an overloaded step) is reported, not fatal
+                    failures.append(f"call {i}: {_first(exc)}")
 
             if profile:
                 b.send_signal(signal.SIGUSR1)
@@ -405,10 +431,11 @@ async def run_step(n: int, *, quick: bool, profile: str | None = None, chunk_ms:
                 p.wait(10)
             except subprocess.TimeoutExpired:
                 p.kill()
-    # match calls to proxy connections by the order they connected (calls start 0.3 s apart)
-    calls.sort(key=lambda c: c.sent_at[0])
+    # call i made B's i-th model connection (calls start 0.3 s apart); failed calls leave their gap
+    pairs = [(done_calls[i], proxy.conns[base + i]) for i in sorted(done_calls) if base + i < len(proxy.conns)]
+    calls = [c for c, _ in pairs]
     inbound, outbound, turn, share, barge, cut_error = [], [], [], [], [], []
-    for call, rec in zip(calls, proxy.conns):
+    for call, rec in pairs:
         inb, outb = _inbound_lateness(call, rec), _outbound_lateness(call, rec)
         inbound += inb
         outbound += outb
@@ -430,7 +457,7 @@ async def run_step(n: int, *, quick: bool, profile: str | None = None, chunk_ms:
                 cut_error.append(rec["truncates"][0] - call.heard.clears[0][1] / 8)
     call_seconds = sum(c.sent_at[-1] - c.sent_at[0] for c in calls)
     return {
-        "calls": n, "chunk_ms": chunk_ms, "completed": len(calls), "load_before": load_before, "load_average_1min": round(os.getloadavg()[0], 2), "wall_s": round(wall, 1),
+        "calls": n, "chunk_ms": chunk_ms, "completed": len(calls), "failures": failures[:5], "load_before": load_before, "load_average_1min": round(os.getloadavg()[0], 2), "wall_s": round(wall, 1),
         "cpu": _cpu_table(r0, r1, idle, wall, call_seconds),
         "inbound_lateness_ms": _q(inbound), "outbound_lateness_ms": _q(outbound),
         "callers_loop_lag_ms": _q(lag), "turn_ms": _q(turn), "framework_share_ms": _q(share), "barge_in_to_clear_ms": _q(barge),
