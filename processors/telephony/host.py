@@ -376,7 +376,11 @@ class TelephonyHost:
                                  metadata={**info.metadata(), "remote_address": _peer(ws)}, attachments={CALL: call})
         live = self.serving.open(key, graph, {"net.peer": _peer(ws), "voxpipe.telephony.provider": info.provider,
                                               "voxpipe.telephony.call_id": info.call_id})
-        runner = Runner(graph, realtime=True, stop_timeout_s=self.stop_timeout_s, context=context)
+        try:
+            runner = Runner(graph, realtime=True, stop_timeout_s=self.stop_timeout_s, context=context)
+        except Exception:  # the slot is given back, whatever failed
+            self.serving.close(live, "error")
+            raise
         live.runner = runner
         if not self.verify:
             log.warning("telephony: call %s runs WITHOUT verified signatures (development mode)", info.call_id)
