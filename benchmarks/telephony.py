@@ -291,6 +291,17 @@ def _first(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"[:160]
 
 
+def _py_spy() -> str:
+    """The py-spy beside this interpreter, else on PATH."""
+    import shutil
+
+    here = Path(sys.executable).with_name("py-spy")
+    found = str(here) if here.exists() else shutil.which("py-spy")
+    if not found:
+        raise SystemExit("--py-spy needs py-spy: pip install py-spy")
+    return found
+
+
 def _spy_format(path: str) -> str:
     return {".svg": "flamegraph", ".json": "speedscope"}.get(Path(path).suffix, "raw")
 
@@ -393,7 +404,7 @@ async def run_step(n: int, *, quick: bool, profile: str | None = None, chunk_ms:
             if profile:
                 b.send_signal(signal.SIGUSR1)
             if py_spy:
-                spy = subprocess.Popen([str(Path(sys.executable).with_name("py-spy")), "record", "--pid", str(b.pid),
+                spy = subprocess.Popen([_py_spy(), "record", "--pid", str(b.pid),
                                         "--nonblocking", "--rate", "250", "--output", py_spy,
                                         "--format", _spy_format(py_spy)], stdout=subprocess.DEVNULL,
                                        stderr=subprocess.PIPE)
@@ -568,6 +579,8 @@ def main(argv: list[str] | None = None) -> int:
                     "during the calls into FILE (.svg flame graph, .json speedscope, else collapsed stacks); "
                     "with several steps, FILE gets the step's number of calls before its suffix")
     args = ap.parse_args(argv)
+    if args.py_spy:
+        _py_spy()  # fail now, not after the first step's set-up
     steps = [int(x) for x in ("1,5,10,20" if args.steps is None else args.steps).split(",") if x]
     result = {"versions": {"python": platform.python_version(), "machine": platform.machine(),
                            "cpus": os.cpu_count()}, "steps": [], "edge": edge_costs()}
