@@ -274,12 +274,13 @@ _PROFILED = ("import cProfile, signal, sys; from pipeline.cli import main; p = c
              "signal.signal(signal.SIGUSR2, lambda *a: (p.disable(), p.dump_stats({path!r}))); main(sys.argv[1:])")
 
 
-def _pipeline(chunk_ms: int) -> str:
-    """The shipped phone agent, with the output's chunk size set."""
+def _pipeline(chunk_ms: int, report_ms: int | None = None) -> str:
+    """The shipped phone agent, with the output's chunk size (and report interval) set."""
     import tempfile
 
     text = (ROOT / "pipelines/phone_agent.yaml").read_text()
-    text = text.replace("    type: transport.phone.output\n", f"    type: transport.phone.output\n    params: {{chunk_ms: {chunk_ms}}}\n")
+    text = text.replace("    type: transport.phone.output\n", f"    type: transport.phone.output\n    params: {{chunk_ms: {chunk_ms}"
+                        f"{'' if report_ms is None else f', report_ms: {report_ms}'}}}\n")
     path = Path(tempfile.mkdtemp()) / "phone_agent.yaml"
     path.write_text(text)
     return str(path)
@@ -363,7 +364,7 @@ def spy_parts(path: str) -> list[tuple[str, float]]:
 
 
 async def run_step(n: int, *, quick: bool, profile: str | None = None, chunk_ms: int = 20,
-                   py_spy: str | None = None) -> dict:
+                   py_spy: str | None = None, report_ms: int | None = None) -> dict:
     """N calls at once (started 0.3 s apart), each asks, hears, barges in once and listens on."""
     load_before = round(os.getloadavg()[0], 2)
     a_port, b_port, p_port = _free_port(), _free_port(), _free_port()
@@ -373,7 +374,7 @@ async def run_step(n: int, *, quick: bool, profile: str | None = None, chunk_ms:
                          env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     launch = ["-c", _PROFILED.format(path=profile)] if profile else ["-m", "pipeline.cli"]
     # one worker: the process measured is the one holding the calls (no supervisor in between)
-    b = subprocess.Popen([sys.executable, *launch, "serve", _pipeline(chunk_ms), "--port", str(b_port),
+    b = subprocess.Popen([sys.executable, *launch, "serve", _pipeline(chunk_ms, report_ms), "--port", str(b_port),
                           "--workers", "1", "--max-sessions", str(max(n, 16))], cwd=ROOT, env=env,
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     spy = None
@@ -468,7 +469,7 @@ async def run_step(n: int, *, quick: bool, profile: str | None = None, chunk_ms:
                 cut_error.append(rec["truncates"][0] - call.heard.clears[0][1] / 8)
     call_seconds = sum(c.sent_at[-1] - c.sent_at[0] for c in calls)
     return {
-        "calls": n, "chunk_ms": chunk_ms, "completed": len(calls), "failures": failures[:5], "load_before": load_before, "load_average_1min": round(os.getloadavg()[0], 2), "wall_s": round(wall, 1),
+        "calls": n, "chunk_ms": chunk_ms, "report_ms": report_ms, "completed": len(calls), "failures": failures[:5], "load_before": load_before, "load_average_1min": round(os.getloadavg()[0], 2), "wall_s": round(wall, 1),
         "cpu": _cpu_table(r0, r1, idle, wall, call_seconds),
         "inbound_lateness_ms": _q(inbound), "outbound_lateness_ms": _q(outbound),
         "callers_loop_lag_ms": _q(lag), "turn_ms": _q(turn), "framework_share_ms": _q(share), "barge_in_to_clear_ms": _q(barge),
@@ -574,6 +575,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steps", default=None, help="comma-separated numbers of simultaneous calls (default 1,5,10,20)")
     ap.add_argument("--json", default=None, metavar="FILE")
     ap.add_argument("--chunk-ms", type=int, default=20, help="transport.phone.output chunk_ms (a mark per chunk)")
+    ap.add_argument("--report-ms", type=int, default=None, help="transport.phone.output report_ms (heard-position "
+                    "reports upstream; 0: one per echoed mark; default: the processor's)")
     ap.add_argument("--profile", default=None, metavar="FILE", help="cProfile the server process (B) into FILE")
     ap.add_argument("--py-spy", default=None, metavar="FILE", help="record a py-spy profile of the serve worker (B) "
                     "during the calls into FILE (.svg flame graph, .json speedscope, else collapsed stacks); "
@@ -591,7 +594,7 @@ def main(argv: list[str] | None = None) -> int:
             p = Path(args.py_spy)
             spy = str(p if len(steps) == 1 else p.with_name(f"{p.stem}-{n}{p.suffix}"))
         step = anyio.run(lambda: run_step(n, quick=args.quick, profile=args.profile, chunk_ms=args.chunk_ms,
-                                          py_spy=spy))
+                                          py_spy=spy, report_ms=args.report_ms))
         result["steps"].append(step)
         print(json.dumps(step), flush=True)
         if spy and _spy_format(spy) == "raw" and Path(spy).exists():
