@@ -32,11 +32,22 @@ Setup: three processes, so that each figure belongs to one of them.
   - *caller underruns*: the caller's ear ran dry mid-answer (a silence of under 0.5 s
     between two played frames with no ``clear`` between them), counted with their length.
 
-CPU per call is B's CPU time (``/proc``) over a steady window with N calls talking and
-listening at real time, minus B's idle CPU over the same window, divided by N; A's CPU is
-reported beside it (the model's cost, not the framework's).
+CPU is read from ``/proc`` for each process on its own: **B**, the serve worker (started
+with ``--workers 1``: ``voxpipe serve`` otherwise runs a supervisor and one worker per
+core, and the supervisor's pid is not where the calls run; ``--max-sessions`` is raised to
+the number of calls, since phone calls are sessions of the worker's admission); **A**, the
+model server with its speech recognition worker processes (its whole process tree, plus
+what exited children left in ``cutime``); **C**, this process (callers and proxy: the load
+generator). Each is reported gross and net of its own idle CPU, measured first over a
+window with no calls, and per call: CPU seconds over the calls' summed duration (a core
+per call at real time). B's net figure is the framework's client-side cost per call.
 
-Run: ``python benchmarks/telephony.py [--quick] [--steps 5,10,20] [--json FILE]``.
+``--py-spy FILE`` attaches py-spy (non-blocking, 250 Hz) to B for the calls' window and
+writes its collapsed stacks to FILE (``.svg``: a flame graph; ``.json``: speedscope); for
+collapsed stacks the leaf functions with the most samples are printed, so the per-call
+cost can be attributed.
+
+Run: ``python benchmarks/telephony.py [--quick] [--steps 5,10,20] [--json FILE] [--py-spy FILE]``.
 """
 
 from __future__ import annotations
@@ -72,9 +83,53 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def _stat(pid: int) -> list[str]:
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
 def _cpu_s(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """User + system CPU seconds of one process."""
+    fields = _stat(pid)
+    return (int(fields[11]) + int(fields[12])) / _TCK
+
+
+def _tree_cpu_s(pid: int) -> float:
+    """CPU seconds of ``pid``, its live descendants, and the children it has reaped (``cutime``)."""
+    total, todo = 0.0, [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            fields = _stat(p)
+            kids = [int(k) for t in Path(f"/proc/{p}/task").iterdir()
+                    for k in (t / "children").read_text().split()]
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        total += (int(fields[11]) + int(fields[12]) + int(fields[13]) + int(fields[14])) / _TCK
+        todo += kids
+    return total
+
+
+def _self_cpu_s() -> float:
+    t = os.times()
+    return t.user + t.system
+
+
+class _Meter:
+    """CPU seconds of the three processes, read together."""
+
+    def __init__(self, a: int, b: int) -> None:
+        self.a, self.b = a, b
+
+    def read(self) -> dict[str, float]:
+        return {"a": _tree_cpu_s(self.a), "b": _cpu_s(self.b), "c": _self_cpu_s(), "t": time.perf_counter()}
+
+    @staticmethod
+    def rates(r0: dict[str, float], r1: dict[str, float]) -> dict[str, float]:
+        wall = r1["t"] - r0["t"]
+        return {k: (r1[k] - r0[k]) / wall for k in ("a", "b", "c")}
 
 
 async def _wait_port(port: int, timeout: float = 60.0) -> None:
@@ -201,53 +256,167 @@ async def _one_call(url: str, seed: int, barge: bool, listen_s: float) -> Simula
     return call
 
 
+async def _warm_up(url: str) -> None:
+    """One short call before anything is measured: first-call imports and model loading are not per-call costs."""
+    call = SimulatedCall(url, "twilio", seed=999, speed=2.0)
+    assert await call.fetch_webhook() == 200, call.webhook_body
+    with anyio.fail_after(60):
+        async with anyio.create_task_group() as tg:
+            await tg.start(call.run)
+            call.say(QUESTION)
+            await call.wait_heard(0.3, timeout=60)
+            await call.hang_up()
+            tg.cancel_scope.cancel()
+
+
 _PROFILED = ("import cProfile, signal, sys; from pipeline.cli import main; p = cProfile.Profile(); "
              "signal.signal(signal.SIGUSR1, lambda *a: p.enable()); "
              "signal.signal(signal.SIGUSR2, lambda *a: (p.disable(), p.dump_stats({path!r}))); main(sys.argv[1:])")
 
 
-def _pipeline(chunk_ms: int) -> str:
-    """The shipped phone agent, with the output's chunk size set."""
+def _pipeline(chunk_ms: int, report_ms: int | None = None) -> str:
+    """The shipped phone agent, with the output's chunk size (and report interval) set."""
     import tempfile
 
     text = (ROOT / "pipelines/phone_agent.yaml").read_text()
-    text = text.replace("    type: transport.phone.output\n", f"    type: transport.phone.output\n    params: {{chunk_ms: {chunk_ms}}}\n")
+    text = text.replace("    type: transport.phone.output\n", f"    type: transport.phone.output\n    params: {{chunk_ms: {chunk_ms}"
+                        f"{'' if report_ms is None else f', report_ms: {report_ms}'}}}\n")
     path = Path(tempfile.mkdtemp()) / "phone_agent.yaml"
     path.write_text(text)
     return str(path)
 
 
-async def run_step(n: int, *, quick: bool, profile: str | None = None, chunk_ms: int = 20) -> dict:
+def _first(exc: BaseException) -> str:
+    while getattr(exc, "exceptions", None):  # an exception group: its first
+        exc = exc.exceptions[0]
+    return f"{type(exc).__name__}: {exc}"[:160]
+
+
+def _py_spy() -> str:
+    """The py-spy beside this interpreter, else on PATH."""
+    import shutil
+
+    here = Path(sys.executable).with_name("py-spy")
+    found = str(here) if here.exists() else shutil.which("py-spy")
+    if not found:
+        raise SystemExit("--py-spy needs py-spy: pip install py-spy")
+    return found
+
+
+def _spy_format(path: str) -> str:
+    return {".svg": "flamegraph", ".json": "speedscope"}.get(Path(path).suffix, "raw")
+
+
+def _cpu_table(r0: dict, r1: dict, idle: dict, wall: float, call_seconds: float) -> dict:
+    """Per process: idle core, gross and net core during the calls, and gross and net core per call."""
+    out = {}
+    for key, name in (("b", "serve_worker"), ("a", "model_server"), ("c", "callers")):
+        gross = r1[key] - r0[key]
+        net = gross - idle[key] * wall
+        out[name] = {"idle_core": round(idle[key], 4), "gross_core": round(gross / wall, 4),
+                     "net_core": round(net / wall, 4),
+                     "gross_core_per_call": round(gross / call_seconds, 4) if call_seconds else None,
+                     "net_core_per_call": round(net / call_seconds, 4) if call_seconds else None}
+    return out
+
+
+def spy_summary(path: str, top: int = 15) -> list[tuple[str, float, float]]:
+    """From py-spy's collapsed stacks: the ``top`` leaf frames by share of samples, with their inclusive share."""
+    leaf: dict[str, int] = {}
+    incl: dict[str, int] = {}
+    total = 0
+    for line in Path(path).read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        n = int(count)
+        total += n
+        frames = stack.split(";")
+        leaf[frames[-1]] = leaf.get(frames[-1], 0) + n
+        for f in set(frames):
+            incl[f] = incl.get(f, 0) + n
+    ranked = sorted(leaf.items(), key=lambda kv: -kv[1])[:top]
+    return [(f, 100 * n / total, 100 * incl[f] / total) for f, n in ranked] if total else []
+
+
+#: Where a leaf frame's file puts its sample (first match), for the attribution by part.
+_PARTS = (("phone edge (processors/telephony)", "processors/telephony/"),
+          ("model client (processors/realtime)", "processors/realtime/"),
+          ("runner and frames (pipeline/)", "pipeline/"), ("serving (processors/serving)", "processors/serving/"),
+          ("tools (processors/tools)", "processors/tools/"), ("websockets", "websockets/"),
+          ("json", "json/"), ("base64", "base64.py"), ("anyio", "anyio/"),
+          ("asyncio event loop, selector, sockets", "asyncio/"), ("asyncio event loop, selector, sockets", "selectors.py"))
+
+
+def spy_parts(path: str) -> list[tuple[str, float]]:
+    """From py-spy's collapsed stacks: the share of samples whose leaf frame is in each part of the stack.
+
+    Samples waiting in the selector (``EpollSelector.select``: py-spy's non-blocking mode
+    cannot always tell that wait from work) are left out, so the shares are of the work.
+    """
+    parts: dict[str, int] = {}
+    total = 0
+    for line in Path(path).read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        leaf = stack.split(";")[-1]
+        if leaf.startswith(("EpollSelector.select ", "select (selectors.py")):
+            continue
+        part = next((name for name, needle in _PARTS if needle in leaf), "other")
+        parts[part] = parts.get(part, 0) + int(count)
+        total += int(count)
+    return sorted(((k, 100 * v / total) for k, v in parts.items()), key=lambda kv: -kv[1]) if total else []
+
+
+async def run_step(n: int, *, quick: bool, profile: str | None = None, chunk_ms: int = 20,
+                   py_spy: str | None = None, report_ms: int | None = None) -> dict:
     """N calls at once (started 0.3 s apart), each asks, hears, barges in once and listens on."""
+    load_before = round(os.getloadavg()[0], 2)
     a_port, b_port, p_port = _free_port(), _free_port(), _free_port()
     env = {**os.environ, "TWILIO_AUTH_TOKEN": TOKENS["twilio"], "OPENAI_API_KEY": "sk-local",
            "VOXPIPE_REALTIME_URL": f"ws://127.0.0.1:{p_port}/v1/realtime"}
     a = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "realtime-server", "--port", str(a_port)], cwd=ROOT,
                          env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     launch = ["-c", _PROFILED.format(path=profile)] if profile else ["-m", "pipeline.cli"]
-    b = subprocess.Popen([sys.executable, *launch, "serve", _pipeline(chunk_ms),
-                          "--port", str(b_port)], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-                         stderr=subprocess.DEVNULL)
+    # one worker: the process measured is the one holding the calls (no supervisor in between)
+    b = subprocess.Popen([sys.executable, *launch, "serve", _pipeline(chunk_ms, report_ms), "--port", str(b_port),
+                          "--workers", "1", "--max-sessions", str(max(n, 16))], cwd=ROOT, env=env,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    spy = None
     proxy = Proxy(f"ws://127.0.0.1:{a_port}/v1")
     try:
         await _wait_port(a_port)
         await _wait_port(b_port)
         async with serve(proxy.handle, "127.0.0.1", p_port, max_size=None, compression=None):
-            idle_window = 3.0 if quick else 5.0
-            b0, t0 = _cpu_s(b.pid), time.perf_counter()
-            await anyio.sleep(idle_window)
-            idle_rate = (_cpu_s(b.pid) - b0) / (time.perf_counter() - t0)
+            meter = _Meter(a.pid, b.pid)
             url = f"http://127.0.0.1:{b_port}/"
-            calls: list[SimulatedCall] = []
+            await _warm_up(url)
+            await anyio.sleep(1.0)  # let both settle after start-up
+            base = len(proxy.conns)  # the warm-up's model connection(s) come first
+            idle0 = meter.read()
+            await anyio.sleep(3.0 if quick else 5.0)
+            idle = meter.rates(idle0, meter.read())
+            done_calls: dict[int, SimulatedCall] = {}
             listen_s = 4.0 if quick else 8.0
 
+            failures: list[str] = []
+
             async def start(i: int) -> None:
-                calls.append(await _one_call(url, 1000 + i, True, listen_s))
+                try:
+                    done_calls[i] = await _one_call(url, 1000 + i, True, listen_s)
+                except Exception as exc:  # a call that timed out (an overloaded step) is reported, not fatal
+                    failures.append(f"call {i}: {_first(exc)}")
 
             if profile:
                 b.send_signal(signal.SIGUSR1)
-            a0, b0 = _cpu_s(a.pid), _cpu_s(b.pid)
-            t0 = time.perf_counter()
+            if py_spy:
+                spy = subprocess.Popen([_py_spy(), "record", "--pid", str(b.pid),
+                                        "--nonblocking", "--rate", "250", "--output", py_spy,
+                                        "--format", _spy_format(py_spy)], stdout=subprocess.DEVNULL,
+                                       stderr=subprocess.PIPE)
+            r0 = meter.read()
+            t0 = r0["t"]
             lag: list[float] = []
             done = anyio.Event()
             async with anyio.create_task_group() as outer:
@@ -257,22 +426,34 @@ async def run_step(n: int, *, quick: bool, profile: str | None = None, chunk_ms:
                         tg.start_soon(start, i)
                         await anyio.sleep(0.3)
                 done.set()
-            wall = time.perf_counter() - t0
-            b_cpu, a_cpu = _cpu_s(b.pid) - b0, _cpu_s(a.pid) - a0
+            r1 = meter.read()
+            wall = r1["t"] - t0
+            if spy is not None:
+                spy.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT
+                try:
+                    _, err = spy.communicate(timeout=30)
+                except subprocess.TimeoutExpired:
+                    spy.kill()
+                    err = b"py-spy did not finish"
+                if spy.returncode not in (0, -signal.SIGINT, 130):
+                    print(f"py-spy: {err.decode(errors='replace')[-400:]}", file=sys.stderr)
             if profile:
                 b.send_signal(signal.SIGUSR2)
                 await anyio.sleep(1.0)
     finally:
+        if spy is not None and spy.poll() is None:
+            spy.kill()
         for p in (b, a):
             p.terminate()
             try:
                 p.wait(10)
             except subprocess.TimeoutExpired:
                 p.kill()
-    # match calls to proxy connections by the order they connected (calls start 0.3 s apart)
-    calls.sort(key=lambda c: c.sent_at[0])
+    # call i made B's i-th model connection (calls start 0.3 s apart); failed calls leave their gap
+    pairs = [(done_calls[i], proxy.conns[base + i]) for i in sorted(done_calls) if base + i < len(proxy.conns)]
+    calls = [c for c, _ in pairs]
     inbound, outbound, turn, share, barge, cut_error = [], [], [], [], [], []
-    for call, rec in zip(calls, proxy.conns):
+    for call, rec in pairs:
         inb, outb = _inbound_lateness(call, rec), _outbound_lateness(call, rec)
         inbound += inb
         outbound += outb
@@ -294,9 +475,8 @@ async def run_step(n: int, *, quick: bool, profile: str | None = None, chunk_ms:
                 cut_error.append(rec["truncates"][0] - call.heard.clears[0][1] / 8)
     call_seconds = sum(c.sent_at[-1] - c.sent_at[0] for c in calls)
     return {
-        "calls": n, "chunk_ms": chunk_ms, "completed": len(calls), "load_average_1min": round(os.getloadavg()[0], 2), "wall_s": round(wall, 1),
-        "cpu_b_core_per_call": round((b_cpu - idle_rate * wall) / call_seconds, 4) if call_seconds else None,
-        "cpu_b_idle_core": round(idle_rate, 4), "cpu_a_core_per_call": round(a_cpu / call_seconds, 4),
+        "calls": n, "chunk_ms": chunk_ms, "report_ms": report_ms, "completed": len(calls), "failures": failures[:5], "load_before": load_before, "load_average_1min": round(os.getloadavg()[0], 2), "wall_s": round(wall, 1),
+        "cpu": _cpu_table(r0, r1, idle, wall, call_seconds),
         "inbound_lateness_ms": _q(inbound), "outbound_lateness_ms": _q(outbound),
         "callers_loop_lag_ms": _q(lag), "turn_ms": _q(turn), "framework_share_ms": _q(share), "barge_in_to_clear_ms": _q(barge),
         "caller_underruns": sum(c.heard.underruns for c in calls),
@@ -314,7 +494,8 @@ def edge_costs(frames: int = 20000) -> dict:
     queue) -> the frame's mu-law codes (``np.frombuffer``: passed through, not decoded).
     Outbound: the model's codes -> bytes -> ``media`` + ``mark`` messages and the ledger
     entry. Floor: ``json.loads`` + ``b64decode`` and ``b64encode`` +
-    two ``json.dumps``. At 50 frames a second each way this is the edge's CPU per call.
+    two ``json.dumps`` (Twilio's media and mark are filled-in templates, so the outbound side
+    can be under this floor). At 50 frames a second each way this is the edge's CPU per call.
     """
     import base64
     from collections import deque
@@ -358,24 +539,26 @@ def edge_costs(frames: int = 20000) -> dict:
     for name, fn in (("inbound", inbound), ("inbound_floor", inbound_floor), ("outbound", outbound),
                      ("outbound_floor", outbound_floor)):
         samples = []
-        for _ in range(5):
+        for _ in range(7):  # the best of 7 runs: on a shared machine the others measure the neighbours
             t = time.perf_counter()
-            for _ in range(frames // 5):
+            for _ in range(frames // 7):
                 fn()
-            samples.append((time.perf_counter() - t) / (frames // 5) * 1e6)
-        out[name + "_us"] = round(float(np.median(samples)), 2)
+            samples.append((time.perf_counter() - t) / (frames // 7) * 1e6)
+        out[name + "_us"] = round(min(samples), 2)
     out["edge_core_per_call"] = round((out["inbound_us"] + out["outbound_us"]) * 50 / 1e6, 5)
     return out
 
 
 def table(result: dict) -> str:
-    rows = ["| calls | CPU B / call (core) | CPU A / call (core) | inbound lateness p50 / p99 (ms) | "
+    rows = ["| calls | serve worker / call, net (gross) | model server / call, net (gross) | callers / call, net (gross) | inbound lateness p50 / p99 (ms) | "
             "outbound lateness p50 / p99 (ms) | turn p50 / p99 (ms) | framework share p50 / p99 (ms) | "
             "speech_started -> clear p50 / p99 (ms) | truncation - heard, max abs (ms) | caller underruns (ms, of s played) | "
-            "callers' loop lag p99 (ms) | load |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+            "callers' loop lag p99 (ms) | load |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for s in result["steps"]:
         f = lambda q: f"{q.get('median', '-')} / {q.get('p99', '-')}"  # noqa: E731
-        rows.append(f"| {s['calls']} | {s['cpu_b_core_per_call']} | {s['cpu_a_core_per_call']} | "
+        c = s["cpu"]
+        g = lambda k: f"{c[k]['net_core_per_call']} ({c[k]['gross_core_per_call']})"  # noqa: E731
+        rows.append(f"| {s['calls']} | {g('serve_worker')} | {g('model_server')} | {g('callers')} | "
                     f"{f(s['inbound_lateness_ms'])} | {f(s['outbound_lateness_ms'])} | {f(s['turn_ms'])} | "
                     f"{f(s['framework_share_ms'])} | {f(s['barge_in_to_clear_ms'])} | "
                     f"{s['truncation_minus_heard_abs_max_ms']} | "
@@ -398,16 +581,33 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steps", default=None, help="comma-separated numbers of simultaneous calls (default 1,5,10,20)")
     ap.add_argument("--json", default=None, metavar="FILE")
     ap.add_argument("--chunk-ms", type=int, default=20, help="transport.phone.output chunk_ms (a mark per chunk)")
+    ap.add_argument("--report-ms", type=int, default=None, help="transport.phone.output report_ms (heard-position "
+                    "reports upstream; 0: one per echoed mark; default: the processor's)")
     ap.add_argument("--profile", default=None, metavar="FILE", help="cProfile the server process (B) into FILE")
+    ap.add_argument("--py-spy", default=None, metavar="FILE", help="record a py-spy profile of the serve worker (B) "
+                    "during the calls into FILE (.svg flame graph, .json speedscope, else collapsed stacks); "
+                    "with several steps, FILE gets the step's number of calls before its suffix")
     args = ap.parse_args(argv)
+    if args.py_spy:
+        _py_spy()  # fail now, not after the first step's set-up
     steps = [int(x) for x in ("1,5,10,20" if args.steps is None else args.steps).split(",") if x]
     result = {"versions": {"python": platform.python_version(), "machine": platform.machine(),
                            "cpus": os.cpu_count()}, "steps": [], "edge": edge_costs()}
     print(json.dumps(result["edge"]), flush=True)
     for n in steps:
-        step = anyio.run(lambda: run_step(n, quick=args.quick, profile=args.profile, chunk_ms=args.chunk_ms))
+        spy = None
+        if args.py_spy:
+            p = Path(args.py_spy)
+            spy = str(p if len(steps) == 1 else p.with_name(f"{p.stem}-{n}{p.suffix}"))
+        step = anyio.run(lambda: run_step(n, quick=args.quick, profile=args.profile, chunk_ms=args.chunk_ms,
+                                          py_spy=spy, report_ms=args.report_ms))
         result["steps"].append(step)
         print(json.dumps(step), flush=True)
+        if spy and _spy_format(spy) == "raw" and Path(spy).exists():
+            print(f"py-spy, serve worker, {n} calls ({spy}): leaf function, % of samples (inclusive %)")
+            for frame, self_pct, incl_pct in spy_summary(spy):
+                print(f"  {self_pct:5.1f}% ({incl_pct:5.1f}%)  {frame}")
+            print("  by part of the stack (leaf frame's file; waits in the selector left out): " + ", ".join(f"{k} {v:.0f}%" for k, v in spy_parts(spy)))
     print(table(result))
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2))

@@ -110,6 +110,8 @@ class SimulatedCall:
         self.parameters: dict[str, str] = {}
         self.closed = anyio.Event()
         self.close_code: int | None = None
+        self.close_reason = ""
+        self.webhook_body = ""  # the webhook's answer (the markup, or why it was refused)
         self.speech_ended_at: float | None = None  # when the last queued speech frame was sent
         self.speech_started_at: float | None = None
         self.sent_at: list[float] = []  # send time of every 20 ms frame of the caller's line
@@ -148,6 +150,7 @@ class SimulatedCall:
         """POST the voice webhook; on 200 read the stream URL and parameters from the markup."""
         url, body, headers = self._webhook_request()
         status, text = await http_post(url, body, headers)
+        self.webhook_body = text
         if status != 200:
             return status
         self.markup = text
@@ -211,9 +214,15 @@ class SimulatedCall:
         """Open the stream, send connected + start, then talk and listen until hung up."""
         async with connect(self.stream_url, additional_headers=self._ws_headers(), compression=None) as ws:
             self._ws = ws
-            if connected and self.provider != "plivo":
-                await ws.send(json.dumps({"event": "connected", "protocol": "Call", "version": "1.0.0"}))
-            await ws.send(json.dumps(self._start_message()))
+            try:
+                if connected and self.provider != "plivo":
+                    await ws.send(json.dumps({"event": "connected", "protocol": "Call", "version": "1.0.0"}))
+                await ws.send(json.dumps(self._start_message()))
+            except ConnectionClosed:  # the server refused the stream at once (closed with a reason)
+                self.close_code, self.close_reason = ws.close_code, ws.close_reason or ""
+                self.closed.set()
+                task_status.started()
+                return
             task_status.started()
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._until_closed, self._talker, ws)
@@ -223,7 +232,7 @@ class SimulatedCall:
                         self._on_message(json.loads(raw))
                 except ConnectionClosed:
                     pass
-                self.close_code = ws.close_code
+                self.close_code, self.close_reason = ws.close_code, ws.close_reason or ""
                 self.closed.set()
                 tg.cancel_scope.cancel()
         self.closed.set()

@@ -300,8 +300,7 @@ async def test_post_elsewhere_and_oversized_bodies(probe_yaml):
 @pytest.mark.slow
 async def test_twenty_simultaneous_calls():
     """20 calls in one process each ask a question and each hears its own answer."""
-    async with web_server(shipped("phone_agent.yaml"), stop_timeout_s=1.0) as server:
-        server.telephony.max_calls = 20
+    async with web_server(shipped("phone_agent.yaml"), stop_timeout_s=1.0, max_sessions=20) as server:
         calls = [SimulatedCall(server.url, "twilio", seed=100 + i) for i in range(20)]
         for call in calls:
             assert await call.fetch_webhook() == 200

@@ -27,7 +27,7 @@ def test_positions_are_per_item():
     b = send(ledger, "b", 3, at=0.0, chunk=80)
     assert ledger.echo(b[1], 0.06) == [("a", 40), ("b", 20)]
     assert ledger.heard_ms("a") == 40 and ledger.heard_ms("b") == 20
-    assert a[1] not in {c.name for c in ledger._pending}
+    assert int(a[1]) not in {c.seq for c in ledger._pending}
 
 
 def test_clear_credits_real_time_play_since_the_last_echo():
@@ -97,3 +97,19 @@ def test_the_timeline_follows_a_player_that_slips():
     for k in range(1, 40):  # from chunk 1 on, every echo is 15 ms late
         ledger.echo(names[k], 0.020 * (k + 1) + 0.015)
     assert ledger.clear(0.020 * 40 + 0.015 + 0.010) == [("i", 1, 810)]
+
+
+def test_echo_finds_its_chunk_by_sequence_number():
+    """Marks are sequence numbers: an echo deep in a long backlog, a stale one, a flushed one, a foreign one."""
+    ledger = PlaybackLedger(8000)
+    names = send(ledger, "i", 3000, at=0.0)  # a minute of 20 ms chunks buffered at the provider
+    assert ledger.echo(names[2499], 50.0) == [("i", 50_000)] and ledger.pending == 500
+    assert ledger.echo(names[10], 50.1) == [] and ledger.unknown_marks == 1  # already proven
+    for bogus in ("", "-3", "1e9", "99999999999999999999999", "x1"):
+        assert ledger.echo(bogus, 50.1) == []
+    assert ledger.unknown_marks == 6
+    ledger.clear(50.2)
+    later = send(ledger, "j", 2, at=51.0)
+    assert int(later[0]) == 3001  # numbering goes on across a clear
+    assert ledger.echo(names[2999], 51.0) == [] and ledger.flushed_marks == 1
+    assert ledger.echo(later[1], 51.04) == [("j", 40)] and ledger.pending == 0

@@ -168,3 +168,17 @@ def test_unsupported_formats_say_what_to_set():
     with pytest.raises(StreamError) as err:
         TwilioProtocol().receive(json.dumps(bad))
     assert err.value.code == "bad_start"
+
+
+@pytest.mark.parametrize("stream_id", ["MZ11", 'MZ"odd\\id', "MZ\u00e9"])
+@pytest.mark.parametrize("name", ["7", "123456", "a b", "\u00b2", 'q"'])
+def test_outbound_templates_write_what_the_json_encoder_would(stream_id, name):
+    """Twilio's and Telnyx's media/mark are filled-in templates: byte for byte the encoder's output."""
+    tw = TwilioProtocol()
+    tw.receive(json.dumps({"event": "start", "streamSid": stream_id, "start": {"streamSid": stream_id, "callSid": "CA1"}}))
+    assert tw.mark(name) == tw.encode({"event": "mark", "streamSid": stream_id, "mark": {"name": name}})
+    assert tw.media(bytes(range(160))) == tw.encode({"event": "media", "streamSid": stream_id, "media": {
+        "payload": base64.b64encode(bytes(range(160))).decode()}})
+    tx = TelnyxProtocol()
+    assert tx.mark(name) == tx.encode({"event": "mark", "mark": {"name": name}})
+    assert tx.media(b"\x01\x02") == tx.encode({"event": "media", "media": {"payload": "AQI="}})

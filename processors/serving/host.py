@@ -143,8 +143,12 @@ class ServingHost:
         return self.admission.refusal(len(self.live)) is None
 
     def refusal(self, active: int) -> Refusal | None:
-        """None to admit a session now; else the refusal (counted)."""
-        refused = self.admission.refusal(active)
+        """None to admit a session now; else the refusal (counted).
+
+        ``active`` is the caller's count of the sessions holding a slot; the host's own live
+        sessions of every kind (pages, phone calls) count when they are more.
+        """
+        refused = self.admission.refusal(max(active, len(self.live)))
         if refused is not None:
             self.refused[refused.reason] = self.refused.get(refused.reason, 0) + 1
             if self.metrics is not None:

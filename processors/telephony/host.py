@@ -12,7 +12,16 @@ The web server routes to the host every request under ``/telephony/`` (and every
   parameters. A bad or missing signature is answered 403 and nothing is started.
 * The upgrade to a stream URL is vetted before it is accepted: the token must be ours,
   unexpired and unused, and where the provider signs the upgrade (Twilio) the signature
-  must verify; else 403, nothing started. At most ``max_calls`` streams run at once (503).
+  must verify; else 403, nothing started.
+* Calls are sessions of the worker's :class:`~processors.serving.host.ServingHost`, beside
+  the browser pages: admission is asked at the webhook (past ``--max-sessions``, over
+  ``--max-cpu`` or while draining, the webhook is answered 503 with the reason, so the
+  provider takes its fallback URL), and an admitted webhook reserves its slot until its
+  stream opens (or ``reserve_s`` passes). A stream without a reservation is admitted
+  again when it opens; refused, it is closed 1013 with the reason. A call holds its slot
+  from its stream's opening to its end; it is counted in ``voxpipe_sessions_active`` and
+  its outcome in ``voxpipe_sessions_ended_total``. A drain keeps live calls until they end;
+  at the drain's deadline (or a forced stop) each is closed 1012 with the reason.
 * Each accepted stream is a session. The host reads until the provider's ``start``,
   copies the checked graph, runs it with a :class:`~pipeline.session.SessionContext` whose
   metadata is the call (provider, call id, stream id, from, to, custom parameters) and
@@ -31,6 +40,7 @@ from __future__ import annotations
 import itertools
 import logging
 import os
+import time
 from collections.abc import Callable
 from http import HTTPStatus
 from typing import Any
@@ -44,6 +54,9 @@ from websockets.http11 import Request, Response
 from pipeline.graph import Graph
 from pipeline.runner import Runner, RunResult
 from pipeline.session import SessionContext
+
+from processors.serving.admission import Phase, Refusal
+from processors.serving.host import ServingHost
 
 from .call import CALL, CallInfo, PhoneCall
 from .http import PostRequest, text_response
@@ -112,13 +125,17 @@ class TelephonyHost:
     is where the providers reach this server; without it the request's Host is used.
     Credentials come from ``credentials`` or the environment (``TWILIO_AUTH_TOKEN``,
     ``TELNYX_PUBLIC_KEY``, ``PLIVO_AUTH_TOKEN``); a provider without one is refused (403)
-    while ``verify_signatures`` is on.
+    while ``verify_signatures`` is on. ``serving`` is the worker's serving host (admission,
+    drain, metrics); without one the host makes its own, without metrics, for at most
+    ``max_calls`` calls (64 by default). ``max_calls`` given beside ``serving`` is a further
+    limit on calls alone.
     """
 
     def __init__(self, template: Callable[[], Graph], *, public_url: str | None = None,
                  verify_signatures: bool = True, credentials: dict[str, str] | None = None,
-                 max_calls: int = 64, stop_timeout_s: float = 2.0, start_timeout_s: float = 10.0,
-                 drain_s: float = 10.0, tokens: StreamTokens | None = None) -> None:
+                 max_calls: int | None = None, stop_timeout_s: float = 2.0, start_timeout_s: float = 10.0,
+                 drain_s: float = 10.0, tokens: StreamTokens | None = None, serving: ServingHost | None = None,
+                 reserve_s: float = 30.0) -> None:
         self.template = template
         self.public_url = public_url.rstrip("/") if public_url else None
         if self.public_url and urlsplit(self.public_url).scheme not in ("http", "https"):
@@ -126,7 +143,15 @@ class TelephonyHost:
         self.verify = verify_signatures
         self.credentials = {p: (credentials or {}).get(p) or os.environ.get(env, "")
                             for p, (_, _, env) in PROVIDERS.items()}
+        if serving is None:
+            serving = ServingHost(max_sessions=max_calls or 64, metrics=False)
+            max_calls = None
+        self.serving = serving
         self.max_calls = max_calls
+        self.reserve_s = reserve_s
+        self._reserved: dict[str, float] = {}  # stream token -> when its reservation lapses (monotonic)
+        self._starting = 0  # streams accepted whose `start` has not come yet
+        self._drained: set[str] = set()
         self.stop_timeout_s = stop_timeout_s
         self.start_timeout_s = start_timeout_s
         self.drain_s = drain_s
@@ -176,6 +201,24 @@ class TelephonyHost:
             base = f"{'https' if proto == 'https' else 'http'}://{request.headers.get('Host', 'localhost')}"
         return ("ws" + base[4:]) if websocket else base  # http -> ws, https -> wss
 
+    # --- admission --------------------------------------------------------------------------------
+
+    def active(self) -> int:
+        """Sessions that hold a slot: the serving host's live ones, calls starting, webhooks reserved."""
+        now = time.monotonic()
+        for token in [t for t, until in self._reserved.items() if until <= now]:
+            del self._reserved[token]
+        return len(self.serving.live) + self._starting + len(self._reserved)
+
+    def refusal(self) -> Refusal | None:
+        """None when a new call may start now; else why not (counted by the serving host)."""
+        active = self.active()
+        if self.max_calls is not None and len(self.calls) + len(self._reserved) >= self.max_calls:
+            refused = Refusal("capacity", f"all {self.max_calls} call slots are in use; try again in a moment")
+            self.serving.refused[refused.reason] = self.serving.refused.get(refused.reason, 0) + 1
+            return refused
+        return self.serving.refusal(active)
+
     def _refuse(self, connection: ServerConnection, what: str) -> Response:
         self.refused += 1
         log.warning("telephony: refused %s from %s", what, _peer(connection))
@@ -198,7 +241,13 @@ class TelephonyHost:
         for field, ours in _FORWARDED.items():
             if params.get(field):
                 custom.setdefault(ours, params[field])
+        refused = self.refusal()
+        if refused is not None:  # the provider plays its fallback (Twilio: the number's fallback URL)
+            log.warning("telephony: refused a %s call %s from %s: %s", provider, custom.get("call_id", "?"),
+                        custom.get("from", "?"), refused.reason)
+            return text_response(HTTPStatus.SERVICE_UNAVAILABLE, f"{refused.reason}: {refused.message}\n")
         token = self.tokens.issue(provider, dict(custom))
+        self._reserved[token] = time.monotonic() + self.reserve_s
         stream_url = f"{self._base(request, websocket=True)}{PREFIX}{provider}/stream/{token}"
         markup = PROVIDERS[provider][1](stream_url, custom)
         log.info("telephony: %s call %s from %s: streaming to %s%s/stream/...", provider,
@@ -227,8 +276,6 @@ class TelephonyHost:
     # --- stream upgrade ---------------------------------------------------------------------------
 
     def _vet_stream(self, connection: ServerConnection, provider: str, token: str, request: Request) -> Response | None:
-        if len(self.calls) >= self.max_calls:
-            return text_response(HTTPStatus.SERVICE_UNAVAILABLE, f"all {self.max_calls} call slots are in use\n")
         facts: dict[str, Any] | None = {}
         if self.verify:
             facts = self.tokens.redeem(provider, token)
@@ -245,7 +292,9 @@ class TelephonyHost:
         else:
             log.warning("telephony: %s stream accepted WITHOUT verification (development mode)", provider)
             facts = self.tokens.redeem(provider, token) or {}
-        connection.voxpipe_call = (provider, facts)  # type: ignore[attr-defined]
+        # the slot its webhook reserved goes with it (handle() admits a stream that has none)
+        reserved = self._reserved.pop(token, 0.0) > time.monotonic()
+        connection.voxpipe_call = (provider, facts, reserved)  # type: ignore[attr-defined]
         return None
 
     # --- calls ------------------------------------------------------------------------------------
@@ -256,7 +305,15 @@ class TelephonyHost:
 
     async def handle(self, ws: ServerConnection) -> None:
         """Run one media stream: read to ``start``, run the graph beside the reader, clean up."""
-        provider, facts = ws.voxpipe_call  # type: ignore[attr-defined]
+        provider, facts, reserved = ws.voxpipe_call  # type: ignore[attr-defined]
+        refused = None
+        if not reserved or self.serving.admission.phase is Phase.STOPPING:
+            refused = self.refusal()  # after the handshake, so that the close frame can say why
+        if refused is not None:
+            log.warning("telephony: refused a %s stream from %s: %s", provider, _peer(ws), refused.reason)
+            with anyio.move_on_after(2.0):
+                await ws.close(1013, refused.message[:120])
+            return
 
         async def send(message: str) -> bool:
             try:
@@ -276,15 +333,21 @@ class TelephonyHost:
         self.calls[key] = call
         self._idle = anyio.Event()
         self.calls_total += 1
+        self._starting += 1
+        starting = True
         try:
             start = await self._read_start(ws, call)
+            self._starting -= 1
+            starting = False
             if start is None:
                 return
             custom = {**{k: v for k, v in facts.items() if k not in ("call_id", "account_id")}, **start.custom}
             call.info = info = CallInfo(provider, start.call_id, start.stream_id, start.account_id or facts.get("account_id"),
                                         start.from_number or facts.get("from"), start.to_number or facts.get("to"), custom)
-            await self._run_call(ws, call, info)
+            await self._run_call(ws, call, info, key)
         finally:
+            if starting:
+                self._starting -= 1
             del self.calls[key]
             if not self.calls:
                 self._idle.set()
@@ -307,22 +370,32 @@ class TelephonyHost:
         await ws.close(1008, "no start")
         return None
 
-    async def _run_call(self, ws: ServerConnection, call: PhoneCall, info: CallInfo) -> None:
+    async def _run_call(self, ws: ServerConnection, call: PhoneCall, info: CallInfo, key: str) -> None:
         graph = self.template().copy()
         context = SessionContext(id=f"{info.provider}-{info.call_id}",
                                  metadata={**info.metadata(), "remote_address": _peer(ws)}, attachments={CALL: call})
-        runner = Runner(graph, realtime=True, stop_timeout_s=self.stop_timeout_s, context=context)
+        live = self.serving.open(key, graph, {"net.peer": _peer(ws), "voxpipe.telephony.provider": info.provider,
+                                              "voxpipe.telephony.call_id": info.call_id})
+        try:
+            runner = Runner(graph, realtime=True, stop_timeout_s=self.stop_timeout_s, context=context)
+        except Exception:  # the slot is given back, whatever failed
+            self.serving.close(live, "error")
+            raise
+        live.runner = runner
         if not self.verify:
             log.warning("telephony: call %s runs WITHOUT verified signatures (development mode)", info.call_id)
         log.info("telephony: call %s (%s) from %s to %s: started", info.call_id, info.provider,
                  info.from_number, info.to_number)
         ended = anyio.Event()
         token = call.enter()  # tools see the call through current_call()
+        caller_left = False
         try:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._run_graph, runner, call, ws, ended)
                 tg.start_soon(self._watch_hangup, call, ws)
+                tg.start_soon(self._watch_stopping, call, ws, key)
                 reason = await self._read(ws, call)
+                caller_left = call.open and not call.hangup_reason and key not in self._drained
                 call.end(reason)
                 runner.cancel()
                 with anyio.move_on_after(self.stop_timeout_s + 1.0) as scope:
@@ -335,7 +408,14 @@ class TelephonyHost:
                 await ws.close(1000, "call ended")
         finally:
             call.leave(token)
-            log.info("telephony: call %s ended (%s): %s", info.call_id, call.ended_reason, call.statistics())
+            result = self.results.get(info.call_id)
+            outcome = ("drained" if key in self._drained else "end" if call.hangup_reason
+                       else "client_closed" if caller_left else "cancel" if result is None
+                       else result.ended if result.ok else "error")
+            self._drained.discard(key)
+            self.serving.close(live, outcome)
+            log.info("telephony: call %s ended (%s; %s): %s", info.call_id, call.ended_reason, outcome,
+                     call.statistics())
 
     async def _read(self, ws: ServerConnection, call: PhoneCall) -> str:
         """Feed the provider's messages to the call until the stream ends; returns why it ended."""
@@ -363,6 +443,18 @@ class TelephonyHost:
             call.end("the pipeline ended" if result.ok else "the pipeline failed")
             with anyio.move_on_after(2.0):
                 await ws.close(1000 if result.ok else 1011, "pipeline ended")
+
+    async def _watch_stopping(self, call: PhoneCall, ws: ServerConnection, key: str) -> None:
+        """The worker stops (a drain's deadline, a second SIGTERM, Ctrl-C): close the call with the reason."""
+        serving = self.serving
+        await serving.stopping.wait()
+        deadline = serving.admission.drain_deadline
+        why = "drain deadline passed" if deadline is not None and deadline <= time.monotonic() else "server stopping"
+        self._drained.add(key)
+        log.warning("telephony: %s: closing it: %s", call.name, why)
+        call.end(why)
+        with anyio.move_on_after(2.0):
+            await ws.close(1012, f"{why}: the server is restarting")
 
     async def _watch_hangup(self, call: PhoneCall, ws: ServerConnection) -> None:
         await call.hangup_requested.wait()

@@ -25,6 +25,10 @@ it flushes, which is not playback.
 
 Positions are per assistant item (the model's ``item_id``), in samples of that item, as
 the realtime client's truncation needs them. Sans-I/O: the caller passes ``now``.
+
+Marks are named by a sequence number (``"1"``, ``"2"``, ...) and the unechoed chunks are
+a contiguous run of them, so an echo finds its chunk by subtraction, not by a scan: the
+cost of an echo does not grow with the audio buffered at the provider.
 """
 
 from __future__ import annotations
@@ -44,7 +48,7 @@ RECENT_ECHOES = 25
 class Chunk:
     """One chunk of assistant audio sent to the provider, followed by mark ``name``."""
 
-    name: str
+    seq: int  # the mark's sequence number (its name is ``str(seq)``)
     item_id: str | None
     turn: int
     start: int  # first sample within its item
@@ -60,13 +64,16 @@ class PlaybackLedger:
     (10 minutes of 20 ms chunks by default); beyond that the oldest count as heard.
     """
 
+    __slots__ = ("rate", "max_chunks", "_pending", "_item_samples", "_heard", "_flushed", "_origin", "_floor",
+                 "_recent", "_sent", "_proven", "_seq", "echoed", "unknown_marks", "flushed_marks")
+
     def __init__(self, rate: int = 8000, *, max_chunks: int = 30_000) -> None:
         self.rate = rate
         self.max_chunks = max_chunks
         self._pending: deque[Chunk] = deque()
         self._item_samples: dict[str | None, int] = {}
         self._heard: dict[str | None, int] = {}  # proven, per item, in samples
-        self._flushed: set[str] = set()
+        self._flushed: set[int] = set()  # sequence numbers of the marks a clear dropped
         self._origin: float | None = None  # when sample 0 of the timeline played (estimated)
         self._floor: float | None = None  # the latest the origin can be, given when chunks were sent
         self._recent: deque[float] = deque(maxlen=RECENT_ECHOES)  # origin bounds from the latest echoes
@@ -81,19 +88,18 @@ class PlaybackLedger:
 
     def sent(self, item_id: str | None, turn: int, samples: int, now: float) -> str:
         """Record a chunk of ``samples`` of ``item_id`` sent at ``now``; returns the name of its mark."""
-        self._seq += 1
-        name = str(self._seq)
+        self._seq = seq = self._seq + 1
         start = self._item_samples.get(item_id, 0)
         self._item_samples[item_id] = start + samples
         floor = now - self._sent / self.rate  # this chunk cannot play before it is sent
         if self._origin is None or floor > self._origin:  # the provider had run dry: it plays from its arrival
             self._origin = floor
         self._floor = floor if self._floor is None else max(self._floor, floor)
-        self._pending.append(Chunk(name, item_id, turn, start, samples, now, self._sent))
+        self._pending.append(Chunk(seq, item_id, turn, start, samples, now, self._sent))
         self._sent += samples
-        while len(self._pending) > self.max_chunks:
+        if len(self._pending) > self.max_chunks:
             self._prove(self._pending.popleft())
-        return name
+        return str(seq)
 
     @property
     def pending(self) -> int:
@@ -108,20 +114,21 @@ class PlaybackLedger:
 
     def echo(self, name: str, now: float) -> list[tuple[str | None, int]]:
         """The provider echoed mark ``name`` at ``now``: returns ``(item_id, heard_ms)`` of the items it advanced."""
-        if name in self._flushed:
-            self._flushed.discard(name)
+        seq = int(name) if name.isdigit() and len(name) < 19 else -1
+        if seq in self._flushed:
+            self._flushed.discard(seq)
             self.flushed_marks += 1
             return []
-        if not any(c.name == name for c in self._pending):
+        pending = self._pending
+        index = seq - pending[0].seq if pending else -1  # pending holds a contiguous run of sequence numbers
+        if not 0 <= index < len(pending):
             self.unknown_marks += 1
             return []
         advanced: dict[str | None, int] = {}
-        while self._pending:  # marks come back in order: everything before this one was played too
-            chunk = self._pending.popleft()
+        for _ in range(index + 1):  # marks come back in order: everything before this one was played too
+            chunk = pending.popleft()
             self._prove(chunk)
             advanced[chunk.item_id] = self._heard[chunk.item_id]
-            if chunk.name == name:
-                break
         self.echoed += 1
         estimate = now - self._proven / self.rate
         if self._origin is not None and estimate > self._origin + LATE_S:
@@ -160,7 +167,7 @@ class PlaybackLedger:
             if played:
                 self._heard[chunk.item_id] = max(self._heard.get(chunk.item_id, 0), chunk.start + played)
         out = [(item, turn, self.heard_ms(item)) for item, turn in turns.items()]
-        self._flushed.update(c.name for c in self._pending)
+        self._flushed.update(c.seq for c in self._pending)
         if len(self._flushed) > self.max_chunks:
             self._flushed.clear()
         self._pending.clear()

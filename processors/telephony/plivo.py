@@ -13,7 +13,6 @@ the XML asks for it, so whole-sample checks apply.
 
 from __future__ import annotations
 
-import base64
 import json
 from typing import Any
 
@@ -26,6 +25,7 @@ from .serializer import (
     StreamMedia,
     StreamStart,
     StreamStop,
+    b64text,
 )
 
 __all__ = ["PlivoProtocol"]
@@ -94,7 +94,7 @@ class PlivoProtocol(MediaStreamProtocol):
     def media(self, payload: bytes) -> str:
         return self.encode({"event": "playAudio", "media": {
             "contentType": _CONTENT_TYPES[self.encoding], "sampleRate": self.sample_rate,
-            "payload": base64.b64encode(payload).decode("ascii")}})
+            "payload": b64text(payload)}})
 
     def mark(self, name: str) -> str:
         return self.encode({"event": "checkpoint", "streamId": self.stream_id, "name": name})

@@ -9,7 +9,8 @@ graph, so its own pair. Audio becomes arrays once, here, at the edge.
   :class:`~.frames.DtmfFrame` s. It returns when the stream ends (the caller hung up).
 * :class:`PhoneOutput` sends the assistant's audio to the caller in ``chunk_ms`` chunks,
   each followed by a mark, and turns echoed marks into
-  :class:`~pipeline.frames.PlaybackProgressFrame` s upstream. On an interruption it sends
+  :class:`~pipeline.frames.PlaybackProgressFrame` s upstream (coalesced: at most one per
+  ``report_ms``, 100 ms by default). On an interruption it sends
   ``clear`` first, then reports each cut item's heard position with ``done`` so that the
   model truncates at once, at what the caller heard. It passes every frame on.
 
@@ -30,6 +31,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any, Literal
 
+import anyio
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -134,6 +136,9 @@ class PhoneOutput(Processor):
         model_config = ConfigDict(extra="forbid")
         chunk_ms: int = Field(20, ge=20, le=1000, description="audio per media message; a mark follows each, "
                                                               "so this is the resolution of what is proven heard")
+        report_ms: int = Field(100, ge=0, le=1000, description="at most one heard-position report upstream per this "
+                               "interval while the caller listens (0: one per echoed mark); a barge-in's final "
+                               "report is sent at once, exact to the marks")
 
     input_format = AudioFormat(RATE, 1, None)
     accepts_g711 = True  # codes of the call's own encoding are sent as they are
@@ -147,11 +152,21 @@ class PhoneOutput(Processor):
         self.spawn(self._playback_reports)
 
     async def _playback_reports(self) -> None:
+        """Push the heard positions the echoes prove, coalesced: the first at once, then one per ``report_ms``.
+
+        The provider echoes a mark every 20 ms of audio; a report upstream for each would be
+        50 frames a second through the graph while the caller listens, for positions the
+        model only needs at a barge-in, and a barge-in's report is sent by :meth:`process`
+        itself, from the ledger.
+        """
         call = self.call
+        interval = self.params.report_ms / 1000
         while (reports := await call.next_reports()) is not None:
             for item_id, ms in reports.items():
                 if item_id is not None:
                     await self.push(PlaybackProgressFrame(item_id, ms, False), _UP)
+            if interval:
+                await anyio.sleep(interval)  # echoes meanwhile coalesce in the call (latest per item)
 
     async def process(self, frame: Frame, direction: Direction) -> None:
         call = self.call

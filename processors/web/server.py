@@ -192,7 +192,8 @@ class WebServer:
         found = _transports(graph)
         # phone calls (processors/telephony): webhooks and media streams beside the page
         self.telephony = TelephonyHost(lambda: self.template, public_url=public_url, verify_signatures=verify_signatures,
-                                       stop_timeout_s=stop_timeout_s) if has_phone_transports(graph) else None
+                                       stop_timeout_s=stop_timeout_s, serving=self.serving) \
+            if has_phone_transports(graph) else None
         # WebRTC peers (processors/webrtc): the SDP offer route beside the page
         self.webrtc = WebRTCHost(lambda: self.template, max_sessions=max_sessions, stop_timeout_s=stop_timeout_s,
                                  websocket=bool(found.inputs or found.outputs)) if has_webrtc_transports(graph) else None
