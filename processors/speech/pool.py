@@ -353,17 +353,22 @@ def _recognize(recognizer: Any, job: int, samples: np.ndarray, rate: int, gramma
     audio = resample(samples, rate, _RATE) if rate != _RATE and samples.size else samples
     if grammar is not None:
         recognizer.use_grammar(grammar)
-    recognizer.start_utterance()
-    for start in range(0, audio.shape[0], _BLOCK):
+    def cancelled() -> bool:
         if select.select([fd], [], [], 0)[0]:  # a message while decoding: a cancel, or the end
             message = _read(fd)
             if message is None or message[0] == "stop":
                 raise _Stop
-            if message[0] == "cancel" and message[1] == job:
-                recognizer.cancel_utterance()  # the next job starts afresh
-                return ("cancelled", job)
+            return message[0] == "cancel" and message[1] == job
+        return False
+
+    recognizer.start_utterance()
+    for start in range(0, audio.shape[0], _BLOCK):
+        if cancelled():
+            recognizer.cancel_utterance()  # the next job starts afresh
+            return ("cancelled", job)
         recognizer.feed(audio[start:start + _BLOCK])
-    return ("done", job, recognizer.end_utterance(narrowband=narrowband))
+    heard = recognizer.end_utterance(narrowband=narrowband, stop=cancelled)  # the general pass looks too
+    return ("cancelled", job) if heard is None else ("done", job, heard)
 
 
 def _worker_main(parent: int) -> int:

@@ -31,7 +31,7 @@ import math
 import os
 import tempfile
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -481,8 +481,12 @@ class Recognizer:
         hyp = self._active.hyp()
         return hyp.hypstr if hyp is not None else ""
 
-    def end_utterance(self, *, narrowband: bool = False) -> Heard:
+    def end_utterance(self, *, narrowband: bool = False, stop: Callable[[], bool] | None = None) -> Heard | None:
         """Finish the utterance and return its final transcript ('' when nothing was heard).
+
+        ``stop`` is polled between the 100 ms blocks of the general model's pass (the one
+        long step here): when it returns True the pass is abandoned and the result is None,
+        so a pre-empted or cancelled recognition gives its core back at once.
 
         With a grammar and a ``fallback``, the gate first reads the grammar pass: it is sure
         when its score per frame is at least :attr:`GATE_SCORE` and at most
@@ -537,9 +541,11 @@ class Recognizer:
             self._audio = []  # the phrase rescue only, or the gate is sure: no general pass
             self._activate(grammar_search)
             return Heard(text, score=score)
-        general = self._decode_general()
+        general = self._decode_general(stop)
         self._audio = []
         self._activate(grammar_search)
+        if general is None:
+            return None
         self.last_general = general
         words = text.split()
         limit = self.AGREE_PER_CORPUS if corpus else self.AGREE_PER
@@ -611,14 +617,17 @@ class Recognizer:
         hyp = self._decoder.hyp()
         return hyp.hypstr if hyp is not None else ""
 
-    def _decode_general(self) -> str:
-        """The buffered utterance decoded by the general model (loaded now if it is not yet)."""
+    def _decode_general(self, stop: Callable[[], bool] | None = None) -> str | None:
+        """The buffered utterance decoded by the general model (loaded now if it is not yet); None if stopped."""
         decoder, cmn = self._general_decoder()
         self.general_passes += 1
         decoder.reinit_feat()
         decoder.set_cmn(cmn)
         decoder.start_utt()
         for block in self._audio:
+            if stop is not None and stop():
+                decoder.end_utt()
+                return None
             decoder.process_raw(block.view(np.uint8), False, False)
         decoder.end_utt()
         hyp = decoder.hyp()

@@ -177,8 +177,10 @@ class SpeechResources:
                 recognizer.cancel_utterance()
                 return recognizer, None
             recognizer.feed(audio[start:start + _FEED])
-        # 8 kHz input (G.711) has nothing above 4 kHz: the general model fails on it
-        return recognizer, recognizer.end_utterance(narrowband=rate <= 8000)
+        # 8 kHz input (G.711) has nothing above 4 kHz: the general model fails on it. The
+        # general pass (out-of-grammar speech) is the long step: it looks at ``stop`` too.
+        return recognizer, recognizer.end_utterance(narrowband=rate <= 8000,
+                                                    stop=stop.is_set if stop is not None else None)
 
     async def recognize(self, samples: np.ndarray, rate: int, grammar: Any = None,
                         tools: list[dict[str, Any]] | None = None, *, stop: Any = None) -> str | None:
