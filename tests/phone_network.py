@@ -48,11 +48,13 @@ def speech(text: str) -> np.ndarray:
     return resample(x, rate, 8000).astype(np.int16)
 
 
-async def http_post(url: str, body: bytes, headers: dict[str, str]) -> tuple[int, str]:
-    """A plain HTTP/1.1 POST over a fresh TCP connection; returns status and body text."""
+async def http_request(method: str, url: str, body: bytes = b"", headers: dict[str, str] | None = None
+                       ) -> tuple[int, str]:
+    """A plain HTTP/1.1 request over a fresh TCP connection; returns status and body text."""
     u = urlsplit(url)
-    head = f"POST {u.path}{'?' + u.query if u.query else ''} HTTP/1.1\r\nHost: {u.netloc}\r\n"
-    head += "".join(f"{k}: {v}\r\n" for k, v in {**headers, "Content-Length": str(len(body))}.items())
+    head = f"{method} {u.path}{'?' + u.query if u.query else ''} HTTP/1.1\r\nHost: {u.netloc}\r\n"
+    fields = {**(headers or {}), "Content-Length": str(len(body))} if method != "GET" else {"Connection": "close"}
+    head += "".join(f"{k}: {v}\r\n" for k, v in fields.items())
     async with await anyio.connect_tcp(u.hostname, u.port) as stream:
         await stream.send(head.encode() + b"\r\n" + body)
         data = b""
@@ -64,6 +66,16 @@ async def http_post(url: str, body: bytes, headers: dict[str, str]) -> tuple[int
                 pass
     head_text, _, rest = data.partition(b"\r\n\r\n")
     return int(head_text.split(b" ")[1]), rest.decode()
+
+
+async def http_post(url: str, body: bytes, headers: dict[str, str]) -> tuple[int, str]:
+    """POST ``body`` (see :func:`http_request`)."""
+    return await http_request("POST", url, body, headers)
+
+
+async def http_get(url: str) -> tuple[int, str]:
+    """GET ``url`` (see :func:`http_request`)."""
+    return await http_request("GET", url)
 
 
 @dataclass

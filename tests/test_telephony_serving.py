@@ -9,12 +9,10 @@ that plays the caller back to the caller: no model, so each call costs next to n
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
-
 import anyio
 import pytest
 
-from phone_network import TOKENS, SimulatedCall, http_post
+from phone_network import TOKENS, SimulatedCall, http_get, http_post
 from processors.serving.host import ServingHost
 from processors.web.server import web_server
 
@@ -41,21 +39,6 @@ def echo_yaml(tmp_path):
     path = tmp_path / "echo.yaml"
     path.write_text(ECHO_YAML)
     return path
-
-
-async def http_get(url: str) -> tuple[int, str]:
-    u = urlsplit(url)
-    async with await anyio.connect_tcp(u.hostname, u.port) as stream:
-        await stream.send(f"GET {u.path} HTTP/1.1\r\nHost: {u.netloc}\r\nConnection: close\r\n\r\n".encode())
-        data = b""
-        with anyio.fail_after(10):
-            try:
-                while True:
-                    data += await stream.receive()
-            except (anyio.EndOfStream, anyio.BrokenResourceError, ConnectionResetError):
-                pass
-    head, _, body = data.partition(b"\r\n\r\n")
-    return int(head.split(b" ")[1]), body.decode()
 
 
 def metric(text: str, line_start: str) -> float | None:
