@@ -145,9 +145,15 @@ def check_run_user_yaml(cwd: Path) -> str:
     shutil.copy(from_package, cwd / "hello.wav")
     (cwd / "agent.yaml").write_text(USER_YAML)
     out = run(["run", "agent.yaml"], cwd, timeout=120)
-    for line in ("user      : hello", "assistant : Hello!"):
-        if line not in out:
-            raise Failed(f"voxpipe run agent.yaml did not print {line!r}:\n{out}")
+    # The sample says "Hello, this is a short test of the voxpipe audio pipeline.": outside the
+    # local model's grammar, so its gate hands it to the general English model and the brain
+    # answers it as out-of-grammar speech (docs/local-model.md), not as the nearest phrase.
+    lines = out.splitlines()
+    user = [line for line in lines if line.strip().startswith("user      :")]
+    if not any("short test" in line for line in user):
+        raise Failed(f"voxpipe run agent.yaml did not print the user's words (the general model's 'short test'):\n{out}")
+    if not any(line.strip().startswith("assistant : Sorry, I can't help with") for line in lines):
+        raise Failed(f"voxpipe run agent.yaml did not print the out-of-grammar answer:\n{out}")
     return "ok"
 
 

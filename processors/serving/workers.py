@@ -142,6 +142,13 @@ def run_workers(n: int, argv: list[str], *, host: str, port: int, drain_timeout_
         problems = _wait_ready({_spawn(w, argv, port, env): w for w in workers}, START_TIMEOUT_S)
         if reserve is not None:
             reserve.close()
+        if flags["term"] or flags["int"]:  # Ctrl-C or SIGTERM while the workers started: a stop, not a fault
+            for w in workers:
+                try:
+                    w.proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    pass  # killed below
+            return 0
         if problems:
             on_signal(signal.SIGINT, None)
             raise VoxpipeError("; ".join(problems) + " (run with --workers 1 -v to see why)")
