@@ -186,8 +186,6 @@ class ProcessExport:
                 return
             self._scheduled = True
         try:
-            import asyncio
-
             asyncio.get_running_loop().call_soon(self._send)  # after the flush that is ending spans now
         except RuntimeError:  # no event loop in this thread: write now
             self._send()
