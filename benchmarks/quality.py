@@ -304,7 +304,7 @@ def turn_sweep() -> str:
     eSpeak voice and, when its wheel is installed, the held-out Piper voice.
     """
     sys.path.insert(0, str(HERE.parent / "tests"))
-    from test_quality_turn import judge, scene_words, semantic_ends, timer_ends
+    from test_quality_turn import judge, scene_words, semantic_ends, server_ends, timer_ends
     from quality_fixtures import HELD_OUT_PIPER, HELD_OUT_VOICE, TURN_VOICES, to_int16, turn_scene
 
     from pipeline.dsp.smart_turn import SmartTurnModel
@@ -336,6 +336,9 @@ def turn_sweep() -> str:
         row(name, "500 ms timer", judge(scene, timer_ends(x)), "-", secs)
         ends, calls = semantic_ends(x, model, rule=None)
         row(name, "Smart Turn alone (threshold 0.5)", judge(scene, ends), calls, secs)
+        for eagerness in ("high", "auto"):  # low waits up to 3 s: past judge()'s window for a late end
+            row(name, f"local server semantic_vad, eagerness {eagerness}", judge(scene, server_ends(x, eagerness)),
+                "-", secs)
         for setting in settings:
             rule = TurnRule(**setting)
             label = ", ".join(f"{k} {v:g}" for k, v in setting.items()) or "defaults"
