@@ -4,22 +4,31 @@ Question: what do the conversation-quality processors cost per 20 ms frame, how 
 wrappers add to the library they wrap, and what share of one core do they take together?
 
 Every case is timed call by call against its floor in the same run, interleaved frame by
-frame with the order swapped every frame (:func:`_pair`; medians and p99 in microseconds,
-ratio = median over floor median, garbage collector off). The processors have no neighbours; their
-``process()`` is awaited without an event loop, as the runner calls it.
+frame with the order swapped every frame (:func:`_pair`; garbage collector off). The cost
+figure is the mean CPU time (process time) per frame over all frames, ratio = that over the
+floor's; wall medians and p99 are shown beside it (a median misleads wherever soxr works in
+blocks: see :func:`_pair`). The processors have no neighbours; their ``process()`` is awaited
+without an event loop, as the runner calls it.
 
-* ``audio.aec``: one reference frame and one capture frame through the processor vs one
-  ``pywebrtc_audio.EchoCanceller.process(near, far)`` on the same 20 ms. At 24 kHz the
-  floor is the 48 kHz call our wrapper makes, on the same audio upsampled beforehand, so the
-  ratio there is our three soxr streams; ``AudioProcessor(24000)`` (WebRTC resampling
-  inside: cheaper, but it cancels less well, see pipeline/dsp/aec.py) is shown beside it.
-* ``audio.denoise``: the processor vs ``NoiseSuppressor.process`` (at 24 kHz the 48 kHz call on upsampled audio).
+* ``audio.aec``: on the echo conversation of tests/test_quality_aec.py (real speech and real
+  pauses: AEC3's cost depends on the silent reference, pipeline/dsp/aec.py), one reference
+  frame and one capture frame through the processor vs one
+  ``pywebrtc_audio.EchoCanceller.process(near, far)`` on the same 20 ms, fed the silent
+  reference as it comes and fed it as the wrapper hands it (the wrapper's own overhead). At
+  24 kHz AEC3 runs at 32 kHz: the floors are the 32 kHz call on audio upsampled beforehand,
+  and the honest one, the raw soxr calls (``resample_chunk``: capture up, reference up,
+  output down) plus the 32 kHz call; ``AudioProcessor(24000)`` (WebRTC resampling inside:
+  it cancels less well, see pipeline/dsp/aec.py) is shown beside it.
+* ``audio.denoise``: the processor vs ``NoiseSuppressor.process`` (at 24 kHz the 32 kHz call
+  on upsampled audio, and the raw soxr up + down + that call).
 * ``turn.semantic``: per frame (no pause: the VAD and the 16 kHz copy) the processor vs the
   sans-I/O detector; per pause, :func:`processors.turn.decision.judge_pause` (features +
   inference + the pitch tracker + the rule) vs the raw ``session.run`` on precomputed
   features, and the feature extraction and the pitch tracker alone.
-* the session total at 24 kHz: AEC + NS + turn per frame, plus the model at the rate of
-  pauses measured in tests/test_quality_turn.py (100 calls in 370 s of conversation).
+* the session total at 24 kHz, CPU: AEC + NS + turn per frame, plus the judgement at the rate
+  of pauses measured in tests/test_quality_turn.py (100 calls in 370 s of conversation); and
+  the same for the raw calls alone (soxr + AEC3, soxr + NS, the sans-I/O turn detector per
+  frame, ``session.run`` per pause).
 
 ``--turn-sweep`` instead prints premature ends and end-of-turn delays on the scenes of
 ``tests/test_quality_turn.py``: the 500 ms timer, Smart Turn alone, and ``turn.semantic``'s
@@ -160,13 +169,30 @@ def _raw_round_trip(rate: int, work: int):
     return stream(rate, work), stream(rate, work), stream(work, rate)
 
 
+def _echo_frames(rate: int, count: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """The echo conversation of tests/test_quality_aec.py (eSpeak voices, a generated room), int16 frames.
+
+    Real speech with real pauses: about half the reference is digital silence, as a
+    speaker's is, and AEC3's cost depends on that (pipeline/dsp/aec.py, "Silent reference").
+    """
+    sys.path.insert(0, str(HERE.parent / "tests"))
+    from quality_fixtures import echo_conversation, to_int16
+
+    scene = echo_conversation(count / 50, rate)
+    f = rate // 50
+    far, mic = to_int16(scene.far), to_int16(scene.mic)
+    return [far[i * f : (i + 1) * f] for i in range(count)], [mic[i * f : (i + 1) * f] for i in range(count)]
+
+
 def bench_aec(n: int, rate: int) -> dict:
     import pywebrtc_audio as w
 
     from pipeline.dsp import resample
+    from pipeline.dsp.aec import _quiet, webrtc_rate
     from processors.audio.echo import EchoCancellerProcessor
 
-    far, near = _frames(rate, n)
+    far, near = _echo_frames(rate, n)
+    work = webrtc_rate(rate)
     fr = rate // 50
     ref_frames = [AudioFrame(x, rate, i * fr) for i, x in enumerate(far)]
     cap_frames = [AudioFrame(x, rate, i * fr) for i, x in enumerate(near)]
@@ -186,21 +212,27 @@ def bench_aec(n: int, rate: int) -> dict:
     if native:
         lib = w.EchoCanceller(sample_rate=rate)
         lfar, lnear = far, near
-    else:  # the call our wrapper makes: 48 kHz on the upsampled audio
-        lib = w.EchoCanceller(sample_rate=48000)
-        up = lambda xs: np.split(resample(np.concatenate(xs), rate, 48000), len(xs))  # noqa: E731
+    else:  # the call our wrapper makes: at the work rate (32 kHz for 24 kHz) on the upsampled audio
+        lib = w.EchoCanceller(sample_rate=work)
+        up = lambda xs: np.split(resample(np.concatenate(xs), rate, work), len(xs))  # noqa: E731
         lfar, lnear = up(far), up(near)
     out = _pair(wrapper(), lambda i: lib.process(lnear[i], lfar[i]), n, awaited=True)
+    # the same library call with the silent reference frames replaced as the wrapper replaces them:
+    # the wrapper's own overhead (the floor above is the library fed the zeros as they come)
+    q = _quiet(lfar[0].shape[0], np.int16)
+    qfar = [x if x.any() else q for x in lfar]
+    lib_q = w.EchoCanceller(sample_rate=work)
+    out["quiet_floor"] = _pair(wrapper(), lambda i: lib_q.process(lnear[i], qfar[i]), n, awaited=True)
     if not native:
         # the honest floor at a rate AEC3 cannot take: the raw soxr calls (capture up, reference
-        # up, output down) plus the raw 48 kHz call, a fresh wrapper against them in the same run
-        lib2 = w.EchoCanceller(sample_rate=48000)
-        up_cap, up_ref, down = _raw_round_trip(rate, 48000)
+        # up, output down) plus the raw work-rate call, a fresh wrapper against them in the same run
+        lib2 = w.EchoCanceller(sample_rate=work)
+        up_cap, up_ref, down = _raw_round_trip(rate, work)
 
         def floor(i: int) -> None:
             up_ref(far[i])
             up_cap(near[i])
-            down(lib2.process(lnear[i], lfar[i]))
+            down(lib2.process(lnear[i], qfar[i]))
 
         out["with_resampling"] = _pair(wrapper(), floor, n, awaited=True)
     if rate == 16000:  # the residual gate alone, on the frames where the far end plays
@@ -219,6 +251,7 @@ def bench_denoise(n: int, rate: int) -> dict:
     import pywebrtc_audio as w
 
     from pipeline.dsp import resample
+    from pipeline.dsp.aec import webrtc_rate
     from processors.audio.denoise import NoiseSuppressorProcessor
 
     _, near = _frames(rate, n, seed=2)
@@ -232,12 +265,13 @@ def bench_denoise(n: int, rate: int) -> dict:
         return lambda i: process(frames[i], _DOWN)
 
     native = rate in (16000, 32000, 48000)
-    lib = w.NoiseSuppressor(sample_rate=rate if native else 48000, level=1)  # at 24 kHz: the 48 kHz call we make
-    lx = near if native else np.split(resample(np.concatenate(near), rate, 48000), n)
+    work = webrtc_rate(rate)
+    lib = w.NoiseSuppressor(sample_rate=work, level=1)  # at 24 kHz: the 32 kHz call we make
+    lx = near if native else np.split(resample(np.concatenate(near), rate, work), n)
     out = _pair(wrapper(), lambda i: lib.process(lx[i]), n, awaited=True)
-    if not native:  # the honest floor: raw soxr up and down plus the raw 48 kHz call
-        lib2 = w.NoiseSuppressor(sample_rate=48000, level=1)
-        up, _, down = _raw_round_trip(rate, 48000)
+    if not native:  # the honest floor: raw soxr up and down plus the raw work-rate call
+        lib2 = w.NoiseSuppressor(sample_rate=work, level=1)
+        up, _, down = _raw_round_trip(rate, work)
 
         def floor(i: int) -> None:
             up(near[i])
@@ -346,8 +380,10 @@ def table(res: dict) -> str:
 
     for rate in (16, 24, 48):
         row(f"audio.aec {rate} kHz (ref + capture) vs EchoCanceller.process", res[f"aec_{rate}k"])
+        row(f"audio.aec {rate} kHz vs EchoCanceller.process, silent reference as the wrapper hands it",
+            res[f"aec_{rate}k"]["quiet_floor"])
         if rate == 24:
-            row("audio.aec 24 kHz vs raw soxr up x2 + down + the 48 kHz call", res["aec_24k"]["with_resampling"])
+            row("audio.aec 24 kHz vs raw soxr up x2 + down + the 32 kHz call", res["aec_24k"]["with_resampling"])
     rows.append(f"| (16 kHz: of which ResidualGate.apply, the far end playing) | "
                 f"{res['aec_16k']['residual_gate_us']:.1f} | | | | | |")
     rows.append(f"| (24 kHz: AudioProcessor(24000), WebRTC resampling inside) | "
@@ -355,7 +391,7 @@ def table(res: dict) -> str:
     for rate in (16, 24, 48):
         row(f"audio.denoise {rate} kHz vs NoiseSuppressor.process", res[f"denoise_{rate}k"])
         if rate == 24:
-            row("audio.denoise 24 kHz vs raw soxr up + down + the 48 kHz call", res["denoise_24k"]["with_resampling"])
+            row("audio.denoise 24 kHz vs raw soxr up + down + the 32 kHz call", res["denoise_24k"]["with_resampling"])
     row("turn.semantic 24 kHz per frame vs SemanticTurnDetector.process", res["turn_24k"]["per_frame"])
     row("turn.semantic per pause: judge_pause() (features + model + pitch) vs session.run", res["turn_24k"]["per_pause"])
     row("turn.semantic per pause: log-mel features alone", res["turn_24k"]["features"])
