@@ -4,22 +4,31 @@ Question: what do the conversation-quality processors cost per 20 ms frame, how 
 wrappers add to the library they wrap, and what share of one core do they take together?
 
 Every case is timed call by call against its floor in the same run, interleaved frame by
-frame with the order swapped every frame (:func:`_pair`; medians and p99 in microseconds,
-ratio = median over floor median, garbage collector off). The processors have no neighbours; their
-``process()`` is awaited without an event loop, as the runner calls it.
+frame with the order swapped every frame (:func:`_pair`; garbage collector off). The cost
+figure is the mean CPU time (process time) per frame over all frames, ratio = that over the
+floor's; wall medians and p99 are shown beside it (a median misleads wherever soxr works in
+blocks: see :func:`_pair`). The processors have no neighbours; their ``process()`` is awaited
+without an event loop, as the runner calls it.
 
-* ``audio.aec``: one reference frame and one capture frame through the processor vs one
-  ``pywebrtc_audio.EchoCanceller.process(near, far)`` on the same 20 ms. At 24 kHz the
-  floor is the 48 kHz call our wrapper makes, on the same audio upsampled beforehand, so the
-  ratio there is our three soxr streams; ``AudioProcessor(24000)`` (WebRTC resampling
-  inside: cheaper, but it cancels less well, see pipeline/dsp/aec.py) is shown beside it.
-* ``audio.denoise``: the processor vs ``NoiseSuppressor.process`` (at 24 kHz the 48 kHz call on upsampled audio).
+* ``audio.aec``: on the echo conversation of tests/test_quality_aec.py (real speech and real
+  pauses: AEC3's cost depends on the silent reference, pipeline/dsp/aec.py), one reference
+  frame and one capture frame through the processor vs one
+  ``pywebrtc_audio.EchoCanceller.process(near, far)`` on the same 20 ms, fed the silent
+  reference as it comes and fed it as the wrapper hands it (the wrapper's own overhead). At
+  24 kHz AEC3 runs at 32 kHz: the floors are the 32 kHz call on audio upsampled beforehand,
+  and the honest one, the raw soxr calls (``resample_chunk``: capture up, reference up,
+  output down) plus the 32 kHz call; ``AudioProcessor(24000)`` (WebRTC resampling inside:
+  it cancels less well, see pipeline/dsp/aec.py) is shown beside it.
+* ``audio.denoise``: the processor vs ``NoiseSuppressor.process`` (at 24 kHz the 32 kHz call
+  on upsampled audio, and the raw soxr up + down + that call).
 * ``turn.semantic``: per frame (no pause: the VAD and the 16 kHz copy) the processor vs the
   sans-I/O detector; per pause, :func:`processors.turn.decision.judge_pause` (features +
   inference + the pitch tracker + the rule) vs the raw ``session.run`` on precomputed
   features, and the feature extraction and the pitch tracker alone.
-* the session total at 24 kHz: AEC + NS + turn per frame, plus the model at the rate of
-  pauses measured in tests/test_quality_turn.py (100 calls in 370 s of conversation).
+* the session total at 24 kHz, CPU: AEC + NS + turn per frame, plus the judgement at the rate
+  of pauses measured in tests/test_quality_turn.py (100 calls in 370 s of conversation); and
+  the same for the raw calls alone (soxr + AEC3, soxr + NS, the sans-I/O turn detector per
+  frame, ``session.run`` per pause).
 
 ``--turn-sweep`` instead prints premature ends and end-of-turn delays on the scenes of
 ``tests/test_quality_turn.py``: the 500 ms timer, Smart Turn alone, and ``turn.semantic``'s
@@ -58,34 +67,53 @@ def _pair(case, floor, n: int, warmup: int = 50, *, awaited: bool = False) -> di
     Whichever of two calls on the same frame runs second finds the frame in cache: on these
     10-50 us calls that alone shows as a 5-8 % "overhead" of the first (the raw library
     against itself measured 1.08x with a fixed order). Alternating cancels it.
+
+    Two clocks per call: wall time (``perf_counter``: medians and p99) and this process's
+    CPU time (``process_time``: the mean over all ``n`` calls, less the clock's own cost).
+    The CPU mean is the cost figure: a wrapper that resamples through soxr gets its output
+    in bursts (soxr works in blocks: a 20 ms frame at 24 kHz comes out of 24 -> 48 kHz as
+    0 or 1660 samples), so half its calls do nothing and the other half two frames' work,
+    and a median compares the double call with the floor's single one.
     """
     import gc
     import time
 
     tc: list[int] = []
     tf: list[int] = []
+    cc = [0]
+    cf = [0]
     clock = time.perf_counter_ns
+    cpu = time.process_time_ns
 
     async def call_case(i: int) -> int:
         t0 = clock()
+        c0 = cpu()
         if awaited:
             await case(i)
         else:
             case(i)
-        return clock() - t0
+        c1 = cpu()
+        t1 = clock()
+        cc[0] += c1 - c0
+        return t1 - t0
+
+    def call_floor(i: int) -> int:
+        t0 = clock()
+        c0 = cpu()
+        floor(i)
+        c1 = cpu()
+        t1 = clock()
+        cf[0] += c1 - c0
+        return t1 - t0
 
     async def timed() -> None:
         for i in range(n):
             if floor is None or i % 2 == 0:
                 tc.append(await call_case(i))
                 if floor is not None:
-                    t0 = clock()
-                    floor(i)
-                    tf.append(clock() - t0)
+                    tf.append(call_floor(i))
             else:
-                t0 = clock()
-                floor(i)
-                tf.append(clock() - t0)
+                tf.append(call_floor(i))
                 tc.append(await call_case(i))
 
     async def warm() -> None:
@@ -95,6 +123,11 @@ def _pair(case, floor, n: int, warmup: int = 50, *, awaited: bool = False) -> di
                 floor(i)
 
     _drive(warm())
+    cc[0] = cf[0] = 0
+    c0 = cpu()
+    for _ in range(1000):  # the CPU clock's own cost, taken off every call
+        cpu()
+    tick = (cpu() - c0) / 1000
     gc.collect()
     gc.disable()
     try:
@@ -102,10 +135,12 @@ def _pair(case, floor, n: int, warmup: int = 50, *, awaited: bool = False) -> di
     finally:
         gc.enable()
     med, p99 = _stats(tc)
-    out = {"median_us": med, "p99_us": p99, "frames": n}
+    out = {"median_us": med, "p99_us": p99, "frames": n, "cpu_us": max(cc[0] / n - tick, 0.0) / 1000}
     if floor is not None:
         fmed, fp99 = _stats(tf)
-        out.update(floor_median_us=fmed, floor_p99_us=fp99, ratio=med / fmed if fmed > 0 else float("nan"))
+        fcpu = max(cf[0] / n - tick, 0.0) / 1000
+        out.update(floor_median_us=fmed, floor_p99_us=fp99, ratio=med / fmed if fmed > 0 else float("nan"),
+                   floor_cpu_us=fcpu, cpu_ratio=out["cpu_us"] / fcpu if fcpu > 0 else float("nan"))
     return out
 
 
@@ -124,41 +159,91 @@ def _frames(rate: int, count: int, seed: int = 1) -> tuple[list[np.ndarray], lis
     return [far16[i * f : (i + 1) * f] for i in range(count)], [near16[i * f : (i + 1) * f] for i in range(count)]
 
 
+def _raw_round_trip(rate: int, work: int):
+    """The three soxr streams an at-``rate`` wrapper of a ``work``-rate library needs, as raw soxr calls."""
+    import soxr
+
+    def stream(i: int, o: int):
+        return soxr.ResampleStream(i, o, 1, dtype="int16", quality="HQ").resample_chunk
+
+    return stream(rate, work), stream(rate, work), stream(work, rate)
+
+
+def _echo_frames(rate: int, count: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """The echo conversation of tests/test_quality_aec.py (eSpeak voices, a generated room), int16 frames.
+
+    Real speech with real pauses: about half the reference is digital silence, as a
+    speaker's is, and AEC3's cost depends on that (pipeline/dsp/aec.py, "Silent reference").
+    """
+    sys.path.insert(0, str(HERE.parent / "tests"))
+    from quality_fixtures import echo_conversation, to_int16
+
+    scene = echo_conversation(count / 50, rate)
+    f = rate // 50
+    far, mic = to_int16(scene.far), to_int16(scene.mic)
+    return [far[i * f : (i + 1) * f] for i in range(count)], [mic[i * f : (i + 1) * f] for i in range(count)]
+
+
 def bench_aec(n: int, rate: int) -> dict:
     import pywebrtc_audio as w
 
     from pipeline.dsp import resample
+    from pipeline.dsp.aec import _quiet, webrtc_rate
     from processors.audio.echo import EchoCancellerProcessor
 
-    far, near = _frames(rate, n)
+    far, near = _echo_frames(rate, n)
+    work = webrtc_rate(rate)
     fr = rate // 50
-    proc = EchoCancellerProcessor({"reference": "played"})
-    _drive(proc.start())
     ref_frames = [AudioFrame(x, rate, i * fr) for i, x in enumerate(far)]
     cap_frames = [AudioFrame(x, rate, i * fr) for i, x in enumerate(near)]
-    process = proc.process
 
-    async def case(i: int) -> None:
-        await process(ref_frames[i], _DOWN, "played")
-        await process(cap_frames[i], _DOWN, "mic")
+    def wrapper():
+        proc = EchoCancellerProcessor({"reference": "played"})
+        _drive(proc.start())
+        process = proc.process
 
-    if rate in (16000, 32000, 48000):
+        async def case(i: int) -> None:
+            await process(ref_frames[i], _DOWN, "played")
+            await process(cap_frames[i], _DOWN, "mic")
+
+        return case
+
+    native = rate in (16000, 32000, 48000)
+    if native:
         lib = w.EchoCanceller(sample_rate=rate)
         lfar, lnear = far, near
-    else:  # the call our wrapper makes: 48 kHz on the upsampled audio
-        lib = w.EchoCanceller(sample_rate=48000)
-        up = lambda xs: np.split(resample(np.concatenate(xs), rate, 48000), len(xs))  # noqa: E731
+    else:  # the call our wrapper makes: at the work rate (32 kHz for 24 kHz) on the upsampled audio
+        lib = w.EchoCanceller(sample_rate=work)
+        up = lambda xs: np.split(resample(np.concatenate(xs), rate, work), len(xs))  # noqa: E731
         lfar, lnear = up(far), up(near)
-    out = _pair(case, lambda i: lib.process(lnear[i], lfar[i]), n, awaited=True)
+    out = _pair(wrapper(), lambda i: lib.process(lnear[i], lfar[i]), n, awaited=True)
+    # the same library call with the silent reference frames replaced as the wrapper replaces them:
+    # the wrapper's own overhead (the floor above is the library fed the zeros as they come)
+    q = _quiet(lfar[0].shape[0], np.int16)
+    qfar = [x if x.any() else q for x in lfar]
+    lib_q = w.EchoCanceller(sample_rate=work)
+    out["quiet_floor"] = _pair(wrapper(), lambda i: lib_q.process(lnear[i], qfar[i]), n, awaited=True)
+    if not native:
+        # the honest floor at a rate AEC3 cannot take: the raw soxr calls (capture up, reference
+        # up, output down) plus the raw work-rate call, a fresh wrapper against them in the same run
+        lib2 = w.EchoCanceller(sample_rate=work)
+        up_cap, up_ref, down = _raw_round_trip(rate, work)
+
+        def floor(i: int) -> None:
+            up_ref(far[i])
+            up_cap(near[i])
+            down(lib2.process(lnear[i], qfar[i]))
+
+        out["with_resampling"] = _pair(wrapper(), floor, n, awaited=True)
     if rate == 16000:  # the residual gate alone, on the frames where the far end plays
         from pipeline.dsp.aec import ResidualGate
 
         gate = ResidualGate(rate)
         outs = [x // 8 for x in near]
-        out["residual_gate_us"] = _pair(lambda i: gate.apply(near[i], outs[i], far[i]), None, n)["median_us"]
-    if rate not in (16000, 32000, 48000):  # the library resampling inside (cheaper, cancels less well)
+        out["residual_gate_us"] = _pair(lambda i: gate.apply(near[i], outs[i], far[i]), None, n)["cpu_us"]
+    if not native:  # the library resampling inside (cheaper, cancels less well)
         ap = w.AudioProcessor(sample_rate=rate, echo_cancellation=True)
-        out["library_internal_resampling_us"] = _pair(lambda i: ap.process(near[i], far[i]), None, n)["median_us"]
+        out["library_internal_resampling_us"] = _pair(lambda i: ap.process(near[i], far[i]), None, n)["cpu_us"]
     return out
 
 
@@ -166,18 +251,34 @@ def bench_denoise(n: int, rate: int) -> dict:
     import pywebrtc_audio as w
 
     from pipeline.dsp import resample
+    from pipeline.dsp.aec import webrtc_rate
     from processors.audio.denoise import NoiseSuppressorProcessor
 
     _, near = _frames(rate, n, seed=2)
     fr = rate // 50
     frames = [AudioFrame(x, rate, i * fr) for i, x in enumerate(near)]
-    proc = NoiseSuppressorProcessor()
-    _drive(proc.start())
-    process = proc.process
+
+    def wrapper():
+        proc = NoiseSuppressorProcessor()
+        _drive(proc.start())
+        process = proc.process
+        return lambda i: process(frames[i], _DOWN)
+
     native = rate in (16000, 32000, 48000)
-    lib = w.NoiseSuppressor(sample_rate=rate if native else 48000, level=1)  # at 24 kHz: the 48 kHz call we make
-    lx = near if native else np.split(resample(np.concatenate(near), rate, 48000), n)
-    return _pair(lambda i: process(frames[i], _DOWN), lambda i: lib.process(lx[i]), n, awaited=True)
+    work = webrtc_rate(rate)
+    lib = w.NoiseSuppressor(sample_rate=work, level=1)  # at 24 kHz: the 32 kHz call we make
+    lx = near if native else np.split(resample(np.concatenate(near), rate, work), n)
+    out = _pair(wrapper(), lambda i: lib.process(lx[i]), n, awaited=True)
+    if not native:  # the honest floor: raw soxr up and down plus the raw work-rate call
+        lib2 = w.NoiseSuppressor(sample_rate=work, level=1)
+        up, _, down = _raw_round_trip(rate, work)
+
+        def floor(i: int) -> None:
+            up(near[i])
+            down(lib2.process(lx[i]))
+
+        out["with_resampling"] = _pair(wrapper(), floor, n, awaited=True)
+    return out
 
 
 def bench_turn(n: int, rate: int) -> dict:
@@ -251,30 +352,46 @@ def run(quick: bool = False) -> dict:
         res[f"denoise_{rate // 1000}k"] = bench_denoise(n, rate)
     res["turn_24k"] = bench_turn(n, 24000)
     res["foreground_16k"] = bench_foreground(n, 16000)
-    per_frame = (res["aec_24k"]["median_us"] + res["denoise_24k"]["median_us"]
-                 + res["turn_24k"]["per_frame"]["median_us"])
-    model_us_per_s = PAUSES_PER_S * res["turn_24k"]["per_pause"]["median_us"]
-    res["session_24k"] = {"per_frame_us": per_frame, "model_us_per_s": model_us_per_s,
-                          "core_pct": (per_frame * 50 + model_us_per_s) / 1e6 * 100}
+    aec, ns, turn = res["aec_24k"]["with_resampling"], res["denoise_24k"]["with_resampling"], res["turn_24k"]
+    # CPU means (process time), each wrapper against its raw floor in the same run: the floors
+    # are soxr + AEC3, soxr + NS, the sans-I/O turn detector per frame and session.run per pause
+    per_frame = aec["cpu_us"] + ns["cpu_us"] + turn["per_frame"]["cpu_us"]
+    floor_frame = aec["floor_cpu_us"] + ns["floor_cpu_us"] + turn["per_frame"]["floor_cpu_us"]
+    model = PAUSES_PER_S * turn["per_pause"]["cpu_us"]
+    floor_model = PAUSES_PER_S * turn["per_pause"]["floor_cpu_us"]
+    res["session_24k"] = {"per_frame_us": per_frame, "model_us_per_s": model,
+                          "core_pct": (per_frame * 50 + model) / 1e6 * 100,
+                          "floor_per_frame_us": floor_frame, "floor_model_us_per_s": floor_model,
+                          "floor_core_pct": (floor_frame * 50 + floor_model) / 1e6 * 100,
+                          "per_frame_core_pct": per_frame * 50 / 1e4, "floor_per_frame_core_pct": floor_frame * 50 / 1e4}
     return res
 
 
 def table(res: dict) -> str:
-    rows = ["| case | median us | p99 us | floor median us | floor p99 us | ratio |", "|---|---:|---:|---:|---:|---:|"]
+    rows = ["| case | CPU us/frame | floor CPU us | CPU ratio | median us | floor median us | p99 us |",
+            "|---|---:|---:|---:|---:|---:|---:|"]
 
     def row(name: str, r: dict) -> None:
-        floor = (f"{r['floor_median_us']:.1f} | {r['floor_p99_us']:.1f} | {r['ratio']:.2f}x"
-                 if "ratio" in r else "- | - | -")
-        rows.append(f"| {name} | {r['median_us']:.1f} | {r['p99_us']:.1f} | {floor} |")
+        if "ratio" in r:
+            rows.append(f"| {name} | {r['cpu_us']:.1f} | {r['floor_cpu_us']:.1f} | {r['cpu_ratio']:.2f}x | "
+                        f"{r['median_us']:.1f} | {r['floor_median_us']:.1f} | {r['p99_us']:.1f} |")
+        else:
+            rows.append(f"| {name} | {r['cpu_us']:.1f} | - | - | {r['median_us']:.1f} | - | {r['p99_us']:.1f} |")
 
     for rate in (16, 24, 48):
         row(f"audio.aec {rate} kHz (ref + capture) vs EchoCanceller.process", res[f"aec_{rate}k"])
+        row(f"audio.aec {rate} kHz vs EchoCanceller.process, silent reference as the wrapper hands it",
+            res[f"aec_{rate}k"]["quiet_floor"])
+        if rate == 24:
+            row("audio.aec 24 kHz vs raw soxr up x2 + down + the 32 kHz call", res["aec_24k"]["with_resampling"])
     rows.append(f"| (16 kHz: of which ResidualGate.apply, the far end playing) | "
-                f"{res['aec_16k']['residual_gate_us']:.1f} | | | | |")
+                f"{res['aec_16k']['residual_gate_us']:.1f} | | | | | |")
     rows.append(f"| (24 kHz: AudioProcessor(24000), WebRTC resampling inside) | "
-                f"{res['aec_24k']['library_internal_resampling_us']:.1f} | | | | |")
+                f"{res['aec_24k']['library_internal_resampling_us']:.1f} | | | | | |")
     for rate in (16, 24, 48):
         row(f"audio.denoise {rate} kHz vs NoiseSuppressor.process", res[f"denoise_{rate}k"])
+        if rate == 24:
+            row("audio.denoise 24 kHz vs raw soxr up + down + the 32 kHz call", res["denoise_24k"]["with_resampling"])
     row("turn.semantic 24 kHz per frame vs SemanticTurnDetector.process", res["turn_24k"]["per_frame"])
     row("turn.semantic per pause: judge_pause() (features + model + pitch) vs session.run", res["turn_24k"]["per_pause"])
     row("turn.semantic per pause: log-mel features alone", res["turn_24k"]["features"])
@@ -282,8 +399,10 @@ def table(res: dict) -> str:
     row("vad.energy + foreground_db 16 kHz vs EnergyVAD.process", res["foreground_16k"])
     s = res["session_24k"]
     rows.append("")
-    rows.append(f"session at 24 kHz: {s['per_frame_us']:.0f} us per 20 ms frame + {s['model_us_per_s']:.0f} us/s of "
-                f"model calls = {s['core_pct']:.2f} % of one core")
+    rows.append(f"session at 24 kHz (CPU): {s['per_frame_us']:.0f} us per 20 ms frame ({s['per_frame_core_pct']:.2f} %) + "
+                f"{s['model_us_per_s']:.0f} us/s of turn judgements = {s['core_pct']:.2f} % of one core; the raw calls "
+                f"alone: {s['floor_per_frame_us']:.0f} us per frame ({s['floor_per_frame_core_pct']:.2f} %) + "
+                f"{s['floor_model_us_per_s']:.0f} us/s of session.run = {s['floor_core_pct']:.2f} %")
     return "\n".join(rows)
 
 

@@ -109,7 +109,8 @@ def test_aec_conversation_16k_quality():
     # 20+ dB down at the onset of two barge-ins, detected 0.64-0.68 s late (without the residual
     # gate: ERLE 34.1 dB, 5 false, 16/19)
     (16000, 30.0, 1, 0.78),
-    # measured (5 min): ERLE 54.7 dB, 0 false, 19/19 barge-ins (without the gate: 38.8 dB, 0, 19/19)
+    # measured (5 min, AEC3 at 32 kHz): ERLE 53.3 dB, 0 false, 19/19 barge-ins (at 48 kHz: 54.7 dB, 0,
+    # 19/19; without the gate: 38.8 dB, 0, 19/19)
     (24000, 120.0, 1, 0.94),
     # measured (5 min): ERLE 44.1 dB, 0 false, 19/19 barge-ins (without the gate: 39.5 dB, 0, 19/19)
     (48000, 60.0, 1, 0.94),
@@ -197,6 +198,51 @@ def test_aec_whole_blocks_are_not_held():
         aec.reference(x)
         assert aec.process(x).shape == (n,)
         assert aec.delay == 0
+
+
+def test_aec_silent_reference_reaches_aec3_as_faint_noise():
+    """An all-zero reference block (or none: the reference ran dry) goes to AEC3 as +-1 LSB noise, never zeros.
+
+    Zeros after speech drive AEC3's filter states subnormal and its cost up six-fold
+    (pipeline/dsp/aec.py); the stand-in is below the residual gate's activity floor, so the
+    gate stays idle, and the caller's reference array is left as it was.
+    """
+    for dtype, one in ((np.int16, 1), (np.float32, 1 / 32768)):
+        aec = EchoCanceller(16000, dtype=dtype)
+        seen = []
+        run = aec._run
+
+        def spy(x, ref, run=run, seen=seen):
+            seen.append(ref.copy())
+            return run(x, ref)
+
+        aec._run = spy
+        rng = np.random.default_rng(4)
+        speech = (rng.standard_normal(320) * (3000 if dtype is np.int16 else 0.1)).astype(dtype)
+        zeros = np.zeros(320, dtype)
+        aec.reference(speech)
+        aec.process(speech)
+        aec.reference(zeros)
+        aec.process(speech)
+        aec.process(speech)  # nothing fed: the reference ran dry
+        assert np.array_equal(seen[0], speech) and not zeros.any()
+        for ref in seen[1:]:
+            assert np.count_nonzero(ref) > 100 and np.abs(ref).max() <= one
+        assert aec.reference_missing == 320
+        quiet = EchoCanceller(16000, dtype=dtype)  # nothing ever played: the gate never acts
+        for _ in range(50):
+            quiet.reference(zeros)
+            quiet.process(speech // 8 if dtype is np.int16 else speech / 8)
+        assert quiet.gate.gated == 0
+
+
+def test_aec_24k_runs_aec3_at_32k():
+    """24 kHz goes through 32 kHz (the same band as 48 kHz, a third less AEC3 work); 8 kHz through 16 kHz."""
+    from pipeline.dsp.aec import webrtc_rate
+
+    assert [webrtc_rate(r) for r in (8000, 16000, 22050, 24000, 32000, 44100, 48000, 96000)] == [
+        16000, 16000, 32000, 32000, 32000, 48000, 48000, 48000]
+    assert EchoCanceller(24000).work_rate == 32000
 
 
 def test_aec_capture_delay_holds_the_capture_back():

@@ -27,10 +27,15 @@ estimator finds it (and follows changes) from the signals themselves.
   silence shifts the alignment, which AEC3 then has to find again.
 
 WebRTC works in 10 ms blocks at 16, 32 or 48 kHz. Other rates (24 kHz, the Realtime API's;
-8 kHz telephony) are resampled with soxr to the next native rate up (24 kHz to 48 kHz) and
-back. WebRTC's ``AudioProcessor`` could resample inside at half the cost, but on the 5-minute
-24 kHz conversation test it let 1 false barge-in through and missed 1 of 19 barge-ins where
-the 48 kHz path has 0 and 19/19 (ERLE 38.5 vs 38.9 dB). A
+8 kHz telephony) are resampled with soxr to the next native rate up (24 kHz to 32 kHz, 8 kHz
+to 16 kHz) and back. 32 kHz rather than 48 kHz for 24 kHz: both hold the whole 12 kHz band,
+and AEC3 at 32 kHz splits it in two bands instead of three: 0.40 against 0.54-0.56 ms of CPU
+per 20 ms frame for the raw call on the 24 kHz echo conversation upsampled (NS: 67 against
+122-140 us), for 3-5 us more of soxr per call; the 5-minute 24 kHz test measures ERLE 53.3 dB,
+0 false barge-ins and 19/19 barge-ins (through 48 kHz: 54.7 dB, 0, 19/19). WebRTC's
+``AudioProcessor`` could resample inside, but on the 5-minute 24 kHz conversation test it let
+1 false barge-in through and missed 1 of 19 barge-ins where the 48 kHz path had 0 and 19/19
+(ERLE 38.5 vs 38.9 dB, before the residual gate). A
 :class:`~pipeline.dsp.blocks.BlockFramer` hands AEC3 whole blocks; with 20 ms frames at a
 native rate nothing is copied or delayed.
 
@@ -45,6 +50,18 @@ dB of the capture. :class:`ResidualGate` attenuates exactly those chunks by 30 d
 while the reference was active in the last 500 ms (echo delay plus the room's tail); it
 never touches audio when nothing is playing. AEC3 exposes no knob for this through
 ``pywebrtc-audio``, so it is written here: three dot products and a multiply a frame.
+
+Silent reference
+----------------
+AEC3 fed a reference of exact digital zeros after it has adapted on speech (the far end
+stops talking; nothing is playing and the reference runs dry) slows down six-fold: its
+filter states decay into subnormal floats, which x86 handles in microcode. On 30 s of the
+16 kHz echo conversation of ``tests/test_quality_aec.py``, half of it silent reference, the
+raw ``EchoCanceller.process`` took 2.0-2.1 ms of CPU per 20 ms frame on average (3.5-4.4 ms
+over the silent stretches), against 0.34 ms with those blocks replaced by +-1 LSB noise
+(-92 dBFS). So a reference chunk that is all zeros is handed to AEC3 as that noise (one
+preallocated pattern, never the caller's array): far below anything it could cancel or
+the residual gate's -60 dBFS activity floor, so the echo figures do not move.
 """
 
 from __future__ import annotations
@@ -52,6 +69,8 @@ from __future__ import annotations
 import numpy as np
 
 from .blocks import BlockFramer
+
+_nonzero = np.count_nonzero
 from .resample import Resampler
 
 __all__ = ["WEBRTC_RATES", "EchoCanceller", "ResidualGate", "webrtc_rate"]
@@ -67,7 +86,10 @@ def webrtc_rate(rate: int) -> int:
         raise ValueError(f"sample rate must be positive, got {rate}")
     if rate in WEBRTC_RATES:
         return rate
-    return 16000 if rate < 16000 else 48000
+    for native in WEBRTC_RATES:  # 8 kHz -> 16, 24 kHz -> 32 (not 48: the same band, a third less work), 44.1 -> 48
+        if rate < native:
+            return native
+    return WEBRTC_RATES[-1]
 
 
 def import_webrtc():
@@ -78,6 +100,13 @@ def import_webrtc():
         raise ImportError("audio.aec and audio.denoise need WebRTC's audio processing: "
                           "`pip install pywebrtc-audio` (or `pip install voxpipe[quality]`)") from exc
     return pywebrtc_audio
+
+
+def _quiet(n: int, dtype: np.dtype) -> np.ndarray:
+    """``n`` samples of +-1 LSB noise (fixed seed): the stand-in for an all-zero reference (module doc)."""
+    q = np.random.default_rng(0x5EED).integers(-1, 2, n).astype(np.int16)
+    q[0] = 1  # never all zeros itself
+    return q if dtype == np.int16 else (q / 32768.0).astype(np.float32)
 
 
 class _ReferenceFifo:
@@ -162,7 +191,8 @@ class ResidualGate:
         """Forget that the far end was active (a new stream)."""
         self._far_left = 0
 
-    def apply(self, capture: np.ndarray, output: np.ndarray, reference: np.ndarray) -> None:
+    def apply(self, capture: np.ndarray, output: np.ndarray, reference: np.ndarray, *, silent: bool = False) -> None:
+        """Gate ``output`` in place; ``silent``: the caller knows ``reference`` is all zeros (its energy is not taken)."""
         n = output.shape[0]
         if capture.shape[0] != n or reference.shape[0] != n:
             raise ValueError(f"ResidualGate.apply takes chunks of one length, got {capture.shape[0]}, {n}, "
@@ -178,7 +208,9 @@ class ResidualGate:
                 s = s[:n]
         floor = self._ref_floor * n
         wide = output.dtype == np.int16
-        if wide:
+        if silent:
+            e = 0.0
+        elif wide:
             s[:] = reference
             e = s.dot(s)
         else:
@@ -237,6 +269,7 @@ class EchoCanceller:
         self._run = self.engine.process
         self.gate = ResidualGate(self.work_rate, gate_db=residual_gate_db, dtype=self.dtype) if residual_gate_db else None
         self._fifo = _ReferenceFifo(int(max_reference_ms * self.work_rate / 1000), self.dtype)
+        self._quiet = _quiet(self.work_rate // 50, self.dtype)  # one 20 ms: the usual chunk; grown if longer
         if self.work_rate != sample_rate:
             dt = self.dtype.name
             self._up = Resampler(sample_rate, self.work_rate, dtype=dt)
@@ -286,23 +319,31 @@ class EchoCanceller:
         framer = self._framer
         if self._up is None and not framer._held.shape[0] and not x.shape[0] % framer.block and x.shape[0]:
             ref = self._fifo.take(x.shape[0])  # whole blocks at a native rate: straight through
-            y = self._run(x, ref)
+            silent = not _nonzero(ref)  # (4x cheaper than ref.any())
+            y = self._run(x, self._silent(ref.shape[0]) if silent else ref)
             if self.gate is not None:
-                self.gate.apply(x, y, ref)
+                self.gate.apply(x, y, ref, silent=silent)
             return y
         if self._up is not None:
             x = self._up.process(x)
         x = self._framer.process(x)
         if x.shape[0]:
             ref = self._fifo.take(x.shape[0])
-            y = self.engine.process(x, ref)
+            silent = not _nonzero(ref)
+            y = self.engine.process(x, self._silent(ref.shape[0]) if silent else ref)
             if self.gate is not None:
-                self.gate.apply(x, y, ref)
+                self.gate.apply(x, y, ref, silent=silent)
         else:
             y = x[:0].copy()
         if self._down is not None:
             y = self._down.process(y)
         return y
+
+    def _silent(self, n: int) -> np.ndarray:
+        """The stand-in for ``n`` samples of all-zero reference (module doc, "Silent reference")."""
+        if n > self._quiet.shape[0]:
+            self._quiet = _quiet(n, self.dtype)
+        return self._quiet[:n]
 
     def flush(self) -> np.ndarray:
         """The capture still held, processed (the last block padded with silence); a new stream follows."""
@@ -317,7 +358,8 @@ class EchoCanceller:
             b = self._framer.block
             padded = np.zeros(-(-n // b) * b, self.dtype)
             padded[:n] = x
-            y = self.engine.process(padded, self._fifo.take(padded.shape[0]))[:n]
+            ref = self._fifo.take(padded.shape[0])
+            y = self.engine.process(padded, ref if _nonzero(ref) else self._silent(ref.shape[0]))[:n]
         if self._down is not None:
             y = np.concatenate((self._down.process(y), self._down.flush()))
         return y

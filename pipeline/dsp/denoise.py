@@ -5,8 +5,10 @@ tracking it under speech) and applies a Wiener-style gain per frequency band, li
 maximum attenuation chosen by ``level``: ``low`` 6 dB, ``moderate`` 12 dB, ``high`` 18 dB,
 ``very_high`` 21 dB. Steady noise (fans, hiss, hum, road) goes down by about that much;
 babble, being speech, only partly. It works in 10 ms blocks at 16, 32 or 48 kHz; other rates go through
-the next native rate up and back with soxr, as in :mod:`pipeline.dsp.aec`. (WebRTC's own
-resampling, ``AudioProcessor(24000)``, is half the cost but leaves the 8-12 kHz band alone:
+the next native rate up and back with soxr, as in :mod:`pipeline.dsp.aec` (24 kHz through 32 kHz:
+67 against 122-140 us of CPU a frame for the 48 kHz call; white noise at 24 kHz goes down 6.2 /
+12.1 / 17.2 / 19.7 dB per level, 6.5 / 12.4 / 17.5 / 20.1 through 48 kHz). (WebRTC's own
+resampling, ``AudioProcessor(24000)``, is cheaper but leaves the 8-12 kHz band alone:
 it took white noise down 6.5 dB at every level, where the 48 kHz path gives 12.5 and 18.1.)
 """
 

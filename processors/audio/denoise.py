@@ -27,7 +27,8 @@ class NoiseSuppressorProcessor(Processor):
     """Suppresses steady background noise in mono audio (WebRTC NS via ``pywebrtc-audio``).
 
     16, 32 and 48 kHz natively (20 ms frames pass with no delay); other rates through the
-    next native rate up. About 30-60 us per 20 ms frame (``benchmarks/quality.py``).
+    next native rate up (24 kHz through 32 kHz). About 40-130 us of CPU per 20 ms frame
+    (``benchmarks/quality.py``).
     """
 
     class Params(BaseModel, extra="forbid"):

@@ -44,8 +44,10 @@ _UP = Direction.UPSTREAM
 class EchoCancellerProcessor(Processor):
     """Removes the agent's own voice (the reference: what the speaker plays) from the microphone's audio.
 
-    WebRTC AEC3 through ``pywebrtc-audio``; 16, 32 and 48 kHz natively, other rates (24 kHz)
-    through 48 kHz. Costs about 0.2-0.5 ms per 20 ms frame (``benchmarks/quality.py``).
+    WebRTC AEC3 through ``pywebrtc-audio``; 16, 32 and 48 kHz natively, other rates through the
+    next native one up (24 kHz through 32 kHz). Costs about 0.3-0.6 ms of CPU per 20 ms frame
+    (``benchmarks/quality.py``; all-zero reference is handed to AEC3 as -92 dBFS noise, which
+    keeps it from slowing six-fold, see :mod:`pipeline.dsp.aec`).
     Reference audio at another rate than the capture is resampled; stereo is downmixed.
     """
 
