@@ -69,9 +69,9 @@ from __future__ import annotations
 import numpy as np
 
 from .blocks import BlockFramer
-
-_nonzero = np.count_nonzero
 from .resample import Resampler
+
+_nonzero = np.count_nonzero  # 4x cheaper than ndarray.any() on a 20 ms block
 
 __all__ = ["WEBRTC_RATES", "EchoCanceller", "ResidualGate", "webrtc_rate"]
 
@@ -318,25 +318,25 @@ class EchoCanceller:
             x = x[:k]
         framer = self._framer
         if self._up is None and not framer._held.shape[0] and not x.shape[0] % framer.block and x.shape[0]:
-            ref = self._fifo.take(x.shape[0])  # whole blocks at a native rate: straight through
-            silent = not _nonzero(ref)  # (4x cheaper than ref.any())
-            y = self._run(x, self._silent(ref.shape[0]) if silent else ref)
-            if self.gate is not None:
-                self.gate.apply(x, y, ref, silent=silent)
-            return y
+            return self._cancel(x)  # whole blocks at a native rate: straight through
         if self._up is not None:
             x = self._up.process(x)
         x = self._framer.process(x)
         if x.shape[0]:
-            ref = self._fifo.take(x.shape[0])
-            silent = not _nonzero(ref)
-            y = self.engine.process(x, self._silent(ref.shape[0]) if silent else ref)
-            if self.gate is not None:
-                self.gate.apply(x, y, ref, silent=silent)
+            y = self._cancel(x)
         else:
             y = x[:0].copy()
         if self._down is not None:
             y = self._down.process(y)
+        return y
+
+    def _cancel(self, x: np.ndarray) -> np.ndarray:
+        """AEC3 (and the residual gate) on whole blocks ``x`` at the work rate, paired with the reference."""
+        ref = self._fifo.take(x.shape[0])
+        silent = not _nonzero(ref)
+        y = self._run(x, self._silent(ref.shape[0]) if silent else ref)
+        if self.gate is not None:
+            self.gate.apply(x, y, ref, silent=silent)
         return y
 
     def _silent(self, n: int) -> np.ndarray:
