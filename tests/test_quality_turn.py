@@ -120,6 +120,22 @@ def test_log_mel_features_follow_whisper():
     assert np.array_equal(log_mel_features(long), f)  # only the last 8 s count
 
 
+def test_log_mel_features_run_blas_on_one_thread_and_restore_it():
+    """The mel projection runs with one BLAS thread (OpenBLAS's spinning workers cost ~130 ms CPU a pause),
+    and the process's own BLAS setting is back afterwards."""
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    from pipeline.dsp.smart_turn import _one_blas_thread
+
+    def blas_threads():
+        return [p["num_threads"] for p in threadpoolctl.threadpool_info() if p["user_api"] == "blas"]
+
+    before = blas_threads()
+    assert before, "numpy has no BLAS that threadpoolctl sees"
+    with _one_blas_thread()():
+        assert set(blas_threads()) == {1}
+    assert blas_threads() == before
+
+
 def test_semantic_turn_cuts_fewer_pauses_and_answers_sooner(model):
     """One voice (en-us), 8 paused + 8 complete sentences, no words: fewer cuts than the timer, sooner on average."""
     scene = turn_scene(RATE, voices=("en-us",))
