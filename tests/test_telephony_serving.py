@@ -9,6 +9,8 @@ that plays the caller back to the caller: no model, so each call costs next to n
 
 from __future__ import annotations
 
+from contextlib import asynccontextmanager
+
 import anyio
 import pytest
 
@@ -104,45 +106,45 @@ async def test_a_stream_without_a_slot_is_closed_with_the_reason(echo_yaml):
         assert server.serving.ended == {"client_closed": 1}
 
 
-async def test_a_drain_keeps_a_call_until_it_ends_and_refuses_new_ones(echo_yaml):
-    """POST /drain: /readyz 503, webhooks 503 (draining), the live call goes on; its end stops the worker."""
-    serving = ServingHost(max_sessions=8, drain_timeout_s=60.0)
+@asynccontextmanager
+async def one_live_call(echo_yaml, drain_timeout_s: float):
+    """A server with one live Twilio call: yields (serving host, server, call); the call's task ends after."""
+    serving = ServingHost(max_sessions=8, drain_timeout_s=drain_timeout_s)
     async with web_server(echo_yaml, serving=serving) as server:
         call = SimulatedCall(server.url, "twilio", seed=1)
         assert await call.fetch_webhook() == 200
         async with anyio.create_task_group() as tg:
             await tg.start(call.run)
             await until(lambda: len(serving.live) == 1)
-            status, body = await http_post(server.url + "drain", b"", {})
-            assert status == 202 and body.startswith("draining: 1 live sessions")
-            status, body = await http_get(server.url + "readyz")
-            assert status == 503 and body.startswith("not ready: draining")
-            other = SimulatedCall(server.url, "twilio", seed=2)
-            assert await other.fetch_webhook() == 503 and other.webhook_body.startswith("draining: ")
-            heard = call.heard.played
-            await anyio.sleep(1.5)  # past a sampler tick: the drain waits for the call
-            assert not call.closed.is_set() and not serving.stopping.is_set()
-            assert call.heard.played > heard  # still talking and hearing itself
-            await call.hang_up()
-            with anyio.fail_after(5):
-                await serving.stopping.wait()  # the last session ended: the drain is over
+            yield serving, server, call
             tg.cancel_scope.cancel()
+
+
+async def test_a_drain_keeps_a_call_until_it_ends_and_refuses_new_ones(echo_yaml):
+    """POST /drain: /readyz 503, webhooks 503 (draining), the live call goes on; its end stops the worker."""
+    async with one_live_call(echo_yaml, drain_timeout_s=60.0) as (serving, server, call):
+        status, body = await http_post(server.url + "drain", b"", {})
+        assert status == 202 and body.startswith("draining: 1 live sessions")
+        status, body = await http_get(server.url + "readyz")
+        assert status == 503 and body.startswith("not ready: draining")
+        other = SimulatedCall(server.url, "twilio", seed=2)
+        assert await other.fetch_webhook() == 503 and other.webhook_body.startswith("draining: ")
+        heard = call.heard.played
+        await anyio.sleep(1.5)  # past a sampler tick: the drain waits for the call
+        assert not call.closed.is_set() and not serving.stopping.is_set()
+        assert call.heard.played > heard  # still talking and hearing itself
+        await call.hang_up()
+        with anyio.fail_after(5):
+            await serving.stopping.wait()  # the last session ended: the drain is over
         assert serving.ended == {"client_closed": 1} and serving.refused == {"draining": 1}
 
 
 async def test_the_drain_deadline_closes_a_call_with_the_reason(echo_yaml):
     """A call still talking when the drain's deadline passes is closed 1012, saying why, counted as drained."""
-    serving = ServingHost(max_sessions=8, drain_timeout_s=0.5)
-    async with web_server(echo_yaml, serving=serving) as server:
-        call = SimulatedCall(server.url, "twilio", seed=1)
-        assert await call.fetch_webhook() == 200
-        async with anyio.create_task_group() as tg:
-            await tg.start(call.run)
-            await until(lambda: len(serving.live) == 1)
-            assert serving.drain()
-            with anyio.fail_after(5):  # the sampler checks the deadline once a second
-                await call.closed.wait()
-            tg.cancel_scope.cancel()
+    async with one_live_call(echo_yaml, drain_timeout_s=0.5) as (serving, server, call):
+        assert serving.drain()
+        with anyio.fail_after(5):  # the sampler checks the deadline once a second
+            await call.closed.wait()
         assert call.close_code == 1012 and call.close_reason.startswith("drain deadline passed")
         await until(lambda: not serving.live)
         assert serving.ended == {"drained": 1} and serving.stopping.is_set()

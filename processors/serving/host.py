@@ -150,10 +150,18 @@ class ServingHost:
         """
         refused = self.admission.refusal(max(active, len(self.live)))
         if refused is not None:
-            self.refused[refused.reason] = self.refused.get(refused.reason, 0) + 1
-            if self.metrics is not None:
-                self.metrics.sessions_refused.labels(refused.reason).inc()
+            self.count_refusal(refused)
         return refused
+
+    def count_refusal(self, refused: Refusal) -> None:
+        """Count a refusal made elsewhere (a phone host's own call limit) with the host's own.
+
+        It shows in ``refused`` and ``voxpipe_sessions_refused_total{reason}``, as the
+        host's own refusals do.
+        """
+        self.refused[refused.reason] = self.refused.get(refused.reason, 0) + 1
+        if self.metrics is not None:
+            self.metrics.sessions_refused.labels(refused.reason).inc()
 
     def drain(self) -> bool:
         """Stop admitting; live sessions go on until they end or the deadline. False if already draining."""

@@ -215,7 +215,7 @@ class TelephonyHost:
         active = self.active()
         if self.max_calls is not None and len(self.calls) + len(self._reserved) >= self.max_calls:
             refused = Refusal("capacity", f"all {self.max_calls} call slots are in use; try again in a moment")
-            self.serving.refused[refused.reason] = self.serving.refused.get(refused.reason, 0) + 1
+            self.serving.count_refusal(refused)
             return refused
         return self.serving.refusal(active)
 
