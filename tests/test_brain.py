@@ -22,7 +22,7 @@ from pipeline.frames import (
 from pipeline.graph import Graph
 from pipeline.testing import CollectSink, FrameSource, run_frames, run_graph
 from processors.brain.scripted import DEMO_RULES, Brain, Call, RulesError, Say, ScriptedResponder
-from processors.brain.rules import normalize_transcript, schema_errors
+from processors.brain.rules import heard_out_of_grammar, normalize_transcript, schema_errors
 
 WEATHER = {
     "type": "function",
@@ -280,3 +280,16 @@ async def test_processor_echo_param_and_missing_file():
     out = await run_frames(ScriptedResponder({"rules": "/nonexistent/rules.yaml"}), [TranscriptionFrame("hello")])
     assert not out.result.ok
     assert "rules file /nonexistent/rules.yaml does not exist" in out.result.errors[0].message
+
+
+def test_out_of_grammar_is_read_from_the_recognisers_words():
+    """heard_out_of_grammar: the Heard's flag, unless the words answered are other words (one check for both servers)."""
+    from processors.speech.sphinx import Heard
+
+    general = Heard("what is the capital of france", fallback=True)
+    assert heard_out_of_grammar(general) and heard_out_of_grammar(general, "what is the capital of france")
+    assert not heard_out_of_grammar(general, "hello")  # the client replaced the transcript
+    assert not heard_out_of_grammar(Heard("hello")) and not heard_out_of_grammar("hello")
+    assert not heard_out_of_grammar(None) and not heard_out_of_grammar(general.strip())  # strip() drops the flag
+    brain = Brain.from_yaml(DEMO_RULES)
+    assert brain.respond(general) == Say("Sorry, I can't help with what is the capital of france.")

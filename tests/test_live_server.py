@@ -141,6 +141,36 @@ async def test_sdk_responses_delegation():
             assert nested.count("response.completed") == 2 and "response.output_text.done" in nested
 
 
+async def test_out_of_grammar_speech_is_answered_as_on_the_realtime_side():
+    """A phrase gets its rule's answer; a sentence outside the grammar gets the general model's words and "Sorry"."""
+    with anyio.fail_after(90):
+        async with serve_local() as server, sdk(server).live.connect() as conn:
+            s = Session(conn)
+            await s.send({"type": "session.start", "session": {"model": "gpt-live-1"}})
+            await s.until("session.started")
+
+            async def hear(text: str) -> str:
+                """Speak ``text``; what the server heard."""
+                for event in appends(speech(text)):
+                    await s.send(event)
+                return (await s.until("session.input_transcript.delta"))["delta"]
+
+            async def said(expected: str) -> str:
+                """The model's output transcript (its clauses joined), as long as ``expected``."""
+                reply = ""
+                while len(reply.strip()) < len(expected):
+                    reply += (await s.until("session.output_transcript.delta"))["delta"]
+                return reply.strip()
+
+            assert await hear("hello") == "hello"
+            assert await said("Hello! I am the voxpipe local model.") == "Hello! I am the voxpipe local model."
+            heard = await hear("what is the capital of france")
+            assert heard not in server.resources.phrases and "capital" in heard, heard
+            assert await said(f"Sorry, I can't help with {heard}.") == f"Sorry, I can't help with {heard}."
+            await s.send({"type": "session.close"})
+            await s.until("session.closed")
+
+
 async def test_bad_input_gets_error_events_and_the_connection_stays_usable():
     """Every kind of bad client message is answered with an SDK-shaped error; the session then works."""
     with anyio.fail_after(30):

@@ -37,7 +37,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["OUT_OF_GRAMMAR", "Brain", "Call", "Reply", "Rule", "RulesError", "Say", "normalize_transcript", "schema_errors"]
+__all__ = ["OUT_OF_GRAMMAR", "Brain", "Call", "Reply", "Rule", "RulesError", "Say", "heard_out_of_grammar",
+           "normalize_transcript", "schema_errors"]
 
 log = logging.getLogger("voxpipe.brain")
 
@@ -91,6 +92,18 @@ _PUNCT = re.compile(r"[^\w']+")
 
 #: The reply to out-of-grammar speech no rule or tool takes (rules files: ``out_of_grammar``).
 OUT_OF_GRAMMAR = "Sorry, I can't help with {transcript}."
+
+
+def heard_out_of_grammar(heard: Any, words: str | None = None) -> bool:
+    """Whether ``heard`` is out-of-grammar speech: the general English model's words.
+
+    ``heard`` is what a recogniser returned (a :class:`processors.speech.sphinx.Heard`, whose
+    ``fallback`` says so; a plain ``str`` or None is not). ``words``, when given, are the
+    words the reply is for: a client may have replaced the transcript since, and then the
+    flag no longer applies. Both local servers (Realtime and Live) decide with this, so an
+    utterance is answered the same way on either (:meth:`Brain.respond`'s ``out_of_grammar``).
+    """
+    return bool(getattr(heard, "fallback", False)) and (words is None or words == heard)
 
 
 def normalize_transcript(text: str) -> str:
@@ -212,7 +225,7 @@ class Brain:
         from .tools import AskBack, ToolMatcher
 
         if out_of_grammar is None:
-            out_of_grammar = bool(getattr(transcript, "fallback", False))
+            out_of_grammar = heard_out_of_grammar(transcript)
         text = normalize_transcript(transcript)
         if self.echo:
             return Say(transcript.strip()) if transcript.strip() else self._fallback(text)

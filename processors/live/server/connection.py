@@ -36,6 +36,8 @@ import anyio.lowlevel
 import numpy as np
 from websockets.exceptions import ConnectionClosed
 
+from processors.brain.rules import heard_out_of_grammar
+
 from .core import ContinueBackend, Heard, LiveServerSession, SpeakResult, StopSpeaking
 
 __all__ = ["LEAD_S", "LiveConnection"]
@@ -143,18 +145,21 @@ class LiveConnection:
             core = self.core
             grammar = self.server.resources.grammar_for(core.tools, "")
             try:
-                text = await self.recognition.recognize(job.samples, job.rate, grammar, core.tools)
+                heard = await self.recognition.recognize(job.samples, job.rate, grammar, core.tools)
             except Exception as exc:  # the utterance is lost, the session lives on
                 log.exception("live session %s: recognition failed", core.session_id)
                 core.error("server_error", f"The local server failed to recognise speech: {type(exc).__name__}",
                            kind="server_error")
                 self._dirty.set()
                 continue
-            text = text.strip()
+            text = heard.strip()  # a plain str: the Heard's flags are read from ``heard``
             if not text:
                 continue
             core.heard(text, job.start_ms, job.end_ms)
-            reply = self.brain.respond(text, core.tools, instructions=core.instructions, pending=self._ask)
+            # out-of-grammar speech (the general model's words) is answered as such, as on the
+            # Realtime side: "Sorry, I can't help with ...", not the nearest phrase's answer
+            reply = self.brain.respond(text, core.tools, instructions=core.instructions, pending=self._ask,
+                                       out_of_grammar=heard_out_of_grammar(heard))
             self._ask = getattr(reply, "ask", None)
             if hasattr(reply, "arguments"):  # a Call: the local model delegates it
                 did = core.delegate(reply)

@@ -154,6 +154,7 @@ class SessionResponder(ConnectionProcessor):
         await self.push(ResponseEndFrame(rid, turn=turn))
 
     def _reply(self, command: Generate) -> Any:
+        from processors.brain.rules import heard_out_of_grammar
         from processors.brain.scripted import Call
 
         ctx, brain = command.context, self._ctx.resources.brain
@@ -168,7 +169,7 @@ class SessionResponder(ConnectionProcessor):
         heard = self._heard.get(ctx.user_item_id) if ctx.user_item_id is not None else None
         # the general model's words (the grammar did not fit the speech), unless the client
         # gave other words for the item since
-        out_of_grammar = bool(getattr(heard, "fallback", False)) and text == heard
+        out_of_grammar = heard_out_of_grammar(heard, text)
         reply = brain.respond(text, _allowed_tools(ctx.tools, ctx.tool_choice), instructions=ctx.instructions,
                               pending=self._ask, out_of_grammar=out_of_grammar)
         self._ask = getattr(reply, "ask", None)
