@@ -6,7 +6,8 @@ found through a source checkout; the script exits 1 naming the first check that 
 
 Checks: ``voxpipe demo``; ``voxpipe realtime-server`` (connect once, stop with SIGINT, then
 again with SIGTERM); ``voxpipe serve`` (GET the page, stop with SIGINT); ``voxpipe run`` of a
-user YAML that uses ``realtime.openai`` with ``url: local`` and a WAV beside it.
+user YAML that uses ``realtime.openai`` with ``url: local`` and a WAV beside it (the shipped sample, an
+out-of-grammar sentence; then a greeting synthesised with the wheel's eSpeak NG).
 """
 
 from __future__ import annotations
@@ -137,6 +138,24 @@ def check_serve(cwd: Path) -> str:
     return f"GET / 200, SIGINT -> exit {code}"
 
 
+# A user's own recording of a greeting, made with the wheel's eSpeak NG (a user would record it)
+GREETING_WAV = """\
+import numpy as np
+from pipeline.dsp.resample import resample
+from processors.files.wavfile import write_wav
+from processors.speech.espeak import synthesize
+speech, rate = synthesize("Hello.", voice="en-us+klatt")
+speech = resample(speech, rate, 16000)
+write_wav("greeting.wav", np.concatenate([np.zeros(4800, np.int16), speech, np.zeros(8000, np.int16)]), 16000)
+"""
+
+
+def lines_of(out: str, who: str) -> list[str]:
+    """What `voxpipe run`'s live view printed for `who` (user, assistant), one entry a line."""
+    return [line.strip()[11:].strip() for line in out.splitlines()
+            if line.strip().startswith(f"{who:<10}:")]
+
+
 def check_run_user_yaml(cwd: Path) -> str:
     from_package = subprocess.run(
         [sys.executable, "-c", "from pipelines import shipped; print(shipped('samples/hello_16k.wav'))"],
@@ -145,16 +164,24 @@ def check_run_user_yaml(cwd: Path) -> str:
     shutil.copy(from_package, cwd / "hello.wav")
     (cwd / "agent.yaml").write_text(USER_YAML)
     out = run(["run", "agent.yaml"], cwd, timeout=120)
-    # The sample says "Hello, this is a short test of the voxpipe audio pipeline.": outside the
-    # local model's grammar, so its gate hands it to the general English model and the brain
-    # answers it as out-of-grammar speech (docs/local-model.md), not as the nearest phrase.
-    lines = out.splitlines()
-    user = [line for line in lines if line.strip().startswith("user      :")]
+    # The sample says "Hello, this is a short test of the voxpipe audio pipeline." (tests/make_samples.py):
+    # a sentence outside the local model's grammar, so its gate hands it to the general English model and
+    # the brain answers it as out-of-grammar speech (docs/local-model.md), not as the nearest phrase
+    # ("hello", whose greeting rule is anchored: ^(hello|hi|hey)( there)?$).
+    user, assistant = lines_of(out, "user"), lines_of(out, "assistant")
     if not any("short test" in line for line in user):
         raise Failed(f"voxpipe run agent.yaml did not print the user's words (the general model's 'short test'):\n{out}")
-    if not any(line.strip().startswith("assistant : Sorry, I can't help with") for line in lines):
+    if not any(line.startswith("Sorry, I can't help with") for line in assistant):
         raise Failed(f"voxpipe run agent.yaml did not print the out-of-grammar answer:\n{out}")
-    return "ok"
+    # The same YAML with a greeting: the grammar hears it, the greeting rule answers.
+    subprocess.run([sys.executable, "-c", GREETING_WAV], cwd=cwd, capture_output=True, text=True, check=True)
+    (cwd / "greeting.yaml").write_text(USER_YAML.replace("path: hello.wav", "path: greeting.wav"))
+    out = run(["run", "greeting.yaml"], cwd, timeout=120)
+    user, assistant = lines_of(out, "user"), lines_of(out, "assistant")
+    if user != ["hello"] or assistant != ["Hello! I am the voxpipe local model."]:
+        raise Failed(f"voxpipe run greeting.yaml: a spoken 'Hello.' was not heard as 'hello' and answered by the "
+                     f"demo rules' greeting (user {user}, assistant {assistant}):\n{out}")
+    return "out-of-grammar sentence answered as such; greeting answered by its rule"
 
 
 def main() -> int:
