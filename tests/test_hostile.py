@@ -305,6 +305,21 @@ def test_long_audio_is_cut_at_quiet_points_into_bounded_pieces():
     assert quiet_cuts(x[: 24000 * 5], 24000) == []
 
 
+def test_the_pieces_of_a_long_utterance_keep_how_they_were_heard():
+    """joined_pieces: one out-of-grammar piece makes the whole transcript out-of-grammar."""
+    from processors.realtime.server.fairness import joined_pieces
+    from processors.speech.sphinx import Heard
+
+    sure = Heard("what is the weather in paris", False, -20.0)
+    outside = Heard("the capital of france", True, -48.0)
+    joined = joined_pieces([sure, outside])
+    assert joined == "what is the weather in paris the capital of france"
+    assert isinstance(joined, Heard) and joined.fallback and joined.score == -48.0
+    assert not joined_pieces([sure, sure]).fallback
+    plain = joined_pieces(["no", "flags"])  # a recogniser without a grammar gives plain words
+    assert plain == "no flags" and not isinstance(plain, Heard)
+
+
 async def test_a_long_commit_does_not_hold_back_another_clients_turn():
     """One worker; a client commits 2 minutes of speech; another client's turn ends before that transcript."""
     speech = utterance("what is the weather like in paris today")

@@ -143,7 +143,7 @@ class LiveConnection:
     async def _listener(self) -> None:
         async for job in self._heard_recv:
             core = self.core
-            grammar = self.server.resources.grammar_for(core.tools, "")
+            grammar = self.server.resources.grammar_for(core.tools, core.instructions)
             try:
                 heard = await self.recognition.recognize(job.samples, job.rate, grammar, core.tools)
             except Exception as exc:  # the utterance is lost, the session lives on

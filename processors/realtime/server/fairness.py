@@ -26,6 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from processors.speech.sphinx import Heard
+
 __all__ = ["MAX_PIECE_S", "PREEMPT_WINDOW_S", "Account", "LoopShare", "SegmentedRecognition", "quiet_cuts"]
 
 log = logging.getLogger("voxpipe.realtime_server")
@@ -104,13 +106,13 @@ class SegmentedRecognition:
         if not cuts:
             return await self._piece(samples, rate, options)
         bounds = [0, *cuts, samples.shape[0]]
-        words = []
+        pieces = []
         for a, b in zip(bounds, bounds[1:]):
             text = await self._piece(samples[a:b], rate, options)
             if text:
-                words.append(text)
+                pieces.append(text)
         log.debug("recognised %.1f s in %d pieces", samples.shape[0] / rate, len(bounds) - 1)
-        return " ".join(words)
+        return joined_pieces(pieces)
 
     async def _piece(self, samples: np.ndarray, rate: int, options: tuple) -> str:
         account, resources = self._account, self._resources
@@ -128,6 +130,23 @@ class SegmentedRecognition:
                     return text
             # pre-empted by a lighter connection's work: let its turn run, then decode again
             await account.give_way(max(0.0, window_end - time.perf_counter()))
+
+
+def joined_pieces(pieces: list[str]) -> str:
+    """One transcript from an utterance's pieces, keeping how they were heard.
+
+    A plain ``" ".join`` would drop the :class:`~processors.speech.sphinx.Heard` flags: an
+    utterance longer than :data:`MAX_PIECE_S` whose pieces the general model heard (speech
+    outside the grammar) must still be answered as out-of-grammar. It is when any piece was
+    (one out-of-grammar piece makes the sentence one the rules do not know); its score is the
+    pieces' lowest.
+    """
+    text = " ".join(pieces)
+    flagged = [p for p in pieces if isinstance(p, Heard)]
+    if not flagged:
+        return text
+    scores = [p.score for p in flagged if p.score is not None]
+    return Heard(text, any(p.fallback for p in flagged), min(scores) if scores else None)
 
 
 class LoopShare:
