@@ -128,7 +128,7 @@ def test_denoise_rejects_an_unknown_level():
 def _foreground_segments(x: np.ndarray, margin_db: float | None) -> list[tuple[int, int]]:
     """Segments of vad.energy's detector (defaults), behind a ForegroundGate when ``margin_db`` is set."""
     from pipeline.dsp.vad import EnergyVAD
-    from processors.audio.vad import ForegroundGate
+    from pipeline.dsp.foreground import ForegroundGate
 
     vad = EnergyVAD(RATE)
     gate = ForegroundGate(RATE, margin_db=margin_db) if margin_db is not None else None
