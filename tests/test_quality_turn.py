@@ -136,6 +136,23 @@ def test_log_mel_features_run_blas_on_one_thread_and_restore_it():
     assert blas_threads() == before
 
 
+def test_smart_turn_softmax_runs_in_float(model):
+    """Each Softmax of the model file is also a graph output (so ORT does not fuse it into QLinearSoftmax);
+    the session still answers with the logits first, and a file the edit cannot read is left as it is."""
+    from pipeline.dsp.smart_turn import float_softmax_graph
+
+    outputs = [o.name for o in model.session.get_outputs()]
+    assert outputs[0] == model._output == "logits" and len(outputs) == 6  # 4 attention maps + the pooling softmax
+    with open(model.path, "rb") as f:
+        raw = f.read()
+    edited = float_softmax_graph(raw)
+    assert len(edited) > len(raw) and float_softmax_graph(edited) == edited  # outputs listed once
+    assert float_softmax_graph(b"not a model") == b"not a model"
+    assert float_softmax_graph(b"") == b""
+    p = model.probability(np.zeros(SMART_TURN_RATE, np.float32))
+    assert 0.0 <= p <= 1.0
+
+
 def test_semantic_turn_cuts_fewer_pauses_and_answers_sooner(model):
     """One voice (en-us), 8 paused + 8 complete sentences, no words: fewer cuts than the timer, sooner on average."""
     scene = turn_scene(RATE, voices=("en-us",))
