@@ -297,6 +297,31 @@ def test_detector_defers_the_model_when_asked():
         det.answer(0.5)
 
 
+def test_detector_skips_a_pause_that_ends_in_the_same_chunk():
+    """500 ms chunks: a 250 ms gap found and over within one chunk is not judged (one model call, one turn)."""
+
+    class Model:
+        calls = 0
+
+        def probability(self, audio):
+            self.calls += 1
+            return 0.99
+
+    rng = np.random.default_rng(5)
+    t = np.arange(RATE) / RATE
+    tone = (0.1 * np.sin(2 * np.pi * 200 * t) * (1 + 0.1 * rng.standard_normal(RATE))).astype(np.float32)
+    gap = int(0.25 * RATE)
+    x = to_int16(np.concatenate((np.zeros(RATE + RATE // 20, np.float32), tone[: RATE // 2], np.zeros(gap, np.float32),
+                                 tone, np.zeros(2 * RATE, np.float32))))  # the gap: 1.55-1.80 s, in chunk 1.5-2.0 s
+    model = Model()
+    det = SemanticTurnDetector(RATE, model=model)
+    events = []
+    for i in range(0, x.shape[0], RATE // 2):
+        events += det.process(x[i : i + RATE // 2], i)
+    assert [(e.started, e.reason) for e in events] == [(True, "start"), (False, "complete")]
+    assert model.calls == det.model_calls == 1 and events[1].speech_end > 2.7 * RATE
+
+
 def test_detector_falls_back_to_max_silence():
     """A model that never says complete: the turn ends max_silence_ms after the speech."""
     u = speech("My number is four one five,", RATE, "en-us", -26.0)
