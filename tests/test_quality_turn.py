@@ -120,6 +120,32 @@ def test_log_mel_features_follow_whisper():
     assert np.array_equal(log_mel_features(long), f)  # only the last 8 s count
 
 
+def test_log_mel_features_reuse_work_arrays_safely():
+    """The kept work arrays give np.pad's reflection exactly, and threads computing at once do not mix them."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from pipeline.dsp.smart_turn import _hann, _mel_matrix
+
+    rng = np.random.default_rng(11)
+    clips = [(0.05 * rng.standard_normal(k)).astype(np.float32) for k in (3 * SMART_TURN_RATE, 9 * SMART_TURN_RATE)]
+
+    def reference(audio):  # the module docstring's definition, with np.pad and fresh arrays
+        n = 8 * SMART_TURN_RATE
+        x = np.concatenate((np.zeros(max(n - audio.shape[0], 0), np.float32), audio))[-n:]
+        x = (x - x.mean()) / np.sqrt(x.var() + 1e-7)
+        frames = np.lib.stride_tricks.sliding_window_view(np.pad(x.astype(np.float64), 200, mode="reflect"), 400)[::160]
+        mel = np.log10(np.maximum((np.abs(np.fft.rfft(frames * _hann(), axis=1)) ** 2) @ _mel_matrix().T, 1e-10)).T
+        mel = mel[:, :-1]
+        return ((np.maximum(mel, mel.max() - 8.0) + 4.0) / 4.0).astype(np.float32)
+
+    want = [reference(c) for c in clips]
+    assert all(np.allclose(log_mel_features(c), w, atol=1e-6) for c, w in zip(clips, want))
+    first = [log_mel_features(c) for c in clips]
+    with ThreadPoolExecutor(4) as pool:
+        got = list(pool.map(lambda i: log_mel_features(clips[i % 2]), range(16)))
+    assert all(np.array_equal(g, first[i % 2]) for i, g in enumerate(got))
+
+
 def test_log_mel_features_run_blas_on_one_thread_and_restore_it():
     """The mel projection runs with one BLAS thread (OpenBLAS's spinning workers cost ~130 ms CPU a pause),
     and the process's own BLAS setting is back afterwards."""
