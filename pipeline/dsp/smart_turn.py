@@ -111,7 +111,7 @@ def log_mel_features(audio: np.ndarray) -> np.ndarray:
     The three large intermediates (the padded signal, the windowed frames, the power
     spectrum: 4.9 MB) go into work arrays kept between calls, a set per thread computing at
     once (taken from and returned to a free list), instead of new ones and ``np.pad``
-    each time: the same values, ~30 % less CPU a call.
+    each time: the same values, 20-30 % less CPU a call.
     """
     n = _WINDOW_S * SMART_TURN_RATE
     x = np.asarray(audio, np.float32)
@@ -237,11 +237,12 @@ class SmartTurnModel:
     """The Smart Turn v3 classifier: ``probability(audio_16k)`` that the speaker has finished.
 
     The session runs on the calling thread (intra- and inter-op threads 1; spinning off, which
-    only matters with more threads). Measured on this 2-core VM, CPU time per ``session.run``
-    against these settings: ORT's defaults (a 2-thread pool whose workers spin) 1.8x, with
-    spinning off 1.3x, 2 intra-op threads 1.2-1.7x; graph optimisation at "extended" the same,
-    at "basic" 2.1x (no QDQ fusion). The model's attention softmaxes run in float (see
-    :func:`float_softmax_graph`): 0.8x the ORT-fused graph, the rest is the int8 matmuls.
+    only matters with more threads). CPU per ``session.run`` on the 2-core VM against these
+    settings: ORT's default options 2.2x (counting their pool's spin after a run); in one
+    interleaved run at load 1.8, the default pool with spinning off 1.3x, two intra-op threads
+    1.2x (spinning off) to 1.7x (on), graph optimisation "extended" the same, "basic" 2.1x (no
+    QDQ fusion). The attention softmaxes run in float (:func:`float_softmax_graph`): 0.8x
+    ORT's fused graph; the rest is the int8 matmuls. docs/quality.md, "Cost".
     """
 
     def __init__(self, model_path: str | None = None) -> None:

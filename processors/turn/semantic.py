@@ -13,7 +13,7 @@ closes a statement; level or rising goes on: :mod:`processors.turn.prosody`) and
 recogniser upstream sends the user's words (``TranscriptionFrame``, partial or final), whether
 they stop mid-sentence (:mod:`processors.turn.lexical`). The rule ends the turn at once, or
 waits ``unsure_wait_ms`` or ``max_silence_ms`` for the user to go on. The model and the pitch
-tracker run in a worker thread (30-100 ms per pause on a small machine), so the event loop
+tracker run in a worker thread (55-75 ms of CPU per pause on a small machine), so the event loop
 keeps moving; audio frames queue meanwhile and pass on in order. See docs/quality.md for the
 measured false-cut rate and delays.
 """
