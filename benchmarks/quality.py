@@ -25,10 +25,14 @@ without an event loop, as the runner calls it.
   sans-I/O detector; per pause, :func:`processors.turn.decision.judge_pause` (features +
   inference + the pitch tracker + the rule) vs the raw ``session.run`` on precomputed
   features, and the feature extraction and the pitch tracker alone.
-* the session total at 24 kHz, CPU: AEC + NS + turn per frame, plus the judgement at the rate
-  of pauses measured in tests/test_quality_turn.py (100 calls in 370 s of conversation); and
-  the same for the raw calls alone (soxr + AEC3, soxr + NS, the sans-I/O turn detector per
-  frame, ``session.run`` per pause).
+  For information, the CPU of ``session.run`` (with the 50 ms after it: ORT's pool threads
+  spin on after a run) for ours and two other sessions on the same file: ORT's default
+  options, and our options on the file as shipped (ORT's fused QLinearSoftmax,
+  :func:`pipeline.dsp.smart_turn.float_softmax_graph`).
+* the session totals at 24 kHz and 16 kHz, CPU: AEC + NS + turn per frame, plus the judgement
+  at the rate of pauses measured in tests/test_quality_turn.py (100 calls in 370 s of
+  conversation); and the same for the raw calls alone (soxr + AEC3, soxr + NS, the sans-I/O
+  turn detector per frame, ``session.run`` per pause).
 
 ``--turn-sweep`` instead prints premature ends and end-of-turn delays on the scenes of
 ``tests/test_quality_turn.py``: the 500 ms timer, Smart Turn alone, and ``turn.semantic``'s
@@ -58,6 +62,7 @@ from dsp import _drive, _stats  # noqa: E402
 from pipeline.frames import AudioFrame, Direction  # noqa: E402
 
 _DOWN = Direction.DOWNSTREAM
+RATES = (16000, 24000, 48000)  # the graph rates measured (WEBRTC_RATES are the library's own)
 PAUSES_PER_S = 100 / 370.0  # model calls per second of conversation (test_semantic_turn_four_voices)
 
 
@@ -188,7 +193,7 @@ def bench_aec(n: int, rate: int) -> dict:
     import pywebrtc_audio as w
 
     from pipeline.dsp import resample
-    from pipeline.dsp.aec import _quiet, webrtc_rate
+    from pipeline.dsp.aec import WEBRTC_RATES, _quiet, webrtc_rate
     from processors.audio.echo import EchoCancellerProcessor
 
     far, near = _echo_frames(rate, n)
@@ -208,7 +213,7 @@ def bench_aec(n: int, rate: int) -> dict:
 
         return case
 
-    native = rate in (16000, 32000, 48000)
+    native = rate in WEBRTC_RATES
     if native:
         lib = w.EchoCanceller(sample_rate=rate)
         lfar, lnear = far, near
@@ -251,7 +256,7 @@ def bench_denoise(n: int, rate: int) -> dict:
     import pywebrtc_audio as w
 
     from pipeline.dsp import resample
-    from pipeline.dsp.aec import webrtc_rate
+    from pipeline.dsp.aec import WEBRTC_RATES, webrtc_rate
     from processors.audio.denoise import NoiseSuppressorProcessor
 
     _, near = _frames(rate, n, seed=2)
@@ -264,7 +269,7 @@ def bench_denoise(n: int, rate: int) -> dict:
         process = proc.process
         return lambda i: process(frames[i], _DOWN)
 
-    native = rate in (16000, 32000, 48000)
+    native = rate in WEBRTC_RATES
     work = webrtc_rate(rate)
     lib = w.NoiseSuppressor(sample_rate=work, level=1)  # at 24 kHz: the 32 kHz call we make
     lx = near if native else np.split(resample(np.concatenate(near), rate, work), n)
@@ -281,7 +286,8 @@ def bench_denoise(n: int, rate: int) -> dict:
     return out
 
 
-def bench_turn(n: int, rate: int) -> dict:
+def bench_turn(n: int, rate: int, *, pauses: bool = True) -> dict:
+    """turn.semantic per frame at ``rate``; with ``pauses`` also the per-pause judgement and its parts."""
     from pipeline.dsp.smart_turn import SmartTurnModel, log_mel_features
     from pipeline.dsp.turn import SemanticTurnDetector
     from processors.turn.decision import judge_pause
@@ -299,18 +305,62 @@ def bench_turn(n: int, rate: int) -> dict:
     process = proc.process
     out = {"per_frame": _pair(lambda i: process(frames[i], _DOWN), lambda i: det.process(xs[i], i * fr), n,
                               awaited=True)}
+    if not pauses:
+        return out
     model: SmartTurnModel = proc.model
     rng = np.random.default_rng(3)
     audio = [(0.05 * rng.standard_normal(16000 * 4)).astype(np.float32) for _ in range(3)]
-    feats = [log_mel_features(a) for a in audio]
-    run, name = model.session.run, model._input
+    feats = [log_mel_features(a)[None] for a in audio]
+    run, name, fetch = model.session.run, model._input, (model._output,)
     calls = 12 if n < 1000 else 30
     rule = proc.rule
+    # the floor: the raw session.run of the session judge_pause uses (same options, same graph)
     out["per_pause"] = _pair(lambda i: judge_pause(rule, model, audio[i % 3], None),
-                             lambda i: run(None, {name: feats[i % 3][None]}), calls, warmup=2)
+                             lambda i: run(fetch, {name: feats[i % 3]}), calls, warmup=2)
     out["features"] = _pair(lambda i: log_mel_features(audio[i % 3]), None, calls, warmup=2)
     out["pitch"] = _pair(lambda i: final_pitch_movement(audio[i % 3]), None, calls * 4, warmup=2)
+    # for information, the same features through other sessions of the same file, against ours
+    sessions = {"ours": model.session, **_other_sessions(model.path)}
+    out["sessions_cpu_ms"] = _spaced_cpu({k: (lambda r: lambda i: r(fetch, {name: feats[i % 3]}))(v.run)
+                                          for k, v in sessions.items()}, calls)
     return out
+
+
+def _spaced_cpu(calls: dict, n: int, gap_s: float = 0.05) -> dict:
+    """Mean process CPU (ms) per call of each of ``calls``, round robin, each call followed by ``gap_s`` idle.
+
+    The gap is counted with the call: an ORT thread pool's workers keep spinning after
+    ``run`` returns, on another core, and that CPU belongs to the call that woke them (timed
+    back to back, it lands on whatever runs next).
+    """
+    import time
+
+    keys = list(calls)
+    for k in keys:
+        calls[k](0)
+    cpu = dict.fromkeys(keys, 0.0)
+    for i in range(n):
+        for k in keys if i % 2 == 0 else keys[::-1]:
+            c0 = time.process_time()
+            calls[k](i)
+            time.sleep(gap_s)
+            cpu[k] += time.process_time() - c0
+    return {k: v / n * 1000 for k, v in cpu.items()}
+
+
+def _other_sessions(path: str) -> dict:
+    """onnxruntime sessions on the pipecat file as it is: ORT's default options, and ours without the graph edit."""
+    import onnxruntime as ort
+
+    defaults = ort.SessionOptions()
+    defaults.log_severity_level = 3
+    ours = ort.SessionOptions()
+    ours.intra_op_num_threads = ours.inter_op_num_threads = 1
+    ours.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    ours.log_severity_level = 3
+    cpu = ["CPUExecutionProvider"]
+    return {"ort_defaults": ort.InferenceSession(path, sess_options=defaults, providers=cpu),
+            "fused_softmax": ort.InferenceSession(path, sess_options=ours, providers=cpu)}
 
 
 def bench_foreground(n: int, rate: int) -> dict:
@@ -347,24 +397,34 @@ def _versions() -> dict:
 def run(quick: bool = False) -> dict:
     n = 300 if quick else 1500
     res: dict = {"versions": _versions(), "frame_ms": 20}
-    for rate in (16000, 24000, 48000):
+    for rate in RATES:
         res[f"aec_{rate // 1000}k"] = bench_aec(n, rate)
         res[f"denoise_{rate // 1000}k"] = bench_denoise(n, rate)
     res["turn_24k"] = bench_turn(n, 24000)
+    res["turn_16k"] = bench_turn(n, 16000, pauses=False)
     res["foreground_16k"] = bench_foreground(n, 16000)
-    aec, ns, turn = res["aec_24k"]["with_resampling"], res["denoise_24k"]["with_resampling"], res["turn_24k"]
-    # CPU means (process time), each wrapper against its raw floor in the same run: the floors
-    # are soxr + AEC3, soxr + NS, the sans-I/O turn detector per frame and session.run per pause
-    per_frame = aec["cpu_us"] + ns["cpu_us"] + turn["per_frame"]["cpu_us"]
-    floor_frame = aec["floor_cpu_us"] + ns["floor_cpu_us"] + turn["per_frame"]["floor_cpu_us"]
-    model = PAUSES_PER_S * turn["per_pause"]["cpu_us"]
-    floor_model = PAUSES_PER_S * turn["per_pause"]["floor_cpu_us"]
-    res["session_24k"] = {"per_frame_us": per_frame, "model_us_per_s": model,
-                          "core_pct": (per_frame * 50 + model) / 1e6 * 100,
-                          "floor_per_frame_us": floor_frame, "floor_model_us_per_s": floor_model,
-                          "floor_core_pct": (floor_frame * 50 + floor_model) / 1e6 * 100,
-                          "per_frame_core_pct": per_frame * 50 / 1e4, "floor_per_frame_core_pct": floor_frame * 50 / 1e4}
+    turn = res["turn_24k"]
+    res["session_24k"] = _session(res["aec_24k"]["with_resampling"], res["denoise_24k"]["with_resampling"],
+                                  turn["per_frame"], turn["per_pause"])
+    res["session_16k"] = _session(res["aec_16k"]["quiet_floor"], res["denoise_16k"], res["turn_16k"]["per_frame"],
+                                  turn["per_pause"])
     return res
+
+
+def _session(aec: dict, ns: dict, turn: dict, pause: dict) -> dict:
+    """AEC + NS + turn per frame plus the judgement at PAUSES_PER_S, in CPU means, and the same for the floors.
+
+    The floors are the raw calls: soxr + AEC3 (at 16 kHz AEC3 fed the silent reference as the
+    wrapper hands it), soxr + NS, the sans-I/O turn detector per frame, session.run per pause.
+    """
+    per_frame = aec["cpu_us"] + ns["cpu_us"] + turn["cpu_us"]
+    floor_frame = aec["floor_cpu_us"] + ns["floor_cpu_us"] + turn["floor_cpu_us"]
+    model = PAUSES_PER_S * pause["cpu_us"]
+    floor_model = PAUSES_PER_S * pause["floor_cpu_us"]
+    return {"per_frame_us": per_frame, "model_us_per_s": model, "core_pct": (per_frame * 50 + model) / 1e6 * 100,
+            "floor_per_frame_us": floor_frame, "floor_model_us_per_s": floor_model,
+            "floor_core_pct": (floor_frame * 50 + floor_model) / 1e6 * 100,
+            "per_frame_core_pct": per_frame * 50 / 1e4, "floor_per_frame_core_pct": floor_frame * 50 / 1e4}
 
 
 def table(res: dict) -> str:
@@ -378,7 +438,8 @@ def table(res: dict) -> str:
         else:
             rows.append(f"| {name} | {r['cpu_us']:.1f} | - | - | {r['median_us']:.1f} | - | {r['p99_us']:.1f} |")
 
-    for rate in (16, 24, 48):
+    khz = [rate // 1000 for rate in RATES]
+    for rate in khz:
         row(f"audio.aec {rate} kHz (ref + capture) vs EchoCanceller.process", res[f"aec_{rate}k"])
         row(f"audio.aec {rate} kHz vs EchoCanceller.process, silent reference as the wrapper hands it",
             res[f"aec_{rate}k"]["quiet_floor"])
@@ -388,21 +449,30 @@ def table(res: dict) -> str:
                 f"{res['aec_16k']['residual_gate_us']:.1f} | | | | | |")
     rows.append(f"| (24 kHz: AudioProcessor(24000), WebRTC resampling inside) | "
                 f"{res['aec_24k']['library_internal_resampling_us']:.1f} | | | | | |")
-    for rate in (16, 24, 48):
+    for rate in khz:
         row(f"audio.denoise {rate} kHz vs NoiseSuppressor.process", res[f"denoise_{rate}k"])
         if rate == 24:
             row("audio.denoise 24 kHz vs raw soxr up + down + the 32 kHz call", res["denoise_24k"]["with_resampling"])
     row("turn.semantic 24 kHz per frame vs SemanticTurnDetector.process", res["turn_24k"]["per_frame"])
-    row("turn.semantic per pause: judge_pause() (features + model + pitch) vs session.run", res["turn_24k"]["per_pause"])
-    row("turn.semantic per pause: log-mel features alone", res["turn_24k"]["features"])
-    row("turn.semantic per pause: final pitch movement alone", res["turn_24k"]["pitch"])
+    row("turn.semantic 16 kHz per frame vs SemanticTurnDetector.process", res["turn_16k"]["per_frame"])
+    turn = res["turn_24k"]
+    row("turn.semantic per pause: judge_pause() (features + model + pitch) vs session.run", turn["per_pause"])
+    row("turn.semantic per pause: log-mel features alone", turn["features"])
+    row("turn.semantic per pause: final pitch movement alone", turn["pitch"])
+    spaced = turn["sessions_cpu_ms"]
+    rows.append(f"| (session.run CPU incl. 50 ms after it, ms: ours {spaced['ours']:.1f}; ORT default options on "
+                f"the file as shipped {spaced['ort_defaults']:.1f} ({spaced['ort_defaults'] / spaced['ours']:.2f}x); "
+                f"our options on the file as shipped, fused QLinearSoftmax {spaced['fused_softmax']:.1f} "
+                f"({spaced['fused_softmax'] / spaced['ours']:.2f}x)) | | | | | | |")
     row("vad.energy + foreground_db 16 kHz vs EnergyVAD.process", res["foreground_16k"])
-    s = res["session_24k"]
     rows.append("")
-    rows.append(f"session at 24 kHz (CPU): {s['per_frame_us']:.0f} us per 20 ms frame ({s['per_frame_core_pct']:.2f} %) + "
-                f"{s['model_us_per_s']:.0f} us/s of turn judgements = {s['core_pct']:.2f} % of one core; the raw calls "
-                f"alone: {s['floor_per_frame_us']:.0f} us per frame ({s['floor_per_frame_core_pct']:.2f} %) + "
-                f"{s['floor_model_us_per_s']:.0f} us/s of session.run = {s['floor_core_pct']:.2f} %")
+    for rate in (24, 16):
+        s = res[f"session_{rate}k"]
+        rows.append(f"session at {rate} kHz (CPU): {s['per_frame_us']:.0f} us per 20 ms frame "
+                    f"({s['per_frame_core_pct']:.2f} %) + {s['model_us_per_s']:.0f} us/s of turn judgements = "
+                    f"{s['core_pct']:.2f} % of one core; the raw calls alone: {s['floor_per_frame_us']:.0f} us per "
+                    f"frame ({s['floor_per_frame_core_pct']:.2f} %) + {s['floor_model_us_per_s']:.0f} us/s of "
+                    f"session.run = {s['floor_core_pct']:.2f} %")
     return "\n".join(rows)
 
 

@@ -117,6 +117,23 @@ async def test_denoise_processor_keeps_frames_whole_and_in_time():
     assert np.mean(y[12000:].astype(float) ** 2) < np.mean(x[12000:].astype(float) ** 2) / 10  # >= 10 dB down
 
 
+@pytest.mark.anyio
+async def test_denoise_processor_downmixes_and_follows_a_new_rate():
+    """Stereo float32 at 16 kHz, then mono int16 at 48 kHz: mono out in the input's type, pts restart with the stream."""
+    rng = np.random.default_rng(9)
+    stereo = (0.01 * rng.standard_normal((3200, 2))).astype(np.float32)
+    mono = to_int16((0.01 * rng.standard_normal(9600)).astype(np.float32))
+    frames = [AudioFrame(stereo[i : i + 320], 16000, i) for i in range(0, 3200, 320)]
+    frames += [AudioFrame(mono[i : i + 960], 48000, 50000 + i) for i in range(0, 9600, 960)]
+    out = (await run_frames(NoiseSuppressorProcessor(), frames)).of_type(AudioFrame)
+    first = [f for f in out if f.sample_rate == 16000]
+    second = [f for f in out if f.sample_rate == 48000]
+    assert all(f.samples.ndim == 1 and f.samples.dtype == np.float32 for f in first)
+    assert sum(f.samples.shape[0] for f in first) == 3200 and first[0].pts == 0
+    assert all(f.samples.dtype == np.int16 for f in second)
+    assert sum(f.samples.shape[0] for f in second) == 9600 and second[0].pts == 50000
+
+
 def test_denoise_rejects_an_unknown_level():
     """A misspelt level lists the valid ones."""
     with pytest.raises(ValueError, match="moderate"):
@@ -128,7 +145,7 @@ def test_denoise_rejects_an_unknown_level():
 def _foreground_segments(x: np.ndarray, margin_db: float | None) -> list[tuple[int, int]]:
     """Segments of vad.energy's detector (defaults), behind a ForegroundGate when ``margin_db`` is set."""
     from pipeline.dsp.vad import EnergyVAD
-    from processors.audio.vad import ForegroundGate
+    from pipeline.dsp.foreground import ForegroundGate
 
     vad = EnergyVAD(RATE)
     gate = ForegroundGate(RATE, margin_db=margin_db) if margin_db is not None else None

@@ -11,6 +11,7 @@ stream with the same configuration. Processors in ``processors/`` are thin shell
 ``level``          RMS, peak, dBFS
 ``vad``            :class:`EnergyVAD` and the speech start/stop state machine
 ``silero``         :class:`SileroVAD`: the Silero model with onnxruntime (loaded lazily)
+``foreground``     :class:`ForegroundGate`: in babble, only audio above the room's level reaches a VAD
 ``gain``           gain in dB, linear and raised-cosine fades
 ``mix``            :func:`mix` and the stream :class:`Mixer`
 ``g711``           mu-law and A-law, bit-exact with ITU-T G.191
@@ -25,6 +26,7 @@ The last five are imported by their modules' names (``pipeline.dsp.aec``), not r
 here: each needs an optional library.
 """
 
+from .foreground import ForegroundGate
 from .formats import (
     FULL_SCALE,
     as_dtype,
@@ -56,6 +58,7 @@ __all__ = [
     "EnergyVAD",
     "FadeState",
     "Fader",
+    "ForegroundGate",
     "Gain",
     "Mixer",
     "NoiseFloor",

@@ -12,7 +12,8 @@ shape (1, 80, 800), and returns the probability that the turn is complete. The f
 mean and unit variance; a 400-point periodic-Hann STFT with hop 160, centred by reflection;
 the power spectrum on 80 Slaney-normalised mel bands from 0 to 8 kHz; log10 with a floor of
 1e-10, the last frame dropped, clamped to 8 decades below the maximum, then (x + 4) / 4.
-Inference is single-threaded, about 15-40 ms per call (once per pause, not per frame).
+Inference runs on the calling thread, once per pause (not per frame): 55-75 ms of CPU a call
+on the 2-core VM of docs/quality.md, its attention softmaxes in float (:func:`float_softmax_graph`).
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from importlib import metadata
 
 import numpy as np
 
-__all__ = ["SMART_TURN_RATE", "SmartTurnModel", "log_mel_features", "shared_model", "smart_turn_model_path"]
+__all__ = ["SMART_TURN_RATE", "SmartTurnModel", "float_softmax_graph", "log_mel_features", "shared_model",
+           "smart_turn_model_path"]
 
 SMART_TURN_RATE = 16000
 _WINDOW_S = 8
@@ -100,8 +102,17 @@ def _one_blas_thread():
     return lambda: controller.limit(limits=1, user_api="blas")
 
 
+_SCRATCH: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # free work arrays, a set per concurrent caller
+
+
 def log_mel_features(audio: np.ndarray) -> np.ndarray:
-    """Whisper log-mel features (80, 800) float32 of the last 8 s of ``audio`` (float, 16 kHz mono)."""
+    """Whisper log-mel features (80, 800) float32 of the last 8 s of ``audio`` (float, 16 kHz mono).
+
+    The three large intermediates (the padded signal, the windowed frames, the power
+    spectrum: 4.9 MB) go into work arrays kept between calls, a set per thread computing at
+    once (taken from and returned to a free list), instead of new ones and ``np.pad``
+    each time: the same values, 20-30 % less CPU a call.
+    """
     n = _WINDOW_S * SMART_TURN_RATE
     x = np.asarray(audio, np.float32)
     if x.ndim != 1:
@@ -112,18 +123,127 @@ def log_mel_features(audio: np.ndarray) -> np.ndarray:
         x = np.concatenate((np.zeros(n - x.shape[0], np.float32), x))
     x = (x - x.mean()) / np.sqrt(x.var() + 1e-7)
     half = _N_FFT // 2
-    padded = np.pad(x.astype(np.float64), half, mode="reflect")
-    frames = np.lib.stride_tricks.sliding_window_view(padded, _N_FFT)[::_HOP]  # (801, 400), a view
-    power = np.abs(np.fft.rfft(frames * _hann(), axis=1)) ** 2  # (801, 201)
-    with _one_blas_thread()():  # see _one_blas_thread: OpenBLAS's spinning threads cost more than they save
-        projected = power @ _mel_matrix().T
+    try:
+        padded, windowed, power = _SCRATCH.pop()
+    except IndexError:
+        frames = n // _HOP + 1
+        padded, windowed, power = np.empty(n + _N_FFT), np.empty((frames, _N_FFT)), np.empty((frames, half + 1))
+    try:
+        padded[half:-half] = x  # centred by reflection, as np.pad(x, half, mode="reflect")
+        padded[:half] = x[half:0:-1]
+        padded[-half:] = x[-2 : -half - 2 : -1]
+        frames = np.lib.stride_tricks.sliding_window_view(padded, _N_FFT)[::_HOP]  # (801, 400), a view
+        spectrum = np.fft.rfft(np.multiply(frames, _hann(), out=windowed), axis=1)  # (801, 201)
+        np.abs(spectrum, out=power)
+        np.multiply(power, power, out=power)
+        with _one_blas_thread()():  # see _one_blas_thread: OpenBLAS's spinning threads cost more than they save
+            projected = power @ _mel_matrix().T
+    finally:
+        _SCRATCH.append((padded, windowed, power))
     mel = np.log10(np.maximum(projected, 1e-10)).T[:, :-1]  # (80, 800)
     mel = np.maximum(mel, mel.max() - 8.0)
     return ((mel + 4.0) / 4.0).astype(np.float32)
 
 
+def _varint(b: bytes, i: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        c = b[i]
+        i += 1
+        value |= (c & 0x7F) << shift
+        shift += 7
+        if c < 0x80:
+            return value, i
+
+
+def _enc_varint(v: int) -> bytes:
+    out = bytearray()
+    while True:
+        c, v = v & 0x7F, v >> 7
+        out.append(c | 0x80 if v else c)
+        if not v:
+            return bytes(out)
+
+
+def _fields(b: bytes):
+    """(field number, payload or value, the field's raw bytes) of a protobuf message, in order."""
+    i = 0
+    while i < len(b):
+        start = i
+        key, i = _varint(b, i)
+        wire = key & 7
+        if wire == 0:
+            v, i = _varint(b, i)
+        elif wire == 2:
+            n, i = _varint(b, i)
+            v, i = b[i : i + n], i + n
+        elif wire in (1, 5):
+            n = 8 if wire == 1 else 4
+            v, i = b[i : i + n], i + n
+        else:
+            raise ValueError(f"protobuf wire type {wire}")
+        if i > len(b):
+            raise ValueError("truncated protobuf")
+        yield key >> 3, v, b[start:i]
+
+
+def _ld(field: int, payload: bytes) -> bytes:
+    return _enc_varint(field << 3 | 2) + _enc_varint(len(payload)) + payload
+
+
+def float_softmax_graph(model: bytes) -> bytes:
+    """The ONNX ``model`` with each Softmax's output also a graph output, so that it runs in float.
+
+    The int8 model is in QDQ form: DequantizeLinear -> Softmax -> QuantizeLinear, which
+    onnxruntime fuses into its QLinearSoftmax, a 256-entry table and a scalar loop per row.
+    On the four 6 x 400 x 400 attention maps that is 21 ms of a 66-90 ms ``session.run``
+    (ORT profiling, one thread); the float Softmax takes 3 ms for the same. Fusion skips a
+    node whose output leaves the graph, so each Softmax's output is listed as one more graph
+    output (never fetched). The result is then the QDQ graph's own definition (dequantise,
+    exact softmax, quantise) where the fused op approximates exp by its table: probabilities
+    move by up to ~0.02. Edited on the wire (ModelProto field 7 graph, GraphProto field 1
+    node / 12 output) to need no ``onnx`` package; a model it cannot read is returned as is.
+    """
+    try:
+        graph = None
+        parts: list[bytes | None] = []
+        for field, v, raw in _fields(model):
+            if field == 7 and graph is None:
+                graph, raw = v, None
+            parts.append(raw)
+        if graph is None:
+            return model
+        outputs, listed = [], set()
+        for field, v, _ in _fields(graph):
+            if field == 1:  # a NodeProto: 2 output, 4 op_type, 7 domain
+                node: dict[int, list] = {}
+                for f, nv, _ in _fields(v):
+                    node.setdefault(f, []).append(nv)
+                if node.get(4) == [b"Softmax"] and node.get(7, [b""])[0] in (b"", b"ai.onnx") and node.get(2):
+                    outputs.append(bytes(node[2][0]))
+            elif field == 12:  # a graph output already (ValueInfoProto: 1 name)
+                listed.update(bytes(nv) for f, nv, _ in _fields(v) if f == 1)
+    except (ValueError, IndexError, TypeError):
+        return model
+    outputs = [name for name in outputs if name not in listed]
+    if not outputs:
+        return model
+    float_tensor = _ld(2, _ld(1, _enc_varint(1 << 3) + _enc_varint(1)))  # TypeProto.tensor_type.elem_type FLOAT
+    graph = bytes(graph) + b"".join(_ld(12, _ld(1, name) + float_tensor) for name in outputs)
+    return b"".join(_ld(7, graph) if raw is None else raw for raw in parts)
+
+
 class SmartTurnModel:
-    """The Smart Turn v3 classifier: ``probability(audio_16k)`` that the speaker has finished."""
+    """The Smart Turn v3 classifier: ``probability(audio_16k)`` that the speaker has finished.
+
+    The session runs on the calling thread (intra- and inter-op threads 1; spinning off, which
+    only matters with more threads). CPU per ``session.run`` on the 2-core VM against these
+    settings: ORT's default options 2.2x (counting their pool's spin after a run); in one
+    interleaved run at load 1.8, the default pool with spinning off 1.3x, two intra-op threads
+    1.2x (spinning off) to 1.7x (on), graph optimisation "extended" the same, "basic" 2.1x (no
+    QDQ fusion). The attention softmaxes run in float (:func:`float_softmax_graph`): 0.8x
+    ORT's fused graph; the rest is the int8 matmuls. docs/quality.md, "Cost".
+    """
 
     def __init__(self, model_path: str | None = None) -> None:
         import onnxruntime as ort
@@ -131,16 +251,22 @@ class SmartTurnModel:
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = 1
         opts.inter_op_num_threads = 1
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        opts.add_session_config_entry("session.inter_op.allow_spinning", "0")
         opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         opts.log_severity_level = 3
         self.path = model_path or smart_turn_model_path()
-        self.session = ort.InferenceSession(self.path, sess_options=opts, providers=["CPUExecutionProvider"])
+        with open(self.path, "rb") as f:
+            model = f.read()
+        self.session = ort.InferenceSession(float_softmax_graph(model), sess_options=opts,
+                                            providers=["CPUExecutionProvider"])
         self._input = self.session.get_inputs()[0].name
+        self._output = self.session.get_outputs()[0].name
 
     def run(self, features: np.ndarray) -> float:
         """The model's output for features of shape (80, 800)."""
-        out = self.session.run(None, {self._input: features[None]})[0]
+        out = self.session.run((self._output,), {self._input: features[None]})[0]
         return float(out.reshape(-1)[0])
 
     def probability(self, audio: np.ndarray) -> float:

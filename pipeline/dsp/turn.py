@@ -15,7 +15,10 @@ Smart Turn model hears the last 8 s of the turn and says how likely it is to be 
     PAUSED  --silence reaches max_silence_ms->  IDLE       (emit end: "timeout")
 
 ``max_silence_ms`` is the fallback for a turn the model thinks unfinished (a real pause of
-thought, or the model's mistake). All positions are media time in samples at the stream's
+thought, or the model's mistake). The model is asked once per pause (again every
+``recheck_ms`` only when that is set), and not at all when the speech resumes in the same
+chunk as the pause was found (chunks longer than ``min_speech_ms``, such as a client's
+large appends): that pause is over before any answer could end the turn. All positions are media time in samples at the stream's
 rate; the model runs on a 16 kHz copy of the audio, kept for at most 8.5 s.
 """
 
@@ -35,6 +38,7 @@ __all__ = ["SemanticTurnDetector", "TurnEvent", "TurnState"]
 
 _KEEP_S = 8.5  # the model hears 8 s; the rest is the pre-speech margin
 _PRE_SPEECH_MS = 300.0
+_INT16_SCALE = np.float32(1 / 32768)
 
 
 class TurnState(enum.Enum):
@@ -125,10 +129,11 @@ class SemanticTurnDetector:
         if self._origin is None:
             self._origin = start
         end = self._pos = start + x.shape[0]
-        f = x.astype(np.float32) * np.float32(1 / 32768) if x.dtype == np.int16 else x
+        f = np.multiply(x, _INT16_SCALE, dtype=np.float32) if x.dtype == np.int16 else x
         self._keep_audio(self._to16.process(f))
         out: list[TurnEvent] = []
-        for e in self.vad.process(x, start):
+        events = self.vad.process(x, start)
+        for k, e in enumerate(events):
             if e.started:
                 if self.state == TurnState.IDLE:
                     self._turn_start16 = self._to_16(e.pts)
@@ -139,6 +144,8 @@ class SemanticTurnDetector:
                 self._silence_from = e.pts
                 self._pause_limit = self._max_silence
                 self._next_check = end + self._recheck
+                if any(later.started for later in events[k + 1 :]):
+                    continue  # speech resumed within this chunk: the pause is over before the model could answer
                 out += self._consult(end)
         if self._recheck and self.state == TurnState.PAUSED and self.query is None and end >= self._next_check \
                 and end - self._silence_from < self._max_silence:

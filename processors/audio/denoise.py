@@ -43,6 +43,7 @@ class NoiseSuppressorProcessor(Processor):
         self._rate = 0
         self._dtype: Any = None
         self._next_pts: int | None = None
+        self._suppress: Any = None
 
     async def start(self) -> None:
         from pipeline.dsp.aec import import_webrtc
@@ -50,25 +51,32 @@ class NoiseSuppressorProcessor(Processor):
         import_webrtc()  # fail at start, with the install hint, not on the first frame
 
     async def process(self, frame: Frame, direction: Direction) -> None:
-        if direction is not _DOWN or type(frame) is not AudioFrame:
+        if type(frame) is not AudioFrame or direction is not _DOWN:
             await self.push(frame, direction)
             return
         x = frame.samples
+        if x.dtype is not self._dtype or frame.sample_rate != self._rate or x.ndim != 1:
+            x = self._setup(frame)
+        y = self._suppress(x)
+        n = y.shape[0]
+        if n:
+            pts = self._next_pts
+            self._next_pts = pts + n
+            await self.push(AudioFrame(y, self._rate, pts, frame.item_id, turn=frame.turn))
+
+    def _setup(self, frame: AudioFrame):
+        """Mono samples of ``frame``; a new suppressor when its rate or sample type is new."""
+        x = frame.samples
         if x.ndim != 1:
             x = downmix(x)
-        if frame.sample_rate != self._rate or (x.dtype is not self._dtype and x.dtype != self._dtype):
+        if frame.sample_rate != self._rate or x.dtype != self._dtype:
             from pipeline.dsp.denoise import NoiseSuppressor
 
             self.suppressor = NoiseSuppressor(frame.sample_rate, level=self.params.level, dtype=x.dtype)
+            self._suppress = self.suppressor.process
             self._rate, self._dtype = frame.sample_rate, x.dtype
-            self._next_pts = None
-        if self._next_pts is None:
             self._next_pts = frame.pts
-        y = self.suppressor.process(x)
-        if y.shape[0]:
-            pts = self._next_pts
-            self._next_pts = pts + y.shape[0]
-            await self.push(AudioFrame(y, frame.sample_rate, pts, frame.item_id, turn=frame.turn))
+        return x
 
     async def stop(self) -> None:
         if self.suppressor is not None and not self.cancelled:

@@ -13,7 +13,7 @@ closes a statement; level or rising goes on: :mod:`processors.turn.prosody`) and
 recogniser upstream sends the user's words (``TranscriptionFrame``, partial or final), whether
 they stop mid-sentence (:mod:`processors.turn.lexical`). The rule ends the turn at once, or
 waits ``unsure_wait_ms`` or ``max_silence_ms`` for the user to go on. The model and the pitch
-tracker run in a worker thread (30-100 ms per pause on a small machine), so the event loop
+tracker run in a worker thread (55-75 ms of CPU per pause on a small machine), so the event loop
 keeps moving; audio frames queue meanwhile and pass on in order. See docs/quality.md for the
 measured false-cut rate and delays.
 """
@@ -92,17 +92,8 @@ class SemanticTurnProcessor(Processor):
         return " ".join([*self._finals, self._partial]).strip()
 
     async def process(self, frame: Frame, direction: Direction) -> None:
-        if direction is _DOWN and isinstance(frame, (UserStartedSpeakingFrame, UserStoppedSpeakingFrame)):
-            self.dropped_speaking_frames += 1  # only this processor decides when the turn ends
-            return
-        if direction is _DOWN and type(frame) is TranscriptionFrame and frame.role == "user" and self.params.words:
-            if frame.final:
-                self._finals.append(frame.text)
-                self._partial = ""
-            else:
-                self._partial = frame.text
-        if direction is not _DOWN or type(frame) is not AudioFrame:
-            await self.push(frame, direction)
+        if type(frame) is not AudioFrame or direction is not _DOWN:  # audio first: the per-frame path
+            await self._other(frame, direction)
             return
         x = frame.samples
         if x.ndim != 1:
@@ -129,6 +120,19 @@ class SemanticTurnProcessor(Processor):
             events += det.answer(v.probability, complete=v.complete, wait_ms=v.wait_ms)
         for e in events:
             await self._announce(e, frame.turn)
+        await self.push(frame, direction)
+
+    async def _other(self, frame: Frame, direction: Direction) -> None:
+        """Everything but downstream audio: drop upstream VADs' speaking frames, note the user's words."""
+        if direction is _DOWN and isinstance(frame, (UserStartedSpeakingFrame, UserStoppedSpeakingFrame)):
+            self.dropped_speaking_frames += 1  # only this processor decides when the turn ends
+            return
+        if direction is _DOWN and type(frame) is TranscriptionFrame and frame.role == "user" and self.params.words:
+            if frame.final:
+                self._finals.append(frame.text)
+                self._partial = ""
+            else:
+                self._partial = frame.text
         await self.push(frame, direction)
 
     async def _announce(self, event, turn: int) -> None:
