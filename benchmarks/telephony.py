@@ -96,6 +96,11 @@ def _cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / _TCK
 
 
+def _sys_s(pid: int) -> float:
+    """System (kernel) CPU seconds of one process: its system calls, loopback delivery included."""
+    return int(_stat(pid)[12]) / _TCK
+
+
 def _tree_cpu_s(pid: int) -> float:
     """CPU seconds of ``pid``, its live descendants, and the children it has reaped (``cutime``)."""
     total, todo = 0.0, [pid]
@@ -124,12 +129,13 @@ class _Meter:
         self.a, self.b = a, b
 
     def read(self) -> dict[str, float]:
-        return {"a": _tree_cpu_s(self.a), "b": _cpu_s(self.b), "c": _self_cpu_s(), "t": time.perf_counter()}
+        return {"a": _tree_cpu_s(self.a), "b": _cpu_s(self.b), "b_sys": _sys_s(self.b), "c": _self_cpu_s(),
+                "t": time.perf_counter()}
 
     @staticmethod
     def rates(r0: dict[str, float], r1: dict[str, float]) -> dict[str, float]:
         wall = r1["t"] - r0["t"]
-        return {k: (r1[k] - r0[k]) / wall for k in ("a", "b", "c")}
+        return {k: (r1[k] - r0[k]) / wall for k in ("a", "b", "b_sys", "c")}
 
 
 async def _wait_port(port: int, timeout: float = 60.0) -> None:
@@ -269,7 +275,9 @@ async def _warm_up(url: str) -> None:
             tg.cancel_scope.cancel()
 
 
-_PROFILED = ("import cProfile, signal, sys; from pipeline.cli import main; p = cProfile.Profile(); "
+# timed by the thread's CPU clock, not the wall: a loopback send() that is preempted when it wakes
+# the peer would otherwise look like 1 ms of work per message
+_PROFILED = ("import cProfile, signal, sys, time; from pipeline.cli import main; p = cProfile.Profile(time.thread_time); "
              "signal.signal(signal.SIGUSR1, lambda *a: p.enable()); "
              "signal.signal(signal.SIGUSR2, lambda *a: (p.disable(), p.dump_stats({path!r}))); main(sys.argv[1:])")
 
@@ -317,6 +325,10 @@ def _cpu_table(r0: dict, r1: dict, idle: dict, wall: float, call_seconds: float)
                      "net_core": round(net / wall, 4),
                      "gross_core_per_call": round(gross / call_seconds, 4) if call_seconds else None,
                      "net_core_per_call": round(net / call_seconds, 4) if call_seconds else None}
+    if "b_sys" in r0:  # of the serve worker's gross CPU, the kernel's part (socket reads and writes, epoll)
+        system = r1["b_sys"] - r0["b_sys"]
+        out["serve_worker"]["system_core_per_call"] = round(system / call_seconds, 4) if call_seconds else None
+        out["serve_worker"]["system_idle_core"] = round(idle["b_sys"], 4)
     return out
 
 
@@ -583,7 +595,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--chunk-ms", type=int, default=20, help="transport.phone.output chunk_ms (a mark per chunk)")
     ap.add_argument("--report-ms", type=int, default=None, help="transport.phone.output report_ms (heard-position "
                     "reports upstream; 0: one per echoed mark; default: the processor's)")
-    ap.add_argument("--profile", default=None, metavar="FILE", help="cProfile the server process (B) into FILE")
+    ap.add_argument("--profile", default=None, metavar="FILE", help="cProfile the server process (B) into FILE "
+                    "(timed by CPU time, not wall time)")
     ap.add_argument("--py-spy", default=None, metavar="FILE", help="record a py-spy profile of the serve worker (B) "
                     "during the calls into FILE (.svg flame graph, .json speedscope, else collapsed stacks); "
                     "with several steps, FILE gets the step's number of calls before its suffix")
