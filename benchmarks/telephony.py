@@ -382,7 +382,7 @@ def spy_parts(path: str) -> list[tuple[str, float]]:
 
 
 async def run_step(n: int, *, quick: bool, profile: str | None = None, chunk_ms: int = 20,
-                   py_spy: str | None = None, report_ms: int | None = None) -> dict:
+                   py_spy: str | None = None, report_ms: int | None = None, sets: list[str] | None = None) -> dict:
     """N calls at once (started 0.3 s apart), each asks, hears, barges in once and listens on."""
     load_before = round(os.getloadavg()[0], 2)
     a_port, b_port, p_port = _free_port(), _free_port(), _free_port()
@@ -393,7 +393,8 @@ async def run_step(n: int, *, quick: bool, profile: str | None = None, chunk_ms:
     launch = ["-c", _PROFILED.format(path=profile)] if profile else ["-m", "pipeline.cli"]
     # one worker: the process measured is the one holding the calls (no supervisor in between)
     b = subprocess.Popen([sys.executable, *launch, "serve", _pipeline(chunk_ms, report_ms), "--port", str(b_port),
-                          "--workers", "1", "--max-sessions", str(max(n, 16))], cwd=ROOT, env=env,
+                          "--workers", "1", "--max-sessions", str(max(n, 16)),
+                          *[arg for s in sets or () for arg in ("--set", s)]], cwd=ROOT, env=env,
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     spy = None
     proxy = Proxy(f"ws://127.0.0.1:{a_port}/v1")
@@ -487,7 +488,7 @@ async def run_step(n: int, *, quick: bool, profile: str | None = None, chunk_ms:
                 cut_error.append(rec["truncates"][0] - call.heard.clears[0][1] / 8)
     call_seconds = sum(c.sent_at[-1] - c.sent_at[0] for c in calls)
     return {
-        "calls": n, "chunk_ms": chunk_ms, "report_ms": report_ms, "completed": len(calls), "failures": failures[:5], "load_before": load_before, "load_average_1min": round(os.getloadavg()[0], 2), "wall_s": round(wall, 1),
+        "calls": n, "chunk_ms": chunk_ms, "report_ms": report_ms, "set": list(sets or ()), "completed": len(calls), "failures": failures[:5], "load_before": load_before, "load_average_1min": round(os.getloadavg()[0], 2), "wall_s": round(wall, 1),
         "cpu": _cpu_table(r0, r1, idle, wall, call_seconds),
         "inbound_lateness_ms": _q(inbound), "outbound_lateness_ms": _q(outbound),
         "callers_loop_lag_ms": _q(lag), "turn_ms": _q(turn), "framework_share_ms": _q(share), "barge_in_to_clear_ms": _q(barge),
@@ -595,6 +596,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--chunk-ms", type=int, default=20, help="transport.phone.output chunk_ms (a mark per chunk)")
     ap.add_argument("--report-ms", type=int, default=None, help="transport.phone.output report_ms (heard-position "
                     "reports upstream; 0: one per echoed mark; default: the processor's)")
+    ap.add_argument("--set", action="append", default=[], metavar="NODE.PARAM=VALUE", help="passed to `voxpipe serve "
+                    "--set` (for example model.append_ms=100); repeatable")
     ap.add_argument("--profile", default=None, metavar="FILE", help="cProfile the server process (B) into FILE "
                     "(timed by CPU time, not wall time)")
     ap.add_argument("--py-spy", default=None, metavar="FILE", help="record a py-spy profile of the serve worker (B) "
@@ -613,7 +616,7 @@ def main(argv: list[str] | None = None) -> int:
             p = Path(args.py_spy)
             spy = str(p if len(steps) == 1 else p.with_name(f"{p.stem}-{n}{p.suffix}"))
         step = anyio.run(lambda: run_step(n, quick=args.quick, profile=args.profile, chunk_ms=args.chunk_ms,
-                                          py_spy=spy, report_ms=args.report_ms))
+                                          py_spy=spy, report_ms=args.report_ms, sets=args.set))
         result["steps"].append(step)
         print(json.dumps(step), flush=True)
         if spy and _spy_format(spy) == "raw" and Path(spy).exists():
