@@ -104,9 +104,9 @@ class CallInfo:
 def _wake(waiter: asyncio.Future[None] | None) -> None:
     """Wake the transport task waiting on ``waiter`` (if any).
 
-    A bare future, not an ``anyio.Event``: the caller's every message wakes the input this
-    way, 50 times a second, and a new Event per wait (and its wait()) cost more than the
-    message's own parsing. The runner is asyncio's (pipeline/node.py waits the same way).
+    A bare future, not an ``anyio.Event``: no new Event object, backend look-up and
+    checkpoint per wait, which happens up to 50 times a second per call. The runner is
+    asyncio's (pipeline/node.py waits the same way).
     """
     if waiter is not None and not waiter.done():
         waiter.set_result(None)
@@ -337,4 +337,4 @@ class PhoneCall:
         """Messages in and out, audio dropped, marks, clears, key presses and bad input by kind."""
         return {"media_in": self.media_in, "dropped_in": self.dropped_in, "media_out": self.media_out,
                 "marks_out": self.marks_out, "marks_echoed": self.ledger.echoed, "clears": self.clears,
-                "dtmf_in": self.dtmf_in, "bad_input": dict(self.bad_input)}
+                "dtmf_in": self.dtmf_in, "paced_reads": self.paced_reads, "bad_input": dict(self.bad_input)}

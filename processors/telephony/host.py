@@ -22,10 +22,14 @@ The web server routes to the host every request under ``/telephony/`` (and every
   from its stream's opening to its end; it is counted in ``voxpipe_sessions_active`` and
   its outcome in ``voxpipe_sessions_ended_total``. A drain keeps live calls until they end;
   at the drain's deadline (or a forced stop) each is closed 1012 with the reason.
-* Each accepted stream is a session. The host reads until the provider's ``start``,
+* The provider's messages reach the call from the socket's callback (:mod:`.inbox`,
+  installed while the upgrade is vetted), not through a reader task; the host waits for
+  ``start``, then for ``stop`` or the close. While nothing of ours plays, the call holds
+  the socket's reading back between the caller's frames (paced reading, :mod:`.call`).
+* Each accepted stream is a session. The host waits for the provider's ``start``,
   copies the checked graph, runs it with a :class:`~pipeline.session.SessionContext` whose
   metadata is the call (provider, call id, stream id, from, to, custom parameters) and
-  whose attachment ``phone_call`` is the :class:`~.call.PhoneCall`, and goes on reading.
+  whose attachment ``phone_call`` is the :class:`~.call.PhoneCall`.
   The stream ending (``stop``, or a disconnect without it) cancels the graph (its
   ``stop()`` hooks get ``stop_timeout_s``); a tool's :meth:`~.call.PhoneCall.hangup`
   closes the stream once what was sent has been played; a graph that ends by itself closes

@@ -4,8 +4,8 @@ Both processors find their call in the session context (``attachments["phone_cal
 put there by the host that answered the call: ``voxpipe serve``); each call runs its own
 graph, so its own pair. Audio becomes arrays once, here, at the edge.
 
-* :class:`PhoneInput` is a source: the caller's audio (G.711 decoded to int16, one frame
-  per provider message, normally 20 ms at 8 kHz) and key presses as
+* :class:`PhoneInput` is a source: the caller's audio (one frame per provider message,
+  normally 20 ms at 8 kHz, or ``frame_ms`` of them joined) and key presses as
   :class:`~.frames.DtmfFrame` s. It returns when the stream ends (the caller hung up).
 * :class:`PhoneOutput` sends the assistant's audio to the caller in ``chunk_ms`` chunks,
   each followed by a mark, and turns echoed marks into
