@@ -14,17 +14,6 @@ The output sends through :meth:`send_audio` (a ``media`` and a ``mark`` per chun
 :meth:`clear`; once the socket is gone these do nothing, so a graph being cancelled never
 fails on a closed socket. The inbound queue is bounded in media time (oldest dropped).
 
-Paced reading: with ``frame_bytes`` set (the input joins the caller's 20 ms messages into
-larger frames, ``frame_ms``), the audio is of no use until a frame is complete, and each
-message read on its own costs a wake-up of the process (about 0.3 ms of CPU on the
-reference VM, ten times the message's parsing). So once the input has taken a whole
-frame while nothing of ours is playing at the provider, :attr:`pace` stops the host
-reading the socket until half a message after the last but one of the next frame is due:
-the messages meanwhile wait in the kernel and are read in one wake-up, and the one that
-completes the frame wakes the process on arrival, as before, so the model gets its audio
-no later. Key presses, marks and ``stop`` are read up to one frame later; while our audio
-plays (marks prove what was heard) and from the moment we send audio, nothing is held.
-
 A tool ends the call with :meth:`hangup`; the host closes the stream once the audio
 already sent has been played (or after ``drain_s``). :func:`current_call` gives tools the
 call they run in.
@@ -135,11 +124,6 @@ class PhoneCall:
         #: audio the input takes at a time: the transport is woken once this much has arrived
         #: (or a key press, or the end), and gets it as one entry (0: every message on its own)
         self.frame_bytes = 0
-        #: set by the host: ``pace(s)`` stops reading the provider's socket for ``s`` seconds (0: read again now)
-        self.pace: Callable[[float], None] | None = None
-        self._paced = False
-        self._audio_at = 0.0  # when the last audio message was read
-        self.paced_reads = 0  # times the socket's reading was held back (for the benchmark and tests)
         self._inbound_waiter: asyncio.Future[None] | None = None  # next_inbound() waits on it
         self._reports: dict[str | None, int] = {}
         self._reports_waiter: asyncio.Future[None] | None = None  # next_reports() waits on it
@@ -226,7 +210,6 @@ class PhoneCall:
 
     def _put_audio(self, payload: bytes) -> None:
         self.media_in += 1
-        self._audio_at = self.clock()
         self._inbound.append(("audio", payload))
         self._backlog += len(payload)
         limit = self.max_backlog_ms * self.protocol.sample_rate * ENCODINGS[self.protocol.encoding] // 1000
@@ -261,25 +244,14 @@ class PhoneCall:
             self._dtmf_queued -= 1
             return kind, payload
         n, want = len(payload), self.frame_bytes
-        last = n  # the size of the caller's messages (the last one taken)
         if n < want and inbound and inbound[0][0] == "audio":
             parts = [payload]
             while n < want and inbound and inbound[0][0] == "audio":
-                last = len(more := inbound.popleft()[1])
+                more = inbound.popleft()[1]
                 parts.append(more)
-                n += last
+                n += len(more)
             payload = b"".join(parts)
         self._backlog -= n
-        if self.pace is not None and n >= want >= 3 * last and not inbound and self._open \
-                and not self.ledger.pending:
-            # a whole frame taken, nothing queued, nothing of ours playing: see "Paced reading" above;
-            # timed from the arrival of the message that completed this frame
-            rate = self.protocol.sample_rate * ENCODINGS[self.protocol.encoding]
-            hold = (want - last / 2) / rate - (self.clock() - self._audio_at)
-            if hold > last / rate:  # at least one message's worth held, else reading on is as cheap
-                self._paced = True
-                self.paced_reads += 1
-                self.pace(hold)
         return kind, payload
 
     async def next_reports(self) -> dict[str | None, int] | None:
@@ -297,9 +269,6 @@ class PhoneCall:
         width = ENCODINGS[self.protocol.encoding]
         if not self._open:
             return
-        if self._paced:  # the caller listens now: its marks are read as they come
-            self._paced = False
-            self.pace(0.0)  # type: ignore[misc]
         if self._send_many is not None:  # the whole delta in one socket write
             protocol, ledger, now = self.protocol, self.ledger, self.clock()
             messages = []

@@ -41,7 +41,6 @@ it is logged as a warning at start and for every call.
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import logging
 import os
@@ -341,7 +340,6 @@ class TelephonyHost:
         inbox: Inbox | None = getattr(ws, "voxpipe_inbox", None)
         if inbox is not None:
             inbox.attach(call)  # what came before now goes to the call, and from now on all of it
-            call.pace = _pacer(ws)
         key = f"{provider}-{next(self._ids)}"
         self.calls[key] = call
         self._idle = anyio.Event()
@@ -491,33 +489,6 @@ class TelephonyHost:
         call.end(call.hangup_reason)
         with anyio.move_on_after(2.0):
             await ws.close(1000, "call ended")
-
-
-def _pacer(ws: ServerConnection) -> Callable[[float], None]:
-    """``pace(s)``: stop reading ``ws``'s socket for ``s`` seconds; ``pace(0)``: read again now (PhoneCall)."""
-    loop = asyncio.get_running_loop()
-    timer: list[asyncio.TimerHandle | None] = [None]
-
-    def resume() -> None:
-        timer[0] = None
-        transport = ws.transport
-        if transport is not None and not transport.is_closing() and not transport.is_reading():
-            transport.resume_reading()
-
-    def pace(seconds: float) -> None:
-        if timer[0] is not None:
-            timer[0].cancel()
-            timer[0] = None
-        if seconds <= 0:
-            resume()
-            return
-        transport = ws.transport
-        if transport is None or transport.is_closing() or not transport.is_reading():
-            return  # closing, or held back by websockets' own flow control: leave it alone
-        transport.pause_reading()
-        timer[0] = loop.call_later(seconds, resume)
-
-    return pace
 
 
 async def _set_or_closed(event: anyio.Event, ws: ServerConnection) -> bool:
