@@ -156,27 +156,3 @@ async def test_the_input_gets_frame_bytes_at_a_time_and_keys_in_order():
         call.end("stop")
     assert woken == [("audio", 480), ("audio", 160), ("dtmf", "9"), ("audio", 160)]
 
-
-async def test_reading_is_paced_between_frames_only_while_nothing_plays():
-    """A whole frame taken, nothing of ours playing: reading waits till half a message after the next-but-last is due."""
-    now = [10.0]
-    call = PhoneCall(TwilioProtocol(), None, clock=lambda: now[0], send_many=lambda messages: _sent(messages))
-    call.receive(START)
-    call.frame_bytes = 480  # 60 ms of 20 ms messages
-    held: list[float] = []
-    call.pace = held.append
-    for byte in (1, 2, 3):
-        call.receive(media(byte))
-    now[0] += 0.002  # the input takes the frame 2 ms after its last message came
-    assert len((await call.next_inbound())[1]) == 480
-    assert held == [pytest.approx(0.048)]  # 50 ms after the arrival: between the 2nd (40) and 3rd (60) message
-    await call.send_audio(bytes(320), item_id="item", turn=1, chunk_bytes=160)
-    assert held[-1] == 0.0  # the caller listens now: read its marks as they come
-    for byte in (4, 5, 6):
-        call.receive(media(byte))
-    await call.next_inbound()
-    assert len(held) == 2 and call.paced_reads == 1  # our audio is playing: nothing is held back
-
-
-async def _sent(messages: list[str]) -> int:
-    return len(messages)

@@ -306,4 +306,4 @@ class PhoneCall:
         """Messages in and out, audio dropped, marks, clears, key presses and bad input by kind."""
         return {"media_in": self.media_in, "dropped_in": self.dropped_in, "media_out": self.media_out,
                 "marks_out": self.marks_out, "marks_echoed": self.ledger.echoed, "clears": self.clears,
-                "dtmf_in": self.dtmf_in, "paced_reads": self.paced_reads, "bad_input": dict(self.bad_input)}
+                "dtmf_in": self.dtmf_in, "bad_input": dict(self.bad_input)}

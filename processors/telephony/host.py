@@ -24,8 +24,7 @@ The web server routes to the host every request under ``/telephony/`` (and every
   at the drain's deadline (or a forced stop) each is closed 1012 with the reason.
 * The provider's messages reach the call from the socket's callback (:mod:`.inbox`,
   installed while the upgrade is vetted), not through a reader task; the host waits for
-  ``start``, then for ``stop`` or the close. While nothing of ours plays, the call holds
-  the socket's reading back between the caller's frames (paced reading, :mod:`.call`).
+  ``start``, then for ``stop`` or the close.
 * Each accepted stream is a session. The host waits for the provider's ``start``,
   copies the checked graph, runs it with a :class:`~pipeline.session.SessionContext` whose
   metadata is the call (provider, call id, stream id, from, to, custom parameters) and
