@@ -282,15 +282,25 @@ _PROFILED = ("import cProfile, signal, sys, time; from pipeline.cli import main;
              "signal.signal(signal.SIGUSR2, lambda *a: (p.disable(), p.dump_stats({path!r}))); main(sys.argv[1:])")
 
 
-def _pipeline(chunk_ms: int, report_ms: int | None = None) -> str:
-    """The shipped phone agent, with the output's chunk size (and report interval) set."""
+def _pipeline(chunk_ms: int, report_ms: int | None = None, sets: list[str] | None = None) -> str:
+    """The shipped phone agent, with the output's chunk size (and report interval) and ``NODE.PARAM=VALUE`` s set."""
     import tempfile
 
-    text = (ROOT / "pipelines/phone_agent.yaml").read_text()
-    text = text.replace("    type: transport.phone.output\n", f"    type: transport.phone.output\n    params: {{chunk_ms: {chunk_ms}"
-                        f"{'' if report_ms is None else f', report_ms: {report_ms}'}}}\n")
+    import yaml
+
+    spec = yaml.safe_load((ROOT / "pipelines/phone_agent.yaml").read_text())
+    ear = spec["processors"]["ear"].setdefault("params", {})
+    ear["chunk_ms"] = chunk_ms
+    if report_ms is not None:
+        ear["report_ms"] = report_ms
+    for item in sets or ():
+        key, sep, value = item.partition("=")
+        node, dot, param = key.partition(".")
+        if not (sep and dot and node in spec["processors"]):
+            raise SystemExit(f"--set {item!r}: use NODE.PARAM=VALUE with NODE one of {', '.join(spec['processors'])}")
+        spec["processors"][node].setdefault("params", {})[param] = yaml.safe_load(value)
     path = Path(tempfile.mkdtemp()) / "phone_agent.yaml"
-    path.write_text(text)
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
     return str(path)
 
 
@@ -392,9 +402,8 @@ async def run_step(n: int, *, quick: bool, profile: str | None = None, chunk_ms:
                          env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     launch = ["-c", _PROFILED.format(path=profile)] if profile else ["-m", "pipeline.cli"]
     # one worker: the process measured is the one holding the calls (no supervisor in between)
-    b = subprocess.Popen([sys.executable, *launch, "serve", _pipeline(chunk_ms, report_ms), "--port", str(b_port),
-                          "--workers", "1", "--max-sessions", str(max(n, 16)),
-                          *[arg for s in sets or () for arg in ("--set", s)]], cwd=ROOT, env=env,
+    b = subprocess.Popen([sys.executable, *launch, "serve", _pipeline(chunk_ms, report_ms, sets), "--port", str(b_port),
+                          "--workers", "1", "--max-sessions", str(max(n, 16))], cwd=ROOT, env=env,
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     spy = None
     proxy = Proxy(f"ws://127.0.0.1:{a_port}/v1")
@@ -596,8 +605,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--chunk-ms", type=int, default=20, help="transport.phone.output chunk_ms (a mark per chunk)")
     ap.add_argument("--report-ms", type=int, default=None, help="transport.phone.output report_ms (heard-position "
                     "reports upstream; 0: one per echoed mark; default: the processor's)")
-    ap.add_argument("--set", action="append", default=[], metavar="NODE.PARAM=VALUE", help="passed to `voxpipe serve "
-                    "--set` (for example model.append_ms=100); repeatable")
+    ap.add_argument("--set", action="append", default=[], metavar="NODE.PARAM=VALUE", help="set a param of the "
+                    "pipeline's node (for example model.append_ms=100; a YAML value); repeatable")
     ap.add_argument("--profile", default=None, metavar="FILE", help="cProfile the server process (B) into FILE "
                     "(timed by CPU time, not wall time)")
     ap.add_argument("--py-spy", default=None, metavar="FILE", help="record a py-spy profile of the serve worker (B) "
