@@ -96,6 +96,11 @@ def _cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / _TCK
 
 
+def _sys_s(pid: int) -> float:
+    """System (kernel) CPU seconds of one process: its system calls, loopback delivery included."""
+    return int(_stat(pid)[12]) / _TCK
+
+
 def _tree_cpu_s(pid: int) -> float:
     """CPU seconds of ``pid``, its live descendants, and the children it has reaped (``cutime``)."""
     total, todo = 0.0, [pid]
@@ -124,12 +129,13 @@ class _Meter:
         self.a, self.b = a, b
 
     def read(self) -> dict[str, float]:
-        return {"a": _tree_cpu_s(self.a), "b": _cpu_s(self.b), "c": _self_cpu_s(), "t": time.perf_counter()}
+        return {"a": _tree_cpu_s(self.a), "b": _cpu_s(self.b), "b_sys": _sys_s(self.b), "c": _self_cpu_s(),
+                "t": time.perf_counter()}
 
     @staticmethod
     def rates(r0: dict[str, float], r1: dict[str, float]) -> dict[str, float]:
         wall = r1["t"] - r0["t"]
-        return {k: (r1[k] - r0[k]) / wall for k in ("a", "b", "c")}
+        return {k: (r1[k] - r0[k]) / wall for k in ("a", "b", "b_sys", "c")}
 
 
 async def _wait_port(port: int, timeout: float = 60.0) -> None:
@@ -269,20 +275,32 @@ async def _warm_up(url: str) -> None:
             tg.cancel_scope.cancel()
 
 
-_PROFILED = ("import cProfile, signal, sys; from pipeline.cli import main; p = cProfile.Profile(); "
+# timed by the thread's CPU clock, not the wall: a loopback send() that is preempted when it wakes
+# the peer would otherwise look like 1 ms of work per message
+_PROFILED = ("import cProfile, signal, sys, time; from pipeline.cli import main; p = cProfile.Profile(time.thread_time); "
              "signal.signal(signal.SIGUSR1, lambda *a: p.enable()); "
              "signal.signal(signal.SIGUSR2, lambda *a: (p.disable(), p.dump_stats({path!r}))); main(sys.argv[1:])")
 
 
-def _pipeline(chunk_ms: int, report_ms: int | None = None) -> str:
-    """The shipped phone agent, with the output's chunk size (and report interval) set."""
+def _pipeline(chunk_ms: int, report_ms: int | None = None, sets: list[str] | None = None) -> str:
+    """The shipped phone agent, with the output's chunk size (and report interval) and ``NODE.PARAM=VALUE`` s set."""
     import tempfile
 
-    text = (ROOT / "pipelines/phone_agent.yaml").read_text()
-    text = text.replace("    type: transport.phone.output\n", f"    type: transport.phone.output\n    params: {{chunk_ms: {chunk_ms}"
-                        f"{'' if report_ms is None else f', report_ms: {report_ms}'}}}\n")
+    import yaml
+
+    spec = yaml.safe_load((ROOT / "pipelines/phone_agent.yaml").read_text())
+    ear = spec["processors"]["ear"].setdefault("params", {})
+    ear["chunk_ms"] = chunk_ms
+    if report_ms is not None:
+        ear["report_ms"] = report_ms
+    for item in sets or ():
+        key, sep, value = item.partition("=")
+        node, dot, param = key.partition(".")
+        if not (sep and dot and node in spec["processors"]):
+            raise SystemExit(f"--set {item!r}: use NODE.PARAM=VALUE with NODE one of {', '.join(spec['processors'])}")
+        spec["processors"][node].setdefault("params", {})[param] = yaml.safe_load(value)
     path = Path(tempfile.mkdtemp()) / "phone_agent.yaml"
-    path.write_text(text)
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
     return str(path)
 
 
@@ -317,6 +335,10 @@ def _cpu_table(r0: dict, r1: dict, idle: dict, wall: float, call_seconds: float)
                      "net_core": round(net / wall, 4),
                      "gross_core_per_call": round(gross / call_seconds, 4) if call_seconds else None,
                      "net_core_per_call": round(net / call_seconds, 4) if call_seconds else None}
+    if "b_sys" in r0:  # of the serve worker's gross CPU, the kernel's part (socket reads and writes, epoll)
+        system = r1["b_sys"] - r0["b_sys"]
+        out["serve_worker"]["system_core_per_call"] = round(system / call_seconds, 4) if call_seconds else None
+        out["serve_worker"]["system_idle_core"] = round(idle["b_sys"], 4)
     return out
 
 
@@ -370,7 +392,7 @@ def spy_parts(path: str) -> list[tuple[str, float]]:
 
 
 async def run_step(n: int, *, quick: bool, profile: str | None = None, chunk_ms: int = 20,
-                   py_spy: str | None = None, report_ms: int | None = None) -> dict:
+                   py_spy: str | None = None, report_ms: int | None = None, sets: list[str] | None = None) -> dict:
     """N calls at once (started 0.3 s apart), each asks, hears, barges in once and listens on."""
     load_before = round(os.getloadavg()[0], 2)
     a_port, b_port, p_port = _free_port(), _free_port(), _free_port()
@@ -380,7 +402,7 @@ async def run_step(n: int, *, quick: bool, profile: str | None = None, chunk_ms:
                          env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     launch = ["-c", _PROFILED.format(path=profile)] if profile else ["-m", "pipeline.cli"]
     # one worker: the process measured is the one holding the calls (no supervisor in between)
-    b = subprocess.Popen([sys.executable, *launch, "serve", _pipeline(chunk_ms, report_ms), "--port", str(b_port),
+    b = subprocess.Popen([sys.executable, *launch, "serve", _pipeline(chunk_ms, report_ms, sets), "--port", str(b_port),
                           "--workers", "1", "--max-sessions", str(max(n, 16))], cwd=ROOT, env=env,
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     spy = None
@@ -475,7 +497,7 @@ async def run_step(n: int, *, quick: bool, profile: str | None = None, chunk_ms:
                 cut_error.append(rec["truncates"][0] - call.heard.clears[0][1] / 8)
     call_seconds = sum(c.sent_at[-1] - c.sent_at[0] for c in calls)
     return {
-        "calls": n, "chunk_ms": chunk_ms, "report_ms": report_ms, "completed": len(calls), "failures": failures[:5], "load_before": load_before, "load_average_1min": round(os.getloadavg()[0], 2), "wall_s": round(wall, 1),
+        "calls": n, "chunk_ms": chunk_ms, "report_ms": report_ms, "set": list(sets or ()), "completed": len(calls), "failures": failures[:5], "load_before": load_before, "load_average_1min": round(os.getloadavg()[0], 2), "wall_s": round(wall, 1),
         "cpu": _cpu_table(r0, r1, idle, wall, call_seconds),
         "inbound_lateness_ms": _q(inbound), "outbound_lateness_ms": _q(outbound),
         "callers_loop_lag_ms": _q(lag), "turn_ms": _q(turn), "framework_share_ms": _q(share), "barge_in_to_clear_ms": _q(barge),
@@ -583,7 +605,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--chunk-ms", type=int, default=20, help="transport.phone.output chunk_ms (a mark per chunk)")
     ap.add_argument("--report-ms", type=int, default=None, help="transport.phone.output report_ms (heard-position "
                     "reports upstream; 0: one per echoed mark; default: the processor's)")
-    ap.add_argument("--profile", default=None, metavar="FILE", help="cProfile the server process (B) into FILE")
+    ap.add_argument("--set", action="append", default=[], metavar="NODE.PARAM=VALUE", help="set a param of the "
+                    "pipeline's node (for example model.append_ms=100; a YAML value); repeatable")
+    ap.add_argument("--profile", default=None, metavar="FILE", help="cProfile the server process (B) into FILE "
+                    "(timed by CPU time, not wall time)")
     ap.add_argument("--py-spy", default=None, metavar="FILE", help="record a py-spy profile of the serve worker (B) "
                     "during the calls into FILE (.svg flame graph, .json speedscope, else collapsed stacks); "
                     "with several steps, FILE gets the step's number of calls before its suffix")
@@ -600,7 +625,7 @@ def main(argv: list[str] | None = None) -> int:
             p = Path(args.py_spy)
             spy = str(p if len(steps) == 1 else p.with_name(f"{p.stem}-{n}{p.suffix}"))
         step = anyio.run(lambda: run_step(n, quick=args.quick, profile=args.profile, chunk_ms=args.chunk_ms,
-                                          py_spy=spy, report_ms=args.report_ms))
+                                          py_spy=spy, report_ms=args.report_ms, sets=args.set))
         result["steps"].append(step)
         print(json.dumps(step), flush=True)
         if spy and _spy_format(spy) == "raw" and Path(spy).exists():

@@ -58,3 +58,12 @@ def test_l16_and_alaw_round_trip():
     assert np.array_equal(decode_audio(encode_audio(x, "l16"), "l16"), x)
     a = np.arange(256, dtype=np.uint8).tobytes()
     assert encode_audio(decode_audio(a, "pcma"), "pcma") == a
+
+
+def test_frame_ms_must_fit_the_backlog():
+    """A frame larger than the backlog could never fill: refused with the fix."""
+    from processors.telephony.transport import PhoneInput
+
+    assert PhoneInput.Params(frame_ms=60).frame_ms == 60
+    with pytest.raises(ValueError, match="lower frame_ms or raise max_backlog_ms"):
+        PhoneInput.Params(frame_ms=200, max_backlog_ms=100)

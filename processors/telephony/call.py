@@ -21,6 +21,7 @@ call they run in.
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import logging
 import time
@@ -89,6 +90,17 @@ class CallInfo:
                 "custom_parameters": dict(self.custom)}
 
 
+def _wake(waiter: asyncio.Future[None] | None) -> None:
+    """Wake the transport task waiting on ``waiter`` (if any).
+
+    A bare future, not an ``anyio.Event``: no new Event object, backend look-up and
+    checkpoint per wait, which happens up to 50 times a second per call. The runner is
+    asyncio's (pipeline/node.py waits the same way).
+    """
+    if waiter is not None and not waiter.done():
+        waiter.set_result(None)
+
+
 Send = Callable[[str], Awaitable[bool]]
 #: Sends several messages in order at once (one socket write); returns how many went out.
 SendMany = Callable[[list[str]], Awaitable[int]]
@@ -108,9 +120,13 @@ class PhoneCall:
         self._send = send
         self._inbound: deque[tuple[str, Any]] = deque()  # ("audio", bytes) | ("dtmf", StreamDtmf)
         self._backlog = 0  # bytes of audio queued
-        self._inbound_wake = anyio.Event()
+        self._dtmf_queued = 0  # key presses queued
+        #: audio the input takes at a time: the transport is woken once this much has arrived
+        #: (or a key press, or the end), and gets it as one entry (0: every message on its own)
+        self.frame_bytes = 0
+        self._inbound_waiter: asyncio.Future[None] | None = None  # next_inbound() waits on it
         self._reports: dict[str | None, int] = {}
-        self._reports_wake = anyio.Event()
+        self._reports_waiter: asyncio.Future[None] | None = None  # next_reports() waits on it
         self._open = True
         self.hangup_requested = anyio.Event()
         self.hangup_reason = ""
@@ -137,8 +153,8 @@ class PhoneCall:
         if self._open:
             self._open = False
             self.ended_reason = reason
-            self._inbound_wake.set()
-            self._reports_wake.set()
+            _wake(self._inbound_waiter)
+            _wake(self._reports_waiter)
 
     def hangup(self, reason: str = "hung up by the agent") -> None:
         """End the call once the audio already sent has been played (the host closes the stream)."""
@@ -160,21 +176,19 @@ class PhoneCall:
         try:
             event = self.protocol.receive(message)
         except StreamError as exc:
-            self.bad_input[exc.code] += 1
-            if self.bad_input[exc.code] == 1:
-                log.warning("%s: skipped a bad %s message (%s): %s; further ones of this kind are only counted",
-                            self.name, self.protocol.provider, exc.code, exc.message)
+            self.bad(exc.code, exc.message)
             return None
         if isinstance(event, StreamMedia):
             self._put_audio(event.payload)
         elif isinstance(event, StreamMark):
             for item, ms in self.ledger.echo(event.name, self.clock()):
                 self._reports[item] = ms
-            self._reports_wake.set()
+            _wake(self._reports_waiter)
         elif isinstance(event, StreamDtmf):
             self.dtmf_in += 1
+            self._dtmf_queued += 1
             self._inbound.append(("dtmf", event))
-            self._inbound_wake.set()
+            _wake(self._inbound_waiter)
         elif isinstance(event, StreamStart):
             self.ledger.rate = event.sample_rate
         elif isinstance(event, StreamNotice):
@@ -182,6 +196,13 @@ class PhoneCall:
         elif isinstance(event, (StreamStop, StreamConnected, StreamCleared)):
             pass
         return event
+
+    def bad(self, code: str, message: str) -> None:
+        """Count a malformed message of kind ``code``; the first of each kind is logged with what was wrong."""
+        self.bad_input[code] += 1
+        if self.bad_input[code] == 1:
+            log.warning("%s: skipped a bad %s message (%s): %s; further ones of this kind are only counted",
+                        self.name, self.protocol.provider, code, message)
 
     @property
     def name(self) -> str:
@@ -201,29 +222,45 @@ class PhoneCall:
                     break
             else:
                 self._backlog = 0
-        self._inbound_wake.set()
+        if self._backlog >= self.frame_bytes:
+            _wake(self._inbound_waiter)
 
     # --- graph side (the transports) ---------------------------------------------------------------
 
     async def next_inbound(self) -> tuple[str, Any] | None:
-        """The next ``("audio", bytes)`` or ``("dtmf", StreamDtmf)``; None once the stream is over."""
-        while not self._inbound:
+        """The next ``("audio", bytes)`` or ``("dtmf", StreamDtmf)``; None once the stream is over.
+
+        Audio comes ``frame_bytes`` at a time (the caller's messages joined), or less before a
+        key press and at the end of the stream, so that the order of audio and keys holds.
+        """
+        inbound = self._inbound
+        while not inbound or (self._open and self._backlog < self.frame_bytes and not self._dtmf_queued):
             if not self._open:
                 return None
-            self._inbound_wake = anyio.Event()
-            await self._inbound_wake.wait()
-        entry = self._inbound.popleft()
-        if entry[0] == "audio":
-            self._backlog -= len(entry[1])
-        return entry
+            self._inbound_waiter = waiter = asyncio.get_running_loop().create_future()
+            await waiter
+        kind, payload = inbound.popleft()
+        if kind != "audio":
+            self._dtmf_queued -= 1
+            return kind, payload
+        n, want = len(payload), self.frame_bytes
+        if n < want and inbound and inbound[0][0] == "audio":
+            parts = [payload]
+            while n < want and inbound and inbound[0][0] == "audio":
+                more = inbound.popleft()[1]
+                parts.append(more)
+                n += len(more)
+            payload = b"".join(parts)
+        self._backlog -= n
+        return kind, payload
 
     async def next_reports(self) -> dict[str | None, int] | None:
         """Heard positions proven since the last call, ``item_id -> ms``; None once the stream is over."""
         while not self._reports:
             if not self._open:
                 return None
-            self._reports_wake = anyio.Event()
-            await self._reports_wake.wait()
+            self._reports_waiter = waiter = asyncio.get_running_loop().create_future()
+            await waiter
         reports, self._reports = self._reports, {}
         return reports
 

@@ -22,10 +22,13 @@ The web server routes to the host every request under ``/telephony/`` (and every
   from its stream's opening to its end; it is counted in ``voxpipe_sessions_active`` and
   its outcome in ``voxpipe_sessions_ended_total``. A drain keeps live calls until they end;
   at the drain's deadline (or a forced stop) each is closed 1012 with the reason.
-* Each accepted stream is a session. The host reads until the provider's ``start``,
+* The provider's messages reach the call from the socket's callback (:mod:`.inbox`,
+  installed while the upgrade is vetted), not through a reader task; the host waits for
+  ``start``, then for ``stop`` or the close.
+* Each accepted stream is a session. The host waits for the provider's ``start``,
   copies the checked graph, runs it with a :class:`~pipeline.session.SessionContext` whose
   metadata is the call (provider, call id, stream id, from, to, custom parameters) and
-  whose attachment ``phone_call`` is the :class:`~.call.PhoneCall`, and goes on reading.
+  whose attachment ``phone_call`` is the :class:`~.call.PhoneCall`.
   The stream ending (``stop``, or a disconnect without it) cancels the graph (its
   ``stop()`` hooks get ``stop_timeout_s``); a tool's :meth:`~.call.PhoneCall.hangup`
   closes the stream once what was sent has been played; a graph that ends by itself closes
@@ -48,7 +51,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import anyio
 from websockets.asyncio.server import ServerConnection
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, ConnectionClosedOK
 from websockets.http11 import Request, Response
 
 from pipeline.graph import Graph
@@ -60,6 +63,7 @@ from processors.serving.host import ServingHost
 
 from .call import CALL, CallInfo, PhoneCall
 from .http import PostRequest, text_response
+from .inbox import Inbox, install
 from .plivo import PlivoProtocol
 from .serializer import MediaStreamProtocol, StreamStart, StreamStop
 from .telnyx import TelnyxProtocol
@@ -295,6 +299,9 @@ class TelephonyHost:
         # the slot its webhook reserved goes with it (handle() admits a stream that has none)
         reserved = self._reserved.pop(token, 0.0) > time.monotonic()
         connection.voxpipe_call = (provider, facts, reserved)  # type: ignore[attr-defined]
+        # before the handshake is answered, so before the provider can send a frame: every message
+        # reaches the call from the socket's callback, in order (processors/telephony/inbox.py)
+        connection.voxpipe_inbox = install(connection)  # type: ignore[attr-defined]
         return None
 
     # --- calls ------------------------------------------------------------------------------------
@@ -329,6 +336,9 @@ class TelephonyHost:
                 return 0
 
         call = PhoneCall(PROVIDERS[provider][0](), send, send_many=send_many)
+        inbox: Inbox | None = getattr(ws, "voxpipe_inbox", None)
+        if inbox is not None:
+            inbox.attach(call)  # what came before now goes to the call, and from now on all of it
         key = f"{provider}-{next(self._ids)}"
         self.calls[key] = call
         self._idle = anyio.Event()
@@ -336,7 +346,7 @@ class TelephonyHost:
         self._starting += 1
         starting = True
         try:
-            start = await self._read_start(ws, call)
+            start = await self._read_start(ws, call, inbox)
             self._starting -= 1
             starting = False
             if start is None:
@@ -344,7 +354,7 @@ class TelephonyHost:
             custom = {**{k: v for k, v in facts.items() if k not in ("call_id", "account_id")}, **start.custom}
             call.info = info = CallInfo(provider, start.call_id, start.stream_id, start.account_id or facts.get("account_id"),
                                         start.from_number or facts.get("from"), start.to_number or facts.get("to"), custom)
-            await self._run_call(ws, call, info, key)
+            await self._run_call(ws, call, info, key, inbox)
         finally:
             if starting:
                 self._starting -= 1
@@ -352,8 +362,13 @@ class TelephonyHost:
             if not self.calls:
                 self._idle.set()
 
-    async def _read_start(self, ws: ServerConnection, call: PhoneCall) -> StreamStart | None:
+    async def _read_start(self, ws: ServerConnection, call: PhoneCall, inbox: Inbox | None) -> StreamStart | None:
         with anyio.move_on_after(self.start_timeout_s):
+            if inbox is not None:  # the messages reach the call by themselves: wait for `start` (or `stop`)
+                if await _set_or_closed(inbox.settled, ws):
+                    return call.protocol.start  # None when `stop` came first
+                log.info("telephony: a %s stream closed before `start`", call.protocol.provider)
+                return None
             try:
                 async for message in ws:
                     event = call.receive(message)
@@ -370,7 +385,8 @@ class TelephonyHost:
         await ws.close(1008, "no start")
         return None
 
-    async def _run_call(self, ws: ServerConnection, call: PhoneCall, info: CallInfo, key: str) -> None:
+    async def _run_call(self, ws: ServerConnection, call: PhoneCall, info: CallInfo, key: str,
+                        inbox: Inbox | None = None) -> None:
         graph = self.template().copy()
         context = SessionContext(id=f"{info.provider}-{info.call_id}",
                                  metadata={**info.metadata(), "remote_address": _peer(ws)}, attachments={CALL: call})
@@ -394,7 +410,7 @@ class TelephonyHost:
                 tg.start_soon(self._run_graph, runner, call, ws, ended)
                 tg.start_soon(self._watch_hangup, call, ws)
                 tg.start_soon(self._watch_stopping, call, ws, key)
-                reason = await self._read(ws, call)
+                reason = await self._read(ws, call, inbox)
                 caller_left = call.open and not call.hangup_reason and key not in self._drained
                 call.end(reason)
                 runner.cancel()
@@ -417,8 +433,15 @@ class TelephonyHost:
             log.info("telephony: call %s ended (%s; %s): %s", info.call_id, call.ended_reason, outcome,
                      call.statistics())
 
-    async def _read(self, ws: ServerConnection, call: PhoneCall) -> str:
+    async def _read(self, ws: ServerConnection, call: PhoneCall, inbox: Inbox | None) -> str:
         """Feed the provider's messages to the call until the stream ends; returns why it ended."""
+        if inbox is not None:  # the inbox feeds the call: wait for `stop` or the close
+            if await _set_or_closed(inbox.stopped, ws):
+                return "the caller hung up (stop)"
+            closed = getattr(ws.protocol, "close_exc", None)
+            if closed is not None and not isinstance(closed, ConnectionClosedOK):
+                return f"the provider disconnected without stop ({closed.rcvd.code if closed.rcvd else 'no close frame'})"
+            return call.hangup_reason or "the provider closed the stream without stop"
         try:
             async for message in ws:
                 if isinstance(call.receive(message), StreamStop):
@@ -465,6 +488,20 @@ class TelephonyHost:
         call.end(call.hangup_reason)
         with anyio.move_on_after(2.0):
             await ws.close(1000, "call ended")
+
+
+async def _set_or_closed(event: anyio.Event, ws: ServerConnection) -> bool:
+    """Wait for ``event`` or the connection's close, whichever comes first; True when ``event`` is set."""
+    if not event.is_set():
+        async with anyio.create_task_group() as tg:
+            async def closed() -> None:
+                await ws.wait_closed()
+                tg.cancel_scope.cancel()
+
+            tg.start_soon(closed)
+            await event.wait()
+            tg.cancel_scope.cancel()
+    return event.is_set()
 
 
 def _peer(connection: ServerConnection) -> str:

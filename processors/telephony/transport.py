@@ -4,8 +4,8 @@ Both processors find their call in the session context (``attachments["phone_cal
 put there by the host that answered the call: ``voxpipe serve``); each call runs its own
 graph, so its own pair. Audio becomes arrays once, here, at the edge.
 
-* :class:`PhoneInput` is a source: the caller's audio (G.711 decoded to int16, one frame
-  per provider message, normally 20 ms at 8 kHz) and key presses as
+* :class:`PhoneInput` is a source: the caller's audio (one frame per provider message,
+  normally 20 ms at 8 kHz, or ``frame_ms`` of them joined) and key presses as
   :class:`~.frames.DtmfFrame` s. It returns when the stream ends (the caller hung up).
 * :class:`PhoneOutput` sends the assistant's audio to the caller in ``chunk_ms`` chunks,
   each followed by a mark, and turns echoed marks into
@@ -33,7 +33,7 @@ from typing import Any, Literal
 
 import anyio
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from pipeline.dsp import Resampler
 from pipeline.dsp.g711 import ENCODERS, alaw_decode, alaw_encode, ulaw_decode, ulaw_encode
@@ -43,6 +43,7 @@ from pipeline.frames import AudioFormat, AudioFrame, Direction, Frame, Interrupt
 from pipeline.processor import Processor
 
 from .call import CALL, PhoneCall
+from .serializer import ENCODINGS
 from .frames import DtmfFrame
 
 __all__ = ["PhoneInput", "PhoneOutput", "decode_audio", "encode_audio"]
@@ -93,6 +94,17 @@ class PhoneInput(Processor):
         sample_type: Literal["ulaw", "alaw", "int16"] = Field(
             "ulaw", description="ulaw: the caller's G.711 bytes as they are (decoded by the graph only where a "
                                 "processor needs PCM); int16: decode at the edge")
+        frame_ms: int | None = Field(None, ge=20, le=500, description="audio per frame pushed into the graph, "
+                                     "the provider's messages joined (null: each message as it comes, 20 ms). Set "
+                                     "it to the model's append_ms when the model is the only listener: it sends no "
+                                     "sooner anyway, and the graph wakes once per batch instead of per message")
+
+        @model_validator(mode="after")
+        def _frame_fits_backlog(self) -> PhoneInput.Params:
+            if self.frame_ms is not None and self.frame_ms > self.max_backlog_ms:
+                raise ValueError(f"frame_ms {self.frame_ms} is larger than max_backlog_ms {self.max_backlog_ms}: "
+                                 "a frame could never fill; lower frame_ms or raise max_backlog_ms")
+            return self
 
     def output_format(self, upstream: AudioFormat | None) -> AudioFormat:
         return AudioFormat(RATE, 1, self.params.sample_type)
@@ -109,6 +121,8 @@ class PhoneInput(Processor):
         as_is = rate == RATE and _WIRE_CODEC.get(encoding) == codec  # the caller's bytes, untouched
         resampler = Resampler(rate, RATE) if rate != RATE else None
         encode = ENCODERS.get(want)
+        frame_ms = self.params.frame_ms
+        call.frame_bytes = 0 if frame_ms is None else rate * ENCODINGS[encoding] * frame_ms // 1000
         uint8 = np.uint8
         pts = 0
         while (entry := await call.next_inbound()) is not None:

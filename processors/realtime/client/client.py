@@ -162,6 +162,9 @@ class OpenAIRealtime(ModelSocketClient):
         if direction is _DOWN:
             if isinstance(frame, AudioFrame):
                 core.append_audio(frame.samples, frame.codec)
+                if core.has_output:  # a batch filled up (one frame in three at 20 ms frames and append_ms 60)
+                    await self._flush()
+                return  # else nothing changed that a flush would send, settle or wake
             elif isinstance(frame, UserStartedSpeakingFrame):
                 await self.push(frame)
                 core.user_started_speaking()
