@@ -27,9 +27,11 @@ decoder) and switching to it.
 ``tests/local_model_cases.py`` (demo phrases, tool requests, ``OUT_OF_GRAMMAR`` sentences;
 ``GATE_VOICES``), with the demo grammar and the seven-tool session model, through an
 ``"always"`` recogniser, which records the grammar pass's score and the general model's words
-for every one. The score threshold of each grammar kind is chosen on the tuning half (fewest
-false fallbacks plus missed sentences, as shares) and reported on the other half, beside the
-shipped thresholds, with the word error rates and the tool accuracy that result.
+for every one (and, for the session model, its filler words' share, which the gate doubts
+above ``Recognizer.GATE_FILLER`` whatever the score). The score threshold of each grammar
+kind is chosen on the tuning half (fewest false fallbacks plus missed sentences, as shares)
+and reported on the other half, beside the shipped thresholds, with the word error rates and
+the tool accuracy that result.
 
 Run: ``python benchmarks/local_model.py [--quick] [--gate] [--json FILE]``.
 """
