@@ -10,7 +10,6 @@ half (``HELD_OUT``) and the accuracy test's own requests (seed 18).
 
 from __future__ import annotations
 
-import base64
 import json
 
 import numpy as np
