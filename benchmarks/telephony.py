@@ -53,6 +53,7 @@ Run: ``python benchmarks/telephony.py [--quick] [--steps 5,10,20] [--json FILE] 
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import os
 import platform
@@ -391,6 +392,145 @@ def spy_parts(path: str) -> list[tuple[str, float]]:
     return sorted(((k, 100 * v / total) for k, v in parts.items()), key=lambda kv: -kv[1]) if total else []
 
 
+# The transport floor (``--floor``): a bare ``websockets`` server in its own process that does
+# only what any media-stream server must: parse each inbound message and base64-decode its
+# payload, and send the media + mark messages the real call's caller received, at the moments
+# it received them (offsets from the call's first frame). Its caller plays at real time and
+# echoes each mark when its playback reaches it, as the simulated network's ear does. Its CPU
+# per call is the library floor under B's figure; B's net minus it is voxpipe's own share.
+_FLOOR_SERVER = r"""
+import asyncio, base64, json, sys
+from websockets.asyncio.server import serve
+
+async def speak(ws, sid, t0, offsets, size):
+    loop = asyncio.get_running_loop()
+    payload = base64.b64encode(bytes(size)).decode()
+    for i, ms in enumerate(offsets):
+        await asyncio.sleep(max(0.0, t0 + ms / 1000 - loop.time()))
+        await ws.send(json.dumps({"event": "media", "streamSid": sid, "media": {"payload": payload}}))
+        await ws.send(json.dumps({"event": "mark", "streamSid": sid, "mark": {"name": str(i)}}))
+
+async def handle(ws):
+    tasks, t0 = [], None
+    try:
+        async for message in ws:
+            msg = json.loads(message)
+            event = msg.get("event")
+            if event == "media":
+                base64.b64decode(msg["media"]["payload"])
+                if t0 is None:  # offsets count from the call's first frame
+                    t0 = asyncio.get_running_loop().time()
+                    p = start["customParameters"]
+                    offsets = [int(x) for x in p["offsets"].split(",") if x]
+                    tasks.append(asyncio.ensure_future(speak(ws, start["streamSid"], t0, offsets, int(p["size"]))))
+            elif event == "start":
+                start = msg["start"]
+    finally:
+        for t in tasks:
+            t.cancel()
+
+async def main(port):
+    async with serve(handle, "127.0.0.1", port, compression=None, max_size=None):
+        await asyncio.Future()
+
+asyncio.run(main(int(sys.argv[1])))
+"""
+
+
+async def _floor_call(port: int, seed: int, seconds: float, offsets: list[int], size: int) -> int:
+    """One caller of the floor server: 20 ms media at real time for ``seconds``; plays what it gets, echoes marks.
+
+    Returns the number of marks it echoed (one per media message the server sent).
+    """
+    sid = f"MZ{seed:030d}"
+    payload = base64.b64encode(bytes(160)).decode()
+    async with connect(f"ws://127.0.0.1:{port}/", compression=None) as ws:
+        await ws.send(json.dumps({"event": "connected", "protocol": "Call", "version": "1.0.0"}))
+        await ws.send(json.dumps({"event": "start", "sequenceNumber": "1", "streamSid": sid, "start": {
+            "streamSid": sid, "callSid": f"CA{seed:030d}", "tracks": ["inbound"],
+            "customParameters": {"offsets": ",".join(map(str, offsets)), "size": str(size)},
+            "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1}}}))
+        due: list[tuple[float, dict]] = []  # (when playback reaches it, the mark)
+        wake = anyio.Event()
+        played_until = [0.0]
+        echoed = 0
+
+        async def listen() -> None:
+            async for raw in ws:
+                msg = json.loads(raw)
+                now = time.perf_counter()
+                if msg.get("event") == "media":
+                    played_until[0] = max(now, played_until[0]) + size / 8000
+                elif msg.get("event") == "mark":
+                    due.append((played_until[0], msg["mark"]))
+                    wake.set()
+
+        async def ear() -> None:
+            nonlocal wake, echoed
+            while True:
+                if not due:
+                    await wake.wait()
+                    wake = anyio.Event()
+                    continue
+                at, mark = due[0]
+                await anyio.sleep(max(0.0, at - time.perf_counter()))
+                due.pop(0)
+                await ws.send(json.dumps({"event": "mark", "streamSid": sid, "mark": mark}))
+                echoed += 1
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(listen)
+            tg.start_soon(ear)
+            t0 = time.perf_counter()
+            for i in range(int(seconds * 50)):
+                await anyio.sleep(max(0.0, t0 + i * 0.02 - time.perf_counter()))
+                await ws.send(json.dumps({"event": "media", "streamSid": sid, "media": {
+                    "track": "inbound", "chunk": str(i + 1), "timestamp": str(i * 20), "payload": payload}}))
+            await ws.send(json.dumps({"event": "stop", "streamSid": sid}))
+            with anyio.move_on_after(2.0):  # the last marks still playing
+                while due or echoed < len(offsets):
+                    await anyio.sleep(0.02)
+            tg.cancel_scope.cancel()
+    return echoed
+
+
+async def run_floor(seconds: float, schedules: list[list[int]], size: int) -> dict:
+    """The floor server's CPU per call for calls shaped like the real step's (see _FLOOR_SERVER)."""
+    n = len(schedules)
+    port = _free_port()
+    f = subprocess.Popen([sys.executable, "-c", _FLOOR_SERVER, str(port)], stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL)
+    try:
+        await _wait_port(port)
+        await anyio.sleep(0.5)
+        i0, t_i0 = _cpu_s(f.pid), time.perf_counter()
+        await anyio.sleep(2.0)
+        idle = (_cpu_s(f.pid) - i0) / (time.perf_counter() - t_i0)
+        c0, t0 = _cpu_s(f.pid), time.perf_counter()
+        echoed: list[int] = []
+
+        async def one(i: int, offsets: list[int]) -> None:
+            echoed.append(await _floor_call(port, 2000 + i, seconds, offsets, size))
+
+        async with anyio.create_task_group() as tg:
+            for i, offsets in enumerate(schedules):
+                tg.start_soon(one, i, offsets)
+                await anyio.sleep(0.3)
+        wall = time.perf_counter() - t0
+        gross = _cpu_s(f.pid) - c0
+    finally:
+        f.terminate()
+        try:
+            f.wait(10)
+        except subprocess.TimeoutExpired:
+            f.kill()
+    net = gross - idle * wall
+    return {"calls": n, "seconds_per_call": round(seconds, 2),
+            "outbound_media_per_call": round(sum(map(len, schedules)) / n, 1),
+            "marks_echoed_per_call": round(sum(echoed) / n, 1),
+            "net_core_per_call": round(net / (n * seconds), 4), "idle_core": round(idle, 4)}
+
+
 async def run_step(n: int, *, quick: bool, profile: str | None = None, chunk_ms: int = 20,
                    py_spy: str | None = None, report_ms: int | None = None, sets: list[str] | None = None) -> dict:
     """N calls at once (started 0.3 s apart), each asks, hears, barges in once and listens on."""
@@ -496,7 +636,10 @@ async def run_step(n: int, *, quick: bool, profile: str | None = None, chunk_ms:
             if rec["truncates"]:  # the answer is the call's only audio before the clear
                 cut_error.append(rec["truncates"][0] - call.heard.clears[0][1] / 8)
     call_seconds = sum(c.sent_at[-1] - c.sent_at[0] for c in calls)
-    return {
+    # the shape of the real calls, for the transport floor (--floor): length, first answer, chunks
+    shape = {"seconds": call_seconds / len(calls) if calls else 0.0, "size": chunk_ms * 8,
+             "schedules": [[round(1000 * (t - c.sent_at[0])) for t, _ in c.received] for c in calls]}
+    return {"shape": shape,
         "calls": n, "chunk_ms": chunk_ms, "report_ms": report_ms, "set": list(sets or ()), "completed": len(calls), "failures": failures[:5], "load_before": load_before, "load_average_1min": round(os.getloadavg()[0], 2), "wall_s": round(wall, 1),
         "cpu": _cpu_table(r0, r1, idle, wall, call_seconds),
         "inbound_lateness_ms": _q(inbound), "outbound_lateness_ms": _q(outbound),
@@ -589,6 +732,13 @@ def table(result: dict) -> str:
     held = [s["calls"] for s in result["steps"] if s["inbound_lateness_ms"].get("p99", 1e9) < 20
             and s["outbound_lateness_ms"].get("p99", 1e9) < 20 and s["completed"] == s["calls"]]
     rows.append(f"\nmost calls with p99 frame lateness < 20 ms both ways: {max(held) if held else 'none of the steps'}")
+    for s in result["steps"]:
+        if "floor" in s:
+            f = s["floor"]
+            rows.append(f"{s['calls']} call(s): serve worker net {s['cpu']['serve_worker']['net_core_per_call']} core per call; "
+                        f"transport floor (bare websockets + json + base64, same messages and cadence) "
+                        f"{f['net_core_per_call']}; voxpipe's own share {s['framework_core_per_call']} (floor run at load "
+                        f"{f['load_average_1min']})")
     e = result.get("edge")
     if e:
         rows.append(f"phone edge per 20 ms frame: inbound {e['inbound_us']} us (floor json+base64 {e['inbound_floor_us']} us), "
@@ -607,6 +757,8 @@ def main(argv: list[str] | None = None) -> int:
                     "reports upstream; 0: one per echoed mark; default: the processor's)")
     ap.add_argument("--set", action="append", default=[], metavar="NODE.PARAM=VALUE", help="set a param of the "
                     "pipeline's node (for example model.append_ms=100; a YAML value); repeatable")
+    ap.add_argument("--floor", action="store_true", help="after each step, the transport floor: a bare websockets "
+                    "server doing the same messages at the same cadence (its CPU per call beside the serve worker's)")
     ap.add_argument("--profile", default=None, metavar="FILE", help="cProfile the server process (B) into FILE "
                     "(timed by CPU time, not wall time)")
     ap.add_argument("--py-spy", default=None, metavar="FILE", help="record a py-spy profile of the serve worker (B) "
@@ -626,6 +778,13 @@ def main(argv: list[str] | None = None) -> int:
             spy = str(p if len(steps) == 1 else p.with_name(f"{p.stem}-{n}{p.suffix}"))
         step = anyio.run(lambda: run_step(n, quick=args.quick, profile=args.profile, chunk_ms=args.chunk_ms,
                                           py_spy=spy, report_ms=args.report_ms, sets=args.set))
+        shape = step.pop("shape")
+        if args.floor and step["completed"]:
+            floor = anyio.run(lambda: run_floor(shape["seconds"], shape["schedules"], shape["size"]))
+            floor["load_average_1min"] = round(os.getloadavg()[0], 2)
+            step["floor"] = floor
+            step["framework_core_per_call"] = round(step["cpu"]["serve_worker"]["net_core_per_call"]
+                                                    - floor["net_core_per_call"], 4)
         result["steps"].append(step)
         print(json.dumps(step), flush=True)
         if spy and _spy_format(spy) == "raw" and Path(spy).exists():

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import subprocess
 import sys
+
+import anyio
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -55,3 +57,12 @@ def test_cpu_table_is_net_of_each_process_idle():
     assert cpu["serve_worker"] == {"idle_core": 0.05, "gross_core": 0.15, "net_core": 0.1,
                                    "gross_core_per_call": 0.03, "net_core_per_call": 0.02}
     assert cpu["model_server"]["net_core_per_call"] == 0.04 and cpu["callers"]["gross_core"] == 0.05
+
+
+def test_the_transport_floor_sends_the_schedule_and_hears_every_mark_echoed():
+    """The floor server (a bare websockets process) sends a media + mark at each offset, the caller echoes each."""
+    offsets = [200 + 20 * i for i in range(25)] + [900, 900, 900]  # a paced run, then a burst
+    floor = anyio.run(lambda: telephony.run_floor(1.5, [offsets, offsets[:10]], 160))
+    assert floor["calls"] == 2 and floor["outbound_media_per_call"] == 19.0
+    assert floor["marks_echoed_per_call"] == 19.0  # every mark came back: the floor did the whole exchange
+    assert floor["net_core_per_call"] > 0
