@@ -72,10 +72,18 @@ def pitch_track(audio: np.ndarray, rate: int = 16000, *, fmin: float = 70.0, fma
     if x.shape[0] < n:
         return np.zeros(0), np.zeros(0)
     frames = np.lib.stride_tricks.sliding_window_view(x, n)[::hop]
+    count = frames.shape[0]
     frames = frames - frames.mean(axis=1, keepdims=True)
     lo, hi = int(rate / fmax), min(int(rate / fmin), n - 1)
     window, correction, size = _setup(n, lo, hi)
-    spec = np.fft.rfft(frames * window, size, axis=1)
+    windowed = frames * window
+    # Only frames that can pass the loudness test below are transformed: a frame whose energy is
+    # a quarter of the floor under the loudest one's is unvoiced whatever its autocorrelation
+    # (the factor 4 covers the rounding between this energy and the FFT's, ~1e-6). The pause at
+    # the end of a turn is such frames. The FFT works row by row: the same values as all rows.
+    direct = np.einsum("ij,ij->i", windowed, windowed)
+    kept = np.flatnonzero(direct >= direct.max() * 10 ** (floor_db / 10) / 4) if count else direct
+    spec = np.fft.rfft(windowed[kept], size, axis=1)
     ac = np.fft.irfft(spec.real**2 + spec.imag**2, size, axis=1)[:, : hi + 1]
     energy = ac[:, 0]
     norm = ac[:, lo : hi + 1] / np.maximum(energy[:, None], 1e-12) * correction
@@ -95,15 +103,18 @@ def pitch_track(audio: np.ndarray, rate: int = 16000, *, fmin: float = 70.0, fma
     shift = np.where(np.abs(den) > 1e-9, 0.5 * (a - c) / np.where(np.abs(den) > 1e-9, den, 1.0), 0.0)
     lag = lo + i + np.clip(shift, -0.5, 0.5)
     loud = energy >= energy.max() * 10 ** (floor_db / 10) if energy.size else energy
-    voiced = (peak >= voicing) & loud & (energy > 0)
+    voiced = np.zeros(count, bool)
+    voiced[kept] = (peak >= voicing) & loud & (energy > 0)
+    lag_all = np.ones(count)
+    lag_all[kept] = lag
     # voicing lasts: a run shorter than 3 frames (30 ms) is a noise or click, not a vowel
     v = np.concatenate(([False], voiced, [False])).astype(np.int8)
     edges = np.flatnonzero(np.diff(v))
     for a, b in zip(edges[::2], edges[1::2]):
         if b - a < 3:
             voiced[a:b] = False
-    f0 = np.where(voiced, rate / lag, np.nan)
-    times = (np.arange(frames.shape[0]) * hop + n / 2) / rate
+    f0 = np.where(voiced, rate / lag_all, np.nan)
+    times = (np.arange(count) * hop + n / 2) / rate
     return times, f0
 
 
