@@ -98,17 +98,16 @@ class SemanticTurnProcessor(Processor):
         x = frame.samples
         if x.ndim != 1:
             x = downmix(x)
-        if frame.sample_rate != self._rate:
-            await self._end_open_turn()
-            from pipeline.dsp.turn import SemanticTurnDetector
-
-            p = self.params
-            self.detector = SemanticTurnDetector(frame.sample_rate, threshold=p.threshold, pause_ms=p.pause_ms,
-                                                 max_silence_ms=p.max_silence_ms, recheck_ms=p.recheck_ms,
-                                                 vad_threshold=p.vad_threshold, model=self.model, defer_model=True)
-            self._rate = frame.sample_rate
-        det = self.detector
-        events = det.process(x, frame.pts)
+        if frame.sample_rate == self._rate:  # the per-frame path: the detector, no pause, the frame on
+            det = self.detector
+            events = det.process(x, frame.pts)
+            if det.query is None and not events:
+                await self.push(frame, direction)
+                return
+        else:
+            await self._new_rate(frame.sample_rate)
+            det = self.detector
+            events = det.process(x, frame.pts)
         if det.query is not None:
             from processors.turn.decision import judge_pause
 
@@ -144,6 +143,17 @@ class SemanticTurnProcessor(Processor):
             self.log.debug("end of turn (%s, p=%s) %.0f ms after speech", event.reason, event.probability,
                            (event.pts - event.speech_end) * 1000 / self._rate)
             await self.push(UserStoppedSpeakingFrame(pts=event.speech_end, sample_rate=self._rate, turn=turn))
+
+    async def _new_rate(self, rate: int) -> None:
+        """The first frame, or audio at another rate: the open turn ends, a new detector starts."""
+        from pipeline.dsp.turn import SemanticTurnDetector
+
+        await self._end_open_turn()
+        p = self.params
+        self.detector = SemanticTurnDetector(rate, threshold=p.threshold, pause_ms=p.pause_ms,
+                                             max_silence_ms=p.max_silence_ms, recheck_ms=p.recheck_ms,
+                                             vad_threshold=p.vad_threshold, model=self.model, defer_model=True)
+        self._rate = rate
 
     async def _end_open_turn(self) -> None:
         if self.detector is not None:
