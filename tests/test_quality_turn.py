@@ -121,7 +121,8 @@ def test_log_mel_features_follow_whisper():
 
 
 def test_log_mel_features_reuse_work_arrays_safely():
-    """The kept work arrays give np.pad's reflection exactly, and threads computing at once do not mix them."""
+    """The kept work arrays give np.pad's reflection exactly, the front padding's frames computed once give
+    the plain definition's values, and threads computing at once do not mix them."""
     from concurrent.futures import ThreadPoolExecutor
 
     from pipeline.dsp.smart_turn import _hann, _mel_matrix
@@ -140,6 +141,10 @@ def test_log_mel_features_reuse_work_arrays_safely():
 
     want = [reference(c) for c in clips]
     assert all(np.allclose(log_mel_features(c), w, atol=1e-6) for c, w in zip(clips, want))
+    # a turn shorter than 8 s: the frames wholly in the front padding are transformed once, to the same bits
+    for k in (0, 200, 201, 361, 521, 47_999, 3 * SMART_TURN_RATE + 7, 8 * SMART_TURN_RATE - 1):
+        short = (0.05 * rng.standard_normal(k)).astype(np.float32)
+        assert np.array_equal(log_mel_features(short), reference(short)), k
     first = [log_mel_features(c) for c in clips]
     with ThreadPoolExecutor(4) as pool:
         got = list(pool.map(lambda i: log_mel_features(clips[i % 2]), range(16)))
