@@ -12,9 +12,10 @@ import asyncio
 import importlib.util
 import json
 import logging
+import os
 import random
+import sys
 import threading
-import time
 from http import HTTPStatus
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from processors.webrtc.conceal import GapConcealer
 from processors.webrtc.playout import FRAME, Playout
 from processors.webrtc.rates import IntegerResampler
 from processors.webrtc.sdp import MAX_SDP_BYTES, OfferError, check_offer
+from webrtc_peers import loop_lag, speech_48k, weather_turn
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
@@ -214,75 +216,46 @@ def _decoder_threads() -> list[str]:
     return [t.name for t in threading.enumerate() if t.name.endswith("-decoder")]
 
 
-def _speech_48k(text: str) -> np.ndarray:
-    from speech_fixtures import utterance
-
-    return np.concatenate([np.zeros(4800, np.float32), utterance(text, 48000), np.zeros(48000, np.float32)])
-
-
-async def _weather_turn(peer, question: np.ndarray) -> dict:
-    """Say the weather question; wait for the words, the tool's result and the spoken answer."""
-    await peer.wait_event("ready", timeout=20)
-    peer.say(question)
-    user = await peer.wait_event(lambda e: e["type"] == "transcript.done" and e["role"] == "user", timeout=60)
-    result = await peer.wait_event("tool.result", timeout=30)
-    audio = await peer.wait_event("audio", timeout=30)
-    done = await peer.wait_event(lambda e: e["type"] == "audio.done" and e["item_id"] == audio["item_id"], timeout=30)
-    with anyio.fail_after(30):  # the answer plays at real time
-        while np.count_nonzero(np.abs(peer.audio()) > 300) < 48000 * 0.5:
-            await anyio.sleep(0.1)
-    return {"said": user["text"], "result": json.loads(result["output"]), "answer_ms": done["ms"]}
-
-
-async def _loop_lag(samples: list[float], stop: anyio.Event) -> None:
-    """How late a 10 ms sleep wakes up (the event loop's lag), until ``stop``."""
-    while not stop.is_set():
-        t = time.perf_counter()
-        await anyio.sleep(0.01)
-        samples.append(time.perf_counter() - t - 0.01)
-
-
 @needs_aiortc
 @needs_local
 @pytest.mark.slow
 @pytest.mark.anyio
 async def test_ten_concurrent_sessions_each_complete_a_turn(monkeypatch, capsys):
-    """Ten aiortc peers at once ask the weather over Opus; each hears its tool-backed answer; nothing is left."""
+    """Ten aiortc peers at once ask the weather over Opus; each hears its tool-backed answer; nothing is left.
+
+    The peers run in a process of their own (tests/webrtc_peers.py says why), as callers'
+    browsers do; the server, its ten graphs and the local model share this one.
+    """
     from processors.web.server import web_server
-    from processors.webrtc.client import PeerClient
 
     monkeypatch.delenv("VOXPIPE_REALTIME_URL", raising=False)
     monkeypatch.delenv("VOXPIPE_TOKEN", raising=False)
-    question = _speech_48k("what is the weather in paris")
-    results: dict[int, dict] = {}
     lag: list[float] = []
     stop = anyio.Event()
     with anyio.fail_after(150):
         async with web_server(ROOT / "pipelines" / "webrtc_agent.yaml") as srv:
-            url = srv.url + "webrtc/offer"
-
-            async def one(i: int) -> None:
-                async with PeerClient.connect(url) as peer:
-                    results[i] = await _weather_turn(peer, question)
-
             async with anyio.create_task_group() as tg:
-                tg.start_soon(_loop_lag, lag, stop)
-                async with anyio.create_task_group() as peers:
-                    for i in range(10):
-                        peers.start_soon(one, i)
+                tg.start_soon(loop_lag, lag, stop)
+                peers = await anyio.run_process(
+                    [sys.executable, str(ROOT / "tests" / "webrtc_peers.py"), srv.url + "webrtc/offer", "10"],
+                    check=False, env={**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "tests"), str(ROOT)])})
                 stop.set()
+            assert peers.returncode == 0, peers.stderr.decode()[-4000:]
+            report = json.loads(peers.stdout.decode().strip().splitlines()[-1])
             with anyio.fail_after(10):
                 await srv.webrtc.wait_idle()
             assert srv.webrtc.sessions_total == 10
             assert sorted(srv.webrtc.reasons.values()) == ["page_closed"] * 10, srv.webrtc.reasons
-    assert len(results) == 10
-    for r in results.values():
+    assert len(report["results"]) == 10
+    for r in report["results"]:
         assert "weather" in r["said"] and r["result"]["temp_c"] == 18 and r["answer_ms"] > 1000, r
     assert _decoder_threads() == []
-    lag_ms = np.array(lag) * 1000
     with capsys.disabled():
-        print(f"\n10 WebRTC sessions (with the local model in this process): loop lag p50 {np.percentile(lag_ms, 50):.1f} ms, "
-              f"p99 {np.percentile(lag_ms, 99):.1f} ms, max {lag_ms.max():.1f} ms ({lag_ms.size} samples)")
+        for name, samples in (("the server's", lag), ("the peers'", report["lag_s"])):
+            ms = np.array(samples) * 1000
+            print(f"\n10 WebRTC sessions, {name} event loop lag: p50 {np.percentile(ms, 50):.1f} ms, "
+                  f"p99 {np.percentile(ms, 99):.1f} ms, max {ms.max():.1f} ms ({ms.size} samples)", end="")
+        print(" (the server's process also runs the local model)")
 
 
 @needs_aiortc
@@ -296,7 +269,7 @@ async def test_lossy_uplink_conversation_completes(monkeypatch, capsys):
 
     monkeypatch.delenv("VOXPIPE_REALTIME_URL", raising=False)
     monkeypatch.delenv("VOXPIPE_TOKEN", raising=False)
-    question = _speech_48k("what is the weather in paris")
+    question = speech_48k("what is the weather in paris")
     report: dict[str, dict] = {}
     with anyio.fail_after(120):
         async with web_server(ROOT / "pipelines" / "webrtc_agent.yaml") as srv:
@@ -304,7 +277,7 @@ async def test_lossy_uplink_conversation_completes(monkeypatch, capsys):
 
             async def one(loss: float) -> None:
                 async with PeerClient.connect(url, loss=loss, seed=int(loss * 100)) as peer:
-                    turn = await _weather_turn(peer, question)
+                    turn = await weather_turn(peer, question)
                     session = srv.webrtc.sessions[peer.session_id]
                     conceal = dict(session.concealment)
                     report[f"{loss:.0%}"] = {"rtp_sent": peer.rtp_sent, "rtp_dropped": peer.rtp_dropped,

@@ -165,11 +165,25 @@ class PeerClient:
         if self.channel is not None and self.channel.readyState == "open":
             self.channel.send(json.dumps(event))
 
-    async def bye(self) -> None:
-        """Tell the server this peer is leaving (what the page does when its tab closes)."""
-        if self.channel is not None and self.channel.readyState == "open":
-            self.channel.send(json.dumps({"type": "bye"}))
-            await anyio.sleep(0.05)  # let SCTP carry it before the connection closes
+    async def bye(self, timeout_s: float = 2.0) -> None:
+        """Tell the server this peer is leaving (what the page does when its tab closes).
+
+        Waits (up to ``timeout_s``) until the server's SCTP has acknowledged every message sent,
+        so that closing the connection next cannot drop the goodbye. A fixed 50 ms pause did not
+        do: under load the goodbye was still queued, the server never heard it and ended the
+        session as ``peer_gone`` 2 s later. aiortc has no public "acknowledged" signal; this reads
+        its association's send queues (falling back to the pause when they are not there).
+        """
+        if self.channel is None or self.channel.readyState != "open":
+            return
+        self.channel.send(json.dumps({"type": "bye"}))
+        sctp = self.pc.sctp
+        with anyio.move_on_after(timeout_s):
+            while self.channel.readyState == "open" and sctp is not None and hasattr(sctp, "_sent_queue"):
+                if self.channel.bufferedAmount == 0 and not sctp._outbound_queue and not sctp._sent_queue:
+                    return
+                await anyio.sleep(0.01)
+            await anyio.sleep(0.05)
 
     async def delete(self, *, origin: str | None = None) -> int:
         """End the session the WHIP way: ``DELETE`` its resource (the answer's ``Location``); returns the status."""
