@@ -27,11 +27,9 @@ decoder) and switching to it.
 ``tests/local_model_cases.py`` (demo phrases, tool requests, ``OUT_OF_GRAMMAR`` sentences;
 ``GATE_VOICES``), with the demo grammar and the seven-tool session model, through an
 ``"always"`` recogniser, which records the grammar pass's score and the general model's words
-for every one (and, for the session model, its filler words' share, which the gate doubts
-above ``Recognizer.GATE_FILLER`` whatever the score). The score threshold of each grammar
-kind is chosen on the tuning half (fewest false fallbacks plus missed sentences, as shares)
-and reported on the other half, beside the shipped thresholds, with the word error rates and
-the tool accuracy that result.
+for every one. The score threshold of each grammar kind is chosen on the tuning half (fewest
+false fallbacks plus missed sentences, as shares) and reported on the other half, beside the
+shipped thresholds, with the word error rates and the tool accuracy that result.
 
 Run: ``python benchmarks/local_model.py [--quick] [--gate] [--json FILE]``.
 """
@@ -175,7 +173,7 @@ def gate(voices: tuple = GATE_VOICES) -> dict:
             rows.append({"side": side, "half": "tune" if half == 0 else "test", "text": text, "kind": kind,
                          "voice": voice, "request": request, "grammar": recognizer.last_grammar or str(heard),
                          "general": recognizer.last_general, "per": per, "score": recognizer.last_score,
-                         "unexplained": recognizer.last_unexplained, "filler": recognizer.last_filler,
+                         "unexplained": recognizer.last_unexplained,
                          "rescued": not recognizer.last_general and bool(recognizer.last_phrase)
                          and str(heard) == recognizer.last_phrase})
     result: dict = {"voices": [f"{v}@{r}" for v, r in voices], "kinds": {}}
@@ -188,9 +186,7 @@ def gate(voices: tuple = GATE_VOICES) -> dict:
             if r["rescued"]:
                 return True
             ok = r["score"] is not None and r["score"] >= threshold
-            if kind == "tools":
-                return ok and r["filler"] <= Recognizer.GATE_FILLER
-            return ok and r["unexplained"] <= Recognizer.GATE_UNEXPLAINED
+            return ok and (kind == "tools" or r["unexplained"] <= Recognizer.GATE_UNEXPLAINED)
 
         def cost(threshold: float) -> float:
             ins = [r for r in tune if r["side"] == "in"]
@@ -224,9 +220,7 @@ def _gate_figures(resources, rows: list[dict], sure, kind: str) -> dict:
            "right_arguments": 0, "out_of_grammar_calls": 0}
     for r in rows:
         doubted = not sure(r)
-        agree = r["grammar"] and r["per"] is not None and r["per"] <= limit
-        filled = kind == "tools" and r["filler"] is not None and r["filler"] > Recognizer.GATE_FILLER
-        fell_back = bool(doubted and r["general"] and (filled or not agree))
+        fell_back = bool(doubted and r["general"] and not (r["grammar"] and r["per"] is not None and r["per"] <= limit))
         text = r["general"] if fell_back else r["grammar"]
         if r["side"] == "in":
             out["in_grammar"] += 1

@@ -8,9 +8,7 @@ less accurate on synthetic speech).
 
 A :class:`Grammar` goes further: phrases *and* a corpus of sentences a session expects
 (:mod:`processors.brain.tools` spells out a session's tools), which train a small bigram
-model per session, with a few hundred common English words as low-probability fillers
-(a garbage model: speech outside the session's words is heard as them, and the gate reads
-their share). One decoder holds many grammars as named searches, keyed by their
+model per session. One decoder holds many grammars as named searches, keyed by their
 content, and switches between them per utterance (``activate_search`` costs microseconds;
 adding a JSGF grammar about 10 ms, a bigram model of seven tools about 50 ms). With ``fallback=True`` the decoder also loads the
 general language model and decodes every utterance twice: when the general model's words
@@ -54,46 +52,6 @@ _SPAN_ALLOWANCE = 60  # frames (0.6 s) added to the loud span when scoring per f
 _CORPUS_SILENCE_COST = -7.0  # a session model's log score per frame of added silence (measured -5 to -11)
 _PAUSE_FRAMES = 10  # frames next to a word that still belong to it (its edges, short pauses)
 _MIN_PART = 2  # shortest dictionary word used when splitting an unknown word
-
-
-#: Common English words, most probable first: the 500 likeliest alphabetic unigrams of
-#: pocketsphinx's own general model (``en-us.lm.bin``, read with ``NGramModel``; two
-#: profanities left out). A session model holds some of them as *fillers*
-#: (:attr:`Recognizer.FILLER_WORDS`): speech outside its words is heard as these rather
-#: than forced onto tool words, and the gate reads their share (:attr:`Recognizer.GATE_FILLER`).
-COMMON_WORDS = tuple("""
-the to i and a of you that in it is for but know was have they on like be not so with are one
-this yeah he just my we as what if do at or about all think there would from two me people can
-your get out no said up more when an had right well hundred really has thousand will oh because
-how time them she been by some who their his were now then go good mean than going her see could
-much other five got three even too only want did him something where very here way which nine
-lot make say first years back any new our also over into ah year thing still four should work
-things those take us most why these never twenty need after being okay little down kind point
-actually many day off come same six before last look sure eight money doing pretty around seven
-always guess life dollars long yes better probably every world does anything maybe school great
-find though made big feel through thirty cause game old put use different stuff ten home may
-might used am thought while best since man love own getting another fifty few bad give part
-percent live family tell ever gonna again went someone help keep everything try play hard done
-enough trying next end away its place far forty talk ninety both real says country kids times
-least person bit such million high exactly told nothing friends believe let call having able
-show else watch job ago nice start once whole house government problem looking change children
-each without days found true saying between less week seen already makes guy course care name
-second came sixty pay talking until making seems eighty thanks either idea seventy read yet
-definitely team working city mr wanted left remember huh fact night business months state number
-against called half public understand everyone whatever er almost run friend case took sometimes
-today must sorry god important wrong started heard couple minutes hi set reason question system
-together car games women war hope states hey stop happened thank guys coming sort small fun hear
-york under quite during agree free wow buy close past food top hours anyone saw side news kinda
-myself cool mind thinking company deal whether comes happen interesting looks gets later taking
-young parents phone ask stay matter please united especially power health area american rather
-move open usually goes line fifteen sense using men wait story means however somebody fine leave
-become playing lost level water living full often t head funny yourself instead group college
-zero happy president easy ones others knew post month seem hit supposed age needs room
-experience v asked computer support turn outside issue eat given movie likely hand white
-possible face market everybody book wants weeks gone tried certain early police rest future
-taken countries problems cost situation woman chance sounds information child twelve third
-anyway type mother girl
-""".split())
 
 
 def normalize_words(text: str) -> list[str]:
@@ -156,14 +114,11 @@ class Grammar:
         body = "\n    | ".join(self.phrases)
         return f"#JSGF V1.0;\ngrammar voxpipe;\npublic <utterance> = {body} ;\n"
 
-    def arpa(self, phrase_weight: int = 20, fillers: Iterable[str] = (), filler_mass: float = 0.0) -> str:
+    def arpa(self, phrase_weight: int = 20) -> str:
         """A bigram model (ARPA text) of the phrases (each counted ``phrase_weight`` times) and corpus.
 
         Absolute discounting (D = 0.5) with back-off to add-one unigrams: every corpus
-        word is possible anywhere, seen word pairs are much likelier. ``fillers`` (words
-        not in the phrases or corpus, most common first) share ``filler_mass`` of the
-        unigram probability (the k-th in proportion to 1/k) and appear in no bigram: a
-        garbage model, reached only by backing off, for speech the corpus does not explain.
+        word is possible anywhere, seen word pairs are much likelier.
         """
         sentences = [(p.split(), phrase_weight) for p in self.phrases] + [(c.split(), 1) for c in self.corpus]
         uni: dict[str, int] = {}
@@ -177,12 +132,6 @@ class Grammar:
         vocab = sorted(uni)
         total = sum(c + 1 for w, c in uni.items() if w != "<s>")
         p_uni = {w: (uni[w] + 1) / total for w in vocab if w != "<s>"}
-        extra = [w for w in dict.fromkeys(fillers) if w not in uni]
-        if extra and filler_mass > 0.0:
-            zipf = [1.0 / k for k in range(1, len(extra) + 1)]
-            p_uni = {w: p * (1.0 - filler_mass) for w, p in p_uni.items()}
-            p_uni.update({w: filler_mass * z / sum(zipf) for w, z in zip(extra, zipf)})
-            vocab = sorted([*vocab, *extra])
         discount = 0.5
         followers: dict[str, list[str]] = {}
         for h, w in bi:
@@ -293,12 +242,8 @@ class Recognizer:
     GATE_SCORE = -35.0
     #: ... and this for a session's bigram model, which fits any string of its words and
     #: so scores lower on in-domain speech too (requests -54 to -25, held-out sentences
-    #: mostly -45 to -65), together with its fillers' share (:attr:`GATE_FILLER`), which
-    #: catches most of what the score alone missed. Both chosen together on the same
-    #: tuning half: fewest false fallbacks plus missed sentences (as shares) with at most
-    #: 2% false fallbacks (-54 and 0.25: 4/280 false fallbacks, 91/96 caught; -52 alone,
-    #: no fillers: 1/280 and 84/96).
-    GATE_SCORE_CORPUS = -54.0
+    #: mostly -45 to -65: this gate is the weaker one).
+    GATE_SCORE_CORPUS = -52.0
     #: ... and, for a phrase grammar, when at most this share of the utterance's loud frames
     #: (within 20 dB of its loudest, 10 dB above its quietest tenth) lies outside the
     #: hypothesis' words: a phrase grammar ends its short phrase and calls the rest silence
@@ -306,18 +251,6 @@ class Recognizer:
     #: with a good score per frame. In-grammar phrases: 0 (every one measured). A session
     #: model can always go on with more of its words, so this does not apply to it.
     GATE_UNEXPLAINED = 0.02
-    #: A session model also holds this many of :data:`COMMON_WORDS` (those not already its
-    #: words) as fillers, which together get :attr:`FILLER_MASS` of its unigram probability
-    #: (0 mass: no fillers): a garbage model. Out-of-grammar speech then decodes largely
-    #: to common words instead of being forced onto tool words ... (mass 0.02 and 0.1
-    #: measured worse on the tuning half; the tool requests' accuracy is unchanged)
-    FILLER_WORDS = 300
-    FILLER_MASS = 0.05
-    #: ... and the gate is unsure of a session model's utterance when more than this share
-    #: of its words' frames are fillers; then the general model's words are the transcript
-    #: whenever it heard any (no phone agreement: the fillers are common words, which the
-    #: general model's words resemble).
-    GATE_FILLER = 0.25
 
     def __init__(
         self, phrases: list[str] | Grammar | None = None, sample_rate: int = 16000, *,
@@ -345,13 +278,11 @@ class Recognizer:
         self.last_phrase = ""  # the nearest of the rules' phrases, with a session model (fallback only)
         self.last_score: float | None = None  # the grammar pass's score per frame (fallback only)
         self.last_unexplained: float | None = None  # share of loud frames outside its words (fallback only)
-        self.last_filler: float | None = None  # share of its words' frames that are fillers (fallback only)
         self.last_sure: bool | None = None  # the gate's verdict on the last utterance (fallback only)
         self.general_passes = 0  # utterances decoded again by the general model
         self._general: tuple[Any, Any] | None = None  # (decoder, initial CMN) of the general model, once loaded
         self._searches: OrderedDict[str, list[str]] = OrderedDict()  # grammar key -> its phrases
         self._corpus: dict[str, bool] = {}  # grammar key -> it is a bigram model
-        self._fillers: dict[str, frozenset[str]] = {}  # grammar key -> its session model's filler words
         # A bigram model added to the main decoder took 5-14 s (pocketsphinx walks its whole
         # 134k-word dictionary for a new n-gram search); a decoder of its own with a
         # dictionary of just the model's words takes 20 ms. So each session model gets one.
@@ -447,7 +378,7 @@ class Recognizer:
                 return False
             fixed = Grammar(tuple(phrases), tuple(corpus))
             if corpus:
-                self._models[key], self._fillers[key] = self._model_decoder(fixed)
+                self._models[key] = self._model_decoder(fixed)
                 if phrases:
                     self._decoder.add_jsgf_string(key + "p", Grammar(tuple(phrases)).jsgf())
                     self._phrase_searches[key] = key + "p"
@@ -458,7 +389,6 @@ class Recognizer:
             while len(self._searches) > self.max_grammars:
                 old, _ = self._searches.popitem(last=False)
                 self._corpus.pop(old, None)
-                self._fillers.pop(old, None)
                 if old in self._models:
                     if old != self._current:
                         del self._models[old]
@@ -471,26 +401,21 @@ class Recognizer:
         self.phrases = self._searches[key]
         return True
 
-    def _model_decoder(self, grammar: Grammar) -> tuple[tuple[Any, Any], frozenset[str]]:
-        """A decoder of ``grammar``'s bigram model (with its fillers), a dictionary of only its words; the fillers."""
+    def _model_decoder(self, grammar: Grammar) -> tuple[Any, Any]:
+        """A decoder of ``grammar``'s bigram model, with a dictionary of only its words."""
         import pocketsphinx
 
         words = sorted({w for line in grammar.phrases + grammar.corpus for w in line.split()})
-        known = set(words)
-        lookup = self._decoder.lookup_word
-        fillers = [w for w in COMMON_WORDS[:self.FILLER_WORDS] if w not in known and lookup(w)]
-        if self.FILLER_MASS <= 0.0:
-            fillers = []
         with tempfile.TemporaryDirectory() as tmp:
             dict_path, lm_path = os.path.join(tmp, "words.dict"), os.path.join(tmp, "model.lm")
             with open(dict_path, "w", encoding="utf-8") as f:
-                f.writelines(f"{w} {lookup(w)}\n" for w in sorted([*words, *fillers]))
+                f.writelines(f"{w} {self._decoder.lookup_word(w)}\n" for w in words)
             with open(lm_path, "w", encoding="utf-8") as f:
-                f.write(grammar.arpa(fillers=fillers, filler_mass=self.FILLER_MASS))
+                f.write(grammar.arpa())
             decoder = pocketsphinx.Decoder(lm=None, dict=dict_path, loglevel="FATAL")
             decoder.add_lm_file("model", lm_path)
             decoder.activate_search("model")
-        return (decoder, decoder.get_cmn(False)), frozenset(fillers)
+        return decoder, decoder.get_cmn(False)
 
     def _known_words(self, words: list[str]) -> list[str]:
         lookup = self._decoder.lookup_word
@@ -566,13 +491,11 @@ class Recognizer:
         With a grammar and a ``fallback``, the gate first reads the grammar pass: it is sure
         when its score per frame is at least :attr:`GATE_SCORE` and at most
         :attr:`GATE_UNEXPLAINED` of the loud audio lies outside its words (for a session
-        model: a score of at least :attr:`GATE_SCORE_CORPUS` and at most :attr:`GATE_FILLER`
-        of its words' frames in filler words, :attr:`FILLER_WORDS`). With ``"gated"`` a sure
-        utterance keeps the grammar's words and costs nothing more; otherwise (and always
-        with ``"always"``) the utterance is decoded again by the general model. The
-        grammar's words are still kept when they agree with the general model's (phone
-        error rate at most :attr:`AGREE_PER`, :attr:`AGREE_PER_CORPUS` for a session model,
-        whose words must not then be mostly fillers) or are at most :attr:`SHORT_WORDS`
+        model: a score of at least :attr:`GATE_SCORE_CORPUS`). With ``"gated"`` a sure utterance keeps the grammar's words and
+        costs nothing more; otherwise (and always with ``"always"``) the utterance is decoded
+        again by the general model. The grammar's words are still kept when they agree with
+        the general model's (phone error rate at most :attr:`AGREE_PER`,
+        :attr:`AGREE_PER_CORPUS` for a session model) or are at most :attr:`SHORT_WORDS`
         words (with ``"always"`` only); otherwise the general model's words are the
         transcript (out-of-grammar speech; the :class:`Heard` has ``fallback`` set).
         With a session model, one of the rules' phrases wins before that when the model
@@ -589,7 +512,7 @@ class Recognizer:
         text = hyp.hypstr if hyp is not None else ""
         self.last_source = "grammar" if self.uses_grammar else "general"
         self.last_general = ""
-        self.last_score = self.last_unexplained = self.last_sure = self.last_filler = None
+        self.last_score = self.last_unexplained = self.last_sure = None
         grammar_search = self._current
         phrases = self._phrase_searches.get(grammar_search) if self.uses_grammar else None
         if not (self.uses_grammar and (self.fallback or phrases)):
@@ -598,11 +521,9 @@ class Recognizer:
         corpus = self._corpus.get(grammar_search, False)
         score = None
         if self.fallback:
-            fillers = self._fillers.get(grammar_search, frozenset())
-            score, unexplained, filler = self._confidence(decoder, hyp, corpus, fillers)
-            self.last_score, self.last_unexplained, self.last_filler = score, unexplained, filler
-            self.last_sure = bool(text) and (score >= self.GATE_SCORE_CORPUS and filler <= self.GATE_FILLER
-                                             if corpus else
+            score, unexplained = self._confidence(decoder, hyp, corpus)
+            self.last_score, self.last_unexplained = score, unexplained
+            self.last_sure = bool(text) and (score >= self.GATE_SCORE_CORPUS if corpus else
                                              score >= self.GATE_SCORE and unexplained <= self.GATE_UNEXPLAINED)
         # a session model strings its words freely ("what is a weather in paris"): when it
         # nearly heard one of the rules' phrases, that phrase is the transcript, exactly.
@@ -630,20 +551,15 @@ class Recognizer:
         limit = self.AGREE_PER_CORPUS if corpus else self.AGREE_PER
         # ("always") a short phrase is kept without agreement; under the gate it was doubted
         short = len(words) <= self.SHORT_WORDS and self.fallback_mode == "always"
-        # mostly fillers: the session model heard common words, not its own; the general
-        # model's words are those words heard better (they would "agree" with the fillers)
-        filled = corpus and self.last_filler is not None and self.last_filler > self.GATE_FILLER
-        if words and not filled and (short or self.phone_error_rate(text, general) <= limit):
+        if words and (short or self.phone_error_rate(text, general) <= limit):
             return Heard(text, score=score)
         if not general:
             return Heard(text, score=score)
         self.last_source = "general"
         return Heard(general, fallback=True, score=score)
 
-    def _confidence(self, decoder: Any, hyp: Any, corpus: bool,
-                    fillers: frozenset[str] = frozenset()) -> tuple[float, float, float]:
-        """The grammar pass's score per frame of speech, the share of loud frames outside its
-        words, and the share of its words' frames that are ``fillers``.
+    def _confidence(self, decoder: Any, hyp: Any, corpus: bool) -> tuple[float, float]:
+        """The grammar pass's score per frame of speech, and the share of loud frames outside its words.
 
         Per frame of the span from the first to the last loud frame plus 0.6 s (the
         padding the thresholds were measured with), not per frame of the whole segment:
@@ -653,12 +569,12 @@ class Recognizer:
         """
         frames = decoder.n_frames()
         if hyp is None or frames <= 0 or hyp.score <= 0.0:
-            return float("-inf"), 1.0, 0.0
+            return float("-inf"), 1.0
         raw = decoder.get_logmath().log(hyp.score)
         audio = np.concatenate(self._audio) if self._audio else np.zeros(0, np.int16)
         n = min(frames, audio.shape[0] // _FRAME)
         if n == 0:
-            return raw / frames, 0.0, 0.0
+            return raw / frames, 0.0
         blocks = audio[:n * _FRAME].astype(np.float64).reshape(n, _FRAME)
         energy = 10.0 * np.log10(np.mean(blocks * blocks, axis=1) + 1.0)
         # loud: near the utterance's peak and well above its quietest tenth (the noise)
@@ -670,17 +586,12 @@ class Recognizer:
         # grammar next to nothing): added back, so padding neither hides nor fakes doubt
         score = (raw - (_CORPUS_SILENCE_COST if corpus else 0.0) * (frames - counted)) / counted
         words = np.zeros(n, dtype=bool)
-        word_frames = filler_frames = 0
         for seg in decoder.seg() or ():
             if not seg.word.startswith(("<", "[", "+")):
                 words[max(0, seg.start_frame):max(0, seg.end_frame + 1)] = True
-                length = max(0, seg.end_frame + 1 - max(0, seg.start_frame))
-                word_frames += length
-                filler_frames += length if seg.word.split("(")[0] in fillers else 0
         # a word's own edges and short pauses between words are not "outside" it
         near = np.convolve(words.astype(np.int32), np.ones(2 * _PAUSE_FRAMES + 1, np.int32), "same") > 0
-        return (score, float(np.count_nonzero(loud & ~near) / max(1, where.size)),
-                filler_frames / max(1, word_frames))
+        return score, float(np.count_nonzero(loud & ~near) / max(1, where.size))
 
     def phone_error_rate(self, reference: str, hypothesis: str) -> float:
         """Phone edit distance between two transcripts (dictionary pronunciations), over the reference's."""
