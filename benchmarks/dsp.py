@@ -10,7 +10,8 @@ the ratio is median over floor median.
 
 * resample: ``audio.resample`` ``process()`` (frame in, new frame out, a push to no
   neighbours) vs the raw ``soxr.ResampleStream.resample_chunk`` on the same 20 ms frames
-  (target <= 1.10x). soxr delivers output on about every other frame, so each distribution
+  (target <= 1.10x; int16 is resampled in float32 and rounded back since it must be
+  reproducible, which costs about 1.3-1.4x, docs/benchmarks.md). soxr delivers output on about every other frame, so each distribution
   has two modes (no output: ~4 us; output: ~10 us) and the medians sit in the upper one,
   the frames that also build and push an ``AudioFrame``; the ``Resampler.process`` row
   times the DSP object alone against the same call;

@@ -8,9 +8,14 @@ in blocks: that is :attr:`Resampler.delay`. At the end of a stream :meth:`Resamp
 releases it; after an interruption or a gap :meth:`Resampler.reset` drops it. Neither
 happens on its own, and never by wall-clock time.
 
-soxr dithers int16 output (TPDF, about +-2 LSB), with a seed of its own per stream, so
-int16 results are not bit-identical from one stream to the next; float32 results are.
-Resample in float32 where bit-exact reproducibility matters.
+int16 is resampled in float32 and rounded back: soxr's own int16 output is dithered (TPDF,
+about +-2 LSB) with a seed of its own per stream, so the same int16 audio came out with other
+bytes on every run (python-soxr has no switch for the dither). Here soxr runs on float32 (the
+int16 values as they are: its float path is linear and does not clip) and the result is
+rounded to the nearest integer (half to even) and clipped to int16, so int16 results are
+bit-identical from one stream to the next, like float32 ones, and within 0.5 LSB of the float
+resampling instead of about 2. The lengths and the delay are soxr's float32 ones, which are
+its int16 ones. The conversions cost a few microseconds per 20 ms frame (docs/benchmarks.md).
 
 Quality presets are soxr's: ``QQ`` (cubic, no delay, aliases), ``LQ``, ``MQ``, ``HQ``,
 ``VHQ``. ``docs/dsp.md`` has the measured delay and passband of each; the default, ``HQ``,
@@ -30,6 +35,47 @@ QUALITIES = ("QQ", "LQ", "MQ", "HQ", "VHQ")
 DEFAULT_QUALITY = "HQ"
 
 _DTYPES = {"int16": np.dtype(np.int16), "float32": np.dtype(np.float32)}
+_INT16 = _DTYPES["int16"]
+_FLOAT32 = _DTYPES["float32"]
+
+
+def _round_int16(y: np.ndarray) -> np.ndarray:
+    """soxr's float32 output (in int16 units, a new array) as int16: rounded half to even
+    and clipped, in place, then cast. No dither, so the same input gives the same bytes."""
+    np.rint(y, out=y)
+    np.minimum(y, 32767.0, out=y)
+    np.maximum(y, -32768.0, out=y)
+    return y.astype(_INT16)
+
+
+def _int16_over_float(chunk, process):
+    """The int16 chunk function over a float32 soxr stream (``chunk`` its ``resample_chunk``,
+    ``process`` its extension function or None): int16 in, int16 out, as an int16 soxr stream
+    takes and gives, but rounded instead of dithered (the module docstring says why)."""
+    ndarray, f32, i16, rnd = np.ndarray, _FLOAT32, _INT16, _round_int16
+
+    def resample_int16(x: np.ndarray) -> np.ndarray:
+        if type(x) is ndarray and x.dtype is i16 and x.ndim == 1 and process is not None:
+            y = process(x.astype(f32)[:, None], False)
+            # about every other 20 ms frame soxr gives nothing yet: no rounding to do
+            return rnd(y).reshape(-1) if y.shape[0] else y.astype(i16).reshape(-1)
+        if not isinstance(x, ndarray) or x.dtype != i16:
+            got = getattr(x, "dtype", type(x).__name__)
+            raise TypeError(f"expected int16 samples (native byte order), got {got}")
+        return rnd(chunk(x.astype(f32)))
+
+    return resample_int16
+
+
+def _int16_kernel(process):
+    """:meth:`Resampler.mono_kernel` for int16: ``(n, 1)`` int16 and ``last`` in, ``(m, 1)``
+    int16 out, through the float32 extension function. Checks nothing, like soxr's."""
+    f32, rnd = _FLOAT32, _round_int16
+
+    def kernel(x: np.ndarray, last: bool) -> np.ndarray:
+        return rnd(process(x.astype(f32), last))
+
+    return kernel
 
 
 def _identity(x: np.ndarray) -> np.ndarray:
@@ -99,7 +145,10 @@ def resample(x: np.ndarray, in_rate: int, out_rate: int, *, quality: str = DEFAU
         return x
     import soxr
 
-    return soxr.resample(x, in_rate, out_rate, quality=_check_quality(quality))
+    quality = _check_quality(quality)
+    if x.dtype == _INT16:  # rounded, not dithered: the same bytes every time (module docstring)
+        return _round_int16(soxr.resample(x.astype(_FLOAT32), in_rate, out_rate, quality=quality))
+    return soxr.resample(x, in_rate, out_rate, quality=quality)
 
 
 class Resampler:
@@ -110,8 +159,9 @@ class Resampler:
     the object ready for a new one; ``reset()`` drops what is held (interruption, gap).
     With equal rates it passes arrays through untouched and has no delay.
 
-    The sample type is fixed at construction and checked by soxr on each call, at no cost
-    in Python; a mismatch raises ``TypeError`` naming both types.
+    The sample type is fixed at construction and checked on each call; a mismatch raises
+    ``TypeError`` naming both types. int16 streams run soxr on float32 and round back
+    (no dither), so the same int16 input gives the same bytes in every stream and run.
     """
 
     __slots__ = ("in_rate", "out_rate", "channels", "dtype", "quality", "_stream", "_chunk")
@@ -140,8 +190,12 @@ class Resampler:
         else:
             import soxr
 
-            self._stream = soxr.ResampleStream(in_rate, out_rate, channels, dtype=self.dtype.name, quality=self.quality)
-            self._chunk = _direct_chunk(self._stream, channels, self.dtype)
+            # int16 runs on a float32 stream and is rounded back: soxr would dither it
+            self._stream = soxr.ResampleStream(in_rate, out_rate, channels, dtype="float32", quality=self.quality)
+            if self.dtype is _INT16:
+                self._chunk = _int16_over_float(self._stream.resample_chunk, _kernel(self._stream, channels))
+            else:
+                self._chunk = _direct_chunk(self._stream, channels, self.dtype)
 
     def process(self, x: np.ndarray) -> np.ndarray:
         """Resample the next chunk of the stream; returns a new array (maybe empty)."""
@@ -166,9 +220,13 @@ class Resampler:
         and returns ``(m, 1)``. It checks nothing: given another sample type it converts
         silently, so callers must have checked that the type is :attr:`dtype` (a processor
         that resyncs on a format change has). None for multichannel streams, equal rates,
-        or a soxr release without it.
+        or a soxr release without it. For int16 it is the float32 function with the
+        conversions around it (the class docstring says why).
         """
-        return None if self._stream is None else _kernel(self._stream, self.channels)
+        process = None if self._stream is None else _kernel(self._stream, self.channels)
+        if process is None or self.dtype is not _INT16:
+            return process
+        return _int16_kernel(process)
 
     def flush(self) -> np.ndarray:
         """The withheld tail at the end of a stream; the next ``process`` starts a new stream."""
@@ -176,7 +234,10 @@ class Resampler:
         stream = self._stream
         if stream is None:
             return empty
-        tail = stream.resample_chunk(empty, last=True)
+        if self.dtype is _INT16:
+            tail = _round_int16(stream.resample_chunk(empty.astype(_FLOAT32), last=True))
+        else:
+            tail = stream.resample_chunk(empty, last=True)
         stream.clear()
         return tail
 
