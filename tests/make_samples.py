@@ -28,6 +28,7 @@ VOICE = "en-us+klatt"
 SAMPLES = {
     "hello_16k.wav": ["Hello, this is a short test of the voxpipe audio pipeline."],
     "two_turns_16k.wav": ["What is the weather like in Paris today?", "Thank you, that is all."],
+    "weather_16k.wav": ["What is the weather like in Paris today?"],  # docs/python-api.md's agent.py
 }
 LEAD_S, PAUSE_S, TAIL_S = 0.3, 1.0, 0.5
 
