@@ -544,9 +544,17 @@ def test_recorder_declares_its_input_format():
 async def test_shipped_wav_vad_pipeline_writes_the_speech_on_the_input_timeline(tmp_path):
     """pipelines/wav_vad.yaml runs on the shipped sample and writes the speech, gaps as silence."""
     out = tmp_path / "wav_vad.wav"
-    result = await run_yaml(ROOT / "pipelines" / "wav_vad.yaml", overrides=[f"out.path={out}", "in.realtime=false"])
+    # The sample's pauses are digital silence, which the resampler (rounded, not dithered) keeps
+    # at exact zeros: a faint noise floor (+-2 LSB, far below the VAD's threshold) makes the audio
+    # the VAD passed distinguishable from the zeros playback.wav writes where it cut.
+    clean, _ = read_wav(SAMPLE)
+    noisy = tmp_path / "two_turns_noise_floor.wav"
+    floor = np.random.default_rng(7).integers(-2, 3, clean.shape[0])
+    write_wav(noisy, np.clip(clean.astype(np.int32) + floor, -32768, 32767).astype(np.int16), 16000)
+    result = await run_yaml(ROOT / "pipelines" / "wav_vad.yaml",
+                            overrides=[f"in.path={noisy}", f"out.path={out}", "in.realtime=false"])
     assert result.ok, result.errors
-    x, rate_in = read_wav(SAMPLE, "float32")
+    x, rate_in = read_wav(noisy, "float32")
     y, rate = read_wav(out, "float32")
     assert rate == 24000 and rate_in == 16000
     assert abs(y.shape[0] - x.shape[0] * 3 // 2) < 0.6 * rate  # up to the end of the last turn
