@@ -177,13 +177,13 @@ class PeerClient:
         if self.channel is None or self.channel.readyState != "open":
             return
         self.channel.send(json.dumps({"type": "bye"}))
-        sctp = self.pc.sctp
-        with anyio.move_on_after(timeout_s):
-            while self.channel.readyState == "open" and sctp is not None and hasattr(sctp, "_sent_queue"):
-                if self.channel.bufferedAmount == 0 and not sctp._outbound_queue and not sctp._sent_queue:
-                    return
-                await anyio.sleep(0.01)
+        sctp, channel = self.pc.sctp, self.channel
+        if sctp is None or not hasattr(sctp, "_sent_queue"):
             await anyio.sleep(0.05)
+            return
+        with anyio.move_on_after(timeout_s):
+            while channel.readyState == "open" and (channel.bufferedAmount or sctp._outbound_queue or sctp._sent_queue):
+                await anyio.sleep(0.01)
 
     async def delete(self, *, origin: str | None = None) -> int:
         """End the session the WHIP way: ``DELETE`` its resource (the answer's ``Location``); returns the status."""
