@@ -18,10 +18,12 @@ timing), then, timed separately,
   tool output for tool turns), on the gated recogniser's words;
 * ``synthesize``: eSpeak NG speaking the reply (whole, 22.05 kHz).
 
-Also counted: how many turns of each kind the gate sent to the general model. Timed once:
+Also counted: how many turns of each kind the gate sent to the general model, and how many it
+also decoded with the phone loop (session model, score inside ``Recognizer.GATE_BAND_CORPUS``);
+the phone loop's pass is timed alone on every tool and out-of-grammar turn (``phone_loop``). Timed once:
 loading a recogniser (what a server start pays), loading the general model (what the first
-gated utterance pays), building the session grammar (corpus, bigram model, adding it to a
-decoder) and switching to it.
+unsure utterance pays), loading the phone loop (what the first utterance in the band pays),
+building the session grammar (corpus, bigram model, adding it to a decoder) and switching to it.
 
 ``--gate`` measures the gate instead (minutes): every utterance of both halves of
 ``tests/local_model_cases.py`` (demo phrases, tool requests, ``OUT_OF_GRAMMAR`` sentences;
@@ -91,6 +93,9 @@ def run(quick: bool = False) -> dict:
     t = time.perf_counter()
     gated.load_general()
     general_s = time.perf_counter() - t
+    t = time.perf_counter()
+    gated._loop_decoder()  # the phone loop (loaded at the first score inside the session model's band)
+    loop_s = time.perf_counter() - t
     always = Recognizer(resources.phrases, fallback="always")
     off = Recognizer(resources.phrases)
     recognizers = {"gated": gated, "always": always, "off": off}
@@ -114,6 +119,7 @@ def run(quick: bool = False) -> dict:
     audio = {text: _spoken(text) for _, text, _ in cases}
     timings: dict[str, dict[str, list[float]]] = {}
     general: dict[str, int] = {}
+    loop: dict[str, int] = {}
     seconds = 0.0
     for kind, text, grammar in cases:
         row = timings.setdefault(kind, {"gated": [], "always": [], "off": [], "respond": [], "synthesize": []})
@@ -121,13 +127,14 @@ def run(quick: bool = False) -> dict:
         heard = ""
         for name, recognizer in recognizers.items():
             recognizer.use_grammar(grammar)
-            passes = recognizer.general_passes
+            passes, loops = recognizer.general_passes, recognizer.loop_passes
             t = time.perf_counter()
             words = recognizer.recognize(audio[text], 16000)
             row[name].append(time.perf_counter() - t)
             if name == "gated":
                 heard = words
                 general[kind] = general.get(kind, 0) + (recognizer.general_passes - passes)
+                loop[kind] = loop.get(kind, 0) + (recognizer.loop_passes - loops)
         t = time.perf_counter()
         reply = resources.brain.respond(heard, TOOLS if kind != "demo" else [
             {"type": "function", "name": "get_weather", "parameters": {}},
@@ -140,12 +147,23 @@ def run(quick: bool = False) -> dict:
         t = time.perf_counter()
         synthesize(reply.text)
         row["synthesize"].append(time.perf_counter() - t)
+        if kind != "demo":  # the phone loop's pass alone, as the session-model gate runs it in its band
+            decoder, cmn = gated._loop_decoder()
+            t = time.perf_counter()
+            decoder.reinit_feat()
+            decoder.set_cmn(cmn)
+            decoder.start_utt()
+            decoder.process_raw(audio[text].view(np.uint8), False, False)
+            decoder.end_utt()
+            row.setdefault("phone_loop", []).append(time.perf_counter() - t)
     return {
         "setup_ms": {"recognizer_load": 1000 * load_s, "general_model_load": 1000 * general_s,
+                     "phone_loop_load": 1000 * loop_s,
                      "session_corpus": 1000 * corpus_s, "session_model_add": 1000 * add_s,
                      "grammar_switch": 1000 * switch_s},
         "turns": {kind: {stage: _stats(xs) for stage, xs in row.items()} for kind, row in timings.items()},
         "general_passes": {kind: {"turns": len(timings[kind]["gated"]), "gated": general[kind]} for kind in timings},
+        "phone_loop_passes": {kind: loop[kind] for kind in timings},
         "mean_utterance_s": seconds / len(cases),
         "loadavg": _loadavg(),
         "versions": _versions(),
@@ -305,6 +323,8 @@ def table(result: dict) -> str:
         passes = result["general_passes"][kind]
         lines.append(f"{kind:<7}{'general':<12}{'':>4}{passes['gated']:>6}/{passes['turns']:<4} turns decoded "
                      "again by the gated recogniser")
+        lines.append(f"{kind:<7}{'phone loop':<12}{'':>4}{result['phone_loop_passes'][kind]:>6}/{passes['turns']:<4} "
+                     "turns the gated recogniser also decoded with the phone loop")
     lines.append(f"mean utterance {result['mean_utterance_s']:.2f} s of audio; load average {result['loadavg']}")
     lines.append("versions: " + ", ".join(f"{k} {v}" for k, v in result["versions"].items()))
     return "\n".join(lines)
