@@ -209,7 +209,8 @@ class Recognizer:
       for a session model :attr:`GATE_BAND_CORPUS` and, inside that band, a ratio to an
       unconstrained phone loop, :attr:`GATE_LOOP_CORPUS`) decides; only when it is unsure is the utterance decoded again by the general English
       model, which is loaded then (its first use costs 0.5-2 s, once per recogniser);
-    * ``"always"`` (or True): every utterance is decoded by both (6-20x the grammar's cost).
+    * ``"always"`` (or True): every utterance is decoded by both (6-20x the grammar's cost;
+      the gate's verdict, :attr:`last_sure`, is still computed, phone loop included).
 
     After a second pass the general model's words are the transcript when they disagree with
     the grammar's (:attr:`AGREE_PER`); :attr:`last_source` says which won, and the returned
