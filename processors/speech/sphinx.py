@@ -207,8 +207,9 @@ class Recognizer:
     * ``"off"`` (or False): the grammar's words, always (the nearest phrase);
     * ``"gated"``: the grammar pass's confidence (:attr:`GATE_SCORE`, :attr:`GATE_UNEXPLAINED`;
       for a session model :attr:`GATE_BAND_CORPUS` and, inside that band, a ratio to an
-      unconstrained phone loop, :attr:`GATE_LOOP_CORPUS`) decides; only when it is unsure is the utterance decoded again by the general English
-      model, which is loaded then (its first use costs 0.5-2 s, once per recogniser);
+      unconstrained phone loop, :attr:`GATE_LOOP_CORPUS`) decides; only when it is unsure
+      is the utterance decoded again by the general English model, which is loaded then
+      (its first use costs 0.5-2 s, once per recogniser);
     * ``"always"`` (or True): every utterance is decoded by both (6-20x the grammar's cost;
       the gate's verdict, :attr:`last_sure`, is still computed, phone loop included).
 
@@ -512,11 +513,11 @@ class Recognizer:
         model: a score at or above :attr:`GATE_BAND_CORPUS`, or inside that band a ratio to a
         phone loop of at least :attr:`GATE_LOOP_CORPUS`, :attr:`last_loop`). With
         ``"gated"`` a sure utterance keeps the grammar's words and costs nothing more
-        (but the phone loop's pass inside the band); otherwise (and always with ``"always"``) the utterance is decoded
-        again by the general model. The grammar's words are still kept when they agree with
-        the general model's (phone error rate at most :attr:`AGREE_PER`,
-        :attr:`AGREE_PER_CORPUS` for a session model) or are at most :attr:`SHORT_WORDS`
-        words (with ``"always"`` only); otherwise the general model's words are the
+        (but the phone loop's pass inside the band); otherwise (and always with
+        ``"always"``) the utterance is decoded again by the general model. The grammar's
+        words are still kept when they agree with the general model's (phone error rate at
+        most :attr:`AGREE_PER`, :attr:`AGREE_PER_CORPUS` for a session model) or are at most
+        :attr:`SHORT_WORDS` words (with ``"always"`` only); otherwise the general model's words are the
         transcript (out-of-grammar speech; the :class:`Heard` has ``fallback`` set).
         With a session model, one of the rules' phrases wins before that when the model
         nearly heard it (:attr:`PHRASE_PER`). For ``narrowband`` audio (telephone rate,
