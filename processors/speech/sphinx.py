@@ -249,7 +249,7 @@ class Recognizer:
     #: -65), the score alone decides only outside this band: at or above its top the pass
     #: is sure, below its bottom unsure. Inside it (a third of the in-grammar turns) the phone
     #: loop decides (:attr:`GATE_LOOP_CORPUS`). On the tuning half the loop's verdict
-    #: differed from the band's edges' only between -52 and -47.
+    #: varied only for scores between -52 and -47 (unsure below, sure above).
     GATE_BAND_CORPUS = (-56.0, -43.0)
     #: ... sure when the score per frame minus the acoustic score per frame of an
     #: unconstrained phone loop over the same speech (pocketsphinx's ``allphone`` search
@@ -517,8 +517,9 @@ class Recognizer:
         ``"always"``) the utterance is decoded again by the general model. The grammar's
         words are still kept when they agree with the general model's (phone error rate at
         most :attr:`AGREE_PER`, :attr:`AGREE_PER_CORPUS` for a session model) or are at most
-        :attr:`SHORT_WORDS` words (with ``"always"`` only); otherwise the general model's words are the
-        transcript (out-of-grammar speech; the :class:`Heard` has ``fallback`` set).
+        :attr:`SHORT_WORDS` words (with ``"always"`` only); otherwise the general model's
+        words are the transcript (out-of-grammar speech; the :class:`Heard` has ``fallback``
+        set).
         With a session model, one of the rules' phrases wins before that when the model
         nearly heard it (:attr:`PHRASE_PER`). For ``narrowband`` audio (telephone rate,
         upsampled) there is no general pass, and a phrase within :attr:`PHRASE_RESCUE_PER`
