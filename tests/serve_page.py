@@ -57,7 +57,7 @@ async def converse(url: str, texts: list[str], *, turn_timeout_s: float = 30.0, 
                 on_ready(conv)
             rate = ready["input_rate"]
             frame = rate // 50
-            state = {"audio_ms": {}, "ended": [], "pending": None}
+            state = {"audio_ms": {}, "ended": [], "pending": None, "reader_done": anyio.Event()}
             async with anyio.create_task_group() as tg:
                 tg.start_soon(_reader, ws, conv, state, keep_events)
                 t0 = time.monotonic()
@@ -93,7 +93,10 @@ async def converse(url: str, texts: list[str], *, turn_timeout_s: float = 30.0, 
                     conv.completed = True
                     await ws.close(1000, "page closed")
                 except ConnectionClosed:
-                    pass
+                    # the server closed it and the sender saw it first: let the reader take the close
+                    # frame, which records when it came (cancelling it now left closed_at None)
+                    with anyio.move_on_after(2.0):
+                        await state["reader_done"].wait()
                 tg.cancel_scope.cancel()
         except ConnectionClosed:
             pass
@@ -141,3 +144,5 @@ async def _reader(ws, conv: Conversation, state: dict, keep_events: bool) -> Non
         if exc.rcvd is not None:
             conv.close_code, conv.close_reason = exc.rcvd.code, exc.rcvd.reason
             conv.closed_at = time.monotonic()
+    finally:
+        state["reader_done"].set()
