@@ -238,12 +238,12 @@ def _gate_figures(resources, rows: list[dict], sure, kind: str) -> dict:
     from processors.brain.rules import Call
     from processors.speech.sphinx import Recognizer, word_error_rate
 
-    limit = Recognizer.AGREE_PER_CORPUS if kind == "tools" else Recognizer.AGREE_PER
     out = {"in_grammar": 0, "false_fallbacks": 0, "second_passes_in_grammar": 0, "out_of_grammar": 0, "caught": 0,
            "wer_transcript": 0.0, "wer_general": 0.0, "wer_grammar": 0.0, "requests": 0, "right_tool": 0,
            "right_arguments": 0, "out_of_grammar_calls": 0}
     for r in rows:
         doubted = not sure(r)
+        limit = Recognizer.agreement_limit(kind == "tools", r["score"])  # what end_utterance uses
         fell_back = bool(doubted and r["general"] and not (r["grammar"] and r["per"] is not None and r["per"] <= limit))
         text = r["general"] if fell_back else r["grammar"]
         if r["side"] == "in":

@@ -113,6 +113,38 @@ def test_the_phone_loop_decides_only_inside_the_score_band_and_gives_the_same_ra
     assert in_band >= 1
 
 
+def test_below_the_score_band_a_loose_agreement_no_longer_keeps_the_session_models_words(session_recognizer):
+    """Below GATE_BAND_CORPUS the session model's words need a close agreement (AGREE_PER_BELOW_BAND).
+
+    Both utterances are doubted and agree with the general model at a phone error rate that
+    AGREE_PER_CORPUS (0.55) accepts. The out-of-grammar one scored below the band (measured
+    -66.5: its words were forced, "how five is there for ten paris", 0.52 from the general
+    model's), so the general model's words are the transcript now; before, the session
+    model's were kept. The request scored inside the band (-51.5) and keeps its words at 0.36.
+    """
+    resources, recognizer = session_recognizer
+    low, high = Recognizer.GATE_BAND_CORPUS
+    assert Recognizer.agreement_limit(True, low - 1) == Recognizer.AGREE_PER_BELOW_BAND < Recognizer.AGREE_PER_CORPUS
+    assert Recognizer.agreement_limit(True, low) == Recognizer.AGREE_PER_CORPUS
+    assert Recognizer.agreement_limit(False, low - 1) == Recognizer.AGREE_PER  # a phrase grammar: unchanged
+
+    heard = recognizer.recognize(spoken("how far is the airport from here", "en-us+adam", 185), 16000)
+    per = recognizer.phone_error_rate(recognizer.last_grammar, recognizer.last_general)
+    assert recognizer.last_score < low and not recognizer.last_sure
+    assert Recognizer.AGREE_PER_BELOW_BAND < per <= Recognizer.AGREE_PER_CORPUS  # the old rule kept it
+    assert heard.fallback and heard == recognizer.last_general and recognizer.last_source == "general"
+    reply = resources.brain.respond(heard, TOOLS, instructions=INSTRUCTIONS, out_of_grammar=heard.fallback)
+    assert isinstance(reply, Say)
+
+    heard = recognizer.recognize(spoken("set the heating in the kitchen to nineteen degrees", "en-us+adam", 185), 16000)
+    per = recognizer.phone_error_rate(recognizer.last_grammar, recognizer.last_general)
+    assert low <= recognizer.last_score < high and not recognizer.last_sure and recognizer.last_general
+    assert Recognizer.AGREE_PER_BELOW_BAND < per <= Recognizer.AGREE_PER_CORPUS
+    assert not heard.fallback and heard == recognizer.last_grammar
+    reply = resources.brain.respond(heard, TOOLS, instructions=INSTRUCTIONS)
+    assert reply == Call("set_thermostat", {"room": "kitchen", "degrees": 19})
+
+
 def _outcome(reply, case) -> tuple[bool, bool]:
     name = reply.name if isinstance(reply, Call) else None
     return name == case.name, name == case.name and reply.arguments == case.arguments
