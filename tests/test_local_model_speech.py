@@ -222,11 +222,11 @@ def test_held_out_speech_falls_back_to_the_general_model_not_the_nearest_phrase(
               + ", ".join(f"{k} {v / n:.1%}" for k, v in wer.items()))
     recognizer.use_grammar(resources.grammar_for(TOOLS, INSTRUCTIONS))
     for label, caught, sorry, wer in report:
-        # measured: 24/24 with the demo grammar, 19/24 with the session model and its phone loop
-        # (14-16/24 with the score alone); transcript WER 46-50% and 55% (63-70% before), general
-        # model alone 46-50%, grammar alone 86-100%
+        # measured: 24/24 with the demo grammar, 18-19/24 with the session model and its phone loop
+        # (14-16/24 with the score alone); transcript WER 46-50% and 55-60% (63-70% before), general
+        # model alone 46-51%, grammar alone 86-100%
         demo = label == "demo grammar"
-        assert caught >= (21 if demo else 11), label
+        assert caught >= (21 if demo else 15), label
         assert sorry >= caught - 4, label  # a general transcript may still name a tool and fill it
         assert wer["general model"] <= 0.60, label
         assert wer["transcript"] <= (0.60 if demo else 0.80) and wer["transcript"] < wer["grammar alone"] - 0.2, label

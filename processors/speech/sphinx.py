@@ -658,12 +658,7 @@ class Recognizer:
         """
         decoder, cmn = self._loop_decoder()
         self.loop_passes += 1
-        decoder.reinit_feat()
-        decoder.set_cmn(cmn)
-        decoder.start_utt()
-        for block in self._audio:
-            decoder.process_raw(block.view(np.uint8), False, False)
-        decoder.end_utt()
+        self._replay(decoder, cmn)
         frames = decoder.n_frames()
         first, last = loud if loud is not None else (0, frames - 1)
         lo, hi = max(0, first - _LOOP_PAD), min(frames - 1, last + _LOOP_PAD)
@@ -701,14 +696,8 @@ class Recognizer:
 
     def _decode_main(self, search: str) -> str:
         """The buffered utterance decoded again by ``search`` of the main decoder."""
-        audio = self._audio
         self._activate(search)
-        self._decoder.reinit_feat()
-        self._decoder.set_cmn(self._cmn_initial)
-        self._decoder.start_utt()
-        for block in audio:
-            self._decoder.process_raw(block.view(np.uint8), False, False)
-        self._decoder.end_utt()
+        self._replay(self._decoder, self._cmn_initial)
         hyp = self._decoder.hyp()
         return hyp.hypstr if hyp is not None else ""
 
@@ -716,17 +705,27 @@ class Recognizer:
         """The buffered utterance decoded by the general model (loaded now if it is not yet); None if stopped."""
         decoder, cmn = self._general_decoder()
         self.general_passes += 1
+        if not self._replay(decoder, cmn, stop):
+            return None
+        hyp = decoder.hyp()
+        return hyp.hypstr if hyp is not None else ""
+
+    def _replay(self, decoder: Any, cmn: Any, stop: Callable[[], bool] | None = None) -> bool:
+        """Decode the buffered utterance with ``decoder`` from the fresh state ``cmn``; False if ``stop`` said so.
+
+        Every pass starts from the same front end and CMN, so that a second pass (or a phone
+        loop) hears the same audio the same way whatever it decoded before.
+        """
         decoder.reinit_feat()
         decoder.set_cmn(cmn)
         decoder.start_utt()
         for block in self._audio:
             if stop is not None and stop():
                 decoder.end_utt()
-                return None
+                return False
             decoder.process_raw(block.view(np.uint8), False, False)
         decoder.end_utt()
-        hyp = decoder.hyp()
-        return hyp.hypstr if hyp is not None else ""
+        return True
 
     def general_words(self, samples: np.ndarray, sample_rate: int) -> str:
         """What the general English model alone hears in a whole utterance (loading it if needed).
