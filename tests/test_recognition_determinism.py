@@ -54,32 +54,36 @@ async def _transcript(server, audio24: bytes, before: bytes | None) -> str:
 
 @pytest.mark.slow
 @pytest.mark.anyio
-@pytest.mark.parametrize("processes", [0, 2], ids=["threads", "processes"])
-async def test_one_recording_on_ten_connections_gives_ten_identical_transcripts(tmp_path, processes):
-    """6 sequential and 4 concurrent connections, each after different speech: one transcript.
+@pytest.mark.parametrize("processes, sequential, concurrent", [(0, 6, 4), (2, 30, 10)], ids=["threads", "processes"])
+async def test_one_recording_on_many_connections_gives_identical_transcripts(tmp_path, processes, sequential,
+                                                                             concurrent):
+    """30 sequential and then 10 concurrent connections (the issue's 40; 6 + 4 in threads), half of
+    them after different speech: one transcript.
 
     The rules have no examples, so the pooled recognisers use the general language model,
     where history used to change the words (a grammar hides most of it). With worker
-    processes the utterances also land on different workers, each with its own history.
+    processes (the CLI's default) the utterances also land on different workers, each with
+    its own history; the thread pool's run is the shorter one.
     """
     rules = tmp_path / "rules.yaml"
     rules.write_text('fallback: "I heard you."\nrules:\n  - pattern: "^never$"\n    reply: "no"\n')
     hello, other, rate = _samples()
     to24 = lambda x: resample(x, rate, 24000).astype("<i2").tobytes()
     audio = to24(hello)
-    befores = [to24(other[(i % 8) * 30000:(i % 8) * 30000 + 24000]) if i % 2 else None for i in range(10)]
+    total = sequential + concurrent
+    befores = [to24(other[(i % 8) * 30000:(i % 8) * 30000 + 24000]) if i % 2 else None for i in range(total)]
     results: list[str] = []
     async with serve_local(rules=rules, processes=processes) as server:
-        for i in range(6):
+        for i in range(sequential):
             results.append(await _transcript(server, audio, befores[i]))
 
         async def one(i: int) -> None:
             results.append(await _transcript(server, audio, befores[i]))
 
         async with anyio.create_task_group() as tg:
-            for i in range(6, 10):
+            for i in range(sequential, total):
                 tg.start_soon(one, i)
-    assert len(results) == 10
+    assert len(results) == total
     assert len(set(results)) == 1, sorted(set(results))
 
 
