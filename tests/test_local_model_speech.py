@@ -111,6 +111,14 @@ def test_the_phone_loop_decides_only_inside_the_score_band_and_gives_the_same_ra
         assert (str(again), recognizer.last_loop, recognizer.last_sure) == (str(first), ratio, sure), text
         assert recognizer.loop_passes - passes == (ratio is not None)
     assert in_band >= 1
+    # telephone-band audio gets no general pass, so the loop's verdict would go unused: not asked
+    audio = resample(resample(spoken("convert fifty to dollars please"), 16000, 8000), 8000, 16000)
+    passes = recognizer.loop_passes
+    recognizer.start_utterance()
+    recognizer.feed(audio)
+    heard = recognizer.end_utterance(narrowband=True)
+    assert heard and low <= recognizer.last_score < high  # in the band, where 16 kHz audio asks the loop
+    assert recognizer.last_loop is None and recognizer.loop_passes == passes
 
 
 def test_below_the_score_band_a_loose_agreement_no_longer_keeps_the_session_models_words(session_recognizer):
