@@ -90,17 +90,7 @@ async def test_thirty_sessions_and_a_rolling_restart_behind_haproxy(tmp_path):
     # zero turns lost among the sessions that completed: each utterance got its answer, the weather ones via the tool
     for c in completed:
         assert len(c.turns) == len(TEXTS), c
-    # ... but for a misheard request: a CI run of the whole suite once heard "what is the weather in london"
-    # as "what is a weather unit of" (what the session model makes of that audio with its end damaged;
-    # clean, it scores -33.6 and is heard right after any other speech), and answered it without the
-    # tool. A recognition slip is not a lost turn: at most one, and only where a transcript shows it.
-    slipped = [c for c in completed if c.tool_calls != ["get_weather", "get_weather"]]
-    for c in slipped:
-        weather = [t for t in c.transcripts if t.startswith("what is the weather in ")]
-        assert c.tool_calls == ["get_weather"] and len(weather) < 2, (c.transcripts, c.tool_calls, c.turns)
-    assert len(slipped) <= 1, [(c.transcripts, c.tool_calls) for c in slipped]
-    if slipped:
-        print(f"\n{len(completed)} completed sessions; misheard: {slipped[0].transcripts}")
+        assert c.tool_calls == ["get_weather", "get_weather"], (c.transcripts, c.tool_calls, c.turns)
     # the others were on worker 3 and closed with the drain reason once its 2 s deadline had passed
     for c in drained:
         assert c.close_code == 1012 and "drain deadline passed" in c.close_reason, c
