@@ -215,7 +215,8 @@ def measure_graph(template, *, file: str = "", fast: bool = False, runs: int = 1
         "pipeline": template.name, "file": file, "mode": "fast" if fast else "realtime", "runs": runs,
         "wall_s": round(wall, 3), "frame_ms": frame_ms, "ended": ended, "errors": errors, "processors": processors,
         "sink": sink, "turns": turns, "turn_records": turn_records, "barge_in_records": barge_records,
-        "timeline": timeline, "environment": environment(),
+        "timeline": [{k: round(v, 3) if isinstance(v, float) else v for k, v in e.items()} for e in timeline],
+        "environment": environment(),
     }
 
 

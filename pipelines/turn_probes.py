@@ -47,7 +47,7 @@ def _observer_class():
         async def process(self, frame, direction) -> None:
             if type(frame) is AudioFrame and frame.item_id is not None and frame.item_id not in self._first:
                 self._first[frame.item_id] = now = self.clock.elapsed()
-                self.timeline.append({"kind": "first_audio", "at": round(now, 3), "item": frame.item_id,
+                self.timeline.append({"kind": "first_audio", "at": now, "item": frame.item_id,
                                       "turn": frame.turn})
                 if self.probes is not None:
                     self.probes.notes.left_model.setdefault(frame.turn, now)
@@ -63,8 +63,8 @@ def _observer_class():
                 self._speech_start = frame.pts / frame.sample_rate
             elif isinstance(frame, UserStoppedSpeakingFrame) and frame.sample_rate:
                 end = frame.pts / frame.sample_rate
-                self.timeline.append({"kind": "user_speech", "start": round(self._speech_start or end, 3),
-                                      "end": round(end, 3), "decided": round(self.clock.elapsed(), 3)})
+                self.timeline.append({"kind": "user_speech", "start": self._speech_start or end,
+                                      "end": end, "decided": self.clock.elapsed()})
             elif isinstance(frame, ResponseStartFrame):
                 if notes is not None:
                     notes.responses.setdefault(frame.turn, self.clock.elapsed())
@@ -77,8 +77,8 @@ def _observer_class():
                 start = probes.chosen_sink_notes().at_sink.get(turn) if turn is not None and probes is not None else None
                 first = self._first.pop(frame.item_id)
                 self.timeline.append({"kind": "playback", "item": frame.item_id,
-                                      "start": round(start if start is not None else first, 3),
-                                      "end": round(self.clock.elapsed(), 3), "played_ms": frame.played_ms,
+                                      "start": start if start is not None else first,
+                                      "end": self.clock.elapsed(), "played_ms": frame.played_ms,
                                       "interrupted": self._cut})
                 self._cut = False
             n_before = len(self.metrics)

@@ -104,7 +104,7 @@ def _session_observer_class() -> type:
                 item = frame.item_id
                 if item is not None and item not in self._first:
                     self._first[item] = at = self._now()
-                    self._tell("first_audio", item, frame.turn, round(at, 3))
+                    self._tell("first_audio", item, frame.turn, at)
                 await self.push(frame, direction)
                 return
             await super().process(frame, direction)
