@@ -13,8 +13,12 @@ first step that applies deciding::
     5. p < low_p (0.01)                                       -> wait, up to max_wait_ms
     6. otherwise (level pitch, the model unsure)              -> wait, up to unsure_wait_ms (1 s)
 
-Step 1 only applies when a recogniser's text is available; steps 3-4 when the last voiced
+Step 1 only applies when a recogniser's text is available; steps 2 and 4 when the last voiced
 300 ms had enough voicing to track (:func:`processors.turn.prosody.final_pitch_movement`).
+:func:`judge_pause` computes only what can change the verdict: when the words decide (step 1)
+neither the model nor the pitch tracker runs (the model is 20-40 ms of CPU a pause), and when
+the model's probability is below both ``low_p`` and ``fall_min_p`` every pitch gives the same
+wait (step 2 or 5: ``max_wait_ms``), so the pitch is not tracked.
 "Wait" ends the turn when the silence reaches the wait (counted from the end of speech)
 unless the user goes on. The defaults were chosen on four eSpeak voices and checked on a
 held-out voice (docs/quality.md, ``python benchmarks/quality.py --turn-sweep``).
@@ -39,7 +43,7 @@ class Verdict:
     complete: bool
     wait_ms: float
     reason: str
-    probability: float
+    probability: float | None  # None: the words decided, the model was not asked
     pitch_st: float | None = None
 
 
@@ -62,6 +66,14 @@ class TurnRule:
             raise ValueError(f"unsure_wait_ms ({self.unsure_wait_ms}) must be positive and at most "
                              f"max_wait_ms ({self.max_wait_ms})")
 
+    def pitch_matters(self, probability: float) -> bool:
+        """Whether the final pitch movement can change the verdict at this model ``probability``.
+
+        Below ``low_p`` and ``fall_min_p`` (and so below ``threshold``) a rising pitch waits
+        ``max_wait_ms`` (step 2) and any other pitch does too (step 5): the pitch cannot matter.
+        """
+        return not (probability < self.low_p and probability < self.fall_min_p and probability < self.threshold)
+
     def judge(self, probability: float, pitch: PitchEnd | None, words: str | None) -> Verdict:
         """Weigh the model's ``probability``, the final ``pitch`` movement and the ``words`` (None: no text)."""
         st = pitch.semitones if pitch is not None else None
@@ -82,6 +94,13 @@ class TurnRule:
 
 
 def judge_pause(rule: TurnRule, model, audio16k: np.ndarray, words: str | None) -> Verdict:
-    """Run the model and the pitch tracker on the turn's 16 kHz audio and judge (a worker thread's job)."""
+    """Judge the pause at the end of the turn's 16 kHz audio (a worker thread's job).
+
+    Only what can change the verdict is computed (module docstring): the words first, then the
+    model, then the pitch tracker when :meth:`TurnRule.pitch_matters`.
+    """
+    why = incomplete_reason(words) if words else None
+    if why is not None:
+        return Verdict(False, rule.max_wait_ms, f"words: {why}", None)
     p = model.probability(audio16k)
-    return rule.judge(p, final_pitch_movement(audio16k), words)
+    return rule.judge(p, final_pitch_movement(audio16k) if rule.pitch_matters(p) else None, None)

@@ -114,8 +114,9 @@ class SemanticTurnProcessor(Processor):
             v = await anyio.to_thread.run_sync(judge_pause, self.rule, self.model, det.query, self.words)
             key = v.reason.split(":")[0]
             self.verdicts[key] = self.verdicts.get(key, 0) + 1
-            self.log.debug("pause: %s (%s, p=%.2f, pitch %s st)", "complete" if v.complete else "wait", v.reason,
-                           v.probability, "-" if v.pitch_st is None else f"{v.pitch_st:+.1f}")
+            self.log.debug("pause: %s (%s, p=%s, pitch %s st)", "complete" if v.complete else "wait", v.reason,
+                           "-" if v.probability is None else f"{v.probability:.2f}",
+                           "-" if v.pitch_st is None else f"{v.pitch_st:+.1f}")
             events += det.answer(v.probability, complete=v.complete, wait_ms=v.wait_ms)
         for e in events:
             await self._announce(e, frame.turn)
