@@ -518,10 +518,11 @@ def test_semantic_turn_foreground_db_in_babble(model, snr):
     gated = babble_turns(scene, semantic_events(x, model, foreground_db=6.0))
     print(f"\nbabble {snr} dB: turn.semantic {raw}\n  with foreground_db 6 {gated}")
     assert raw.ended == 0 and raw.false_per_min <= 0.5  # measured: one turn from 2 s to the stream's end
-    # measured (10 / 5 dB): 0 false turns a minute, 0 missed, 29/29 lines ended (7 / 14 at once, the rest
-    # after the rule's wait: the crowd under the line makes the model and the pitch unsure), mean delay
-    # 922 / 486 ms, 4 / 15 ends inside a line (at 5 dB the user's dips fall under the gate). The same
-    # lines without the crowd: 29/29 ended, 19 at once, 499 ms, 3 ends inside a line (at "No,").
+    # measured (10 / 5 dB; alone, then after the rest of this file: eSpeak's output moves with what it
+    # synthesised before): 0 false turns a minute, 0 missed, 29/29 lines ended (7-8 / 11-14 at once, the
+    # rest after the rule's wait: the crowd under the line makes the model and the pitch unsure), mean
+    # delay 872-922 / 486-607 ms, 3-4 / 15-16 ends inside a line (at 5 dB the user's dips fall under the
+    # gate). The same lines without the crowd: 29/29 ended, 19 at once, 499 ms, 3 ends inside a line ("No,").
     assert gated.false_per_min <= 1.0 and gated.missed == 0, gated
     assert gated.ended >= gated.lines - 2, gated
     assert gated.delay_ms < 1200.0 and gated.cuts <= {10: 8, 5: 22}[snr], gated
@@ -542,7 +543,7 @@ def test_foreground_gate_decides_only_what_the_vad_sees():
     lo = onset - int(0.3 * RATE)
     assert np.array_equal(det.query, x[lo : i + FRAME].astype(np.float32) / 32768), (lo, i)
     print(f"\ngated {det.foreground.gated} of {i // FRAME + 1} chunks before the first pause")
-    assert det.foreground.gated > 0.5 * i / FRAME  # measured: 141 of 189
+    assert det.foreground.gated > 0.5 * i / FRAME  # measured: 141-142 of 189
     assert SemanticTurnDetector(RATE, defer_model=True).foreground is None  # off by default
 
 

@@ -48,7 +48,12 @@ _DOWN = Direction.DOWNSTREAM
 
 
 class SemanticTurnProcessor(Processor):
-    """Start and end of the user's turn: an energy VAD finds pauses, Smart Turn + pitch + words judge them."""
+    """Start and end of the user's turn: an energy VAD finds pauses, Smart Turn + pitch + words judge them.
+
+    Use it in place of a ``vad.*`` processor. In babble (a crowd, a café) set ``foreground_db``
+    (:class:`pipeline.dsp.foreground.ForegroundGate`, 6 as measured in docs/quality.md): without
+    it the crowd opens one turn that never ends.
+    """
 
     class Params(BaseModel, extra="forbid"):
         threshold: float = Field(0.8, gt=0.0, lt=1.0, description="model probability at which a paused turn is complete")
