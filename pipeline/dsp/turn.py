@@ -79,8 +79,8 @@ class SemanticTurnDetector:
     returns the :class:`TurnEvent` s it completes. :attr:`model_calls` counts inferences;
     pass ``model`` to share one :class:`SmartTurnModel` between detectors (one per session
     would load 8 MB each). ``foreground_db`` (None: off) gates the VAD's input for crowded
-    rooms (:class:`~pipeline.dsp.foreground.ForegroundGate`; its :attr:`foreground` counts the
-    chunks it silenced).
+    rooms: :attr:`foreground` is then that :class:`~pipeline.dsp.foreground.ForegroundGate` (its
+    ``gated`` counts the chunks the VAD saw as silence).
     """
 
     def __init__(self, sample_rate: int, *, threshold: float = 0.5, pause_ms: float = 200.0,
