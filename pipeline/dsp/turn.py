@@ -20,6 +20,12 @@ thought, or the model's mistake). The model is asked once per pause (again every
 chunk as the pause was found (chunks longer than ``min_speech_ms``, such as a client's
 large appends): that pause is over before any answer could end the turn. All positions are media time in samples at the stream's
 rate; the model runs on a 16 kHz copy of the audio, kept for at most 8.5 s.
+
+In babble (a crowd, a café) the energy VAD calls the crowd speech too: a turn starts with no
+user and never pauses. ``foreground_db`` puts a :class:`~pipeline.dsp.foreground.ForegroundGate`
+in front of the VAD, as ``vad.energy`` does: only chunks that many dB above the median level of
+the last 3 s reach it as sound. The gate decides what the VAD sees, nothing else: the model
+and the pitch tracker hear the audio as it came.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .foreground import ForegroundGate
 from .resample import Resampler
 from .smart_turn import SMART_TURN_RATE, SmartTurnModel
 from .vad import EnergyVAD
@@ -71,12 +78,15 @@ class SemanticTurnDetector:
     ``process(x, pts)`` takes the next chunk (int16 or float32 mono at ``sample_rate``) and
     returns the :class:`TurnEvent` s it completes. :attr:`model_calls` counts inferences;
     pass ``model`` to share one :class:`SmartTurnModel` between detectors (one per session
-    would load 8 MB each).
+    would load 8 MB each). ``foreground_db`` (None: off) gates the VAD's input for crowded
+    rooms: :attr:`foreground` is then that :class:`~pipeline.dsp.foreground.ForegroundGate` (its
+    ``gated`` counts the chunks the VAD saw as silence).
     """
 
     def __init__(self, sample_rate: int, *, threshold: float = 0.5, pause_ms: float = 200.0,
                  max_silence_ms: float = 1500.0, recheck_ms: float | None = None, vad_threshold: float = 0.5,
-                 min_speech_ms: float = 100.0, model: SmartTurnModel | None = None, defer_model: bool = False) -> None:
+                 min_speech_ms: float = 100.0, model: SmartTurnModel | None = None, defer_model: bool = False,
+                 foreground_db: float | None = None) -> None:
         if not 0.0 < threshold < 1.0:
             raise ValueError(f"threshold is a probability between 0 and 1, got {threshold}")
         if max_silence_ms < pause_ms:
@@ -87,6 +97,7 @@ class SemanticTurnDetector:
         self.max_silence_ms = max_silence_ms
         self.model = model if model is not None else (None if defer_model else SmartTurnModel())
         self.defer_model = defer_model
+        self.foreground_db = foreground_db
         self.query: np.ndarray | None = None  # with defer_model: the audio the model must judge
         self._vad_args = dict(threshold=vad_threshold, silence_duration_ms=pause_ms, min_speech_ms=min_speech_ms,
                               prefix_padding_ms=_PRE_SPEECH_MS)
@@ -101,6 +112,13 @@ class SemanticTurnDetector:
     def reset(self) -> None:
         """A new stream: no turn, empty buffers, media time 0."""
         self.vad = EnergyVAD(self.sample_rate, **self._vad_args)
+        self.foreground: ForegroundGate | None = None
+        if self.foreground_db is None:
+            self._detect = self.vad.process  # off: the VAD's own method, no extra call per chunk
+        else:
+            gate = self.foreground = ForegroundGate(self.sample_rate, margin_db=self.foreground_db)
+            vad_process, gate_apply = self.vad.process, gate.apply
+            self._detect = lambda x, pts: vad_process(gate_apply(x), pts)
         self._to16 = Resampler(self.sample_rate, SMART_TURN_RATE, dtype="float32", quality="LQ")
         self._chunks: deque[np.ndarray] = deque()
         self._held = 0  # 16 kHz samples in _chunks
@@ -132,7 +150,7 @@ class SemanticTurnDetector:
         f = np.multiply(x, _INT16_SCALE, dtype=np.float32) if x.dtype == np.int16 else x
         self._keep_audio(self._to16.process(f))
         out: list[TurnEvent] = []
-        events = self.vad.process(x, start)
+        events = self._detect(x, start)  # the VAD's view (gated in babble); the kept audio is x itself
         for k, e in enumerate(events):
             if e.started:
                 if self.state == TurnState.IDLE:

@@ -16,6 +16,11 @@ waits ``unsure_wait_ms`` or ``max_silence_ms`` for the user to go on. The model 
 tracker run in a worker thread (55-75 ms of CPU per pause on a small machine), so the event loop
 keeps moving; audio frames queue meanwhile and pass on in order. See docs/quality.md for the
 measured false-cut rate and delays.
+
+In a crowded room (babble) the energy VAD hears the crowd as speech: turns start with no user
+and never end. Set ``foreground_db`` (6 is what docs/quality.md measured), as for
+``vad.energy``: only audio that much above the room's usual level starts or continues a turn;
+the audio passed on, and what the model and the pitch tracker hear, stay untouched.
 """
 
 from __future__ import annotations
@@ -43,7 +48,12 @@ _DOWN = Direction.DOWNSTREAM
 
 
 class SemanticTurnProcessor(Processor):
-    """Start and end of the user's turn: an energy VAD finds pauses, Smart Turn + pitch + words judge them."""
+    """Start and end of the user's turn: an energy VAD finds pauses, Smart Turn + pitch + words judge them.
+
+    Use it in place of a ``vad.*`` processor. In babble (a crowd, a café) set ``foreground_db``
+    (:class:`pipeline.dsp.foreground.ForegroundGate`, 6 as measured in docs/quality.md): without
+    it the crowd opens one turn that never ends.
+    """
 
     class Params(BaseModel, extra="forbid"):
         threshold: float = Field(0.8, gt=0.0, lt=1.0, description="model probability at which a paused turn is complete")
@@ -58,6 +68,9 @@ class SemanticTurnProcessor(Processor):
         recheck_ms: float | None = Field(None, ge=100.0, le=5000.0,
                                          description="ask the model again every so often while the pause lasts")
         vad_threshold: float = Field(0.5, ge=0.0, le=1.0, description="the energy VAD's threshold (vad.energy semantics)")
+        foreground_db: float | None = Field(
+            None, ge=2.0, le=20.0,
+            description="babble: only audio this many dB above the median level of the last 3 s is speech (as vad.energy)")
         model_path: str | None = Field(None, description="another Smart Turn v3 ONNX file (default: pipecat-ai's)")
 
     input_format = AudioFormat(channels=1)
@@ -153,7 +166,8 @@ class SemanticTurnProcessor(Processor):
         p = self.params
         self.detector = SemanticTurnDetector(rate, threshold=p.threshold, pause_ms=p.pause_ms,
                                              max_silence_ms=p.max_silence_ms, recheck_ms=p.recheck_ms,
-                                             vad_threshold=p.vad_threshold, model=self.model, defer_model=True)
+                                             vad_threshold=p.vad_threshold, model=self.model, defer_model=True,
+                                             foreground_db=p.foreground_db)
         self._rate = rate
 
     async def _end_open_turn(self) -> None:
