@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pipeline.dsp.vad import EnergyVAD
 from pipeline.frames import AudioFrame, TextFrame, TranscriptionFrame, UserStartedSpeakingFrame, UserStoppedSpeakingFrame
 from pipeline.testing import run_frames
-from processors.turn.decision import TurnRule, judge_pause
+from processors.turn.decision import TurnRule, Verdict, judge_pause
 from processors.turn.lexical import incomplete_reason
 from processors.turn.prosody import final_pitch_movement, pitch_track
 
@@ -291,6 +291,38 @@ def test_pitch_ends_of_espeak_fragments_rise_and_statements_fall():
 ])
 def test_lexical_check(text, unfinished):
     assert (incomplete_reason(text) is not None) is unfinished, incomplete_reason(text)
+
+
+def test_judge_pause_computes_only_what_can_change_the_verdict(model):
+    """Unfinished words decide without Smart Turn; where the pitch cannot matter it is not tracked, and
+    everywhere the verdict is the one the full rule gives with every signal computed."""
+    from processors.turn.prosody import PitchEnd, final_pitch_movement
+
+    rule = TurnRule()
+    scene = turn_scene(RATE, voices=("en-us",))
+    pauses = [scene.samples[max(0, a - 2 * RATE) : a + RATE // 5] for a, _ in scene.pauses[:3]]
+    runs = []
+
+    class Counting:  # the real model, its inferences counted
+        def probability(self, audio):
+            runs.append(audio.shape[0])
+            return model.probability(audio)
+
+    for audio in pauses:
+        full = rule.judge(model.probability(audio), final_pitch_movement(audio), "my number is")
+        v = judge_pause(rule, Counting(), audio, "my number is")
+        assert not runs and v == Verdict(False, rule.max_wait_ms, full.reason, None)
+        full = rule.judge(model.probability(audio), final_pitch_movement(audio), "thank you")
+        v = judge_pause(rule, Counting(), audio, "thank you")
+        assert len(runs) == 1 and (v.complete, v.wait_ms, v.reason) == (full.complete, full.wait_ms, full.reason)
+        runs.clear()
+    # below low_p and fall_min_p every pitch gives max_wait_ms; at or above either, some pitch changes it
+    up, down, level = PitchEnd(2.0, 300, 100), PitchEnd(-2.0, 300, 100), PitchEnd(0.0, 300, 100)
+    for p in (0.0, 0.005, 0.0099, 0.01, 0.02, 0.3, 0.9):
+        verdicts = {(v.complete, v.wait_ms) for v in (rule.judge(p, s, None) for s in (up, down, level, None))}
+        assert rule.pitch_matters(p) is (len(verdicts) > 1), (p, verdicts)
+    loose = TurnRule(fall_min_p=0.005)  # a falling pitch ends the turn from p 0.005: the pitch matters there
+    assert loose.pitch_matters(0.007) and loose.judge(0.007, down, None).complete
 
 
 def test_turn_rule_steps():
