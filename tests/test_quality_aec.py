@@ -269,6 +269,45 @@ def test_aec_reference_bound_counts_what_it_drops():
     assert aec.reference_missing == 320
 
 
+@pytest.mark.anyio
+@pytest.mark.parametrize("early", [2, 3, 4])
+async def test_aec_capture_delay_pairs_by_arrival_whatever_reference_came_first(early):
+    """With capture_delay_ms the pairing follows arrival, not which reference frame happened to come first.
+
+    The JACK loopback's timing, as logged in test_aec_on_real_devices_...: capture frame k holds
+    the echo of reference frame k + 3 and arrives with it. The 2-4 reference frames that come
+    before the first capture (a start-up race; dropped, nothing to pair with) used to fix the
+    pairing: after 2, every echo came 20 ms before its paired reference, which AEC3 cannot
+    cancel (2.2 dB in 2 of 11 runs); the 80 ms hold only made the backlog deeper.
+    """
+    from pipeline.testing import run_frames
+    from quality_fixtures import ASSISTANT_LINES, speech
+
+    n, lead = 320, 3
+    far = to_int16(np.concatenate([speech(t, 16000, "en-us", -20.0) for t in ASSISTANT_LINES[:2]]))
+    count = far.shape[0] // n - lead
+    mic = (far[lead * n : (count + lead) * n] // 2).astype(np.int16)  # a digital loopback, -6 dB
+    frames: list = [(AudioFrame(far[j * n : (j + 1) * n], 16000, j * n), Direction.UPSTREAM) for j in range(early)]
+    sent = early
+    for k in range(count):
+        frames.append(AudioFrame(mic[k * n : (k + 1) * n], 16000, k * n))
+        for j in range(sent, k + lead + 1):  # the reference of this period, and any held back at the start
+            frames.append((AudioFrame(far[j * n : (j + 1) * n], 16000, j * n), Direction.UPSTREAM))
+        sent = max(sent, k + lead + 1)
+    aec = EchoCancellerProcessor({"capture_delay_ms": 80.0})
+    out = await run_frames(aec, frames)
+    x, y = mic.astype(np.float64), out.audio().astype(np.float64)
+    m = min(x.shape[0], y.shape[0]) // n * n
+    ex = np.mean(x[:m].reshape(-1, n) ** 2, axis=1)
+    ey = np.mean(y[:m].reshape(-1, n) ** 2, axis=1)
+    loud = ex > (32768 * 10 ** (-45 / 20)) ** 2
+    loud[: 3 * 50] = False  # after 3 s of convergence
+    erle = 10 * np.log10(ex[loud].sum() / max(ey[loud].sum(), 1e-9))
+    stats = aec.statistics()
+    assert stats["reference_early"] == early
+    assert loud.sum() > 100 and erle >= 25.0, (erle, stats)
+
+
 def test_aec_rejects_wrong_types():
     """Float capture into an int16 canceller names both types."""
     aec = EchoCanceller(16000)
