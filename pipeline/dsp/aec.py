@@ -22,9 +22,36 @@ estimator finds it (and follows changes) from the signals themselves.
   than that cannot be echoing any more.
 * When the reference can arrive *after* its echo (a fast loopback, or a reference that
   travels more hops than the capture), ``capture_delay_ms`` holds the capture back by that
-  much before pairing, so the reference is in hand first; it adds that much latency. A
-  continuous reference (silence included) keeps the pairing stable: every gap filled with
-  silence shifts the alignment, which AEC3 then has to find again.
+  much before pairing, so the reference is in hand first; it adds that much latency, and it
+  makes the pairing follow arrival (below). A continuous reference (silence included) keeps
+  the pairing stable: every gap filled with silence shifts the alignment, which AEC3 then
+  has to find again.
+
+Pairing by arrival
+------------------
+AEC3 models the echo as the reference delayed by zero or more samples; an echo that comes
+*before* its paired reference it cannot cancel at all. Pairing by sample order alone fixes
+that offset by which reference frame happens to arrive first: on the JACK loopback of
+``tests/test_quality_aec.py`` each reference frame reaches ``audio.aec`` about 0.4 ms after
+the capture frame that holds its echo, but at the start, in bursts, 2 to 4 reference frames
+come before the first capture (they are dropped: nothing to pair with). When only 2 came, every
+echo came 20 ms before its paired reference (FIFO 1600 samples at each pairing, against
+1280 or 960 in the runs that passed) and AEC3 never converged (ERLE 2.2 dB). Holding the
+capture back did not help: the hold deepens the FIFO by its length but leaves the pairing
+where the start put it.
+
+So with ``capture_delay_ms`` (hold ``H``) the reference ahead of the capture is kept at
+``H / 2`` (the *margin*): each capture chunk is paired with the reference that arrived about
+``H / 2`` after it, which tolerates a reference that arrives up to ``H / 2`` after its echo,
+and the other half absorbs the reference's jitter before it runs dry. At the first pairing
+the backlog beyond the margin is dropped; then, once a second, if the reference ran more
+than a 10 ms block beyond the margin at its peak and is still beyond it, the excess is
+dropped again (start-up bursts, silence paired after the reference ran dry, lost capture
+blocks). Each such cut is counted in :attr:`realigned` and its samples in
+:attr:`reference_dropped`. The peak, not the mean, is what counts: the reference's earliest
+arrivals show how far ahead it really is, and a late one only risks a gap, never an echo
+ahead of its reference. Without a hold the pairing stays by sample order: a stream fed in
+lockstep (a file, a test) or a burst kept whole up to ``max_reference_ms``.
 
 WebRTC works in 10 ms blocks at 16, 32 or 48 kHz. Other rates (24 kHz, the Realtime API's;
 8 kHz telephony) are resampled with soxr to the next native rate up (24 kHz to 32 kHz, 8 kHz
@@ -157,6 +184,12 @@ class _ReferenceFifo:
         self.missing += n - have
         return out
 
+    def drop(self, n: int) -> None:
+        """Drop the oldest ``n`` samples held (at most all of them), counted in :attr:`dropped`."""
+        n = min(n, len(self))
+        self._start += n
+        self.dropped += n
+
     def clear(self) -> None:
         self._start = self._end = 0
 
@@ -245,7 +278,8 @@ class EchoCanceller:
     the capture held back, in samples. ``flush()`` returns the tail at the end of a stream,
     ``reset()`` forgets the echo path (a new call). int16 or float32, fixed at construction.
     ``residual_gate_db`` (None: off) sets the :class:`ResidualGate` after AEC3; :attr:`gate`
-    counts the samples it attenuated.
+    counts the samples it attenuated. With ``capture_delay_ms`` the pairing follows arrival
+    (module doc); :attr:`realigned` counts the times it was moved.
     """
 
     def __init__(self, sample_rate: int, *, dtype: np.dtype | str | type = np.int16,
@@ -269,6 +303,13 @@ class EchoCanceller:
         self._run = self.engine.process
         self.gate = ResidualGate(self.work_rate, gate_db=residual_gate_db, dtype=self.dtype) if residual_gate_db else None
         self._fifo = _ReferenceFifo(int(max_reference_ms * self.work_rate / 1000), self.dtype)
+        # live pairing (module doc, "Pairing by arrival"): only with a capture hold
+        self._margin = int(capture_delay_ms * self.work_rate / 1000) // 2 if self._hold_n else None
+        self._band = self.work_rate // 100  # one 10 ms block of slack before re-pairing
+        self._aligned = False
+        self._peak = 0  # most reference ahead of the capture in this window (samples at the work rate)
+        self._seen = 0  # capture samples paired in this window
+        self.realigned = 0
         self._quiet = _quiet(self.work_rate // 50, self.dtype)  # one 20 ms: the usual chunk; grown if longer
         if self.work_rate != sample_rate:
             dt = self.dtype.name
@@ -280,7 +321,8 @@ class EchoCanceller:
 
     @property
     def reference_dropped(self) -> int:
-        """Reference samples dropped because they ran more than ``max_reference_ms`` ahead (at the work rate)."""
+        """Reference samples dropped (at the work rate): more than ``max_reference_ms`` ahead, or, with a
+        capture hold, beyond the pairing margin (module doc, "Pairing by arrival")."""
         return self._fifo.dropped
 
     @property
@@ -332,12 +374,35 @@ class EchoCanceller:
 
     def _cancel(self, x: np.ndarray) -> np.ndarray:
         """AEC3 (and the residual gate) on whole blocks ``x`` at the work rate, paired with the reference."""
+        if self._margin is not None:
+            self._align(x.shape[0])
         ref = self._fifo.take(x.shape[0])
         silent = not _nonzero(ref)
         y = self._run(x, self._silent(ref.shape[0]) if silent else ref)
         if self.gate is not None:
             self.gate.apply(x, y, ref, silent=silent)
         return y
+
+    def _align(self, n: int) -> None:
+        """Keep the reference ahead of the next ``n`` capture samples at ``_margin`` (module doc)."""
+        ahead = len(self._fifo) - n
+        if not self._aligned:  # the first pairing: the newest reference but the margin
+            self._aligned = True
+            self._peak = self._seen = 0
+            if ahead > self._margin:
+                self._fifo.drop(ahead - self._margin)
+                self.realigned += 1
+            return
+        if ahead > self._peak:
+            self._peak = ahead
+        self._seen += n
+        if self._seen < self.work_rate:  # one second of capture per look
+            return
+        excess = min(self._peak, ahead) - self._margin
+        if self._peak - self._margin > self._band and excess > 0:
+            self._fifo.drop(excess)
+            self.realigned += 1
+        self._peak = self._seen = 0
 
     def _silent(self, n: int) -> np.ndarray:
         """The stand-in for ``n`` samples of all-zero reference (module doc, "Silent reference")."""
@@ -371,6 +436,7 @@ class EchoCanceller:
             self.gate.reset()
         self._framer.reset()
         self._fifo.clear()
+        self._aligned = False
         self._hold = self._hold[:0]
         for r in (self._up, self._up_ref, self._down):
             if r is not None:

@@ -57,8 +57,9 @@ class EchoCancellerProcessor(Processor):
         max_reference_ms: float = Field(1000.0, ge=20.0, le=10000.0,
                                         description="reference kept ahead of the capture; older is dropped")
         capture_delay_ms: float = Field(0.0, ge=0.0, le=500.0,
-                                        description="hold the capture back this long, for reference that can "
-                                                    "arrive after its echo (adds that latency)")
+                                        description="hold the capture back this long and pair it with the "
+                                                    "reference that arrives up to half that after it, for "
+                                                    "reference that can arrive after its echo (adds that latency)")
         residual_gate_db: float | None = Field(10.0, ge=3.0, le=40.0,
                                                description="while the far end plays, attenuate 10 ms blocks the "
                                                            "canceller cut by this many dB or more (residual echo "
@@ -148,12 +149,14 @@ class EchoCancellerProcessor(Processor):
                 await self.push(AudioFrame(y, self._rate, self._next_pts, turn=self.turn))
 
     def statistics(self) -> dict[str, Any]:
-        """Queue figures plus reference frames seen (and dropped before any capture), and reference
-        samples dropped or missing (at the canceller's work rate)."""
+        """Queue figures plus reference frames seen (and dropped before any capture), reference
+        samples dropped or missing (at the canceller's work rate), and how often the pairing was
+        moved to keep the reference ahead of its echo (``capture_delay_ms``)."""
         out = super().statistics()
         out["reference_frames"] = self.reference_frames
         out["reference_early"] = self.reference_early
         if self.canceller is not None:
             out["reference_dropped"] = self.canceller.reference_dropped
             out["reference_missing"] = self.canceller.reference_missing
+            out["reference_realigned"] = self.canceller.realigned
         return out
