@@ -169,6 +169,14 @@ def test_log_mel_features_run_blas_on_one_thread_and_restore_it():
     with _one_blas_thread()():
         assert set(blas_threads()) == {1}
     assert blas_threads() == before
+    # two callers that overlap (sessions judging pauses on two worker threads): one thread until both are out
+    first, second = _one_blas_thread()(), _one_blas_thread()()
+    first.__enter__()
+    second.__enter__()
+    first.__exit__(None, None, None)
+    assert set(blas_threads()) == {1}
+    second.__exit__(None, None, None)
+    assert blas_threads() == before
 
 
 def test_smart_turn_softmax_runs_in_float(model):

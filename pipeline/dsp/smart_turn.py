@@ -18,7 +18,9 @@ on the 2-core VM of docs/quality.md, its attention softmaxes in float (:func:`fl
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import threading
 from importlib import metadata
 
 import numpy as np
@@ -82,9 +84,9 @@ def _hann() -> np.ndarray:
 
 @functools.lru_cache(maxsize=1)
 def _one_blas_thread():
-    """A context that runs BLAS on one thread (threadpoolctl), or a no-op without threadpoolctl.
+    """A context that runs BLAS on one thread while any caller is inside it, or a no-op without threadpoolctl.
 
-    The mel projection below is one (801, 201) x (201, 80) product. OpenBLAS splits it over
+    The mel projection below is an (up to 801, 201) x (201, 80) product. OpenBLAS splits it over
     every core and its worker threads then spin-wait for more work for a while, on the core
     the model is not using. Measured on this 2-core VM (load ~1, 30 calls 50 ms apart):
     ``SmartTurnModel.probability`` took 214-219 ms of process CPU time per call (88-92 ms wall)
@@ -92,15 +94,39 @@ def _one_blas_thread():
     ``python benchmarks/quality.py --quick``, judge_pause() went from 1.63-1.93x to 1.17x the
     bare ``session.run`` in CPU time. The wall time does not change; the other core stops
     burning ~130 ms a pause that another session could use.
+
+    The thread count is the process's, and several sessions judge pauses at once on worker
+    threads: the first caller in saves it and sets 1, the last one out puts it back (a count
+    under a lock). threadpoolctl's own ``limit()`` restores per caller, so two that overlap left
+    the process at one BLAS thread for good; and it re-reads every library's state each time
+    (17 us a call, 110-120 us after 25 ms of other work; this: the two ctypes calls).
     """
     try:
         from threadpoolctl import ThreadpoolController
     except ImportError:  # pragma: no cover - the quality extra installs it
-        import contextlib
-
         return contextlib.nullcontext
-    controller = ThreadpoolController()
-    return lambda: controller.limit(limits=1, user_api="blas")
+    blas = [c for c in ThreadpoolController().lib_controllers if c.user_api == "blas"]
+    lock = threading.Lock()
+    state = {"inside": 0, "saved": []}
+
+    @contextlib.contextmanager
+    def one_thread():
+        with lock:
+            if not state["inside"]:
+                state["saved"] = [c.get_num_threads() for c in blas]
+                for c in blas:
+                    c.set_num_threads(1)
+            state["inside"] += 1
+        try:
+            yield
+        finally:
+            with lock:
+                state["inside"] -= 1
+                if not state["inside"]:
+                    for c, n in zip(blas, state["saved"]):
+                        c.set_num_threads(n)
+
+    return one_thread
 
 
 class _Work:
