@@ -24,7 +24,10 @@ without an event loop, as the runner calls it.
 * ``turn.semantic``: per frame (no pause: the VAD and the 16 kHz copy) the processor vs the
   sans-I/O detector; per pause, :func:`processors.turn.decision.judge_pause` (features +
   inference + the pitch tracker + the rule) vs the raw ``session.run`` on precomputed
-  features, and the feature extraction and the pitch tracker alone.
+  features, on the audio the detector judges at each pause of the turn test's scenes (real
+  speech: tests/quality_fixtures.py ``turn_scene``, four eSpeak voices), and the feature
+  extraction and the pitch tracker alone on the same; for comparison with older figures, also
+  on 4 s of white noise (the earlier input: all of it loud, so the tracker skips nothing).
   For information, the CPU of ``session.run`` (with the 50 ms after it: ORT's pool threads
   spin on after a run) for ours and two other sessions on the same file: ORT's default
   options, and our options on the file as shipped (ORT's fused QLinearSoftmax,
@@ -308,22 +311,50 @@ def bench_turn(n: int, rate: int, *, pauses: bool = True) -> dict:
     if not pauses:
         return out
     model: SmartTurnModel = proc.model
-    rng = np.random.default_rng(3)
-    audio = [(0.05 * rng.standard_normal(16000 * 4)).astype(np.float32) for _ in range(3)]
-    feats = [log_mel_features(a)[None] for a in audio]
     run, name, fetch = model.session.run, model._input, (model._output,)
     calls = 12 if n < 1000 else 30
     rule = proc.rule
+    # per pause, on what the detector asks about in the turn test's scenes: each pause's audio, the
+    # turn so far up to 200 ms into the pause (real speech, four eSpeak voices)
+    clips = _pause_clips(model)
+    k = len(clips)
+    feats = [log_mel_features(a)[None] for a in clips]
     # the floor: the raw session.run of the session judge_pause uses (same options, same graph)
-    out["per_pause"] = _pair(lambda i: judge_pause(rule, model, audio[i % 3], None),
-                             lambda i: run(fetch, {name: feats[i % 3]}), calls, warmup=2)
-    out["features"] = _pair(lambda i: log_mel_features(audio[i % 3]), None, calls, warmup=2)
-    out["pitch"] = _pair(lambda i: final_pitch_movement(audio[i % 3]), None, calls * 4, warmup=2)
+    out["per_pause"] = _pair(lambda i: judge_pause(rule, model, clips[i % k], None),
+                             lambda i: run(fetch, {name: feats[i % k]}), 2 * calls, warmup=2)
+    out["pause_clips"] = {"count": k, "mean_s": float(np.mean([c.shape[0] for c in clips]) / 16000)}
+    out["features"] = _pair(lambda i: log_mel_features(clips[i % k]), None, 2 * calls, warmup=2)
+    out["pitch"] = _pair(lambda i: final_pitch_movement(clips[i % k]), None, 4 * calls, warmup=2)
+    # the earlier input, for comparison with older figures: 4 s of white noise (all of it loud, none voiced)
+    rng = np.random.default_rng(3)
+    audio = [(0.05 * rng.standard_normal(16000 * 4)).astype(np.float32) for _ in range(3)]
+    feats = [log_mel_features(a)[None] for a in audio]
+    out["per_pause_noise"] = _pair(lambda i: judge_pause(rule, model, audio[i % 3], None),
+                                   lambda i: run(fetch, {name: feats[i % 3]}), calls, warmup=2)
     # for information, the same features through other sessions of the same file, against ours
     sessions = {"ours": model.session, **_other_sessions(model.path)}
     out["sessions_cpu_ms"] = _spaced_cpu({k: (lambda r: lambda i: r(fetch, {name: feats[i % 3]}))(v.run)
                                           for k, v in sessions.items()}, calls)
     return out
+
+
+def _pause_clips(model, voices: tuple = ("en-us", "en-gb-x-rp", "en-us+klatt", "en-029")) -> list[np.ndarray]:
+    """The audio ``turn.semantic`` judges in the turn test's scenes: at each pause, the turn so far (16 kHz)."""
+    sys.path.insert(0, str(HERE.parent / "tests"))
+    from quality_fixtures import turn_scene
+
+    from pipeline.dsp.turn import SemanticTurnDetector
+
+    clips = []
+    for voice in voices:
+        x = turn_scene(16000, voices=(voice,)).samples
+        det = SemanticTurnDetector(16000, model=model, defer_model=True)
+        for i in range(0, x.shape[0] - 319, 320):
+            det.process(x[i : i + 320], i)
+            if det.query is not None:
+                clips.append(np.array(det.query))
+                det.answer(0.5, complete=True)  # on to the next pause
+    return clips
 
 
 def _spaced_cpu(calls: dict, n: int, gap_s: float = 0.05) -> dict:
@@ -456,9 +487,12 @@ def table(res: dict) -> str:
     row("turn.semantic 24 kHz per frame vs SemanticTurnDetector.process", res["turn_24k"]["per_frame"])
     row("turn.semantic 16 kHz per frame vs SemanticTurnDetector.process", res["turn_16k"]["per_frame"])
     turn = res["turn_24k"]
-    row("turn.semantic per pause: judge_pause() (features + model + pitch) vs session.run", turn["per_pause"])
+    clips = turn["pause_clips"]
+    row(f"turn.semantic per pause: judge_pause() (features + model + pitch) vs session.run, on the {clips['count']} "
+        f"pauses of the turn scenes (turn so far {clips['mean_s']:.1f} s on average)", turn["per_pause"])
     row("turn.semantic per pause: log-mel features alone", turn["features"])
     row("turn.semantic per pause: final pitch movement alone", turn["pitch"])
+    row("turn.semantic per pause, on 4 s of white noise (the earlier input)", turn["per_pause_noise"])
     spaced = turn["sessions_cpu_ms"]
     rows.append(f"| (session.run CPU incl. 50 ms after it, ms: ours {spaced['ours']:.1f}; ORT default options on "
                 f"the file as shipped {spaced['ort_defaults']:.1f} ({spaced['ort_defaults'] / spaced['ours']:.2f}x); "
