@@ -596,14 +596,18 @@ async def test_semantic_turn_processor_foreground_db_in_a_graph():
     scene = noisy_speech(20, RATE, noise="babble", snr_db=10)
     x = to_int16(scene.samples)
     frames = [AudioFrame(x[i : i + FRAME], RATE, i) for i in range(0, x.shape[0] - FRAME + 1, FRAME)]
-    out = await run_frames(SemanticTurnProcessor({"foreground_db": 6.0}), frames)
+    gated = SemanticTurnProcessor({"foreground_db": 6.0})
+    out = await run_frames(gated, frames)
     assert np.array_equal(out.audio(), x[: len(frames) * FRAME])
+    assert 0 < gated.statistics()["foreground_gated"] < len(frames)
     starts = [f.pts for f in out.of_type(UserStartedSpeakingFrame)]
     stops = [f.pts for f in out.of_type(UserStoppedSpeakingFrame)]
     slack = RATE // 4
     assert all(any(a - slack <= p <= b for a, b in scene.truth) for p in starts), (starts, scene.truth)  # none false
     assert all(any(abs(p - a) < slack for p in starts) for a, _ in scene.truth), (starts, scene.truth)  # each line
     assert all(any(abs(p - b) < slack for p in stops) for _, b in scene.truth), (stops, scene.truth)  # each ends
-    plain = await run_frames(SemanticTurnProcessor(), frames)
+    ungated = SemanticTurnProcessor()
+    plain = await run_frames(ungated, frames)
+    assert "foreground_gated" not in ungated.statistics()
     assert len(plain.of_type(UserStartedSpeakingFrame)) == 1  # the babble is one long turn
     assert len(plain.of_type(UserStoppedSpeakingFrame)) <= 1  # ended by the stream's end, if at all

@@ -180,10 +180,14 @@ class SemanticTurnProcessor(Processor):
             await self._end_open_turn()
 
     def statistics(self) -> dict[str, Any]:
-        """Queue figures plus model calls, the pauses each rule step decided, and the speaking frames
-        from upstream that were dropped."""
+        """Queue figures plus model calls, the pauses each rule step decided, the speaking frames
+        from upstream that were dropped, and with ``foreground_db`` the chunks its gate showed the
+        VAD as silence (``foreground_gated``)."""
         out = super().statistics()
-        out["model_calls"] = self.detector.model_calls if self.detector is not None else 0
+        det = self.detector
+        out["model_calls"] = det.model_calls if det is not None else 0
         out["verdicts"] = dict(self.verdicts)
         out["dropped_speaking_frames"] = self.dropped_speaking_frames
+        if self.params.foreground_db is not None:
+            out["foreground_gated"] = det.foreground.gated if det is not None and det.foreground is not None else 0
         return out
