@@ -268,6 +268,64 @@ def test_pitch_tracker_follows_a_glide():
     assert final_pitch_movement(noise, RATE) is None
 
 
+def test_pitch_track_gives_the_plain_steps_values():
+    """The tracker's work arrays, skipped quiet frames and float64 FFTs give the plain steps' F0 bit for bit
+    (the module docstring's steps on float32 frames, every frame transformed), threads at once included."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from processors.turn.prosody import _fast_size
+
+    def reference(x, rate=RATE, fmin=70.0, fmax=400.0, voicing=0.45, floor_db=-30.0):
+        x = np.asarray(x, np.float32)
+        n, hop = int(0.04 * rate), int(0.01 * rate)
+        frames = np.lib.stride_tricks.sliding_window_view(x, n)[::hop]
+        frames = frames - frames.mean(axis=1, keepdims=True)
+        lo, hi = int(rate / fmax), min(int(rate / fmin), n - 1)
+        w = np.hanning(n)
+        wac = np.correlate(w, w, "full")[n - 1 : n + hi]
+        size = _fast_size(n + hi)
+        spec = np.fft.rfft(frames * w.astype(np.float32), size, axis=1)
+        ac = np.fft.irfft(spec.real**2 + spec.imag**2, size, axis=1)[:, : hi + 1]
+        energy = ac[:, 0]
+        norm = ac[:, lo : hi + 1] / np.maximum(energy[:, None], 1e-12) * (wac[0] / wac[lo : hi + 1])
+        peak = norm.max(axis=1)
+        local = np.zeros(norm.shape, bool)
+        local[:, 1:-1] = (norm[:, 1:-1] >= norm[:, :-2]) & (norm[:, 1:-1] >= norm[:, 2:])
+        cand = (norm >= 0.9 * peak[:, None]) & local
+        i = np.clip(np.where(cand.any(axis=1), cand.argmax(axis=1), norm.argmax(axis=1)), 1, norm.shape[1] - 2)
+        rows = np.arange(norm.shape[0])
+        a, b, c = norm[rows, i - 1], norm[rows, i], norm[rows, i + 1]
+        den = a - 2 * b + c
+        ok = np.abs(den) > 1e-9
+        lag = lo + i + np.clip(np.where(ok, 0.5 * (a - c) / np.where(ok, den, 1.0), 0.0), -0.5, 0.5)
+        voiced = (peak >= voicing) & (energy >= energy.max() * 10 ** (floor_db / 10)) & (energy > 0)
+        runs = np.flatnonzero(np.diff(np.concatenate(([0], voiced, [0])).astype(np.int8)))
+        for s, e in zip(runs[::2], runs[1::2]):
+            if e - s < 3:
+                voiced[s:e] = False
+        return np.where(voiced, rate / lag, np.nan)
+
+    rng = np.random.default_rng(4)
+    t = np.arange(3 * RATE) / RATE
+    phase = 2 * np.pi * np.cumsum(180.0 * 2 ** (np.sin(2 * np.pi * t) / 12.0)) / RATE
+    voice = (0.2 * np.sign(np.sin(phase)) + 0.1 * np.sin(phase)).astype(np.float32)
+    voice[RATE : RATE + 4000] = 0.0  # silence inside, then a pause at the end
+    voice[-3000:] *= 0.001
+    clips = [voice, voice[-int(1.2 * RATE) :], speech("Thank you very much.", RATE, "en-us", -26.0),
+             speech("My number is four one five,", RATE, "en-gb-x-rp", -26.0),
+             (0.1 * rng.standard_normal(RATE)).astype(np.float32), np.zeros(RATE, np.float32), voice[:700]]
+    for x in clips:
+        assert np.array_equal(pitch_track(x, RATE)[1], reference(x), equal_nan=True)
+    assert np.array_equal(pitch_track(voice, RATE, voicing=0.2, floor_db=-50.0)[1],
+                          reference(voice, voicing=0.2, floor_db=-50.0), equal_nan=True)
+    low = voice[::2].copy()  # other frame and lag sizes at 8 kHz: other work arrays
+    assert np.array_equal(pitch_track(low, 8000)[1], reference(low, 8000), equal_nan=True)
+    first = [pitch_track(x, RATE)[1] for x in clips]
+    with ThreadPoolExecutor(4) as pool:
+        got = list(pool.map(lambda i: pitch_track(clips[i % len(clips)], RATE)[1], range(28)))
+    assert all(np.array_equal(g, first[i % len(clips)], equal_nan=True) for i, g in enumerate(got))
+
+
 def test_pitch_ends_of_espeak_fragments_rise_and_statements_fall():
     """eSpeak's comma-final fragments end rising, its statements falling (the held-out voice's "Thank you
     very much." by only 0.6 st, less than the rule's fall_st: the model decides it)."""

@@ -132,13 +132,16 @@ def _one_blas_thread():
 class _Work:
     """One caller's work arrays for :func:`log_mel_features` (1.7 MB), kept between calls."""
 
-    __slots__ = ("signal", "square", "padded", "windowed", "spectrum", "power", "projected")
+    __slots__ = ("signal", "zeros", "square", "padded", "frames", "windowed", "spectrum", "power", "projected")
 
     def __init__(self) -> None:
         n = _WINDOW_S * SMART_TURN_RATE
         self.signal = np.empty(n, np.float32)  # the window, zero-padded in front
-        self.square = np.empty(n, np.float32)  # its deviations squared, for the variance
+        self.zeros = 0  # how many of its first samples are zero now (kept so: only new ones are filled)
+        self.square = np.empty(n, np.float32)  # its deviations, squared for the variance
         self.padded = np.empty(n + _N_FFT)  # normalised and centred by reflection
+        item = self.padded.itemsize  # the STFT frames: a view of it, frame k from sample k * hop on
+        self.frames = np.ndarray((n // _HOP + 1, _N_FFT), self.padded.dtype, self.padded, 0, (_HOP * item, item))
         self.windowed = np.empty((_BLOCK, _N_FFT))  # one block of frames at a time: they stay in cache
         self.spectrum = np.empty((_BLOCK, _N_FFT // 2 + 1), np.complex128)
         self.power = np.empty((_BLOCK, _N_FFT // 2 + 1))
@@ -164,6 +167,8 @@ def log_mel_features(audio: np.ndarray) -> np.ndarray:
     * A turn shorter than 8 s is zero-padded in front, and after normalisation every frame
       that lies wholly in that padding holds the same constant: one such frame is transformed
       and its mel row repeated. A 3 s turn transforms 301 frames, not 801; an 8 s turn all.
+    * Only the samples that the transformed frames read are normalised, and the zeros in
+      front stay in the work array from one call to the next (only new ones are written).
     * The STFT runs in blocks of ``_BLOCK`` frames (window, transform, power, mel projection),
       so its intermediates stay in a core's cache; with the padded signal they live in work
       arrays kept between calls (1.7 MB, was 7 MB for the whole STFT at once), a set per
@@ -182,23 +187,29 @@ def log_mel_features(audio: np.ndarray) -> np.ndarray:
         zeros = max(n - x.shape[0], 0)
         if zeros:
             sig = w.signal
-            sig[:zeros] = 0.0
+            if zeros > w.zeros:
+                sig[w.zeros : zeros] = 0.0
+            w.zeros = zeros  # before the copy: true whenever it stops
             sig[zeros:] = x
         else:
             sig = x[-n:]
         # (x - mean) / sqrt(var + 1e-7) on the float32 window with numpy's mean and var (pairwise float32
-        # sums; a float32 quotient rounds the same in float32 as in float64), the deviations computed once
-        mean = sig.mean()
-        dev = np.subtract(sig, mean, out=w.signal)
-        var = np.add.reduce(np.multiply(dev, dev, out=w.square)) / np.float32(n)
+        # sums over the whole window; a float32 quotient rounds the same in float32 as in float64)
+        mean = np.add.reduce(sig) / n  # = sig.mean(): the float32 sum over the count
+        dev = np.subtract(sig, mean, out=w.square)
+        var = np.add.reduce(np.multiply(dev, dev, out=dev)) / np.float32(n)
         scale = np.sqrt(var + 1e-7)
+        first = max(_constant_frames(zeros) - 1, 0)  # the first frame transformed; all before it are equal to it
+        # normalised from the first sample that frame reads on (frame k: padded[k * hop : k * hop + n_fft])
+        start = max(first * _HOP - half, 0)
         padded = w.padded
         core = padded[half:-half]
-        np.divide(dev, scale, out=core)  # the float32 quotient, widened into the float64 work array
-        padded[:half] = core[half:0:-1]  # centred by reflection, as np.pad(x, half, mode="reflect")
+        dev = np.subtract(sig[start:], mean, out=w.square[start:])  # again: squared in place above
+        np.divide(dev, scale, out=core[start:])  # the float32 quotient, widened into the float64 work array
+        if not start:  # centred by reflection, as np.pad(x, half, mode="reflect")
+            padded[:half] = core[half:0:-1]
         padded[-half:] = core[-2 : -half - 2 : -1]
-        first = max(_constant_frames(zeros) - 1, 0)  # the first frame transformed; all before it are equal to it
-        frames = np.lib.stride_tricks.sliding_window_view(padded, _N_FFT)[::_HOP]  # a view
+        frames = w.frames
         count = frames.shape[0]
         hann, mel_t = _hann(), _mel_matrix().T
         projected = w.projected
@@ -211,14 +222,17 @@ def log_mel_features(audio: np.ndarray) -> np.ndarray:
                 power = np.abs(spectrum, out=w.power[:m])
                 np.multiply(power, power, out=power)
                 np.matmul(power, mel_t, out=projected[b0:b1])  # (m, 80)
-        mel = np.log10(np.maximum(projected[first:-1], 1e-10))  # the last frame dropped
+        mel = projected[first:-1]  # the last frame dropped; the steps below in place
+        np.maximum(mel, 1e-10, out=mel)
+        np.log10(mel, out=mel)
+        np.maximum(mel, np.maximum.reduce(mel, axis=None) - 8.0, out=mel)
+        np.add(mel, 4.0, out=mel)
+        np.divide(mel, 4.0, out=mel)
+        out = np.empty((_N_MELS, n // _HOP), np.float32)
+        out[:, first:] = mel.T  # rounded to float32
+        out[:, :first] = out[:, first : first + 1]
     finally:
         _SCRATCH.append(w)
-    mel = np.maximum(mel, mel.max() - 8.0)
-    rows = ((mel + 4.0) / 4.0).astype(np.float32)
-    out = np.empty((_N_MELS, n // _HOP), np.float32)
-    out[:, first:] = rows.T
-    out[:, :first] = rows[0][:, None]
     return out
 
 
