@@ -130,7 +130,7 @@ def _one_blas_thread():
 
 
 class _Work:
-    """One caller's work arrays for :func:`log_mel_features` (1.7 MB), kept between calls."""
+    """One caller's work arrays for :func:`log_mel_features` (3.4 MB), kept between calls."""
 
     __slots__ = ("signal", "zeros", "square", "padded", "frames", "windowed", "spectrum", "power", "projected")
 
@@ -171,7 +171,7 @@ def log_mel_features(audio: np.ndarray) -> np.ndarray:
       front stay in the work array from one call to the next (only new ones are written).
     * The STFT runs in blocks of ``_BLOCK`` frames (window, transform, power, mel projection),
       so its intermediates stay in a core's cache; with the padded signal they live in work
-      arrays kept between calls (1.7 MB, was 7 MB for the whole STFT at once), a set per
+      arrays kept between calls (3.4 MB, was 8 MB with the whole STFT at once), a set per
       thread computing at once (taken from and returned to a free list).
     """
     n = _WINDOW_S * SMART_TURN_RATE
