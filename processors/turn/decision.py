@@ -74,12 +74,18 @@ class TurnRule:
         """
         return not (probability < self.low_p and probability < self.fall_min_p and probability < self.threshold)
 
+    def words_verdict(self, words: str | None, probability: float | None = None,
+                      pitch_st: float | None = None) -> Verdict | None:
+        """Step 1: the wait when the ``words`` stop mid-sentence, else None (no text, or it sounds finished)."""
+        why = incomplete_reason(words) if words else None
+        return None if why is None else Verdict(False, self.max_wait_ms, f"words: {why}", probability, pitch_st)
+
     def judge(self, probability: float, pitch: PitchEnd | None, words: str | None) -> Verdict:
         """Weigh the model's ``probability``, the final ``pitch`` movement and the ``words`` (None: no text)."""
         st = pitch.semitones if pitch is not None else None
-        why = incomplete_reason(words) if words else None
-        if why is not None:
-            return Verdict(False, self.max_wait_ms, f"words: {why}", probability, st)
+        by_words = self.words_verdict(words, probability, st)
+        if by_words is not None:
+            return by_words
         if st is not None and st >= self.rise_st:
             if probability >= self.threshold:
                 return Verdict(False, self.unsure_wait_ms, "rising pitch, model: complete", probability, st)
@@ -99,8 +105,8 @@ def judge_pause(rule: TurnRule, model, audio16k: np.ndarray, words: str | None) 
     Only what can change the verdict is computed (module docstring): the words first, then the
     model, then the pitch tracker when :meth:`TurnRule.pitch_matters`.
     """
-    why = incomplete_reason(words) if words else None
-    if why is not None:
-        return Verdict(False, rule.max_wait_ms, f"words: {why}", None)
+    by_words = rule.words_verdict(words)
+    if by_words is not None:
+        return by_words
     p = model.probability(audio16k)
     return rule.judge(p, final_pitch_movement(audio16k) if rule.pitch_matters(p) else None, None)
